@@ -1,0 +1,185 @@
+//! Coffer's metadata store: an embedded SQLite database with versioned migrations.
+//!
+//! The only crate that knows SQL. Every statement is a string literal with bound parameters.
+//! The database runs in WAL mode with foreign keys on: a process killed at any moment leaves it
+//! consistent (SQLite's transactions), and readers never wait for the writer.
+//!
+//! Rules that must hold under concurrency are single statements, so SQLite makes them atomic:
+//! "the first admin only while there are no users", "never remove or demote the last admin".
+
+mod audit;
+mod keys;
+mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use audit::{AuditQuery, NewAuditEntry};
+pub use keys::KeyRecord;
+pub use users::Session;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the metadata database was written by a newer Coffer (schema {0}); upgrade Coffer")]
+    NewerVersion(i64),
+    #[error("metadata database: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("metadata database migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("metadata database holds an invalid value: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Timestamps as stored: fixed-width RFC 3339 UTC, so text order is time order.
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| DbError::Corrupt(format!("time {s:?}")))
+}
+
+pub(crate) fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>> {
+    s.as_deref().map(parse_ts).transpose()
+}
+
+pub(crate) fn parse_role(s: &str) -> Result<coffer_types::Role> {
+    coffer_types::Role::from_str(s).map_err(DbError::Corrupt)
+}
+
+/// A new random opaque id.
+pub fn new_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the operating system's random number generator failed");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: SqlitePool,
+}
+
+impl Db {
+    /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    /// Refuses a database whose schema is newer than this Coffer knows.
+    pub async fn open(path: &Path) -> Result<Db> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode: a crashed process loses nothing committed; power loss may
+            // lose the last transactions but never corrupts the database.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(None);
+        if let Some(v) = applied.filter(|v| *v > known) {
+            return Err(DbError::NewerVersion(v));
+        }
+        MIGRATOR.run(&pool).await?;
+        Ok(Db { pool })
+    }
+
+    /// A cheap query proving the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn setting(&self, key: &str) -> Result<Option<coffer_types::Setting>> {
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT key, value, updated_at FROM settings WHERE key = ?1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(key, value, at)| {
+            let value = serde_json::from_str(&value)
+                .map_err(|e| DbError::Corrupt(format!("setting {key}: {e}")))?;
+            Ok(coffer_types::Setting {
+                key,
+                value,
+                updated_at: parse_ts(&at)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn put_setting(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<coffer_types::Setting> {
+        let now = Utc::now();
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(value.to_string())
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(coffer_types::Setting {
+            key: key.to_string(),
+            value: value.clone(),
+            updated_at: now,
+        })
+    }
+
+    /// A secret the server keeps for itself, created with `make` on first use.
+    pub async fn secret(&self, name: &str, make: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>> {
+        let fresh = make();
+        sqlx::query("INSERT INTO server_secrets (name, value, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(&fresh)
+            .bind(ts(Utc::now()))
+            .execute(&self.pool)
+            .await?;
+        let value: Vec<u8> = sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(value)
+    }
+
+    pub async fn replace_secret(&self, name: &str, value: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(ts(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

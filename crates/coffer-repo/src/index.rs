@@ -1,0 +1,265 @@
+//! The index: which pack holds each blob, at which offset.
+//!
+//! Index files are sealed objects ("CFIX") listing packs and their blobs; every backup writes
+//! one (or several) after its packs are stored and before its snapshot. The in-memory `Index`
+//! merges all index files. Packs condemned by a pending prune plan stay readable but are not
+//! used for deduplication, so a backup never makes a new snapshot depend on them.
+
+use std::collections::HashMap;
+
+use crate::backend::BackendErrorKind;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::pack::{self, BlobEntry, Seed};
+use crate::repo::{self, INDEX, Repository};
+use crate::wire;
+
+const MAGIC: &[u8; 4] = b"CFIX";
+
+/// One pack and its blobs, as an index file lists them.
+#[derive(Clone, Debug)]
+pub(crate) struct PackEntries {
+    pub id: Id,
+    pub seed: Seed,
+    pub blobs: Vec<BlobEntry>,
+}
+
+/// Where one blob is stored: everything needed to read and decrypt it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Location {
+    pub pack: Id,
+    pub seed: Seed,
+    pub entry: BlobEntry,
+}
+
+impl Location {
+    /// Read the blob from storage and decode it, fully checked.
+    pub fn read(&self, repo: &Repository) -> Result<Vec<u8>> {
+        let name = repo::pack_name(&self.pack);
+        let e = &self.entry;
+        let stored = match repo
+            .backend()
+            .read_range(&name, e.offset as u64, e.length as u64)
+        {
+            Ok(s) => s,
+            Err(err) if err.is_not_found() => {
+                let detail = format!("the pack is missing (needed for blob {})", e.id.short());
+                return Err(Error::damaged(&name, detail));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        pack::decode_blob(repo, &self.pack, &self.seed, e, stored)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PackRef {
+    pub id: Id,
+    pub seed: Seed,
+    pub condemned: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct BlobLoc {
+    pack: u32,
+    entry: BlobEntry,
+}
+
+#[derive(Default)]
+pub struct Index {
+    packs: Vec<PackRef>,
+    pack_pos: HashMap<Id, u32>,
+    blobs: HashMap<Id, BlobLoc>,
+    /// Index files that were read.
+    pub(crate) files: Vec<Id>,
+    /// Index files that could not be read, with why.
+    pub(crate) damaged: Vec<Error>,
+}
+
+pub(crate) fn encode_file(packs: &[PackEntries]) -> Vec<u8> {
+    let n: usize = packs.iter().map(|p| 60 + p.blobs.len() * 46).sum();
+    let mut w = wire::Writer::with_capacity(5 + n);
+    w.u8(1);
+    w.u32(packs.len() as u32);
+    for p in packs {
+        w.id(&p.id);
+        w.buf.extend_from_slice(&p.seed);
+        w.u32(p.blobs.len() as u32);
+        for b in &p.blobs {
+            b.encode(&mut w);
+        }
+    }
+    w.buf
+}
+
+fn decode_file(data: &[u8]) -> Option<Vec<PackEntries>> {
+    let mut r = wire::Reader::new(data);
+    if r.u8()? != 1 {
+        return None;
+    }
+    let n = r.count(60)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = r.id()?;
+        let seed: Seed = r.take(24)?.try_into().ok()?;
+        let m = r.count(46)?;
+        let mut blobs = Vec::with_capacity(m);
+        for _ in 0..m {
+            blobs.push(BlobEntry::decode(&mut r)?);
+        }
+        out.push(PackEntries { id, seed, blobs });
+    }
+    r.is_empty().then_some(out)
+}
+
+/// Store an index file for `packs`; returns its id and stored size.
+pub(crate) fn write_file(repo: &Repository, packs: &[PackEntries]) -> Result<(Id, u64)> {
+    repo.write_object(INDEX, MAGIC, encode_file(packs))
+}
+
+pub(crate) fn read_file(repo: &Repository, id: &Id) -> Result<Vec<PackEntries>> {
+    let data = repo.read_object(INDEX, id, MAGIC)?;
+    decode_file(&data)
+        .ok_or_else(|| Error::damaged(repo::object_name(INDEX, id), "its content is malformed"))
+}
+
+impl Index {
+    /// Load every index file; packs named in pending prune plans are marked condemned.
+    /// Damaged index files are recorded in `damaged`, not fatal: their packs can still be found
+    /// by `add_unindexed_packs`.
+    pub fn load(repo: &Repository) -> Result<Index> {
+        let condemned = crate::prune::condemned_packs(repo)?;
+        let mut index = Index::default();
+        for f in repo.backend().list(INDEX)? {
+            let Some(id) = repo::id_of_name(&f.name) else {
+                continue;
+            };
+            match read_file(repo, &id) {
+                Ok(packs) => {
+                    index.files.push(id);
+                    for p in packs {
+                        index.add_pack(&p, condemned.contains(&p.id));
+                    }
+                }
+                // Deleted by a concurrent prune after we listed it: its packs are in a newer file.
+                Err(Error::Backend(e)) if e.kind == BackendErrorKind::NotFound => {}
+                Err(e) if e.is_damage() => index.damaged.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(index)
+    }
+
+    pub(crate) fn add_pack(&mut self, p: &PackEntries, condemned: bool) {
+        let pos = match self.pack_pos.get(&p.id) {
+            Some(&pos) => pos,
+            None => {
+                let pos = self.packs.len() as u32;
+                self.packs.push(PackRef {
+                    id: p.id,
+                    seed: p.seed,
+                    condemned,
+                });
+                self.pack_pos.insert(p.id, pos);
+                pos
+            }
+        };
+        for b in &p.blobs {
+            let loc = BlobLoc {
+                pack: pos,
+                entry: *b,
+            };
+            match self.blobs.get(&b.id) {
+                // Prefer a location that is not about to be deleted.
+                Some(old) if !self.packs[old.pack as usize].condemned || condemned => {}
+                _ => {
+                    self.blobs.insert(b.id, loc);
+                }
+            }
+        }
+    }
+
+    /// Where the blob is stored, for reading.
+    pub(crate) fn lookup(&self, id: &Id) -> Option<Location> {
+        self.blobs.get(id).map(|l| {
+            let p = &self.packs[l.pack as usize];
+            Location {
+                pack: p.id,
+                seed: p.seed,
+                entry: l.entry,
+            }
+        })
+    }
+
+    /// True when a backup may reuse the stored blob instead of storing it again.
+    pub fn has_blob(&self, id: &Id) -> bool {
+        self.blobs
+            .get(id)
+            .is_some_and(|l| !self.packs[l.pack as usize].condemned)
+    }
+
+    pub(crate) fn packs(&self) -> &[PackRef] {
+        &self.packs
+    }
+
+    pub(crate) fn has_pack(&self, id: &Id) -> bool {
+        self.pack_pos.contains_key(id)
+    }
+
+    /// Every blob of every indexed pack, grouped by pack.
+    pub(crate) fn pack_contents(&self) -> HashMap<Id, Vec<BlobEntry>> {
+        let mut m: HashMap<Id, Vec<BlobEntry>> = HashMap::new();
+        for l in self.blobs.values() {
+            m.entry(self.packs[l.pack as usize].id)
+                .or_default()
+                .push(l.entry);
+        }
+        m
+    }
+
+    /// Read the trailers of packs that no readable index file lists (after index damage or an
+    /// interrupted backup) and add them. Returns how many packs were added.
+    pub(crate) fn add_unindexed_packs(&mut self, repo: &Repository) -> Result<usize> {
+        let condemned = crate::prune::condemned_packs(repo)?;
+        let mut added = 0;
+        for (id, size) in repo::list_packs(repo)? {
+            if self.has_pack(&id) {
+                continue;
+            }
+            if let Ok((seed, blobs)) = read_trailer(repo, &repo::pack_name(&id), size) {
+                self.add_pack(&PackEntries { id, seed, blobs }, condemned.contains(&id));
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+}
+
+/// Read only the header and trailer of a pack (three small range reads).
+pub(crate) fn read_trailer(
+    repo: &Repository,
+    name: &str,
+    size: u64,
+) -> Result<(Seed, Vec<BlobEntry>)> {
+    let bad = || Error::damaged(name, "it is not a complete pack");
+    let head_len = pack::header_len(repo) as u64;
+    if size < head_len + 8 {
+        return Err(bad());
+    }
+    let head = repo.backend().read_range(name, 0, head_len)?;
+    let foot: [u8; 8] = repo
+        .backend()
+        .read_range(name, size - 8, 8)?
+        .try_into()
+        .map_err(|_| bad())?;
+    let tlen = pack::trailer_len(name, &foot)? as u64;
+    if tlen + 8 + head_len > size {
+        return Err(bad());
+    }
+    let tstart = size - 8 - tlen;
+    let trailer = repo.backend().read_range(name, tstart, tlen)?;
+    if trailer.len() as u64 != tlen {
+        return Err(bad());
+    }
+    pack::parse_trailer(repo, name, &head, &trailer, tstart as usize)
+}

@@ -1,0 +1,140 @@
+//! Coffer's storage engine: content-defined chunking, deduplication, compression, encryption,
+//! packs, index, snapshots; backup, restore, dump, verify, forget and prune; storage backends
+//! behind one trait. No HTTP, no SQL, no processes: callers hand it paths and byte streams.
+//!
+//! # On-disk format (version 1; full specification in docs/repository-format.md)
+//!
+//! ```text
+//! config                      JSON: id, encrypted, chunker parameters, pack size; checksum (+ MAC)
+//! keys/<id>                   JSON: the master key wrapped by an argon2id-derived key
+//! data/<xx>/<pack id>         packs of blobs; id = BLAKE3 of the whole pack
+//! index/<id>                  sealed: which pack holds each blob; id = BLAKE3 of the object
+//! snapshots/<id>              sealed JSON: root tree, archive checksum, sizes; id = BLAKE3
+//! locks/<random id>           sealed JSON: who is using the repository
+//! prune/<random id>           sealed JSON: packs condemned by prune, and whom they wait for
+//! ```
+//!
+//! **Architecture Invariant:** objects other than locks and prune plans are written once and
+//! never modified. A backup writes packs, then the index files that list them, then the
+//! snapshot: an interrupted backup leaves only data nobody references, which prune removes.
+//!
+//! **Architecture Invariant:** the archive checksum recorded in a snapshot is the SHA-256 of the
+//! exact bytes `dump` produces from the repository; backup computes it with the same header
+//! code (`archive::entry_header`) as dump, in the same order.
+//!
+//! # Locking table
+//!
+//! Locks never make an operation wait, except prune against prune. They let prune know who
+//! might still need data it is about to delete.
+//!
+//! | running ↓ / starting → | backup | restore, dump, verify | forget | prune |
+//! |---|---|---|---|---|
+//! | backup                 | yes    | yes                   | yes    | yes: packs condemned after the backup started are deleted only once it has ended |
+//! | restore, dump, verify  | yes    | yes                   | yes    | yes: same rule |
+//! | forget                 | yes    | yes                   | yes    | yes (prune keeps what a snapshot it listed needs) |
+//! | prune                  | yes    | yes                   | yes    | no: `Error::Locked` |
+//!
+//! Stale locks (process gone, or not refreshed for 30 minutes on another host) are ignored
+//! and removed, so a crash never blocks anything.
+
+pub mod archive;
+pub mod backend;
+mod backup;
+mod chunker;
+mod compress;
+mod crypto;
+mod error;
+pub mod forget;
+mod id;
+mod index;
+mod lock;
+mod pack;
+pub mod prune;
+mod reader;
+mod repo;
+pub mod restore;
+pub mod sha256;
+pub mod snapshot;
+mod tree;
+pub mod verify;
+mod wire;
+
+use std::io::Write;
+
+pub use archive::Damage;
+pub use backend::{Backend, BackendError, BackendErrorKind, Location, S3Options};
+pub use backup::{
+    BackupCounts, BackupItem, BackupOptions, BackupSummary, ParentChoice, Progress, Source, backup,
+};
+pub use chunker::ChunkerParams;
+pub use crypto::{KdfParams, MasterKey};
+pub use error::{Error, Result};
+pub use forget::{GroupBy, RetentionPolicy};
+pub use id::Id;
+pub use lock::{LockGuard, LockInfo, LockKind, acquire as lock};
+pub use repo::{Config, FORMAT_VERSION, InitOptions, KeyExport, Repository, Secret};
+pub use snapshot::Snapshot;
+pub use tree::{Content, Node, NodeKind, Tree};
+
+/// What `dump` wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DumpSummary {
+    pub snapshot_id: Id,
+    pub size_bytes: u64,
+    pub checksum: String,
+}
+
+/// Write the canonical archive of a snapshot to `out`, and check that it hashes to the
+/// snapshot's recorded checksum. Damaged or missing data is an error, never silent zeros.
+pub fn dump(repo: &Repository, snapshot_id: &Id, out: &mut dyn Write) -> Result<DumpSummary> {
+    let _lock = lock::acquire(repo, LockKind::Read)?;
+    let snap = snapshot::load(repo, snapshot_id)?;
+    let mut index = index::Index::load(repo)?;
+    if !index.damaged.is_empty() {
+        index.add_unindexed_packs(repo)?;
+    }
+    let reader = reader::BlobReader::new(repo, &index);
+    struct Tee<'a> {
+        out: &'a mut dyn Write,
+        sha: sha256::Sha256,
+    }
+    impl Write for Tee<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.out.write(buf)?;
+            self.sha.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.out.flush()
+        }
+    }
+    let mut tee = Tee {
+        out,
+        sha: sha256::Sha256::new(),
+    };
+    let size = archive::write_archive(&reader, &snap.tree, &mut tee, None)?;
+    tee.flush().map_err(|e| Error::io("output", e))?;
+    let checksum = tee.sha.finalize_hex();
+    if checksum != snap.checksum || size != snap.size_bytes {
+        return Err(Error::damaged(
+            repo::object_name(repo::SNAPSHOTS, snapshot_id),
+            format!(
+                "checksum mismatch: the archive hashes to {checksum}, the snapshot recorded {}",
+                snap.checksum
+            ),
+        ));
+    }
+    Ok(DumpSummary {
+        snapshot_id: *snapshot_id,
+        size_bytes: size,
+        checksum,
+    })
+}
+
+/// Locks held right now by live processes.
+pub fn live_locks(repo: &Repository) -> Result<Vec<LockInfo>> {
+    Ok(lock::live_locks(repo)?
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect())
+}

@@ -1,0 +1,501 @@
+//! Restore a snapshot (or part of it) into a directory.
+//!
+//! The calling thread walks the snapshot's trees, creating directories, symlinks and special
+//! files; regular files are written by a pool of workers (reading, decrypting and decompressing
+//! blobs in parallel). Hard links are made once the workers are done, directory metadata last.
+//!
+//! Safety rules:
+//! - Every name comes from a validated tree (one path component, never "." or ".."), and paths
+//!   are only ever built by joining such names under the target: nothing lands outside it.
+//! - Nothing is written through a symlink: an existing symlink or file where a directory must be
+//!   is removed first; files are written to a fresh temporary name (`O_EXCL | O_NOFOLLOW`) and
+//!   renamed into place, which replaces whatever was there.
+//! - A file whose data is damaged or missing is not written at all; it is reported by name and
+//!   the rest of the restore goes on. The caller turns any such report into a failure.
+//! - Holes of sparse files are skipped, not written, so they stay holes.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use serde::Serialize;
+
+use crate::archive::Damage;
+use crate::backup::Progress;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::Index;
+use crate::lock::{self, LockKind};
+use crate::reader::BlobReader;
+use crate::repo::Repository;
+use crate::snapshot;
+use crate::tree::{Content, Node, NodeKind, valid_name};
+
+#[derive(Debug, Default)]
+pub struct RestoreOptions {
+    /// Restore only these paths of the snapshot (and what is below them). Empty: everything.
+    pub include: Vec<String>,
+    pub progress: Option<Arc<Progress>>,
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RestoreSummary {
+    pub snapshot_id: Id,
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    pub bytes: u64,
+    /// Files not restored because their data is damaged or missing.
+    pub damaged: Vec<Damage>,
+    pub warnings: Vec<String>,
+    pub duration_ms: u64,
+}
+
+/// Parse an include path (`home/me/docs`, `/home/me/docs/`) into tree components.
+fn include_components(s: &str) -> Result<Vec<Vec<u8>>> {
+    let parts: Vec<Vec<u8>> = s
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(|c| c.as_bytes().to_vec())
+        .collect();
+    if parts.is_empty() || parts.iter().any(|c| !valid_name(c)) {
+        return Err(Error::Invalid(format!(
+            "{s:?} is not a path inside the snapshot"
+        )));
+    }
+    Ok(parts)
+}
+
+enum Selection {
+    /// Restore this node and everything below.
+    All,
+    /// Only a way to something included further down.
+    Ancestor,
+    Skip,
+}
+
+/// A regular file for the workers.
+struct FileJob {
+    node: Node,
+    dest: PathBuf,
+    /// Path inside the snapshot, for reports.
+    path: String,
+}
+
+/// What workers and the walker report, shared between them.
+struct Shared {
+    as_root: bool,
+    files: AtomicU64,
+    bytes: AtomicU64,
+    damaged: Mutex<Vec<Damage>>,
+    warnings: Mutex<Vec<String>>,
+    /// The first error that stops the restore.
+    failure: Mutex<Option<Error>>,
+    stop: AtomicBool,
+    progress: Option<Arc<Progress>>,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Shared {
+    fn warn(&self, msg: String) {
+        self.warnings.lock().expect("warnings").push(msg);
+    }
+
+    fn fail(&self, e: Error) {
+        self.failure.lock().expect("failure").get_or_insert(e);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            || self
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// Restore `snapshot` into `target`.
+pub fn restore(
+    repo: &Repository,
+    snapshot_id: &Id,
+    target: &Path,
+    opts: RestoreOptions,
+) -> Result<RestoreSummary> {
+    let started = std::time::Instant::now();
+    let _lock = lock::acquire(repo, LockKind::Read)?;
+    let snap = snapshot::load(repo, snapshot_id)?;
+    let mut index = Index::load(repo)?;
+    if !index.damaged.is_empty() {
+        index.add_unindexed_packs(repo)?;
+    }
+    let reader = BlobReader::new(repo, &index);
+    let include = opts
+        .include
+        .iter()
+        .map(|s| include_components(s))
+        .collect::<Result<Vec<_>>>()?;
+    fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    if !fs::symlink_metadata(target)
+        .map_err(|e| Error::io(target, e))?
+        .is_dir()
+    {
+        return Err(Error::Invalid(format!(
+            "{}: the restore target is not a directory",
+            target.display()
+        )));
+    }
+    let shared = Shared {
+        as_root: rustix::process::geteuid().is_root(),
+        files: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        damaged: Mutex::new(vec![]),
+        warnings: Mutex::new(vec![]),
+        failure: Mutex::new(None),
+        stop: AtomicBool::new(false),
+        progress: opts.progress,
+        cancel: opts.cancel.clone(),
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
+    let mut walker = Walker {
+        reader: &reader,
+        include,
+        shared: &shared,
+        jobs: None,
+        links: HashMap::new(),
+        pending_links: vec![],
+        dirs: vec![],
+        dirs_restored: 0,
+        other: 0,
+    };
+    std::thread::scope(|s| {
+        let (tx, rx) = bounded::<FileJob>(workers * 4);
+        for _ in 0..workers {
+            let (rx, reader, shared) = (rx.clone(), &reader, &shared);
+            s.spawn(move || worker(reader, shared, rx));
+        }
+        walker.jobs = Some(tx);
+        if let Err(e) = walker.restore_tree(&snap.tree, target, &mut vec![]) {
+            shared.fail(e);
+        }
+        // Closing the queue lets the workers finish what is queued and stop.
+        walker.jobs = None;
+    });
+    if let Some(e) = shared.failure.lock().expect("failure").take() {
+        return Err(e);
+    }
+    if shared.stopped() {
+        return Err(Error::Interrupted);
+    }
+    // Hard links need their first name in place.
+    for (first, dest) in std::mem::take(&mut walker.pending_links) {
+        clear_for(&dest)?;
+        match fs::hard_link(&first, &dest) {
+            Ok(()) => {
+                shared.files.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => shared.warn(format!(
+                "{}: not restored as a hard link of {}: {e}",
+                dest.display(),
+                first.display()
+            )),
+        }
+    }
+    while let Some((path, node)) = walker.dirs.pop() {
+        set_metadata(&path, &node, None, &shared);
+    }
+    let (dirs, other) = (walker.dirs_restored, walker.other);
+    Ok(RestoreSummary {
+        snapshot_id: *snapshot_id,
+        files: shared.files.load(Ordering::Relaxed),
+        dirs,
+        other,
+        bytes: shared.bytes.load(Ordering::Relaxed),
+        damaged: shared.damaged.into_inner().expect("damaged"),
+        warnings: shared.warnings.into_inner().expect("warnings"),
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Walks the trees on the calling thread.
+struct Walker<'a> {
+    reader: &'a BlobReader<'a>,
+    include: Vec<Vec<Vec<u8>>>,
+    shared: &'a Shared,
+    jobs: Option<Sender<FileJob>>,
+    /// First destination of each hard-linked inode, and the links to make afterwards.
+    links: HashMap<(u64, u64), PathBuf>,
+    pending_links: Vec<(PathBuf, PathBuf)>,
+    /// Directories whose metadata is set once their contents are in place (deepest last).
+    dirs: Vec<(PathBuf, Node)>,
+    dirs_restored: u64,
+    other: u64,
+}
+
+impl Walker<'_> {
+    fn select(&self, path: &[Vec<u8>]) -> Selection {
+        if self.include.is_empty() {
+            return Selection::All;
+        }
+        let mut sel = Selection::Skip;
+        for inc in &self.include {
+            if path.starts_with(inc) {
+                return Selection::All;
+            }
+            if inc.starts_with(path) {
+                sel = Selection::Ancestor;
+            }
+        }
+        sel
+    }
+
+    fn restore_tree(&mut self, tree_id: &Id, dir: &Path, apath: &mut Vec<Vec<u8>>) -> Result<()> {
+        let tree = self.reader.tree(tree_id)?;
+        for node in &tree.nodes {
+            if self.shared.stopped() {
+                return Ok(());
+            }
+            apath.push(node.name.clone());
+            let dest = dir.join(std::ffi::OsStr::from_bytes(&node.name));
+            let result = match self.select(apath) {
+                Selection::Skip => Ok(()),
+                Selection::Ancestor if node.kind != NodeKind::Dir => Ok(()),
+                _ => self.restore_node(node, &dest, apath),
+            };
+            apath.pop();
+            result?;
+        }
+        Ok(())
+    }
+
+    fn restore_node(&mut self, node: &Node, dest: &Path, apath: &mut Vec<Vec<u8>>) -> Result<()> {
+        match node.kind {
+            NodeKind::Dir => {
+                match fs::symlink_metadata(dest) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        remove_any(dest)?;
+                        make_dir(dest)?;
+                    }
+                    Err(_) => make_dir(dest)?,
+                }
+                self.dirs_restored += 1;
+                self.dirs.push((dest.to_path_buf(), node.clone()));
+                self.restore_tree(&node.subtree.expect("validated at decode"), dest, apath)
+            }
+            NodeKind::File => {
+                if node.is_hardlink_candidate() {
+                    let key = (node.dev, node.inode);
+                    if let Some(first) = self.links.get(&key) {
+                        self.pending_links.push((first.clone(), dest.to_path_buf()));
+                        return Ok(());
+                    }
+                    self.links.insert(key, dest.to_path_buf());
+                }
+                let path = apath
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(c))
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let job = FileJob {
+                    node: node.clone(),
+                    dest: dest.to_path_buf(),
+                    path,
+                };
+                // A closed queue means the workers stopped on an error, reported by them.
+                let _ = self.jobs.as_ref().expect("restore running").send(job);
+                Ok(())
+            }
+            NodeKind::Symlink => {
+                clear_for(dest)?;
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&node.target), dest)
+                    .map_err(|e| Error::io(dest, e))?;
+                self.other += 1;
+                set_metadata(dest, node, None, self.shared);
+                Ok(())
+            }
+            NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
+                clear_for(dest)?;
+                let ft = match node.kind {
+                    NodeKind::Fifo => rustix::fs::FileType::Fifo,
+                    NodeKind::CharDevice => rustix::fs::FileType::CharacterDevice,
+                    _ => rustix::fs::FileType::BlockDevice,
+                };
+                let mode = rustix::fs::Mode::from_raw_mode(node.mode);
+                match rustix::fs::mknodat(rustix::fs::CWD, dest, ft, mode, node.rdev) {
+                    Ok(()) => {
+                        self.other += 1;
+                        set_metadata(dest, node, None, self.shared);
+                    }
+                    Err(e) => self
+                        .shared
+                        .warn(format!("{}: not created: {e}", dest.display())),
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn worker(reader: &BlobReader, shared: &Shared, jobs: Receiver<FileJob>) {
+    for job in jobs {
+        if shared.stopped() {
+            continue; // drain the queue so the walker never blocks
+        }
+        if let Err(e) = restore_file(reader, shared, &job) {
+            shared.fail(e);
+        }
+    }
+}
+
+/// Write one file to a temporary name next to its destination, then rename it into place.
+fn restore_file(reader: &BlobReader, shared: &Shared, job: &FileJob) -> Result<()> {
+    let (node, dest) = (&job.node, &job.dest);
+    let dir = dest.parent().expect("restored files have a parent");
+    let mut rnd = [0u8; 8];
+    crate::crypto::fill_random(&mut rnd);
+    let tmp = dir.join(format!(".coffer-restore-{}", hex::encode(rnd)));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    if let Err(e) = write_content(reader, shared, &mut f, node, &tmp) {
+        drop(f);
+        let _ = fs::remove_file(&tmp);
+        if !e.is_damage() {
+            return Err(e);
+        }
+        shared.damaged.lock().expect("damaged").push(Damage {
+            file: job.path.clone(),
+            error: e.to_string(),
+        });
+        return Ok(());
+    }
+    set_metadata(&tmp, node, Some(&f), shared);
+    drop(f);
+    if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
+        remove_any(dest)?;
+    }
+    fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))?;
+    shared.files.fetch_add(1, Ordering::Relaxed);
+    shared.bytes.fetch_add(node.size, Ordering::Relaxed);
+    if let Some(p) = &shared.progress {
+        p.files.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn write_content(
+    reader: &BlobReader,
+    shared: &Shared,
+    f: &mut File,
+    node: &Node,
+    path: &Path,
+) -> Result<()> {
+    let io = |e| Error::io(path, e);
+    for c in &node.content {
+        if shared.stopped() {
+            return Err(Error::Interrupted);
+        }
+        match c {
+            Content::Hole { len } => {
+                f.seek(SeekFrom::Current(*len as i64)).map_err(io)?;
+            }
+            Content::Chunk { id, len } => {
+                let data = reader.chunk(id, *len)?;
+                f.write_all(&data).map_err(io)?;
+                if let Some(p) = &shared.progress {
+                    p.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    // Extends a trailing hole without writing it.
+    f.set_len(node.size).map_err(io)?;
+    Ok(())
+}
+
+/// Owner (as root), extended attributes, mode and times; problems become warnings.
+fn set_metadata(path: &Path, node: &Node, open: Option<&File>, shared: &Shared) {
+    if shared.as_root
+        && let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
+    {
+        shared.warn(format!("{}: owner not restored: {e}", path.display()));
+    }
+    for (k, v) in &node.xattrs {
+        if let Err(e) = xattr::set(path, std::ffi::OsStr::from_bytes(k), v) {
+            let name = String::from_utf8_lossy(k);
+            shared.warn(format!(
+                "{}: extended attribute {name} not restored: {e}",
+                path.display()
+            ));
+        }
+    }
+    if node.kind != NodeKind::Symlink {
+        let perm = fs::Permissions::from_mode(node.mode);
+        let res = match open {
+            Some(f) => f.set_permissions(perm),
+            None => fs::set_permissions(path, perm),
+        };
+        if let Err(e) = res {
+            shared.warn(format!("{}: mode not restored: {e}", path.display()));
+        }
+    }
+    let ts = rustix::time::Timespec {
+        tv_sec: node.mtime.0,
+        tv_nsec: node.mtime.1 as _,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: ts,
+        last_modification: ts,
+    };
+    if let Err(e) = rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    ) {
+        shared.warn(format!(
+            "{}: modification time not restored: {e}",
+            path.display()
+        ));
+    }
+}
+
+fn make_dir(p: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .create(p)
+        .map_err(|e| Error::io(p, e))?;
+    // Owner-writable until the final mode is applied after the contents (modes like 0555).
+    fs::set_permissions(p, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(p, e))
+}
+
+/// Make room for a non-directory at `p`: remove whatever is there.
+fn clear_for(p: &Path) -> Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(_) => remove_any(p),
+        Err(_) => Ok(()),
+    }
+}
+
+fn remove_any(p: &Path) -> Result<()> {
+    let m = fs::symlink_metadata(p).map_err(|e| Error::io(p, e))?;
+    let r = if m.is_dir() {
+        fs::remove_dir_all(p)
+    } else {
+        fs::remove_file(p)
+    };
+    r.map_err(|e| Error::io(p, e))
+}

@@ -1,0 +1,349 @@
+//! Round-trip properties: random trees and streams → backup → restore and dump → identical.
+//! The archive is also extracted by an independent tar implementation (GNU tar).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use coffer_repo::restore::{RestoreOptions, restore};
+use coffer_repo::{
+    BackupItem, BackupOptions, InitOptions, KdfParams, Location, Repository, Source, backup, dump,
+};
+use coffer_testkit::{PASSWORD, assert_same_tree, seeded, tempdir};
+use proptest::prelude::*;
+use sha2::Digest;
+
+fn new_repo(dir: &Path, encrypted: bool) -> Repository {
+    let backend = Location::Local(dir.to_path_buf()).open(None).unwrap();
+    let opts = InitOptions {
+        kdf: KdfParams {
+            m_cost: 8,
+            t_cost: 1,
+            p_cost: 1,
+        },
+        ..Default::default()
+    };
+    Repository::init(backend, encrypted.then_some(PASSWORD), opts).unwrap()
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    File {
+        size: usize,
+        seeds: Vec<u8>,
+        mode: u32,
+    },
+    Symlink(String),
+    EmptyDir,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    dirs: Vec<String>,
+    name: String,
+    kind: Kind,
+}
+
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z]{1,6}",
+        "[A-Za-z0-9 ._-]{1,12}",
+        Just("ünïcødé ✓".to_string()),
+        Just("new\nline".to_string()),
+        Just("x".repeat(130)),
+    ]
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    let kind = prop_oneof![
+        6 => (prop_oneof![Just(0usize), 1usize..2000, 2000usize..400_000], proptest::collection::vec(0u8..4, 1..4),
+              prop_oneof![Just(0o644u32), Just(0o600), Just(0o755), Just(0o400), Just(0o000), Just(0o777)])
+            .prop_map(|(size, seeds, mode)| Kind::File { size, seeds, mode }),
+        1 => name().prop_map(Kind::Symlink),
+        1 => Just(Kind::EmptyDir),
+    ];
+    (
+        proptest::collection::vec(prop_oneof!["[a-c]", name()], 0..3),
+        name(),
+        kind,
+    )
+        .prop_map(|(dirs, name, kind)| Entry { dirs, name, kind })
+}
+
+/// Content built from a few shared blocks, so that files deduplicate against each other.
+fn content(size: usize, seeds: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size);
+    let mut i = 0;
+    while out.len() < size {
+        let block = seeded(
+            64 * 1024 + 7 * seeds[i % seeds.len()] as usize,
+            &format!("block {}", seeds[i % seeds.len()]),
+        );
+        out.extend_from_slice(&block[..block.len().min(size - out.len())]);
+        i += 1;
+    }
+    out
+}
+
+/// Create the entries; those that collide with an earlier entry are skipped.
+fn materialize(root: &Path, entries: &[Entry]) {
+    std::fs::create_dir_all(root).unwrap();
+    for e in entries {
+        let mut dir = root.to_path_buf();
+        let mut ok = true;
+        for d in &e.dirs {
+            dir.push(d);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => ok = false,
+                Err(_) => std::fs::create_dir(&dir).unwrap(),
+            }
+            if !ok {
+                break;
+            }
+        }
+        let p = dir.join(&e.name);
+        if !ok || std::fs::symlink_metadata(&p).is_ok() {
+            continue;
+        }
+        match &e.kind {
+            Kind::File { size, seeds, mode } => {
+                std::fs::write(&p, content(*size, seeds)).unwrap();
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+            }
+            Kind::Symlink(t) => std::os::unix::fs::symlink(t, &p).unwrap(),
+            Kind::EmptyDir => std::fs::create_dir(&p).unwrap(),
+        }
+    }
+}
+
+/// Extract an archive with GNU tar, the reader most users pipe `coffer dump` into.
+fn gnu_tar_extract(archive: &[u8], into: &Path) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("tar")
+        .args([
+            "--extract",
+            "--xattrs",
+            "--numeric-owner",
+            "--preserve-permissions",
+            "--file",
+            "-",
+            "--directory",
+        ])
+        .arg(into)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("GNU tar is installed");
+    child.stdin.take().unwrap().write_all(archive).unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "GNU tar rejected the archive"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn trees_round_trip(entries in proptest::collection::vec(entry(), 0..30), encrypted in any::<bool>()) {
+        let dir = tempdir().unwrap();
+        let src = dir.path().join("src");
+        materialize(&src, &entries);
+        let repo = new_repo(&dir.path().join("repo"), encrypted);
+        let s = backup(&repo, vec![BackupItem::path(&src).unwrap()], BackupOptions::default()).unwrap();
+        prop_assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+
+        let target = dir.path().join("restored");
+        let r = restore(&repo, &s.snapshot_id, &target, RestoreOptions::default()).unwrap();
+        prop_assert!(r.damaged.is_empty());
+        assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+
+        let mut archive = vec![];
+        let d = dump(&repo, &s.snapshot_id, &mut archive).unwrap();
+        prop_assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), s.checksum.clone());
+        prop_assert_eq!(archive.len() as u64, s.size_bytes);
+        prop_assert_eq!(d.checksum, s.checksum.clone());
+        let unpacked = tempdir().unwrap();
+        gnu_tar_extract(&archive, unpacked.path());
+        assert_same_tree(&src, &unpacked.path().join(src.strip_prefix("/").unwrap()));
+
+        // Backed up twice under a name (no ancestors from disk), an unchanged tree reads nothing
+        // the second time and yields the very same archive.
+        let named = || vec![BackupItem::named("data", Source::Path(src.clone())).unwrap()];
+        let first = backup(&repo, named(), BackupOptions::default()).unwrap();
+        let again = backup(&repo, named(), BackupOptions::default()).unwrap();
+        prop_assert_eq!(again.counts.bytes_read, 0);
+        prop_assert_eq!(again.archive_bytes_hashed, 0, "an unchanged archive is not hashed again");
+        prop_assert_eq!(&again.checksum, &first.checksum);
+        let mut archive = vec![];
+        dump(&repo, &again.snapshot_id, &mut archive).unwrap();
+        prop_assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), again.checksum);
+    }
+
+    #[test]
+    fn streams_round_trip(size in prop_oneof![Just(0usize), 1usize..100, 100usize..3_000_000], seeds in proptest::collection::vec(0u8..4, 1..4)) {
+        let dir = tempdir().unwrap();
+        let repo = new_repo(&dir.path().join("repo"), true);
+        let data = content(size, &seeds);
+        let item = BackupItem::named("db/dump.sql", Source::Stream(Box::new(std::io::Cursor::new(data.clone())))).unwrap();
+        let s = backup(&repo, vec![item], BackupOptions::default()).unwrap();
+        let mut archive = vec![];
+        dump(&repo, &s.snapshot_id, &mut archive).unwrap();
+        prop_assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), s.checksum);
+        let unpacked = tempdir().unwrap();
+        gnu_tar_extract(&archive, unpacked.path());
+        prop_assert_eq!(std::fs::read(unpacked.path().join("db/dump.sql")).unwrap(), data.clone());
+        let target = dir.path().join("out");
+        restore(&repo, &s.snapshot_id, &target, RestoreOptions::default()).unwrap();
+        prop_assert_eq!(std::fs::read(target.join("db/dump.sql")).unwrap(), data);
+    }
+}
+
+#[test]
+fn incremental_backup_reads_only_changed_files_and_hashes_correctly() {
+    let dir = tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..50 {
+        std::fs::write(
+            src.join(format!("d/f{i:02}")),
+            seeded(20_000 + i * 1000, &format!("f{i}")),
+        )
+        .unwrap();
+    }
+    let repo = new_repo(&dir.path().join("repo"), true);
+    let item = || vec![BackupItem::path(&src).unwrap()];
+    let first = backup(&repo, item(), BackupOptions::default()).unwrap();
+    assert_eq!(first.counts.files_new, 50);
+
+    // Change one file in the middle, add one, remove one.
+    std::fs::write(src.join("d/f25"), b"changed").unwrap();
+    std::fs::write(src.join("d/new"), b"new file").unwrap();
+    std::fs::remove_file(src.join("d/f40")).unwrap();
+    let second = backup(&repo, item(), BackupOptions::default()).unwrap();
+    assert_eq!(
+        (
+            second.counts.files_new,
+            second.counts.files_changed,
+            second.counts.files_unchanged
+        ),
+        (1, 1, 48)
+    );
+    assert_eq!(second.counts.bytes_read, 7 + 8);
+    assert_eq!(second.parent, Some(first.snapshot_id));
+    let mut archive = vec![];
+    dump(&repo, &second.snapshot_id, &mut archive).unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), second.checksum);
+}
+
+#[test]
+fn files_changing_during_the_backup_are_warnings_and_the_archive_stays_consistent() {
+    let dir = tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..200 {
+        std::fs::write(
+            src.join(format!("f{i:03}")),
+            seeded(200_000, &format!("v{i}")),
+        )
+        .unwrap();
+    }
+    let repo = new_repo(&dir.path().join("repo"), false);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (src, stop) = (src.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let i = n % 200;
+                let p = src.join(format!("f{i:03}"));
+                if n.is_multiple_of(3) {
+                    let _ = std::fs::remove_file(&p);
+                } else {
+                    let _ = std::fs::write(&p, seeded((n % 7) as usize * 50_000, &format!("w{n}")));
+                }
+                n += 1;
+            }
+        })
+    };
+    let s = backup(
+        &repo,
+        vec![BackupItem::path(&src).unwrap()],
+        BackupOptions::default(),
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let s = s.expect("a changing source is not a failure");
+    let mut archive = vec![];
+    dump(&repo, &s.snapshot_id, &mut archive).unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), s.checksum);
+    let report = coffer_repo::verify::verify(&repo, &Default::default()).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+}
+
+#[test]
+fn chunks_larger_than_the_read_window_work() {
+    let dir = tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let data = seeded(40 * 1024 * 1024, "large chunks");
+    std::fs::write(src.join("big"), &data).unwrap();
+    let backend = Location::Local(dir.path().join("repo")).open(None).unwrap();
+    let chunker = coffer_repo::ChunkerParams {
+        min: 1 << 20,
+        avg: 4 << 20,
+        max: 16 << 20,
+    };
+    let opts = InitOptions {
+        chunker,
+        kdf: KdfParams {
+            m_cost: 8,
+            t_cost: 1,
+            p_cost: 1,
+        },
+        ..Default::default()
+    };
+    let repo = Repository::init(backend, Some(PASSWORD), opts).unwrap();
+    let s = backup(
+        &repo,
+        vec![BackupItem::path(&src).unwrap()],
+        BackupOptions::default(),
+    )
+    .unwrap();
+    let mut archive = vec![];
+    dump(&repo, &s.snapshot_id, &mut archive).unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), s.checksum);
+    let target = dir.path().join("out");
+    restore(&repo, &s.snapshot_id, &target, RestoreOptions::default()).unwrap();
+    assert_eq!(
+        std::fs::read(target.join(src.strip_prefix("/").unwrap()).join("big")).unwrap(),
+        data
+    );
+}
+
+#[test]
+fn a_changed_ancestor_directory_only_rehashes_the_end_of_the_archive() {
+    let dir = tempdir().unwrap();
+    let src = dir.path().join("parent/src");
+    std::fs::create_dir_all(&src).unwrap();
+    // More entries than one checkpoint interval (8192), so that hashing can resume near the end.
+    for i in 0..9000 {
+        std::fs::write(src.join(format!("f{i:04}")), format!("file {i}")).unwrap();
+    }
+    let repo = new_repo(&dir.path().join("repo"), true);
+    let item = || vec![BackupItem::path(&src).unwrap()];
+    let first = backup(&repo, item(), BackupOptions::default()).unwrap();
+    // A new file next to the backed-up directory changes its parent's mtime.
+    std::fs::write(dir.path().join("parent/sibling"), b"x").unwrap();
+    let second = backup(&repo, item(), BackupOptions::default()).unwrap();
+    assert_ne!(second.checksum, first.checksum);
+    assert_eq!(second.counts.bytes_read, 0);
+    assert!(
+        second.archive_bytes_hashed < second.size_bytes / 10,
+        "{} of {} bytes hashed",
+        second.archive_bytes_hashed,
+        second.size_bytes
+    );
+    let mut archive = vec![];
+    dump(&repo, &second.snapshot_id, &mut archive).unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), second.checksum);
+}

@@ -1,0 +1,672 @@
+//! Command-line interface: argument parsing and one function per command.
+//!
+//! Secrets are never taken from arguments (which `ps` shows): the repository password comes
+//! from `COFFER_PASSWORD` or a file, the master key from a file.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use coffer_repo::forget::{self, Decision};
+use coffer_repo::prune::{self, PruneOptions, PruneReport};
+use coffer_repo::restore::{self, RestoreOptions};
+use coffer_repo::verify::{self, VerifyOptions};
+use coffer_repo::{
+    BackupItem, BackupOptions, ChunkerParams, Error, GroupBy, Id, InitOptions, KdfParams,
+    KeyExport, Location, ParentChoice, Progress, Repository, RetentionPolicy, Secret, Source,
+    snapshot,
+};
+
+use crate::output::{ProgressLine, bytes, millis, print_json};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "coffer",
+    version,
+    about = "Coffer: deduplicated, encrypted, verifiable backups"
+)]
+pub struct Args {
+    /// Repository: a directory, file:///path, or s3://bucket/prefix.
+    #[arg(long, global = true, env = "COFFER_REPO")]
+    repo: Option<String>,
+    /// Read the repository password from this file (otherwise from COFFER_PASSWORD).
+    #[arg(long, global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Open the repository with a master key written by `coffer key export` instead of a password.
+    #[arg(long, global = true, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Print one JSON document instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Repository administration.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Back up files, directories, or a byte stream from stdin.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots,
+    /// Restore a snapshot (or some of its paths) into a directory.
+    Restore(RestoreArgs),
+    /// Write the canonical tar archive of a snapshot to stdout.
+    Dump {
+        /// Snapshot id, unique id prefix, or `latest`.
+        snapshot: String,
+    },
+    /// Re-read and check everything snapshots reference (exit code 1 when damage is found).
+    Verify {
+        /// Check only this snapshot (id, prefix or `latest`); default: all.
+        snapshot: Option<String>,
+        /// Check metadata only, without reading file data.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Remove snapshots according to a retention policy.
+    Forget(ForgetArgs),
+    /// Delete data that no snapshot references.
+    Prune {
+        /// Only show what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Master key management.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Run the Coffer server.
+    Serve(ServeArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "COFFER_LISTEN", default_value = "127.0.0.1:7480")]
+    listen: std::net::SocketAddr,
+    /// Where the server keeps its data.
+    #[arg(long, env = "COFFER_DATA_DIR", default_value = "coffer-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum RepoCommand {
+    /// Create a new repository.
+    Init(InitArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+struct InitArgs {
+    /// Create an unencrypted repository (still compressed and checksummed).
+    #[arg(long)]
+    no_encryption: bool,
+    /// zstd compression level for the repository's data (0 turns compression off).
+    #[arg(long, default_value_t = InitOptions::default().compression_level, value_parser = clap::value_parser!(i32).range(0..=19))]
+    compression_level: i32,
+    /// Average chunk size in KiB (a power of two); chunks range from a quarter to four times it.
+    #[arg(long, default_value_t = ChunkerParams::default().avg / 1024, value_parser = parse_chunk_kib)]
+    average_chunk_kib: u32,
+    /// Memory for the password key derivation (argon2id), in KiB.
+    #[arg(long, default_value_t = KdfParams::default().m_cost, value_parser = clap::value_parser!(u32).range(8192..=4194304))]
+    kdf_memory_kib: u32,
+    /// Iterations of the password key derivation.
+    #[arg(long, default_value_t = KdfParams::default().t_cost, value_parser = clap::value_parser!(u32).range(1..=64))]
+    kdf_iterations: u32,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Print the master key (JSON), to keep somewhere safe. Anyone holding it can read the data.
+    Export,
+}
+
+#[derive(ClapArgs, Debug)]
+struct BackupArgs {
+    /// Files and directories to back up.
+    paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Host name recorded in the snapshot (default: this machine's).
+    #[arg(long)]
+    host: Option<String>,
+    /// Compare with this snapshot instead of the newest one of the same paths.
+    #[arg(long, conflicts_with = "no_parent")]
+    parent: Option<String>,
+    /// Read every file, ignoring earlier snapshots.
+    #[arg(long)]
+    no_parent: bool,
+    /// Back up standard input as one file.
+    #[arg(long, requires = "stdin_name")]
+    stdin: bool,
+    /// Name of the file that holds standard input in the snapshot.
+    #[arg(long, value_name = "NAME")]
+    stdin_name: Option<String>,
+}
+
+#[derive(ClapArgs, Debug)]
+struct RestoreArgs {
+    /// Snapshot id, unique id prefix, or `latest`.
+    snapshot: String,
+    /// Directory to restore into (created if missing).
+    #[arg(long)]
+    target: PathBuf,
+    /// Restore only this path of the snapshot (repeatable), e.g. home/me/docs.
+    #[arg(long)]
+    include: Vec<String>,
+}
+
+#[derive(ClapArgs, Debug)]
+struct ForgetArgs {
+    /// Remove these snapshots (ids or unique prefixes) instead of applying a policy.
+    #[arg(conflicts_with_all = ["keep_last", "keep_within_days", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"])]
+    snapshots: Vec<String>,
+    #[arg(long, value_name = "N")]
+    keep_last: Option<u32>,
+    #[arg(long, value_name = "DAYS")]
+    keep_within_days: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_hourly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_daily: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_weekly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_monthly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    keep_yearly: Option<u32>,
+    /// Run prune afterwards.
+    #[arg(long)]
+    prune: bool,
+    /// Only show what would be removed.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Print a result: as one JSON document, or as text for people with its warnings on stderr.
+fn report<T: serde::Serialize>(ctx: &Ctx, value: &T, warnings: &[String], text: impl FnOnce()) {
+    if ctx.json {
+        print_json(value);
+    } else {
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        text();
+    }
+}
+
+/// `items` joined and wrapped, or nothing when there are none.
+fn bracketed(open: &str, items: &[String], sep: &str, close: &str) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!("{open}{}{close}", items.join(sep))
+    }
+}
+
+fn parse_chunk_kib(s: &str) -> std::result::Result<u32, String> {
+    let v: u32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !(64..=4096).contains(&v) || !v.is_power_of_two() {
+        return Err("give a power of two between 64 and 4096".into());
+    }
+    Ok(v)
+}
+
+struct Ctx {
+    repo: Option<String>,
+    password_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    json: bool,
+}
+
+impl Ctx {
+    fn location(&self) -> Result<Location> {
+        let r = self
+            .repo
+            .as_deref()
+            .context("no repository given: pass --repo or set COFFER_REPO")?;
+        Location::parse(r).map_err(|e| anyhow::anyhow!(e))
+    }
+
+    fn password(&self) -> Result<Option<String>> {
+        if let Some(f) = &self.password_file {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the password file {}", f.display()))?;
+            let pw = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text);
+            return Ok(Some(pw.to_string()));
+        }
+        Ok(std::env::var("COFFER_PASSWORD").ok())
+    }
+
+    fn secret(&self) -> Result<Option<Secret>> {
+        if let Some(f) = &self.key_file {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the key file {}", f.display()))?;
+            let (_, key) = KeyExport::parse(&text)?;
+            return Ok(Some(Secret::MasterKey(key)));
+        }
+        Ok(self.password()?.map(Secret::Password))
+    }
+
+    fn open(&self) -> Result<Repository> {
+        let backend = self.location()?.open(None)?;
+        Ok(Repository::open(backend, self.secret()?.as_ref())?)
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let ctx = Ctx {
+        repo: args.repo,
+        password_file: args.password_file,
+        key_file: args.key_file,
+        json: args.json,
+    };
+    match args.command {
+        Command::Repo(RepoCommand::Init(a)) => init(&ctx, &a),
+        Command::Backup(a) => backup(&ctx, a),
+        Command::Snapshots => snapshots(&ctx),
+        Command::Restore(a) => restore(&ctx, a),
+        Command::Dump { snapshot } => dump(&ctx, &snapshot),
+        Command::Verify { snapshot, quick } => verify(&ctx, snapshot.as_deref(), quick),
+        Command::Forget(a) => forget(&ctx, a),
+        Command::Prune { dry_run } => {
+            let repo = ctx.open()?;
+            let report = prune::prune(&repo, &PruneOptions { dry_run })?;
+            print_prune(&ctx, &report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(a) => crate::serve::run(a.listen, a.data_dir),
+        Command::Key(KeyCommand::Export) => {
+            let repo = ctx.open()?;
+            let key = repo
+                .export_key()
+                .context("the repository is not encrypted: there is no key to export")?;
+            print_json(&key);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init(ctx: &Ctx, a: &InitArgs) -> Result<ExitCode> {
+    let password = if a.no_encryption {
+        None
+    } else {
+        Some(ctx.password()?.context(
+            "a new repository needs a password: set COFFER_PASSWORD or pass --password-file FILE (or --no-encryption)",
+        )?)
+    };
+    let location = ctx.location()?;
+    let repo = Repository::init(
+        location.open(None)?,
+        password.as_deref(),
+        InitOptions {
+            kdf: KdfParams {
+                m_cost: a.kdf_memory_kib,
+                t_cost: a.kdf_iterations,
+                p_cost: KdfParams::default().p_cost,
+            },
+            compression_level: a.compression_level,
+            chunker: ChunkerParams {
+                min: a.average_chunk_kib * 256,
+                avg: a.average_chunk_kib * 1024,
+                max: (a.average_chunk_kib * 4096).min(16 << 20),
+            },
+            ..Default::default()
+        },
+    )?;
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "repository": repo.config().id,
+            "location": repo.location(),
+            "encrypted": repo.is_encrypted(),
+        }));
+    } else {
+        let kind = if repo.is_encrypted() {
+            "encrypted"
+        } else {
+            "unencrypted"
+        };
+        println!(
+            "created {kind} repository {} at {}",
+            repo.config().id.short(),
+            repo.location()
+        );
+        if repo.is_encrypted() {
+            println!(
+                "Without the password or the exported key (`coffer key export`) the data cannot be read: keep them safe."
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn resolve(repo: &Repository, spec: &str) -> Result<Id> {
+    Ok(snapshot::find(repo, spec)?.0)
+}
+
+fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode> {
+    let repo = ctx.open()?;
+    let mut items = a
+        .paths
+        .iter()
+        .map(BackupItem::path)
+        .collect::<coffer_repo::Result<Vec<_>>>()?;
+    if a.stdin {
+        let name = a.stdin_name.as_deref().expect("required by clap");
+        items.push(BackupItem::named(
+            name,
+            Source::Stream(Box::new(std::io::stdin())),
+        )?);
+    }
+    if items.is_empty() {
+        bail!("nothing to back up: give paths, or --stdin --stdin-name NAME");
+    }
+    let parent = match (&a.parent, a.no_parent) {
+        (_, true) => ParentChoice::None,
+        (Some(p), _) => ParentChoice::Snapshot(resolve(&repo, p)?),
+        (None, false) => ParentChoice::Auto,
+    };
+    let progress = Arc::new(Progress::default());
+    let line = ProgressLine::start(&progress, !ctx.json, "backed up");
+    let opts = BackupOptions {
+        host: a.host,
+        tags: a.tags,
+        parent,
+        progress: Some(progress),
+        ..Default::default()
+    };
+    let s = coffer_repo::backup(&repo, items, opts)?;
+    drop(line);
+    report(ctx, &s, &s.warnings, || {
+        println!("snapshot {} saved", s.snapshot_id.short());
+        println!(
+            "  files:   {} new, {} changed, {} unchanged; {} directories",
+            s.counts.files_new, s.counts.files_changed, s.counts.files_unchanged, s.counts.dirs
+        );
+        println!(
+            "  data:    {} read, {} new before compression, {} stored",
+            bytes(s.counts.bytes_read),
+            bytes(s.counts.bytes_added),
+            bytes(s.stored_bytes)
+        );
+        println!("  archive: {} sha256 {}", bytes(s.size_bytes), s.checksum);
+        println!("  took {}", millis(s.duration_ms));
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn snapshots(ctx: &Ctx) -> Result<ExitCode> {
+    let repo = ctx.open()?;
+    let snapshot::Listing {
+        snapshots: all,
+        damaged,
+    } = snapshot::list(&repo)?;
+    if ctx.json {
+        let list: Vec<_> = all
+            .iter()
+            .map(|(id, s)| {
+                serde_json::json!({
+                    "id": id, "short_id": id.short(), "time": s.time, "host": s.host, "tags": s.tags,
+                    "paths": s.paths, "parent": s.parent, "checksum": s.checksum, "size_bytes": s.size_bytes,
+                    "stored_bytes": s.stored_bytes, "file_count": s.file_count, "labels": s.labels,
+                })
+            })
+            .collect();
+        let problems: Vec<String> = damaged.iter().map(|e| e.to_string()).collect();
+        print_json(&serde_json::json!({ "snapshots": list, "problems": problems }));
+    } else {
+        println!(
+            "{:<10} {:<20} {:<16} {:>9} {:>10}  PATHS",
+            "ID", "TIME (UTC)", "HOST", "FILES", "SIZE"
+        );
+        for (id, s) in &all {
+            let tags = bracketed(" [", &s.tags, ",", "]");
+            println!(
+                "{:<10} {:<20} {:<16} {:>9} {:>10}  {}{tags}",
+                id.short(),
+                s.time.format("%Y-%m-%d %H:%M:%S"),
+                s.host,
+                s.file_count,
+                bytes(s.size_bytes),
+                s.paths.join(" ")
+            );
+        }
+        println!("{} snapshots", all.len());
+        for e in &damaged {
+            eprintln!("warning: {e}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode> {
+    let repo = ctx.open()?;
+    let id = resolve(&repo, &a.snapshot)?;
+    let progress = Arc::new(Progress::default());
+    let line = ProgressLine::start(&progress, !ctx.json, "restored");
+    let s = restore::restore(
+        &repo,
+        &id,
+        &a.target,
+        RestoreOptions {
+            include: a.include,
+            progress: Some(progress),
+            cancel: None,
+        },
+    )?;
+    drop(line);
+    report(ctx, &s, &s.warnings, || {
+        println!(
+            "restored {} files, {} directories, {} other entries ({}) from snapshot {} into {} in {}",
+            s.files,
+            s.dirs,
+            s.other,
+            bytes(s.bytes),
+            id.short(),
+            a.target.display(),
+            millis(s.duration_ms)
+        );
+        for d in &s.damaged {
+            eprintln!("not restored: {}: {}", d.file, d.error);
+        }
+    });
+    if !s.damaged.is_empty() {
+        if !ctx.json {
+            eprintln!(
+                "coffer: {} file(s) not restored because their data is damaged or missing (run `coffer verify` for a full report)",
+                s.damaged.len()
+            );
+        }
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dump(ctx: &Ctx, spec: &str) -> Result<ExitCode> {
+    let repo = ctx.open()?;
+    let id = resolve(&repo, spec)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let s = coffer_repo::dump(&repo, &id, &mut out)?;
+    out.flush().context("writing the archive")?;
+    if ctx.json {
+        // stdout carries the archive; the summary goes to stderr.
+        eprintln!("{}", serde_json::to_string_pretty(&s).expect("serializes"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(ctx: &Ctx, spec: Option<&str>, quick: bool) -> Result<ExitCode> {
+    let repo = match ctx.open() {
+        Ok(r) => r,
+        // A damaged key file or config is a finding of verify, not a usage error.
+        Err(e) if e.downcast_ref::<Error>().is_some_and(Error::is_damage) => {
+            let Some(Error::Damaged { object, detail }) = e.downcast_ref::<Error>() else {
+                return Err(e);
+            };
+            let problem = verify::Problem {
+                object: object.clone(),
+                error: detail.clone(),
+                snapshots: vec![],
+                files: vec![],
+            };
+            let report = verify::VerifyReport {
+                ok: false,
+                problems: vec![problem],
+                ..Default::default()
+            };
+            print_verify(ctx, &report);
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e),
+    };
+    let snapshots = spec
+        .map(|s| resolve(&repo, s))
+        .transpose()?
+        .map(|id| vec![id]);
+    let report = verify::verify(&repo, &VerifyOptions { snapshots, quick })?;
+    print_verify(ctx, &report);
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_verify(ctx: &Ctx, r: &verify::VerifyReport) {
+    if ctx.json {
+        print_json(r);
+        return;
+    }
+    for p in &r.problems {
+        println!("DAMAGED {}: {}", p.object, p.error);
+        for s in &p.snapshots {
+            println!("  affects snapshot {}", &s[..8.min(s.len())]);
+        }
+        for f in &p.files {
+            println!("  affects file {f}");
+        }
+    }
+    let what = format!(
+        "{} snapshots, {} packs, {} blobs, {} read in {}",
+        r.snapshots_checked,
+        r.packs_checked,
+        r.blobs_checked,
+        bytes(r.bytes_read),
+        millis(r.duration_ms)
+    );
+    if r.ok {
+        println!("no problems found ({what})");
+    } else {
+        println!("{} damaged objects found ({what})", r.problems.len());
+    }
+}
+
+fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<ExitCode> {
+    let repo = ctx.open()?;
+    let policy = RetentionPolicy {
+        keep_last: a.keep_last,
+        keep_within: a
+            .keep_within_days
+            .map(|d| chrono::TimeDelta::days(d as i64)),
+        keep_hourly: a.keep_hourly,
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        keep_monthly: a.keep_monthly,
+        keep_yearly: a.keep_yearly,
+    };
+    let report = if a.snapshots.is_empty() {
+        forget::forget(
+            &repo,
+            &policy,
+            &GroupBy::HostAndPaths,
+            &|_| true,
+            &chrono::Local,
+            a.dry_run,
+        )?
+    } else {
+        let ids = a
+            .snapshots
+            .iter()
+            .map(|s| resolve(&repo, s))
+            .collect::<Result<Vec<_>>>()?;
+        forget::forget_ids(&repo, &ids, a.dry_run)?
+    };
+    let pruned = if a.prune && !a.dry_run {
+        Some(prune::prune(&repo, &PruneOptions::default())?)
+    } else {
+        None
+    };
+    if ctx.json {
+        print_json(&serde_json::json!({ "forget": report, "prune": pruned }));
+    } else {
+        let line = |verb: &str, d: &Decision| {
+            let why = bracketed(" (", &d.reasons, ", ", ")");
+            println!(
+                "{verb} {} {}{why}",
+                d.id.short(),
+                d.time.format("%Y-%m-%d %H:%M:%S")
+            );
+        };
+        for d in &report.kept {
+            line("keep  ", d);
+        }
+        for d in &report.removed {
+            line(if a.dry_run { "would remove" } else { "remove" }, d);
+        }
+        println!(
+            "{} kept, {} removed",
+            report.kept.len(),
+            report.removed.len()
+        );
+        if let Some(p) = &pruned {
+            print_prune(ctx, p);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_prune(ctx: &Ctx, r: &PruneReport) {
+    report(ctx, r, &r.warnings, || print_prune_text(r));
+}
+
+fn print_prune_text(r: &PruneReport) {
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    println!(
+        "prune: {verb} {} packs ({}), repacked {} packs ({}), in {}",
+        r.packs_deleted,
+        bytes(r.bytes_deleted),
+        r.packs_repacked,
+        bytes(r.bytes_repacked),
+        millis(r.duration_ms)
+    );
+    if r.packs_waiting > 0 {
+        println!(
+            "{} packs ({}) are marked for deletion and will be deleted by a later prune, once these have finished:",
+            r.packs_waiting,
+            bytes(r.bytes_waiting)
+        );
+        for w in &r.waiting_for {
+            println!("  {w}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,254 @@
+//! The command line end to end, against a local directory and a real S3-protocol server.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+
+use coffer_testkit::{Cli, FAST_KDF, S3Server, assert_same_tree, seeded, tempdir};
+use sha2::Digest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_coffer");
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+fn make_source(root: &Path) {
+    std::fs::create_dir_all(root.join("docs/deep")).unwrap();
+    std::fs::write(root.join("docs/readme.txt"), "hello\n".repeat(1000)).unwrap();
+    std::fs::write(
+        root.join("docs/deep/blob.bin"),
+        seeded(5 * 1024 * 1024, "blob"),
+    )
+    .unwrap();
+    std::fs::write(root.join("top.txt"), "top").unwrap();
+}
+
+/// init → backup → snapshots → dump (checksum) → verify → restore → compare; then incremental.
+fn full_flow(cli: &Cli) {
+    let dir = tempdir().unwrap();
+    let src = dir.path().join("src");
+    make_source(&src);
+    cli.init(&[]);
+
+    let first = cli.json(&["backup", src.to_str().unwrap(), "--tag", "first"]);
+    let id = first["snapshot_id"].as_str().unwrap().to_string();
+    assert_eq!(first["files_new"], 3);
+    let checksum = first["checksum"].as_str().unwrap().to_string();
+
+    let list = cli.json(&["snapshots"]);
+    let snaps = list["snapshots"].as_array().unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["id"], id.as_str());
+    assert_eq!(snaps[0]["tags"][0], "first");
+    assert_eq!(snaps[0]["checksum"], checksum.as_str());
+
+    // dump | sha256sum equals the recorded checksum, for the id, a prefix and `latest`.
+    for spec in [id.as_str(), &id[..8], "latest"] {
+        let out = cli.command(&["dump", spec]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(sha256_hex(&out.stdout), checksum);
+        assert_eq!(
+            out.stdout.len() as u64,
+            first["size_bytes"].as_u64().unwrap()
+        );
+    }
+
+    let report = cli.json(&["verify"]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["checksums"][&id], checksum.as_str());
+    assert_eq!(cli.json(&["verify", "--quick", "latest"])["ok"], true);
+
+    let target = dir.path().join("restored");
+    cli.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+
+    // Partial restore: only one directory.
+    let part = dir.path().join("part");
+    let include = format!("{}/docs/deep", src.display());
+    cli.ok(&[
+        "restore",
+        &id[..10],
+        "--target",
+        part.to_str().unwrap(),
+        "--include",
+        &include,
+    ]);
+    let base = part.join(src.strip_prefix("/").unwrap());
+    assert!(base.join("docs/deep/blob.bin").is_file());
+    assert!(!base.join("top.txt").exists() && !base.join("docs/readme.txt").exists());
+
+    // Nothing changed: nothing read, almost nothing stored, same archive. A path with `..`
+    // names the same directory, so the first snapshot is its parent.
+    let dotted = format!(
+        "{}/../{}",
+        src.display(),
+        src.file_name().unwrap().to_str().unwrap()
+    );
+    let again = cli.json(&["backup", &dotted]);
+    assert_eq!(again["parent"], id.as_str());
+    assert_eq!(again["bytes_read"], 0);
+    assert_eq!(again["files_unchanged"], 3);
+    assert!(again["stored_bytes"].as_u64().unwrap() < 4096, "{again}");
+
+    // One changed file: only it is read.
+    std::fs::write(src.join("top.txt"), "changed").unwrap();
+    let third = cli.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(
+        (
+            third["files_changed"].as_u64(),
+            third["bytes_read"].as_u64()
+        ),
+        (Some(1), Some(7))
+    );
+    let out = cli.command(&["dump", "latest"]).output().unwrap();
+    assert_eq!(sha256_hex(&out.stdout), third["checksum"].as_str().unwrap());
+
+    // Retention keeps the newest, prune removes what nobody references, all still verifies.
+    let f = cli.json(&["forget", "--keep-last", "1", "--prune"]);
+    assert_eq!(f["forget"]["removed"].as_array().unwrap().len(), 2);
+    assert_eq!(f["forget"]["kept"][0]["id"], third["snapshot_id"]);
+    assert_eq!(
+        cli.json(&["snapshots"])["snapshots"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let v = cli.json(&["verify"]);
+    assert_eq!(v["ok"], true, "{v}");
+    let target2 = dir.path().join("restored2");
+    cli.ok(&["restore", "latest", "--target", target2.to_str().unwrap()]);
+    assert_same_tree(&src, &target2.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn local_repository_full_flow() {
+    let dir = tempdir().unwrap();
+    full_flow(&Cli::new(BIN, dir.path().join("repo").to_str().unwrap()));
+}
+
+#[test]
+fn s3_repository_full_flow() {
+    let server = S3Server::start();
+    let bucket = server.bucket("backups");
+    full_flow(&Cli::new(BIN, format!("s3://{bucket}/host-a")).with_envs(server.env()));
+}
+
+#[test]
+fn file_url_and_unencrypted_repositories_work() {
+    let dir = tempdir().unwrap();
+    let cli = Cli::new(
+        BIN,
+        format!("file://{}", dir.path().join("plain").display()),
+    )
+    .without_env("COFFER_PASSWORD");
+    cli.init(&["--no-encryption"]);
+    let src = dir.path().join("src");
+    make_source(&src);
+    cli.backup(&[&src]);
+    assert_eq!(cli.json(&["verify"])["ok"], true);
+    // The data really is unencrypted: the text can be found compressed but not encrypted.
+    let key = cli.run(&["key", "export"]);
+    assert_eq!(key.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&key.stderr).contains("not encrypted"));
+}
+
+#[test]
+fn stdin_streams_are_backed_up_as_one_file() {
+    let dir = tempdir().unwrap();
+    let cli = Cli::new(BIN, dir.path().join("repo").to_str().unwrap());
+    cli.init(&[]);
+    let data = seeded(3 * 1024 * 1024 + 5, "dump");
+    let mut child = cli
+        .command(&["--json", "backup", "--stdin", "--stdin-name", "app.sql"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["bytes_read"].as_u64(), Some(data.len() as u64));
+    let target = dir.path().join("out");
+    cli.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(std::fs::read(target.join("app.sql")).unwrap(), data);
+    let archive = cli.command(&["dump", "latest"]).output().unwrap().stdout;
+    assert_eq!(sha256_hex(&archive), s["checksum"].as_str().unwrap());
+}
+
+#[test]
+fn key_export_opens_the_repository_without_the_password() {
+    let dir = tempdir().unwrap();
+    let cli = Cli::new(BIN, dir.path().join("repo").to_str().unwrap());
+    cli.init(&[]);
+    let src = dir.path().join("src");
+    make_source(&src);
+    let id = cli.backup(&[&src]);
+    let key = cli.ok(&["key", "export"]);
+    let key_file = dir.path().join("key.json");
+    std::fs::write(&key_file, &key).unwrap();
+    let exported: serde_json::Value = serde_json::from_str(&key).unwrap();
+    assert_eq!(exported["master_key"].as_str().unwrap().len(), 64);
+
+    let keyed = Cli::new(BIN, &cli.repo).without_env("COFFER_PASSWORD");
+    let out = keyed.json(&["--key-file", key_file.to_str().unwrap(), "snapshots"]);
+    assert_eq!(out["snapshots"][0]["id"], id.as_str());
+    // The key of another repository is refused.
+    let other = Cli::new(BIN, dir.path().join("other").to_str().unwrap());
+    other.init(&[]);
+    let out = Cli::new(BIN, &other.repo)
+        .without_env("COFFER_PASSWORD")
+        .run(&["--key-file", key_file.to_str().unwrap(), "snapshots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another repository"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn password_file_is_read_and_its_newline_ignored() {
+    let dir = tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "from a file\n").unwrap();
+    let cli =
+        Cli::new(BIN, dir.path().join("repo").to_str().unwrap()).without_env("COFFER_PASSWORD");
+    let mut args = vec!["--password-file", pw.to_str().unwrap(), "repo", "init"];
+    args.extend(FAST_KDF);
+    cli.ok(&args);
+    let with_env = Cli::new(BIN, &cli.repo).with_env("COFFER_PASSWORD", "from a file");
+    with_env.ok(&["snapshots"]);
+}
+
+#[test]
+fn every_command_prints_one_json_document() {
+    let dir = tempdir().unwrap();
+    let cli = Cli::new(BIN, dir.path().join("repo").to_str().unwrap());
+    let src = dir.path().join("src");
+    make_source(&src);
+    for args in [
+        [&["repo", "init"][..], &FAST_KDF].concat(),
+        vec!["backup", src.to_str().unwrap()],
+        vec!["snapshots"],
+        vec!["verify"],
+        vec!["forget", "--keep-daily", "7", "--dry-run"],
+        vec!["prune", "--dry-run"],
+        vec!["prune"],
+        vec!["key", "export"],
+    ] {
+        let v = cli.json(&args);
+        assert!(v.is_object(), "{args:?}: {v}");
+    }
+    // Errors too, with a stable code.
+    let out = cli.run(&["--json", "restore", "nosuchsnapshot0", "--target", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["code"], "snapshot_not_found");
+}
