@@ -70,6 +70,18 @@ pub fn new_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+type SettingRow = (String, String, String);
+
+fn setting((key, value, at): SettingRow) -> Result<coffer_types::Setting> {
+    let value = serde_json::from_str(&value)
+        .map_err(|e| DbError::Corrupt(format!("setting {key}: {e}")))?;
+    Ok(coffer_types::Setting {
+        key,
+        value,
+        updated_at: parse_ts(&at)?,
+    })
+}
+
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: SqlitePool,
@@ -115,21 +127,20 @@ impl Db {
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<coffer_types::Setting>> {
-        let row: Option<(String, String, String)> =
+        let row: Option<SettingRow> =
             sqlx::query_as("SELECT key, value, updated_at FROM settings WHERE key = ?1")
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?;
-        row.map(|(key, value, at)| {
-            let value = serde_json::from_str(&value)
-                .map_err(|e| DbError::Corrupt(format!("setting {key}: {e}")))?;
-            Ok(coffer_types::Setting {
-                key,
-                value,
-                updated_at: parse_ts(&at)?,
-            })
-        })
-        .transpose()
+        row.map(setting).transpose()
+    }
+
+    pub async fn settings(&self) -> Result<Vec<coffer_types::Setting>> {
+        let rows: Vec<SettingRow> =
+            sqlx::query_as("SELECT key, value, updated_at FROM settings ORDER BY key")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter().map(setting).collect()
     }
 
     pub async fn put_setting(

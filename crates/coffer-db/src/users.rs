@@ -219,6 +219,18 @@ impl Db {
         Ok(())
     }
 
+    /// End every session of one user (after a password change).
+    pub async fn revoke_user_sessions(&self, user_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(ts(Utc::now()))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Revoke every session (used when the token signing key is replaced).
     pub async fn revoke_all_sessions(&self) -> Result<()> {
         sqlx::query("UPDATE sessions SET revoked_at = ?1 WHERE revoked_at IS NULL")

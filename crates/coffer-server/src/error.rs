@@ -1,20 +1,38 @@
 //! `ApiError`: every error the API returns, as `{"error": "...", "code": "..."}` with the
-//! matching status. Internal errors are logged with their details and answered with a generic
-//! message: a 500 never leaks internals.
+//! matching status. Internal errors are logged with their details (inside the request's span,
+//! which carries the request id that the response's `x-request-id` header also carries) and
+//! answered with a generic message: a 500 never leaks internals.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use coffer_db::DbError;
+use coffer_types::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
-    #[error("the data directory is not usable")]
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("too many attempts: try again in {retry_after_secs} seconds")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("the server cannot serve this now: its data directory or database is not usable")]
     Unavailable(String),
-    #[error("internal error")]
+    #[error("internal error: the server log has the details under this request's id")]
     Internal(String),
 }
 
@@ -22,7 +40,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -32,10 +57,21 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::TooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(e.to_string())
     }
 }
 
@@ -44,7 +80,55 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) | ApiError::Unavailable(detail) = &self {
             tracing::error!(code = self.code(), %detail, "request failed");
         }
-        let body = serde_json::json!({ "error": self.to_string(), "code": self.code() });
-        (self.status(), Json(body)).into_response()
+        let body = ErrorBody {
+            error: self.to_string(),
+            code: self.code().to_string(),
+        };
+        let mut res = (self.status(), Json(body)).into_response();
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        res
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            DbError::Conflict(msg) => ApiError::Conflict(msg),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Body rejections keep axum's explanation (which names the field and the expected type) but
+/// take our format and the right status: 400 for bad JSON, 413 for too large, 415 for a body
+/// that is not JSON.
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let text = r.body_text();
+        match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::TooLarge("the request body is too large".into())
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
+                "the request body must be JSON (Content-Type: application/json)".into(),
+            ),
+            _ => ApiError::BadRequest(text),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
     }
 }

@@ -1,19 +1,31 @@
-//! Coffer's HTTP server: the axum router, handlers, and the one `ApiError`.
+//! Coffer's HTTP server: the axum router, handlers, authentication, and the one `ApiError`.
 //!
 //! This crate is the only one that knows HTTP. It starts with zero configuration: it binds
 //! `127.0.0.1:7480` and keeps everything under `./coffer-data` unless told otherwise. Boot is
 //! one function, `Server::bind`, which logs each step and refuses to start (with a message that
-//! says why) when the data directory is unusable or the address is taken.
+//! says why) when the data directory is unusable, the metadata database is from a newer Coffer,
+//! or the address is taken.
 
+mod auth;
 mod error;
+mod extract;
+mod metrics;
+mod middleware;
+mod ratelimit;
 mod routes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use coffer_db::Db;
+use coffer_types::{NewPassword, Username};
 
 pub use error::ApiError;
+
+use crate::auth::TokenKeys;
+use crate::ratelimit::RateLimiter;
 
 /// Where and how the server runs.
 #[derive(Debug, Clone)]
@@ -22,6 +34,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Version reported by `/api/health`.
     pub version: &'static str,
+    /// How long a login session lasts without refresh.
+    pub session_ttl: Duration,
+    /// Largest accepted JSON request body.
+    pub max_body_bytes: usize,
+    /// Create this administrator at boot if there are no users yet (unattended setup).
+    pub initial_admin: Option<(Username, NewPassword)>,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +48,9 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
             data_dir: PathBuf::from("coffer-data"),
             version: "unknown",
+            session_ttl: Duration::from_secs(12 * 3600),
+            max_body_bytes: 1024 * 1024,
+            initial_admin: None,
         }
     }
 }
@@ -41,6 +62,12 @@ pub enum StartError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("the metadata database {} cannot be opened: {source}", path.display())]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: coffer_db::DbError,
     },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -56,6 +83,28 @@ pub(crate) struct AppState {
     pub data_dir: PathBuf,
     pub version: &'static str,
     pub started: Instant,
+    pub started_at: SystemTime,
+    pub db: Db,
+    token_keys: RwLock<Arc<TokenKeys>>,
+    pub dummy_hash: Arc<str>,
+    pub session_ttl: Duration,
+    pub max_body_bytes: usize,
+    pub login_limiter: RateLimiter,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub openapi: OnceLock<serde_json::Value>,
+}
+
+impl AppState {
+    pub fn token_keys(&self) -> Arc<TokenKeys> {
+        self.token_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_token_keys(&self, keys: TokenKeys) {
+        *self.token_keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+    }
 }
 
 /// A server whose socket is bound, ready to run.
@@ -78,13 +127,32 @@ fn prepare_data_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl Server {
-    /// Boot: data directory, then the socket. Each step is logged.
+    /// Boot: data directory, metadata database, secrets, then the socket. Each step is logged.
     pub async fn bind(config: ServerConfig) -> Result<Server, StartError> {
         tracing::info!(data_dir = %config.data_dir.display(), "preparing the data directory");
         prepare_data_dir(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
+        let db_path = config.data_dir.join("coffer.db");
+        let db_error = |source| StartError::Database {
+            path: db_path.clone(),
+            source,
+        };
+        tracing::info!(path = %db_path.display(), "opening the metadata database");
+        let db = Db::open(&db_path).await.map_err(db_error)?;
+        let secret = db
+            .secret(auth::JWT_SECRET, || auth::random_bytes::<32>().to_vec())
+            .await
+            .map_err(db_error)?;
+        if let Some((username, password)) = &config.initial_admin {
+            create_initial_admin(&db, username, password)
+                .await
+                .map_err(db_error)?;
+        }
+        let dummy_hash = tokio::task::spawn_blocking(auth::dummy_hash)
+            .await
+            .expect("hashing does not panic");
         tracing::info!(addr = %config.listen, "binding");
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -96,6 +164,15 @@ impl Server {
             data_dir: config.data_dir,
             version: config.version,
             started: Instant::now(),
+            started_at: SystemTime::now(),
+            db,
+            token_keys: RwLock::new(Arc::new(TokenKeys::new(&secret))),
+            dummy_hash: dummy_hash.into(),
+            session_ttl: config.session_ttl,
+            max_body_bytes: config.max_body_bytes,
+            login_limiter: RateLimiter::new(10, Duration::from_secs(60)),
+            metrics: metrics::handle(),
+            openapi: OnceLock::new(),
         });
         Ok(Server { listener, state })
     }
@@ -116,5 +193,28 @@ impl Server {
         )
         .with_graceful_shutdown(shutdown)
         .await
+    }
+}
+
+/// Unattended setup: the configured administrator, only while there are no users.
+async fn create_initial_admin(
+    db: &Db,
+    username: &Username,
+    password: &NewPassword,
+) -> coffer_db::Result<()> {
+    if db.user_count().await? > 0 {
+        return Ok(());
+    }
+    let password = password.expose().to_string();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password_blocking(&password))
+        .await
+        .expect("hashing does not panic");
+    match db.create_first_admin(username.as_str(), &hash).await {
+        Ok(_) => {
+            tracing::info!(%username, "created the configured first administrator");
+            Ok(())
+        }
+        Err(coffer_db::DbError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
     }
 }

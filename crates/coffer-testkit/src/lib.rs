@@ -1,5 +1,6 @@
 //! Test harness shared by Coffer's test suites: a real S3-protocol server started on
-//! 127.0.0.1, a runner for the `coffer` binary, deterministic data, and tree comparison.
+//! 127.0.0.1, a runner for the `coffer` binary, `coffer serve` as a process, deterministic
+//! data, and tree comparison.
 //!
 //! A test that needs a server starts it here or fails with a message that says how to get it;
 //! nothing is skipped silently.
@@ -13,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod server;
+
+pub use server::ServerProcess;
 pub use tempfile::{TempDir, tempdir};
 
 /// The password every test repository uses.

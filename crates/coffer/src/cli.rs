@@ -84,14 +84,19 @@ enum Command {
     Serve(ServeArgs),
 }
 
+/// Settings come, by priority, from these flags, `COFFER_*` variables, the config file, and
+/// the defaults (see `coffer::serve`).
 #[derive(ClapArgs, Debug)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "COFFER_LISTEN", default_value = "127.0.0.1:7480")]
-    listen: std::net::SocketAddr,
-    /// Where the server keeps its data.
-    #[arg(long, env = "COFFER_DATA_DIR", default_value = "coffer-data")]
-    data_dir: PathBuf,
+pub(crate) struct ServeArgs {
+    /// Address to listen on [env: COFFER_LISTEN] [default: 127.0.0.1:7480].
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Where the server keeps its data [env: COFFER_DATA_DIR] [default: coffer-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML configuration file.
+    #[arg(long, env = "COFFER_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,7 +288,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             print_prune(&ctx, &report);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(a) => crate::serve::run(a.listen, a.data_dir),
+        Command::Serve(a) => crate::serve::run(a),
         Command::Key(KeyCommand::Export) => {
             let repo = ctx.open()?;
             let key = repo

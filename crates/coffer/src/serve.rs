@@ -1,11 +1,116 @@
-//! `coffer serve`: the composition root of the server.
+//! `coffer serve`: configuration layering and the composition root of the server.
+//!
+//! Each setting comes from, by priority: the command-line flag, the `COFFER_*` environment
+//! variable, the TOML file given by `--config` (or `COFFER_CONFIG`), the built-in default.
+//! Secrets never come from flags (which `ps` shows): `COFFER_ADMIN_PASSWORD` or the file named
+//! by `COFFER_ADMIN_PASSWORD_FILE`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use coffer_server::{Server, ServerConfig};
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+
+/// The config file. Every field is optional; unknown fields are an error (a typo must not be
+/// silently ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    session_hours: Option<u64>,
+    max_body_kib: Option<usize>,
+    admin_username: Option<String>,
+}
+
+/// `COFFER_<NAME>`, parsed.
+fn env<T: FromStr>(name: &str) -> Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    let var = format!("COFFER_{name}");
+    match std::env::var(&var) {
+        Ok(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{var}={v:?} is not valid: {e}")),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => bail!("{var}: {e}"),
+    }
+}
+
+/// A secret from `COFFER_<NAME>` or from the file named by `COFFER_<NAME>_FILE` (one trailing
+/// newline removed); both at once is an error.
+fn secret(name: &str) -> Result<Option<String>> {
+    let direct: Option<String> = env(name)?;
+    let file: Option<PathBuf> = env(&format!("{name}_FILE"))?;
+    match (direct, file) {
+        (Some(_), Some(_)) => bail!("set COFFER_{name} or COFFER_{name}_FILE, not both"),
+        (Some(v), None) => Ok(Some(v)),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(&f)
+                .with_context(|| format!("reading COFFER_{name}_FILE {}", f.display()))?;
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            Ok(Some(text.strip_suffix('\r').unwrap_or(text).to_string()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn config(args: ServeArgs) -> Result<ServerConfig> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the config file {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("the config file {} is not valid", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let defaults = ServerConfig::default();
+    let session_hours = env("SESSION_HOURS")?.or(file.session_hours);
+    let max_body_kib = env("MAX_BODY_KIB")?.or(file.max_body_kib);
+    let admin_password = secret("ADMIN_PASSWORD")?;
+    let admin_username: Option<String> = env("ADMIN_USERNAME")?.or(file.admin_username);
+    let initial_admin = match (admin_password, admin_username) {
+        (Some(p), name) => Some((
+            name.unwrap_or_else(|| "admin".into())
+                .try_into()
+                .map_err(|e| anyhow::anyhow!("the admin username: {e}"))?,
+            p.try_into()
+                .map_err(|e| anyhow::anyhow!("the admin password: {e}"))?,
+        )),
+        // Without a password the name has no use (the password file may be gone after setup).
+        (None, _) => None,
+    };
+    Ok(ServerConfig {
+        listen: args
+            .listen
+            .or(env("LISTEN")?)
+            .or(file.listen)
+            .unwrap_or(defaults.listen),
+        data_dir: args
+            .data_dir
+            .or(env("DATA_DIR")?)
+            .or(file.data_dir)
+            .unwrap_or(defaults.data_dir),
+        version: env!("CARGO_PKG_VERSION"),
+        session_ttl: session_hours
+            .filter(|h| (1..=24 * 365).contains(h))
+            .map(|h| Duration::from_secs(h * 3600))
+            .unwrap_or(defaults.session_ttl),
+        max_body_bytes: max_body_kib
+            .map(|k| k * 1024)
+            .unwrap_or(defaults.max_body_bytes),
+        initial_admin,
+    })
+}
 
 /// Log to stderr; `COFFER_LOG` filters (e.g. `debug`, `coffer_server=trace`).
 fn init_logging() {
@@ -29,18 +134,14 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-pub fn run(listen: SocketAddr, data_dir: PathBuf) -> Result<ExitCode> {
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
     init_logging();
+    let config = config(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let config = ServerConfig {
-            listen,
-            data_dir,
-            version: env!("CARGO_PKG_VERSION"),
-        };
         let server = Server::bind(config).await?;
         tracing::info!(addr = %server.local_addr()?, "listening");
         server.run(shutdown_signal()).await.context("serving")?;

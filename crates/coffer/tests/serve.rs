@@ -1,176 +1,190 @@
 //! `coffer serve`, started as a real process: zero configuration, health, the error format,
-//! refusal to start on a bad data directory or a taken port, and graceful shutdown.
+//! configuration layering, refusal to start on a bad data directory, a taken port or a newer
+//! database, and graceful shutdown.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-use coffer_testkit::tempdir;
+use coffer_client::Client;
+use coffer_testkit::{ServerProcess, tempdir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coffer");
-
-/// A running server, killed if a test fails before stopping it.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Start the server in `cwd`; returns it and the address it announced.
-fn start(cwd: &Path, args: &[&str]) -> (Running, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("COFFER_LISTEN")
-        .env_remove("COFFER_DATA_DIR")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let child = Running(Some(child));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line
-                .contains("listening")
-                .then(|| line.split("addr=").nth(1))
-                .flatten()
-            {
-                let _ = tx.send(addr.trim().parse::<SocketAddr>().unwrap());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the server announces its address");
-    (child, addr)
-}
-
-/// A plain HTTP/1.1 GET; returns the status and the body.
-fn get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = resp.split_once("\r\n\r\n").unwrap().1;
-    (
-        status,
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")),
-    )
-}
-
-fn stop(mut running: Running) -> std::process::ExitStatus {
-    let mut child = running.0.take().unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    for _ in 0..100 {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("the server did not stop within 5 s of SIGTERM");
-}
+const ANY_PORT: [&str; 2] = ["--listen", "127.0.0.1:0"];
 
 #[test]
 fn starts_with_zero_configuration_and_answers_health() {
     let dir = tempdir().unwrap();
-    let (child, addr) = start(dir.path(), &[]);
+    let server = ServerProcess::start(BIN, dir.path(), &[] as &[&str], &[]);
     assert_eq!(
-        addr,
+        server.addr,
         "127.0.0.1:7480".parse().unwrap(),
         "the default address"
     );
     assert!(
-        dir.path().join("coffer-data").is_dir(),
-        "the default data directory is ./coffer-data"
+        dir.path().join("coffer-data/coffer.db").is_file(),
+        "the default data directory is ./coffer-data, with the metadata database in it"
     );
-    let (status, body) = get(addr, "/api/health");
-    assert_eq!(status, 200);
-    assert_eq!(body["status"], "ok");
-    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    assert!(stop(child).success(), "SIGTERM stops it cleanly");
+    let health = Client::new(server.url()).health().unwrap();
+    assert_eq!(health.status, "ok");
+    assert_eq!(health.version, env!("CARGO_PKG_VERSION"));
+    let log = server.log();
+    for step in [
+        "preparing the data directory",
+        "opening the metadata database",
+        "listening",
+    ] {
+        assert!(log.contains(step), "boot step {step:?} is logged:\n{log}");
+    }
+    assert!(server.stop().success(), "SIGTERM stops it cleanly");
 }
 
 #[test]
 fn unknown_routes_get_the_json_error_format_and_modules_are_listed() {
     let dir = tempdir().unwrap();
-    let (child, addr) = start(
+    let server = ServerProcess::start(
+        BIN,
         dir.path(),
-        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+        &[&ANY_PORT[..], &["--data-dir", "data"]].concat(),
+        &[],
     );
-    let (status, body) = get(addr, "/api/no-such-thing");
-    assert_eq!(status, 404);
-    assert_eq!(body["code"], "not_found");
+    let api = Client::new(server.url());
+    let r = api.raw("GET", "/api/no-such-thing", None).unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["code"], "not_found");
     assert!(
-        body["error"]
+        r.json()["error"]
             .as_str()
             .unwrap()
             .contains("/api/no-such-thing")
     );
-    let (status, body) = get(addr, "/api/modules");
-    assert_eq!(
-        (status, &body["backups"]),
-        (200, &serde_json::Value::Bool(true))
-    );
+    assert!(api.modules().unwrap().backups);
     // Health turns 503 when the data directory disappears.
     std::fs::remove_dir_all(dir.path().join("data")).unwrap();
-    let (status, body) = get(addr, "/api/health");
-    assert_eq!(status, 503);
-    assert_eq!(body["code"], "unavailable");
-    assert!(stop(child).success());
+    let r = api.raw("GET", "/api/health", None).unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["code"], "unavailable");
+    assert!(server.stop().success());
+}
+
+/// `coffer serve ARGS` in `cwd` that must fail: its exit code 2 and its stderr.
+fn refused(cwd: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .envs(envs.iter().copied())
+        .env_remove("COFFER_LISTEN")
+        .env_remove("COFFER_DATA_DIR")
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
 }
 
 #[test]
-fn refuses_to_start_on_an_unusable_data_dir_or_a_taken_port() {
+fn refuses_to_start_on_an_unusable_data_dir_a_taken_port_or_a_newer_database() {
     let dir = tempdir().unwrap();
     std::fs::write(dir.path().join("not-a-dir"), b"x").unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            "not-a-dir",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("data directory"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let err = refused(
+        dir.path(),
+        &[&ANY_PORT[..], &["--data-dir", "not-a-dir"]].concat(),
+        &[],
     );
+    assert!(err.contains("data directory"), "{err}");
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().to_string();
-    let out = Command::new(BIN)
-        .args(["serve", "--listen", &port])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cannot listen"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let err = refused(dir.path(), &["--listen", &port], &[]);
+    assert!(err.contains("cannot listen"), "{err}");
+
+    // A database that a newer Coffer migrated: refused, and left as it was.
+    let server = ServerProcess::start(
+        BIN,
+        dir.path(),
+        &[&ANY_PORT[..], &["--data-dir", "d"]].concat(),
+        &[],
     );
+    assert!(server.stop().success());
+    let db = dir.path().join("d/coffer.db");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) VALUES (9999, 'future', CURRENT_TIMESTAMP, 1, x'00', 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let before = std::fs::read(&db).unwrap();
+    let err = refused(
+        dir.path(),
+        &[&ANY_PORT[..], &["--data-dir", "d"]].concat(),
+        &[],
+    );
+    assert!(err.contains("newer Coffer"), "{err}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the database is untouched"
+    );
+}
+
+#[test]
+fn settings_come_from_flags_environment_config_file_and_secret_files() {
+    let dir = tempdir().unwrap();
+    let config = dir.path().join("coffer.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"from-file\"\nadmin_username = \"root\"\n",
+    )
+    .unwrap();
+    let secret = dir.path().join("admin-password");
+    std::fs::write(&secret, "a password from a file\n").unwrap();
+
+    // The environment overrides the file; the password comes from a file, not an argument.
+    let server = ServerProcess::start(
+        BIN,
+        dir.path(),
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("COFFER_DATA_DIR", "from-env"),
+            ("COFFER_ADMIN_PASSWORD_FILE", secret.to_str().unwrap()),
+        ],
+    );
+    assert!(dir.path().join("from-env/coffer.db").is_file());
+    assert!(!dir.path().join("from-file").exists());
+    let login = Client::new(server.url())
+        .login("root", "a password from a file")
+        .unwrap();
+    assert_eq!(login.user.role, coffer_types::Role::Admin);
+    assert!(
+        !server.log().contains("a password from a file"),
+        "secrets are never logged"
+    );
+    assert!(server.stop().success());
+
+    // Flags override the environment.
+    let server = ServerProcess::start(
+        BIN,
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            "from-flag",
+        ],
+        &[("COFFER_DATA_DIR", "from-env")],
+    );
+    assert!(dir.path().join("from-flag/coffer.db").is_file());
+    assert!(server.stop().success());
+
+    // A typo in the file, a bad variable or a weak configured password is refused, not ignored.
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\ndata_dri = \"x\"\n").unwrap();
+    let err = refused(dir.path(), &["--config", config.to_str().unwrap()], &[]);
+    assert!(err.contains("data_dri"), "{err}");
+    let err = refused(dir.path(), &ANY_PORT, &[("COFFER_SESSION_HOURS", "many")]);
+    assert!(err.contains("COFFER_SESSION_HOURS"), "{err}");
+    let err = refused(dir.path(), &ANY_PORT, &[("COFFER_ADMIN_PASSWORD", "short")]);
+    assert!(err.contains("too short"), "{err}");
 }

@@ -1,0 +1,355 @@
+//! A typed, blocking client for Coffer's HTTP API, over the types of `coffer-types`.
+//!
+//! Every call returns the decoded body or a [`ClientError`] that carries the server's
+//! `{"error", "code"}` body and status, so callers (and tests) can act on the exact failure.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use coffer_types::{
+    ApiKey, AuditEntry, CreateKey, CreateUser, CreatedKey, ErrorBody, Health, LoginRequest,
+    LoginResponse, Modules, Node, Rotated, Setting, SettingValue, SetupRequest, UpdateUser, User,
+};
+use reqwest::Method;
+use reqwest::blocking::{Client as Http, RequestBuilder};
+use serde::de::DeserializeOwned;
+
+pub use reqwest::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{status}: {} ({})", body.error, body.code)]
+    Api {
+        status: StatusCode,
+        body: ErrorBody,
+        /// Seconds, from `Retry-After` (rate limiting).
+        retry_after: Option<u64>,
+    },
+    /// The request did not get an answer, or the answer was not what the API promises.
+    #[error("{0}")]
+    Transport(#[from] reqwest::Error),
+    #[error("the server answered {status} with a body that is not the error format: {text}")]
+    Malformed { status: StatusCode, text: String },
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } | ClientError::Malformed { status, .. } => {
+                Some(*status)
+            }
+            ClientError::Transport(e) => e.status(),
+        }
+    }
+
+    /// The server's stable error code, if it answered with an error body.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { body, .. } => Some(&body.code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// How requests authenticate.
+#[derive(Clone, Debug, Default)]
+pub enum Credentials {
+    #[default]
+    None,
+    Bearer(String),
+    /// The session cookie, as a browser would send it.
+    Cookie(String),
+    ApiKey(String),
+}
+
+/// Filters for [`Client::audit`].
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub user: Option<String>,
+    pub action: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// A raw answer, for callers that check statuses and headers themselves.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl RawResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    http: Http,
+    credentials: Credentials,
+}
+
+impl Client {
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:7480`).
+    pub fn new(base: impl Into<String>) -> Client {
+        Client::build(base, None)
+    }
+
+    /// A client whose connections come from `local` (e.g. `127.0.0.2`), to act as another host.
+    pub fn from_address(base: impl Into<String>, local: IpAddr) -> Client {
+        Client::build(base, Some(local))
+    }
+
+    fn build(base: impl Into<String>, local: Option<IpAddr>) -> Client {
+        let http = Http::builder()
+            .timeout(Duration::from_secs(60))
+            .local_address(local)
+            .build()
+            .expect("an HTTP client without TLS builds");
+        Client {
+            base: base.into().trim_end_matches('/').to_string(),
+            http,
+            credentials: Credentials::None,
+        }
+    }
+
+    /// The same client, authenticating with `credentials`.
+    pub fn with(&self, credentials: Credentials) -> Client {
+        Client {
+            credentials,
+            ..self.clone()
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.credentials {
+            Credentials::None => r,
+            Credentials::Bearer(t) => r.bearer_auth(t),
+            Credentials::Cookie(t) => r.header("cookie", format!("coffer_session={t}")),
+            Credentials::ApiKey(k) => r.header("x-api-key", k),
+        }
+    }
+
+    fn send<T: DeserializeOwned>(&self, r: RequestBuilder) -> Result<T> {
+        let res = r.send()?;
+        let status = res.status();
+        if status.is_success() {
+            return if status == StatusCode::NO_CONTENT {
+                Ok(
+                    serde_json::from_value(serde_json::Value::Null).map_err(|_| {
+                        ClientError::Malformed {
+                            status,
+                            text: String::new(),
+                        }
+                    })?,
+                )
+            } else {
+                Ok(res.json()?)
+            };
+        }
+        let retry_after = res
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let text = res.text()?;
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => Err(ClientError::Api {
+                status,
+                body,
+                retry_after,
+            }),
+            Err(_) => Err(ClientError::Malformed { status, text }),
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.request(Method::GET, path))
+    }
+
+    fn post<B: serde::Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.send(self.request(Method::POST, path).json(body))
+    }
+
+    /// Any request, answered as is (no error mapping).
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<RawResponse> {
+        let method = Method::from_bytes(method.as_bytes()).expect("a valid method");
+        let mut r = self.request(method, path);
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        self.raw_send(r)
+    }
+
+    /// A request with a body sent as given, with the given content type.
+    pub fn raw_body(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::blocking::Body>,
+    ) -> Result<RawResponse> {
+        let method = Method::from_bytes(method.as_bytes()).expect("a valid method");
+        let r = self
+            .request(method, path)
+            .header("content-type", content_type)
+            .body(body);
+        self.raw_send(r)
+    }
+
+    fn raw_send(&self, r: RequestBuilder) -> Result<RawResponse> {
+        let res = r.send()?;
+        Ok(RawResponse {
+            status: res.status(),
+            headers: res.headers().clone(),
+            text: res.text()?,
+        })
+    }
+
+    // ---- public ----
+
+    pub fn health(&self) -> Result<Health> {
+        self.get("/api/health")
+    }
+
+    pub fn modules(&self) -> Result<Modules> {
+        self.get("/api/modules")
+    }
+
+    pub fn metrics(&self) -> Result<String> {
+        Ok(self.request(Method::GET, "/metrics").send()?.text()?)
+    }
+
+    pub fn openapi(&self) -> Result<serde_json::Value> {
+        self.get("/api/openapi.json")
+    }
+
+    pub fn setup(&self, req: &SetupRequest) -> Result<User> {
+        self.post("/api/auth/setup", req)
+    }
+
+    pub fn login(&self, username: &str, password: &str) -> Result<LoginResponse> {
+        let req = LoginRequest {
+            username: username.into(),
+            password: password.into(),
+        };
+        self.post("/api/auth/login", &req)
+    }
+
+    /// A new token for the current one (sent as credentials).
+    pub fn refresh(&self) -> Result<LoginResponse> {
+        self.send(self.request(Method::POST, "/api/auth/refresh"))
+    }
+
+    // ---- authenticated ----
+
+    pub fn logout(&self) -> Result<()> {
+        self.send(self.request(Method::POST, "/api/auth/logout"))
+    }
+
+    pub fn me(&self) -> Result<User> {
+        self.get("/api/auth/me")
+    }
+
+    pub fn rotate_jwt(&self) -> Result<Rotated> {
+        self.send(self.request(Method::POST, "/api/admin/secrets/rotate-jwt"))
+    }
+
+    pub fn users(&self) -> Result<Vec<User>> {
+        self.get("/api/users")
+    }
+
+    pub fn create_user(&self, req: &CreateUser) -> Result<User> {
+        self.post("/api/users", req)
+    }
+
+    pub fn user(&self, id: &str) -> Result<User> {
+        self.get(&format!("/api/users/{id}"))
+    }
+
+    pub fn update_user(&self, id: &str, req: &UpdateUser) -> Result<User> {
+        self.send(
+            self.request(Method::PUT, &format!("/api/users/{id}"))
+                .json(req),
+        )
+    }
+
+    pub fn delete_user(&self, id: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/api/users/{id}")))
+    }
+
+    /// Your keys; with `all`, everyone's (administrators).
+    pub fn keys(&self, all: bool) -> Result<Vec<ApiKey>> {
+        self.get(if all {
+            "/api/keys?all=true"
+        } else {
+            "/api/keys"
+        })
+    }
+
+    pub fn create_key(&self, req: &CreateKey) -> Result<CreatedKey> {
+        self.post("/api/keys", req)
+    }
+
+    pub fn revoke_key(&self, id: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/api/keys/{id}")))
+    }
+
+    pub fn nodes(&self) -> Result<Vec<Node>> {
+        self.get("/api/nodes")
+    }
+
+    pub fn settings(&self) -> Result<Vec<Setting>> {
+        self.get("/api/settings")
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Setting> {
+        self.get(&format!("/api/settings/{key}"))
+    }
+
+    pub fn put_setting(&self, key: &str, value: serde_json::Value) -> Result<Setting> {
+        let body = SettingValue { value };
+        self.send(
+            self.request(Method::PUT, &format!("/api/settings/{key}"))
+                .json(&body),
+        )
+    }
+
+    pub fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut q: Vec<(&str, String)> = vec![];
+        if let Some(t) = f.since {
+            q.push(("since", t.to_rfc3339()));
+        }
+        if let Some(t) = f.until {
+            q.push(("until", t.to_rfc3339()));
+        }
+        if let Some(u) = &f.user {
+            q.push(("user", u.clone()));
+        }
+        if let Some(a) = &f.action {
+            q.push(("action", a.clone()));
+        }
+        if let Some(l) = f.limit {
+            q.push(("limit", l.to_string()));
+        }
+        self.send(self.request(Method::GET, "/api/audit").query(&q))
+    }
+}

@@ -1,0 +1,122 @@
+//! Administration: the token signing secret, server settings and the audit log.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use coffer_db::AuditQuery;
+use coffer_types::{AuditEntry, ErrorBody, Rotated, Setting, SettingValue};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::auth::{Admin, Auth, JWT_SECRET, TokenKeys, random_bytes};
+use crate::error::ApiError;
+use crate::extract::{Json, Path, Query};
+
+/// A new token signing secret: every existing token and session stops working, including the
+/// caller's. API keys are not affected.
+#[utoipa::path(post, path = "/api/admin/secrets/rotate-jwt", tag = "admin", security(("bearer" = ["admin"])),
+    responses((status = 200, body = Rotated), (status = 403, body = ErrorBody)))]
+pub async fn rotate_jwt(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+) -> Result<Json<Rotated>, ApiError> {
+    let secret: [u8; 32] = random_bytes();
+    state.db.replace_secret(JWT_SECRET, &secret).await?;
+    state.db.revoke_all_sessions().await?;
+    state.set_token_keys(TokenKeys::new(&secret));
+    tracing::info!("token signing secret rotated; all sessions ended");
+    Ok(Json(Rotated { rotated: true }))
+}
+
+#[utoipa::path(get, path = "/api/settings", tag = "admin", security(("bearer" = ["admin"])),
+    responses((status = 200, body = [Setting])))]
+pub async fn settings(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+) -> Result<Json<Vec<Setting>>, ApiError> {
+    Ok(Json(state.db.settings().await?))
+}
+
+/// Setting names: 1 to 64 lowercase letters, digits, `_`, `.` or `-`.
+fn setting_key(key: &str) -> Result<&str, ApiError> {
+    let ok = (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    ok.then_some(key).ok_or_else(|| {
+        ApiError::BadRequest(
+            "a setting name is 1 to 64 lowercase letters, digits, '_', '.' or '-'".into(),
+        )
+    })
+}
+
+#[utoipa::path(get, path = "/api/settings/{key}", tag = "admin", security(("bearer" = ["admin"])),
+    params(("key" = String, Path, description = "Setting name")),
+    responses((status = 200, body = Setting), (status = 404, body = ErrorBody)))]
+pub async fn get_setting(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+    Path(key): Path<String>,
+) -> Result<Json<Setting>, ApiError> {
+    let key = setting_key(&key)?;
+    state
+        .db
+        .setting(key)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("setting {key:?} is not set")))
+}
+
+/// Set a setting to any JSON value: `{"value": ...}`.
+#[utoipa::path(put, path = "/api/settings/{key}", tag = "admin", security(("bearer" = ["admin"])), request_body = SettingValue,
+    params(("key" = String, Path, description = "Setting name")),
+    responses((status = 200, body = Setting), (status = 400, body = ErrorBody)))]
+pub async fn put_setting(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+    Path(key): Path<String>,
+    Json(req): Json<SettingValue>,
+) -> Result<Json<Setting>, ApiError> {
+    Ok(Json(
+        state.db.put_setting(setting_key(&key)?, &req.value).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// Entries at or after this time (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// Entries at or before this time (RFC 3339).
+    until: Option<DateTime<Utc>>,
+    /// A username or user id.
+    user: Option<String>,
+    /// Part of the action, e.g. `POST /api/users` or `keys`.
+    action: Option<String>,
+    /// At most this many entries (1–1000, default 100).
+    limit: Option<u32>,
+}
+
+/// The audit log, newest first.
+#[utoipa::path(get, path = "/api/audit", tag = "admin", security(("bearer" = ["admin"])), params(AuditParams),
+    responses((status = 200, body = [AuditEntry]), (status = 400, body = ErrorBody)))]
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+    Query(q): Query<AuditParams>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit: use 1 to 1000".into()));
+    }
+    let query = AuditQuery {
+        since: q.since,
+        until: q.until,
+        user: q.user,
+        action: q.action,
+        limit,
+    };
+    Ok(Json(state.db.audit(&query).await?))
+}

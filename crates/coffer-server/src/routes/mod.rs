@@ -1,0 +1,142 @@
+//! The router: every API route with its OpenAPI description, and the layers around them.
+//!
+//! Routes are only ever added through `OpenApiRouter::routes(routes!(...))`, so a route cannot
+//! be served without being documented. A handler's `security` names the least role it needs
+//! (as the scope of the `bearer` scheme), and its `Auth<Role>` extractor enforces exactly that;
+//! the route × role test checks that the two agree.
+
+mod account;
+mod admin;
+mod keys;
+mod system;
+mod users;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::auth::SESSION_COOKIE;
+use crate::error::ApiError;
+use crate::middleware::{self, REQUEST_ID, RandomRequestId};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Coffer", description = "Self-hosted backup and restore server."),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "system", description = "Health, modules, metrics, nodes"),
+        (name = "auth", description = "Setup, login, sessions"),
+        (name = "users", description = "User accounts (admin)"),
+        (name = "keys", description = "API keys"),
+        (name = "admin", description = "Settings, audit log, secrets (admin)"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        c.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(SESSION_COOKIE))),
+        );
+        c.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// The OpenAPI document as served. Each operation names its least role once, as the scope of
+/// `bearer`; the session cookie and API keys are equivalent alternatives with the same scope.
+fn openapi_json(api: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = serde_json::to_value(api).expect("the OpenAPI document serializes");
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for op in paths.values_mut().filter_map(|p| p.as_object_mut()) {
+            for op in op.values_mut() {
+                let Some(scopes) = op.pointer("/security/0/bearer").cloned() else {
+                    continue;
+                };
+                op["security"] = serde_json::json!([
+                    { "bearer": scopes }, { "cookie": scopes }, { "api_key": scopes }
+                ]);
+            }
+        }
+    }
+    doc
+}
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::health))
+        .routes(routes!(system::modules))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::openapi))
+        .routes(routes!(system::nodes))
+        .routes(routes!(account::setup))
+        .routes(routes!(account::login))
+        .routes(routes!(account::refresh))
+        .routes(routes!(account::logout))
+        .routes(routes!(account::me))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(admin::rotate_jwt))
+        .routes(routes!(admin::settings))
+        .routes(routes!(admin::get_setting, admin::put_setting))
+        .routes(routes!(admin::audit))
+        .split_for_parts();
+    state
+        .openapi
+        .set(openapi_json(&api))
+        .expect("the router is built once per server");
+    let body_limit = state.max_body_bytes;
+    // Layers run outside-in in the reverse of the order written here.
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::audit,
+        ))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(axum::middleware::from_fn(middleware::span))
+        .layer(PropagateRequestIdLayer::new(
+            REQUEST_ID.parse().expect("valid header name"),
+        ))
+        .layer(SetRequestIdLayer::new(
+            REQUEST_ID.parse().expect("valid header name"),
+            RandomRequestId,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}

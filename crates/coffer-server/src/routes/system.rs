@@ -1,0 +1,156 @@
+//! Public endpoints (health, modules, metrics, the OpenAPI document) and the node list.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use coffer_types::{Check, ErrorBody, Health, Modules, Node, Tool};
+
+use crate::AppState;
+use crate::auth::{Auth, Viewer};
+use crate::error::ApiError;
+use crate::extract::Json;
+
+/// 200 while the data directory and the metadata database are usable, 503 otherwise.
+#[utoipa::path(get, path = "/api/health", tag = "system",
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
+    let dir = state.data_dir.clone();
+    tokio::task::spawn_blocking(move || std::fs::read_dir(&dir).map(|_| ()))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::Unavailable(format!("data directory: {e}")))?;
+    state
+        .db
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(Health {
+        status: "ok".into(),
+        version: state.version.into(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+    }))
+}
+
+/// The modules this server provides.
+#[utoipa::path(get, path = "/api/modules", tag = "system", responses((status = 200, body = Modules)))]
+pub async fn modules() -> Json<Modules> {
+    Json(Modules { backups: true })
+}
+
+/// Prometheus text format; open, by Prometheus convention.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&state.metrics, state.started_at),
+    )
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "system",
+    responses((status = 200, description = "The OpenAPI 3.1 description of this API")))]
+pub async fn openapi(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(state.openapi.get().cloned().unwrap_or_default())
+}
+
+/// The nodes that run jobs (for now, this server) and what each can do.
+#[utoipa::path(get, path = "/api/nodes", tag = "system", security(("bearer" = ["viewer"])),
+    responses((status = 200, body = [Node]), (status = 401, body = ErrorBody)))]
+pub async fn nodes(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Viewer>,
+) -> Result<Json<Vec<Node>>, ApiError> {
+    let tools = tokio::task::spawn_blocking(find_tools)
+        .await
+        .map_err(ApiError::internal)?;
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    Ok(Json(vec![Node {
+        id: "local".into(),
+        name,
+        version: state.version.into(),
+        docker: docker_check().await,
+        tools,
+    }]))
+}
+
+/// The dump and client tools database sources need, found on `PATH`.
+fn find_tools() -> Vec<Tool> {
+    const TOOLS: [&str; 9] = [
+        "pg_dump",
+        "pg_dumpall",
+        "pg_restore",
+        "psql",
+        "mariadb-dump",
+        "mysqldump",
+        "mariadb",
+        "mysql",
+        "sqlite3",
+    ];
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    TOOLS
+        .iter()
+        .map(|name| Tool {
+            name: name.to_string(),
+            path: dirs
+                .iter()
+                .map(|d| d.join(name))
+                .find(|p| is_executable(p))
+                .map(|p| p.display().to_string()),
+        })
+        .collect()
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Whether the Docker engine answers `/_ping` on its socket (`DOCKER_HOST` or the default).
+async fn docker_check() -> Check {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    let ping = async {
+        let mut s = tokio::net::UnixStream::connect(&socket).await?;
+        s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            .await?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&resp).into_owned())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), ping).await {
+        Ok(Ok(r)) if r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200") => Check {
+            ok: true,
+            detail: format!("the Docker engine answers on {socket}"),
+        },
+        Ok(Ok(r)) => Check {
+            ok: false,
+            detail: format!(
+                "the Docker engine on {socket} answered: {}",
+                r.lines().next().unwrap_or("")
+            ),
+        },
+        Ok(Err(e)) => Check {
+            ok: false,
+            detail: format!("cannot reach the Docker engine on {socket}: {e}"),
+        },
+        Err(_) => Check {
+            ok: false,
+            detail: format!("the Docker engine on {socket} did not answer within 2 s"),
+        },
+    }
+}

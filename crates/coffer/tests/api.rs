@@ -1,0 +1,903 @@
+//! The HTTP API, black-box: the real `coffer serve` on a free port with a temporary data
+//! directory, driven through the typed client. Setup, login, keys, the route × role matrix
+//! (read from the served OpenAPI document), the error format, rate limiting, token rotation,
+//! the audit log, metrics, and a SIGKILL during writes.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::Utc;
+use coffer_client::{AuditFilter, Client, ClientError, Credentials, StatusCode};
+use coffer_testkit::{ServerProcess, TempDir, tempdir};
+use coffer_types::{CreateKey, CreateUser, Role, SetupRequest, UpdateUser, User};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_coffer");
+const ADMIN_PASSWORD: &str = "the admin's long password";
+const PASSWORD: &str = "a user's long password";
+
+struct Env {
+    server: ServerProcess,
+    dir: TempDir,
+    api: Client,
+}
+
+fn start() -> Env {
+    let dir = tempdir().unwrap();
+    let server = start_in(&dir);
+    let api = Client::new(server.url());
+    Env { server, dir, api }
+}
+
+fn start_in(dir: &TempDir) -> ServerProcess {
+    ServerProcess::start(
+        BIN,
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+        &[],
+    )
+}
+
+fn setup_request(username: &str, password: &str) -> SetupRequest {
+    serde_json::from_value(json!({ "username": username, "password": password })).unwrap()
+}
+
+fn create_user(username: &str, role: Role) -> CreateUser {
+    serde_json::from_value(json!({ "username": username, "password": PASSWORD, "role": role }))
+        .unwrap()
+}
+
+/// The setup admin, logged in.
+fn admin(env: &Env) -> Client {
+    env.api
+        .setup(&setup_request("admin", ADMIN_PASSWORD))
+        .unwrap();
+    let login = env.api.login("admin", ADMIN_PASSWORD).unwrap();
+    env.api.with(Credentials::Bearer(login.token))
+}
+
+fn bearer(api: &Client, username: &str, password: &str) -> Client {
+    api.with(Credentials::Bearer(
+        api.login(username, password).unwrap().token,
+    ))
+}
+
+/// The error a call failed with: status and code, after checking the body's format.
+fn err<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (StatusCode, String) {
+    match r {
+        Err(ClientError::Api { status, body, .. }) => {
+            assert!(!body.error.is_empty(), "an error message for people");
+            (status, body.code)
+        }
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_new_user_sets_up_logs_in_and_uses_an_api_key() {
+    let env = start();
+    let api = &env.api;
+
+    // A weak password is refused; setup works once.
+    let weak = api.raw(
+        "POST",
+        "/api/auth/setup",
+        Some(&json!({"username": "admin", "password": "short"})),
+    );
+    let weak = weak.unwrap();
+    assert_eq!(weak.status, 400);
+    assert!(
+        weak.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("12 characters"),
+        "{}",
+        weak.text
+    );
+    let user = api.setup(&setup_request("admin", ADMIN_PASSWORD)).unwrap();
+    assert_eq!(user.role, Role::Admin);
+    assert_eq!(
+        err(api.setup(&setup_request("other", ADMIN_PASSWORD))),
+        (StatusCode::CONFLICT, "conflict".into())
+    );
+
+    // Wrong password and unknown user fail alike.
+    let wrong = err(api.login("admin", "not the password"));
+    let unknown = err(api.login("nobody", ADMIN_PASSWORD));
+    assert_eq!(wrong, (StatusCode::UNAUTHORIZED, "unauthorized".into()));
+    assert_eq!(wrong, unknown);
+
+    // Login: a token and an HttpOnly, SameSite=Strict session cookie carrying it.
+    let r = api
+        .raw(
+            "POST",
+            "/api/auth/login",
+            Some(&json!({"username": "admin", "password": ADMIN_PASSWORD})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let cookie = r.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with(&format!("coffer_session={token};")),
+        "{cookie}"
+    );
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(r.json()["expires_at"].as_str().is_some());
+    let by_token = api.with(Credentials::Bearer(token.clone()));
+    let by_cookie = api.with(Credentials::Cookie(token));
+    assert_eq!(by_token.me().unwrap().username, "admin");
+    assert_eq!(by_cookie.me().unwrap().username, "admin");
+
+    // An API key: shown once, stored hashed, usable as X-API-Key.
+    let created = by_token
+        .create_key(&CreateKey {
+            name: "ci".into(),
+            role: Some(Role::Viewer),
+            expires_at: None,
+        })
+        .unwrap();
+    assert!(
+        created.key.starts_with("cf_") && created.key.len() == 67,
+        "{}",
+        created.key
+    );
+    assert!(created.key.starts_with(&created.info.prefix));
+    let listed = serde_json::to_string(&by_token.keys(false).unwrap()).unwrap();
+    assert!(
+        listed.contains(&created.info.id) && !listed.contains(&created.key),
+        "the secret is never listed"
+    );
+    let db = std::fs::read(env.dir.path().join("data/coffer.db")).unwrap();
+    assert!(
+        !db.windows(created.key.len())
+            .any(|w| w == created.key.as_bytes()),
+        "the key is not stored in clear"
+    );
+    let by_key = api.with(Credentials::ApiKey(created.key.clone()));
+    assert_eq!(by_key.me().unwrap().username, "admin");
+    // The key acts as a viewer, although its owner is an admin.
+    assert_eq!(err(by_key.users()).0, StatusCode::FORBIDDEN);
+    assert!(
+        by_key.keys(false).unwrap()[0].last_used_at.is_some(),
+        "use is recorded"
+    );
+
+    // A viewer key cannot mint an admin key; expiries must lie ahead; revocation is immediate.
+    let escalate = CreateKey {
+        name: "up".into(),
+        role: Some(Role::Admin),
+        expires_at: None,
+    };
+    assert_eq!(err(by_key.create_key(&escalate)).0, StatusCode::FORBIDDEN);
+    let past = CreateKey {
+        name: "old".into(),
+        role: None,
+        expires_at: Some(Utc::now() - chrono::Duration::hours(1)),
+    };
+    assert_eq!(err(by_token.create_key(&past)).0, StatusCode::BAD_REQUEST);
+    by_token.revoke_key(&created.info.id).unwrap();
+    assert_eq!(
+        err(by_key.me()),
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+
+    // A key that expires stops working by itself.
+    let soon = CreateKey {
+        name: "soon".into(),
+        role: None,
+        expires_at: Some(Utc::now() + chrono::Duration::seconds(2)),
+    };
+    let short = api.with(Credentials::ApiKey(by_token.create_key(&soon).unwrap().key));
+    assert!(short.me().is_ok());
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(err(short.me()).0, StatusCode::UNAUTHORIZED);
+    assert!(env.server.stop().success());
+}
+
+/// Each route the API serves, with the least role it needs (None: public).
+const ROUTES: &[(&str, &str, Option<Role>)] = &[
+    ("GET", "/api/health", None),
+    ("GET", "/api/modules", None),
+    ("GET", "/metrics", None),
+    ("GET", "/api/openapi.json", None),
+    ("POST", "/api/auth/setup", None),
+    ("POST", "/api/auth/login", None),
+    ("POST", "/api/auth/refresh", None),
+    ("POST", "/api/auth/logout", Some(Role::Viewer)),
+    ("GET", "/api/auth/me", Some(Role::Viewer)),
+    ("POST", "/api/admin/secrets/rotate-jwt", Some(Role::Admin)),
+    ("GET", "/api/users", Some(Role::Admin)),
+    ("POST", "/api/users", Some(Role::Admin)),
+    ("GET", "/api/users/{id}", Some(Role::Admin)),
+    ("PUT", "/api/users/{id}", Some(Role::Admin)),
+    ("DELETE", "/api/users/{id}", Some(Role::Admin)),
+    ("GET", "/api/keys", Some(Role::Viewer)),
+    ("POST", "/api/keys", Some(Role::Viewer)),
+    ("DELETE", "/api/keys/{id}", Some(Role::Viewer)),
+    ("GET", "/api/nodes", Some(Role::Viewer)),
+    ("GET", "/api/settings", Some(Role::Admin)),
+    ("GET", "/api/settings/{key}", Some(Role::Admin)),
+    ("PUT", "/api/settings/{key}", Some(Role::Admin)),
+    ("GET", "/api/audit", Some(Role::Admin)),
+];
+
+/// Each documented operation and the role its security names (None: public).
+fn documented(api: &Client) -> BTreeSet<(String, String, Option<Role>)> {
+    let doc = api.openapi().unwrap();
+    let mut out = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let role = op["security"].as_array().map(|alternatives| {
+                // Each alternative is `{scheme: [role]}`; all must name the same role.
+                let roles: BTreeSet<String> = alternatives
+                    .iter()
+                    .flat_map(|a| a.as_object().unwrap().values())
+                    .map(|scopes| scopes[0].as_str().unwrap().to_string())
+                    .collect();
+                assert_eq!(
+                    roles.len(),
+                    1,
+                    "{method} {path}: bearer, cookie and key need the same role"
+                );
+                assert_eq!(
+                    alternatives.len(),
+                    3,
+                    "{method} {path}: bearer, cookie and API key"
+                );
+                roles.first().unwrap().parse::<Role>().unwrap()
+            });
+            out.insert((method.to_uppercase(), path.clone(), role));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_route_is_documented_and_enforces_its_role() {
+    let env = start();
+    let admin = admin(&env);
+    let expected: BTreeSet<(String, String, Option<Role>)> = ROUTES
+        .iter()
+        .map(|(m, p, r)| (m.to_string(), p.to_string(), *r))
+        .collect();
+    assert_eq!(
+        documented(&env.api),
+        expected,
+        "the OpenAPI document lists exactly the routes served"
+    );
+
+    // One account per role, each logging in from its own loopback address (so the login rate
+    // limit, which is per address, is not what this test measures).
+    let roles = [Role::Viewer, Role::Operator, Role::Admin];
+    let from = |i: u8| Client::from_address(env.api.base(), IpAddr::from([127, 0, 0, 10 + i]));
+    for role in &roles[..2] {
+        admin
+            .create_user(&create_user(role.as_str(), *role))
+            .unwrap();
+    }
+    let login = |role: Role| -> Client {
+        let c = from(role as u8);
+        let (name, pw) = if role == Role::Admin {
+            ("admin", ADMIN_PASSWORD)
+        } else {
+            (role.as_str(), PASSWORD)
+        };
+        let token = c.login(name, pw).unwrap().token;
+        c.with(Credentials::Bearer(token))
+    };
+    let mut clients: Vec<Client> = roles.iter().map(|r| login(*r)).collect();
+    admin.put_setting("greeting", json!("hello")).unwrap();
+
+    for (method, template, least) in ROUTES {
+        // Without credentials: 401 for protected routes, never 401/403 for public ones.
+        let path = template
+            .replace("{id}", "0123456789abcdef")
+            .replace("{key}", "greeting");
+        let anon = env.api.raw(method, &path, Some(&json!({}))).unwrap();
+        match least {
+            Some(_) => {
+                assert_eq!(
+                    anon.status, 401,
+                    "{method} {template} without credentials: {}",
+                    anon.text
+                );
+                assert_eq!(anon.json()["code"], "unauthorized");
+            }
+            None => assert!(
+                ![401, 403, 404, 405].contains(&anon.status.as_u16())
+                    || template.contains("refresh"),
+                "{method} {template} is public: {} {}",
+                anon.status,
+                anon.text
+            ),
+        }
+        let Some(least) = least else { continue };
+        for (i, role) in roles.iter().enumerate() {
+            // Arguments that make the call succeed when allowed.
+            let (path, body) = match (*method, *template) {
+                (_, "/api/users/{id}") => {
+                    let victim = clients[2]
+                        .create_user(&create_user(
+                            &format!("u{}", Utc::now().timestamp_micros()),
+                            Role::Viewer,
+                        ))
+                        .unwrap();
+                    (
+                        format!("/api/users/{}", victim.id),
+                        json!({"role": "operator"}),
+                    )
+                }
+                ("DELETE", "/api/keys/{id}") => {
+                    let key = clients[i]
+                        .create_key(&CreateKey {
+                            name: "k".into(),
+                            role: None,
+                            expires_at: None,
+                        })
+                        .unwrap();
+                    (format!("/api/keys/{}", key.info.id), json!({}))
+                }
+                ("POST", "/api/users") => (
+                    path.clone(),
+                    serde_json::to_value(create_user(
+                        &format!("n{}", Utc::now().timestamp_micros()),
+                        Role::Viewer,
+                    ))
+                    .unwrap(),
+                ),
+                ("POST", "/api/keys") => (path.clone(), json!({"name": "matrix"})),
+                ("PUT", _) => (path.clone(), json!({"value": 42})),
+                _ => (path.clone(), json!({})),
+            };
+            // Logout and rotation end sessions: give them a session of their own.
+            let ends_sessions = template.contains("logout") || template.contains("rotate");
+            let caller = if ends_sessions && role >= least {
+                login(*role)
+            } else {
+                clients[i].clone()
+            };
+            let r = caller.raw(method, &path, Some(&body)).unwrap();
+            if role < least {
+                assert_eq!(r.status, 403, "{method} {template} as {role}: {}", r.text);
+                assert_eq!(r.json()["code"], "forbidden");
+            } else {
+                assert!(
+                    r.status.is_success(),
+                    "{method} {template} as {role}: {} {}",
+                    r.status,
+                    r.text
+                );
+            }
+            if template.contains("rotate") && role >= least {
+                clients = roles.iter().map(|r| login(*r)).collect();
+            }
+        }
+    }
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn bad_input_gets_the_error_format_with_the_right_status() {
+    let env = start();
+    let admin = admin(&env);
+    let check = |r: coffer_client::RawResponse, status: u16, code: &str| -> String {
+        assert_eq!(r.status.as_u16(), status, "{}", r.text);
+        let body = r.json();
+        assert_eq!(body["code"], code, "{}", r.text);
+        assert!(
+            r.headers.contains_key("x-request-id"),
+            "every answer carries a request id"
+        );
+        body["error"].as_str().unwrap().to_string()
+    };
+    check(
+        admin
+            .raw_body("POST", "/api/users", "application/json", "{not json")
+            .unwrap(),
+        400,
+        "bad_request",
+    );
+    let msg = check(
+        admin
+            .raw(
+                "POST",
+                "/api/users",
+                Some(&json!({"username": "x", "password": 12, "role": "viewer"})),
+            )
+            .unwrap(),
+        400,
+        "bad_request",
+    );
+    assert!(msg.contains("password"), "the field is named: {msg}");
+    let msg = check(
+        admin
+            .raw(
+                "POST",
+                "/api/users",
+                Some(&json!({"username": "x", "password": PASSWORD, "role": "root"})),
+            )
+            .unwrap(),
+        400,
+        "bad_request",
+    );
+    assert!(msg.contains("role"), "{msg}");
+    let msg = check(admin.raw("POST", "/api/users", Some(&json!({"username": "x", "password": PASSWORD, "role": "viewer", "admin": true}))).unwrap(), 400, "bad_request");
+    assert!(msg.contains("admin"), "unknown fields are named: {msg}");
+    check(
+        admin
+            .raw(
+                "POST",
+                "/api/users",
+                Some(&json!({"username": "../etc", "password": PASSWORD, "role": "viewer"})),
+            )
+            .unwrap(),
+        400,
+        "bad_request",
+    );
+    check(
+        admin
+            .raw_body("POST", "/api/users", "text/plain", "hello")
+            .unwrap(),
+        415,
+        "unsupported_media_type",
+    );
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    check(
+        admin
+            .raw_body("POST", "/api/keys", "application/json", huge)
+            .unwrap(),
+        413,
+        "payload_too_large",
+    );
+    check(
+        admin.raw("GET", "/api/users/does-not-exist", None).unwrap(),
+        404,
+        "not_found",
+    );
+    check(
+        admin.raw("GET", "/api/no/such/route", None).unwrap(),
+        404,
+        "not_found",
+    );
+    check(
+        admin.raw("DELETE", "/api/health", None).unwrap(),
+        405,
+        "method_not_allowed",
+    );
+    check(
+        admin.raw("GET", "/api/audit?limit=lots", None).unwrap(),
+        400,
+        "bad_request",
+    );
+    check(
+        admin
+            .raw("GET", "/api/audit?since=yesterday", None)
+            .unwrap(),
+        400,
+        "bad_request",
+    );
+    check(
+        admin.raw("GET", "/api/settings/Bad%20Key", None).unwrap(),
+        400,
+        "bad_request",
+    );
+    check(
+        admin.raw("GET", "/api/settings/never-set", None).unwrap(),
+        404,
+        "not_found",
+    );
+    // Broken credentials of every kind: 401, never 500.
+    for creds in [
+        Credentials::Bearer("not.a.token".into()),
+        Credentials::Bearer("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.".into()),
+        Credentials::Cookie("garbage".into()),
+        Credentials::ApiKey("cf_0000".into()),
+        Credentials::ApiKey("nonsense".into()),
+    ] {
+        let r = env
+            .api
+            .with(creds.clone())
+            .raw("GET", "/api/auth/me", None)
+            .unwrap();
+        check(r, 401, "unauthorized");
+    }
+    let r = env
+        .api
+        .raw_body("GET", "/api/auth/me", "application/json", "")
+        .unwrap();
+    check(r, 401, "unauthorized");
+    // Nothing stored was affected by any of it.
+    assert_eq!(admin.users().unwrap().len(), 1);
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn login_is_limited_to_ten_attempts_per_minute_per_address() {
+    let env = start();
+    admin(&env); // one attempt from 127.0.0.1
+    for _ in 0..9 {
+        assert_eq!(
+            err(env.api.login("admin", "wrong password!")).0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    match env.api.login("admin", ADMIN_PASSWORD) {
+        Err(ClientError::Api {
+            status,
+            body,
+            retry_after,
+        }) => {
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(body.code, "rate_limited");
+            let secs = retry_after.expect("a Retry-After header");
+            assert!((1..=60).contains(&secs), "{secs}");
+        }
+        other => panic!("the 11th attempt is refused, even with the right password: {other:?}"),
+    }
+    // Another address is not affected.
+    let other = Client::from_address(env.api.base(), IpAddr::from([127, 0, 0, 2]));
+    assert!(other.login("admin", ADMIN_PASSWORD).is_ok());
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn logout_refresh_and_rotation_end_tokens_at_once() {
+    let env = start();
+    let admin = admin(&env);
+    let key = admin
+        .create_key(&CreateKey {
+            name: "automation".into(),
+            role: None,
+            expires_at: None,
+        })
+        .unwrap()
+        .key;
+    let by_key = env.api.with(Credentials::ApiKey(key));
+
+    // Refresh gives a new token for the same session; logout ends both at once.
+    let session = bearer(&env.api, "admin", ADMIN_PASSWORD);
+    let refreshed = session.refresh().unwrap();
+    let new = env.api.with(Credentials::Bearer(refreshed.token));
+    assert!(new.me().is_ok());
+    new.logout().unwrap();
+    assert_eq!(err(new.me()).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(err(session.me()).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        err(session.refresh()).0,
+        StatusCode::UNAUTHORIZED,
+        "an ended session cannot be refreshed"
+    );
+    assert!(admin.me().is_ok(), "other sessions go on");
+
+    // A token that expired, and one signed with another secret, are refused.
+    let secret: Vec<u8> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let db = env.dir.path().join("data/coffer.db");
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT value FROM server_secrets")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    });
+    let me = admin.me().unwrap();
+    let sign = |secret: &[u8], exp: i64| {
+        let claims = json!({"sub": me.id, "sid": "x", "iat": exp - 60, "exp": exp});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let expired = env.api.with(Credentials::Bearer(sign(
+        &secret,
+        Utc::now().timestamp() - 10,
+    )));
+    let (status, _) = err(expired.me());
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let forged = env.api.with(Credentials::Bearer(sign(
+        b"another secret",
+        Utc::now().timestamp() + 600,
+    )));
+    assert_eq!(err(forged.me()).0, StatusCode::UNAUTHORIZED);
+
+    // Rotation: every token stops working, including the rotating admin's; keys go on.
+    let other = bearer(&env.api, "admin", ADMIN_PASSWORD);
+    assert!(admin.rotate_jwt().unwrap().rotated);
+    assert_eq!(err(admin.me()).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(err(other.me()).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(err(other.refresh()).0, StatusCode::UNAUTHORIZED);
+    assert!(
+        by_key.me().is_ok(),
+        "API keys do not depend on the signing secret"
+    );
+    let fresh = env.api.login("admin", ADMIN_PASSWORD).unwrap().token;
+
+    // The new secret survives a restart: a token issued after the rotation still works.
+    assert!(env.server.stop().success());
+    let server = start_in(&env.dir);
+    let api = Client::new(server.url()).with(Credentials::Bearer(fresh));
+    assert_eq!(api.me().unwrap().username, "admin");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn users_are_managed_by_admins_and_the_last_admin_stays() {
+    let env = start();
+    let admin = admin(&env);
+    let me = admin.me().unwrap();
+    let op = admin
+        .create_user(&create_user("olga", Role::Operator))
+        .unwrap();
+    assert_eq!(
+        err(admin.create_user(&create_user("olga", Role::Viewer))).0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(admin.users().unwrap().len(), 2);
+    assert_eq!(admin.user(&op.id).unwrap().role, Role::Operator);
+
+    // The last admin can be neither demoted nor deleted.
+    let demote = UpdateUser {
+        password: None,
+        role: Some(Role::Viewer),
+    };
+    assert_eq!(
+        err(admin.update_user(&me.id, &demote)).0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(err(admin.delete_user(&me.id)).0, StatusCode::CONFLICT);
+    assert_eq!(admin.me().unwrap().role, Role::Admin);
+
+    // A second admin makes it possible; a role change applies to live sessions at once.
+    let olga = bearer(&env.api, "olga", PASSWORD);
+    assert_eq!(err(olga.users()).0, StatusCode::FORBIDDEN);
+    admin
+        .update_user(
+            &op.id,
+            &UpdateUser {
+                password: None,
+                role: Some(Role::Admin),
+            },
+        )
+        .unwrap();
+    assert_eq!(olga.users().unwrap().len(), 2);
+    olga.update_user(&me.id, &demote).unwrap();
+    assert_eq!(err(admin.users()).0, StatusCode::FORBIDDEN);
+
+    // A new password ends the user's sessions; deleting a user ends everything of theirs.
+    let new_pw: UpdateUser =
+        serde_json::from_value(json!({"password": "another long password"})).unwrap();
+    olga.update_user(&me.id, &new_pw).unwrap();
+    assert_eq!(err(admin.me()).0, StatusCode::UNAUTHORIZED);
+    let admin = bearer(&env.api, "admin", "another long password");
+    let key = admin
+        .create_key(&CreateKey {
+            name: "k".into(),
+            role: None,
+            expires_at: None,
+        })
+        .unwrap();
+    olga.delete_user(&me.id).unwrap();
+    assert_eq!(err(admin.me()).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        err(env.api.with(Credentials::ApiKey(key.key)).me()).0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(err(olga.user(&me.id)).0, StatusCode::NOT_FOUND);
+    assert_eq!(err(olga.delete_user(&me.id)).0, StatusCode::NOT_FOUND);
+    let users: Vec<User> = olga.users().unwrap();
+    assert_eq!(users.len(), 1);
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn mutations_are_audited_with_who_how_from_where_and_the_outcome() {
+    let env = start();
+    let started = Utc::now();
+    let admin = admin(&env);
+    assert!(err(env.api.login("admin", "wrong password!")).0 == StatusCode::UNAUTHORIZED);
+    let key = admin
+        .create_key(&CreateKey {
+            name: "bot".into(),
+            role: None,
+            expires_at: None,
+        })
+        .unwrap();
+    let bot = env.api.with(Credentials::ApiKey(key.key.clone()));
+    bot.put_setting("retention", json!({"days": 30})).unwrap();
+    admin
+        .create_user(&create_user("vera", Role::Viewer))
+        .unwrap();
+    let vera = bearer(&env.api, "vera", PASSWORD);
+    assert_eq!(
+        err(vera.create_user(&create_user("eve", Role::Admin))).0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        err(vera.audit(&AuditFilter::default())).0,
+        StatusCode::FORBIDDEN,
+        "the audit log is for admins"
+    );
+    admin.me().unwrap(); // reads are not audited
+
+    let all = admin.audit(&AuditFilter::default()).unwrap();
+    let actions: Vec<(&str, Option<&str>, u16)> = all
+        .iter()
+        .map(|e| (e.action.as_str(), e.username.as_deref(), e.status))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("POST /api/users", Some("vera"), 403),
+            ("POST /api/auth/login", Some("vera"), 200),
+            ("POST /api/users", Some("admin"), 201),
+            ("PUT /api/settings/{key}", Some("admin"), 200),
+            ("POST /api/keys", Some("admin"), 201),
+            ("POST /api/auth/login", Some("admin"), 401),
+            ("POST /api/auth/login", Some("admin"), 200),
+            ("POST /api/auth/setup", Some("admin"), 201),
+        ],
+        "newest first, reads left out"
+    );
+    let by_key = &all[3];
+    assert_eq!(
+        by_key.key_id.as_deref(),
+        Some(key.info.id.as_str()),
+        "the key used is recorded"
+    );
+    assert_eq!(by_key.target, "/api/settings/retention");
+    assert!(
+        all.iter()
+            .all(|e| e.client_ip.as_deref() == Some("127.0.0.1"))
+    );
+    assert_eq!(all[0].outcome, coffer_types::Outcome::Failure);
+    assert_eq!(all[1].outcome, coffer_types::Outcome::Success);
+
+    // Filters.
+    let f = |user: Option<&str>, action: Option<&str>, limit: Option<u32>| AuditFilter {
+        user: user.map(str::to_string),
+        action: action.map(str::to_string),
+        limit,
+        ..AuditFilter::default()
+    };
+    assert_eq!(admin.audit(&f(Some("vera"), None, None)).unwrap().len(), 2);
+    assert_eq!(admin.audit(&f(None, Some("login"), None)).unwrap().len(), 3);
+    assert_eq!(admin.audit(&f(None, None, Some(2))).unwrap().len(), 2);
+    let window = AuditFilter {
+        since: Some(started),
+        until: Some(Utc::now()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(admin.audit(&window).unwrap().len(), all.len());
+    let later = AuditFilter {
+        since: Some(Utc::now() + chrono::Duration::hours(1)),
+        ..AuditFilter::default()
+    };
+    assert!(admin.audit(&later).unwrap().is_empty());
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn metrics_and_nodes_describe_the_server() {
+    let env = start();
+    let admin = admin(&env);
+    admin.me().unwrap();
+    let _ = env.api.raw("GET", "/api/users/some-id", None).unwrap();
+    let text = env.api.metrics().unwrap();
+    assert!(
+        text.contains(
+            r#"coffer_http_requests_total{method="GET",route="/api/auth/me",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/api/users/{id}",status="401""#),
+        "routes are labelled by template: {text}"
+    );
+    assert!(
+        text.contains("coffer_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    for basic in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(basic))
+            .unwrap_or_else(|| panic!("{basic} in {text}"));
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value > 0.0, "{line}");
+    }
+    let nodes = admin.nodes().unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert!(
+        !nodes[0].docker.detail.is_empty(),
+        "Docker reachable or not, with the reason"
+    );
+    assert!(nodes[0].tools.iter().any(|t| t.name == "pg_dump"));
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn a_sigkill_during_writes_leaves_a_working_database() {
+    let env = start();
+    let admin = admin(&env);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (admin, stop) = (admin.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut acknowledged = vec![];
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let name = format!("w{w}-{i}");
+                    let ok = if i % 2 == 0 {
+                        admin.put_setting(&name, json!(i)).is_ok()
+                    } else {
+                        admin
+                            .create_key(&CreateKey {
+                                name: name.clone(),
+                                role: None,
+                                expires_at: None,
+                            })
+                            .is_ok()
+                    };
+                    if !ok {
+                        break;
+                    }
+                    acknowledged.push(name);
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let server = env.server;
+    server.kill();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acknowledged.len() > 20,
+        "the writers got going: {}",
+        acknowledged.len()
+    );
+
+    let server = start_in(&env.dir);
+    let api = Client::new(server.url());
+    assert_eq!(api.health().unwrap().status, "ok");
+    let admin = bearer(&api, "admin", ADMIN_PASSWORD);
+    let settings: BTreeSet<String> = admin
+        .settings()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    let keys: BTreeSet<String> = admin
+        .keys(false)
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    for name in &acknowledged {
+        assert!(
+            settings.contains(name) || keys.contains(name),
+            "{name} was acknowledged, so it is kept"
+        );
+    }
+    admin.put_setting("after-restart", json!(true)).unwrap();
+    assert!(server.stop().success());
+}
