@@ -123,15 +123,19 @@ fn init_logging() {
         .init();
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed at once (not when first polled),
+/// so a signal that arrives right after the server announced itself is not lost.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down");
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -142,9 +146,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let server = Server::bind(config).await?;
         tracing::info!(addr = %server.local_addr()?, "listening");
-        server.run(shutdown_signal()).await.context("serving")?;
+        server.run(shutdown).await.context("serving")?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

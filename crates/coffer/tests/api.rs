@@ -446,9 +446,11 @@ fn bad_input_gets_the_error_format_with_the_right_status() {
         415,
         "unsupported_media_type",
     );
+    // The server stops reading an oversized body and closes that connection: use its own.
+    let own_connection = bearer(&Client::new(env.api.base()), "admin", ADMIN_PASSWORD);
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
     check(
-        admin
+        own_connection
             .raw_body("POST", "/api/keys", "application/json", huge)
             .unwrap(),
         413,
@@ -900,4 +902,41 @@ fn a_sigkill_during_writes_leaves_a_working_database() {
     }
     admin.put_setting("after-restart", json!(true)).unwrap();
     assert!(server.stop().success());
+}
+
+#[test]
+fn an_internal_error_is_logged_under_its_request_id_and_never_leaked() {
+    let env = start();
+    let admin = admin(&env);
+    // A value no Coffer wrote: the server cannot read it back.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let db = env.dir.path().join("data/coffer.db");
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        sqlx::query("INSERT INTO settings (key, value, updated_at) VALUES ('broken', 'SECRET-DETAIL{', 'then')")
+            .execute(&pool)
+            .await
+            .unwrap();
+    });
+    let r = admin.raw("GET", "/api/settings/broken", None).unwrap();
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["code"], "internal");
+    assert!(
+        !r.text.contains("SECRET-DETAIL") && !r.text.contains("setting"),
+        "no internals: {}",
+        r.text
+    );
+    let id = r.headers["x-request-id"].to_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(100));
+    let log = env.server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("request {id} in the log:\n{log}"));
+    assert!(
+        line.contains("ERROR") && line.contains("broken"),
+        "the details are logged: {line}"
+    );
+    // The rest of the server is unaffected.
+    assert!(admin.me().is_ok());
+    assert!(env.server.stop().success());
 }
