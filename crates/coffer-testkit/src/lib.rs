@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 mod server;
 
-pub use server::ServerProcess;
+pub use server::{ServerProcess, with_database};
 pub use tempfile::{TempDir, tempdir};
 
 /// The password every test repository uses.

@@ -109,3 +109,21 @@ impl Drop for ServerProcess {
         }
     }
 }
+
+/// Run `f` on a connection to the SQLite database at `db`: for tests that forge states no API
+/// call can make (a damaged value, a schema from a newer version) or read what the API never
+/// returns (the signing secret).
+pub fn with_database<T>(db: &Path, f: impl AsyncFnOnce(&sqlx::SqlitePool) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("open the database");
+        let out = f(&pool).await;
+        pool.close().await;
+        out
+    })
+}

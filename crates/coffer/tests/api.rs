@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use coffer_client::{AuditFilter, Client, ClientError, Credentials, StatusCode};
-use coffer_testkit::{ServerProcess, TempDir, tempdir};
+use coffer_testkit::{ServerProcess, TempDir, tempdir, with_database};
 use coffer_types::{CreateKey, CreateUser, Role, SetupRequest, UpdateUser, User};
 use serde_json::json;
 
@@ -577,13 +577,10 @@ fn logout_refresh_and_rotation_end_tokens_at_once() {
     assert!(admin.me().is_ok(), "other sessions go on");
 
     // A token that expired, and one signed with another secret, are refused.
-    let secret: Vec<u8> = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let db = env.dir.path().join("data/coffer.db");
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
+    let db = env.dir.path().join("data/coffer.db");
+    let secret: Vec<u8> = with_database(&db, async |pool| {
         sqlx::query_scalar("SELECT value FROM server_secrets")
-            .fetch_one(&pool)
+            .fetch_one(pool)
             .await
             .unwrap()
     });
@@ -909,11 +906,9 @@ fn an_internal_error_is_logged_under_its_request_id_and_never_leaked() {
     let env = start();
     let admin = admin(&env);
     // A value no Coffer wrote: the server cannot read it back.
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let db = env.dir.path().join("data/coffer.db");
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    with_database(&env.dir.path().join("data/coffer.db"), async |pool| {
         sqlx::query("INSERT INTO settings (key, value, updated_at) VALUES ('broken', 'SECRET-DETAIL{', 'then')")
-            .execute(&pool)
+            .execute(pool)
             .await
             .unwrap();
     });

@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use coffer_client::Client;
-use coffer_testkit::{ServerProcess, tempdir};
+use coffer_testkit::{ServerProcess, tempdir, with_database};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coffer");
 const ANY_PORT: [&str; 2] = ["--listen", "127.0.0.1:0"];
@@ -106,15 +106,11 @@ fn refuses_to_start_on_an_unusable_data_dir_a_taken_port_or_a_newer_database() {
     );
     assert!(server.stop().success());
     let db = dir.path().join("d/coffer.db");
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
+    with_database(&db, async |pool| {
         sqlx::query("INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) VALUES (9999, 'future', CURRENT_TIMESTAMP, 1, x'00', 0)")
-            .execute(&pool)
+            .execute(pool)
             .await
             .unwrap();
-        pool.close().await;
     });
     let before = std::fs::read(&db).unwrap();
     let err = refused(
