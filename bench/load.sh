@@ -13,6 +13,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 command -v wrk >/dev/null || apt-get install -y wrk
 command -v jq >/dev/null || apt-get install -y jq
 cargo build --release -p coffer
+bin=${CARGO_TARGET_DIR:-target}/release/coffer
 
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -20,7 +21,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 B=http://127.0.0.1:$port
 printf 'a long benchmark password' >"$work/admin-password"
 COFFER_ADMIN_PASSWORD_FILE="$work/admin-password" COFFER_LOG=warn \
-    target/release/coffer serve --listen "127.0.0.1:$port" --data-dir "$work/data" &
+    "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" &
 server=$!
 for _ in $(seq 100); do curl -sf "$B/api/health" >/dev/null && break; sleep 0.1; done
 

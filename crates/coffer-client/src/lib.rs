@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use coffer_types::{
-    ApiKey, AuditEntry, CreateKey, CreateUser, CreatedKey, ErrorBody, Health, LoginRequest,
-    LoginResponse, Modules, Node, Rotated, Setting, SettingValue, SetupRequest, UpdateUser, User,
+    ApiKey, AuditEntry, CreateKey, CreateUser, CreatedKey, ErrorBody, Health, Job, JobInput,
+    JobUpdate, LoginRequest, LoginResponse, Modules, Node, Record, RecordStatus, Rotated, Setting,
+    SettingValue, SetupRequest, UpdateUser, User, VerifyResult,
 };
 use reqwest::Method;
 use reqwest::blocking::{Client as Http, RequestBuilder};
@@ -76,6 +77,15 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
+/// Filters for [`Client::records`].
+#[derive(Clone, Debug, Default)]
+pub struct RecordFilter {
+    pub status: Option<RecordStatus>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+}
+
 /// A raw answer, for callers that check statuses and headers themselves.
 #[derive(Debug)]
 pub struct RawResponse {
@@ -87,6 +97,28 @@ pub struct RawResponse {
 impl RawResponse {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The error an unsuccessful answer carries.
+fn api_error(res: reqwest::blocking::Response) -> ClientError {
+    let status = res.status();
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let text = match res.text() {
+        Ok(t) => t,
+        Err(e) => return e.into(),
+    };
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => ClientError::Api {
+            status,
+            body,
+            retry_after,
+        },
+        Err(_) => ClientError::Malformed { status, text },
     }
 }
 
@@ -160,20 +192,7 @@ impl Client {
                 Ok(res.json()?)
             };
         }
-        let retry_after = res
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let text = res.text()?;
-        match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) => Err(ClientError::Api {
-                status,
-                body,
-                retry_after,
-            }),
-            Err(_) => Err(ClientError::Malformed { status, text }),
-        }
+        Err(api_error(res))
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -331,6 +350,103 @@ impl Client {
             self.request(Method::PUT, &format!("/api/settings/{key}"))
                 .json(&body),
         )
+    }
+
+    pub fn jobs(&self) -> Result<Vec<Job>> {
+        self.get("/api/backup-jobs")
+    }
+
+    pub fn create_job(&self, input: &JobInput) -> Result<Job> {
+        self.post("/api/backup-jobs", input)
+    }
+
+    pub fn job(&self, id: &str) -> Result<Job> {
+        self.get(&format!("/api/backup-jobs/{id}"))
+    }
+
+    pub fn update_job(&self, id: &str, u: &JobUpdate) -> Result<Job> {
+        self.send(
+            self.request(Method::PUT, &format!("/api/backup-jobs/{id}"))
+                .json(u),
+        )
+    }
+
+    pub fn delete_job(&self, id: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/api/backup-jobs/{id}")))
+    }
+
+    /// Start a run now; the answer is the new (running) record.
+    pub fn run_job(&self, id: &str) -> Result<Record> {
+        self.send(self.request(Method::POST, &format!("/api/backup-jobs/{id}/run")))
+    }
+
+    pub fn records(&self, job: &str, f: &RecordFilter) -> Result<Vec<Record>> {
+        let mut q: Vec<(&str, String)> = vec![];
+        if let Some(s) = f.status {
+            q.push(("status", s.as_str().to_string()));
+        }
+        if let Some(t) = f.since {
+            q.push(("since", t.to_rfc3339()));
+        }
+        if let Some(t) = f.until {
+            q.push(("until", t.to_rfc3339()));
+        }
+        if let Some(l) = f.limit {
+            q.push(("limit", l.to_string()));
+        }
+        self.send(
+            self.request(Method::GET, &format!("/api/backup-jobs/{job}/records"))
+                .query(&q),
+        )
+    }
+
+    pub fn record(&self, job: &str, rid: &str) -> Result<Record> {
+        self.get(&format!("/api/backup-jobs/{job}/records/{rid}"))
+    }
+
+    /// The record once it is no longer running (polling, at most `timeout`).
+    pub fn wait_record(&self, job: &str, rid: &str, timeout: Duration) -> Result<Record> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let r = self.record(job, rid)?;
+            if r.status != RecordStatus::Running || std::time::Instant::now() > deadline {
+                return Ok(r);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn delete_record(&self, job: &str, rid: &str) -> Result<()> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("/api/backup-jobs/{job}/records/{rid}"),
+        ))
+    }
+
+    pub fn verify_record(&self, job: &str, rid: &str) -> Result<VerifyResult> {
+        self.send(self.request(
+            Method::POST,
+            &format!("/api/backup-jobs/{job}/records/{rid}/verify"),
+        ))
+    }
+
+    /// The record's archive, read completely, with the response headers.
+    pub fn download_record(
+        &self,
+        job: &str,
+        rid: &str,
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>)> {
+        let res = self
+            .request(
+                Method::GET,
+                &format!("/api/backup-jobs/{job}/records/{rid}/download"),
+            )
+            .send()?;
+        if !res.status().is_success() {
+            return Err(api_error(res));
+        }
+        let headers = res.headers().clone();
+        Ok((headers, res.bytes()?.to_vec()))
     }
 
     pub fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {

@@ -8,6 +8,7 @@
 //! "the first admin only while there are no users", "never remove or demote the last admin".
 
 mod audit;
+mod jobs;
 mod keys;
 mod users;
 
@@ -21,6 +22,7 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditQuery, NewAuditEntry};
+pub use jobs::{RecordQuery, RunOutcome};
 pub use keys::KeyRecord;
 pub use users::Session;
 
@@ -61,6 +63,10 @@ pub(crate) fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>> {
 
 pub(crate) fn parse_role(s: &str) -> Result<coffer_types::Role> {
     coffer_types::Role::from_str(s).map_err(DbError::Corrupt)
+}
+
+pub(crate) fn unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 /// A new random opaque id.
@@ -163,6 +169,24 @@ impl Db {
             value: value.clone(),
             updated_at: now,
         })
+    }
+
+    /// The setting `key`, set to `value` first if it is not set (atomically: concurrent
+    /// callers all get the same value).
+    pub async fn setting_or_insert(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<coffer_types::Setting> {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value.to_string())
+        .bind(ts(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        self.setting(key).await?.ok_or(DbError::NotFound("setting"))
     }
 
     /// A secret the server keeps for itself, created with `make` on first use.

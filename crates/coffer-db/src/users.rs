@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use coffer_types::{Role, User};
 
-use crate::{Db, DbError, Result, new_id, parse_role, parse_ts, ts};
+use crate::{Db, DbError, Result, new_id, parse_role, parse_ts, ts, unique_violation};
 
 type UserRow = (String, String, String, String, String);
 
@@ -16,10 +16,6 @@ fn user(row: UserRow) -> Result<User> {
         created_at: parse_ts(&created)?,
         updated_at: parse_ts(&updated)?,
     })
-}
-
-fn unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 /// A session as stored: whose it is, until when, and whether it was revoked.

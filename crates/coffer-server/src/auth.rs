@@ -357,7 +357,6 @@ pub trait MinRole: Send + Sync {
 #[derive(Debug)]
 pub struct Viewer;
 #[derive(Debug)]
-#[expect(dead_code, reason = "the first operator routes come with backup jobs")]
 pub struct Operator;
 #[derive(Debug)]
 pub struct Admin;

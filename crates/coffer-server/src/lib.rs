@@ -92,6 +92,7 @@ pub(crate) struct AppState {
     pub login_limiter: RateLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub openapi: OnceLock<serde_json::Value>,
+    pub jobs: Arc<coffer_jobs::Jobs>,
 }
 
 impl AppState {
@@ -150,6 +151,10 @@ impl Server {
                 .await
                 .map_err(db_error)?;
         }
+        tracing::info!("starting the job service");
+        let jobs = coffer_jobs::Jobs::start(db.clone(), config.data_dir.clone())
+            .await
+            .map_err(db_error)?;
         let dummy_hash = tokio::task::spawn_blocking(auth::dummy_hash)
             .await
             .expect("hashing does not panic");
@@ -173,6 +178,7 @@ impl Server {
             login_limiter: RateLimiter::new(10, Duration::from_secs(60)),
             metrics: metrics::handle(),
             openapi: OnceLock::new(),
+            jobs,
         });
         Ok(Server { listener, state })
     }
@@ -181,18 +187,35 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serve until `shutdown` completes, then finish the requests in flight.
+    /// Serve and schedule until `shutdown` completes; then finish the requests in flight, ask
+    /// running records to stop, and wait for them to be recorded.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let scheduler = tokio::spawn(
+            self.state
+                .jobs
+                .clone()
+                .scheduler(until_stopped(stopped.clone()), Duration::from_secs(30)),
+        );
         let app = routes::router(self.state);
-        axum::serve(
+        let served = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(until_stopped(stopped))
+        .await;
+        let _ = scheduler.await;
+        served
     }
 }
 

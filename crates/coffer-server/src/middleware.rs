@@ -48,15 +48,15 @@ pub async fn span(req: Request, next: Next) -> Response {
     .await
 }
 
-/// Mutating requests to known routes go to the audit log, with who made them (filled in by
+/// Mutating requests and downloads of known routes go to the audit log, with who made them (filled in by
 /// authentication or by login/setup), from where, and the outcome.
 pub async fn audit(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
-    let audited = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let Some(route) = req
         .extensions()
         .get::<MatchedPath>()
-        .filter(|_| audited)
         .map(|p| p.as_str().to_string())
+        .filter(|r| mutating || r.ends_with("/download"))
     else {
         return next.run(req).await;
     };

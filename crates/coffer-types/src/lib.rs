@@ -11,6 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod jobs;
+
+pub use jobs::{Job, JobInput, JobUpdate, Record, RecordStatus, Retention, Source, VerifyResult};
+
 /// What a user or an API key may do. Ordered: each role can do what the ones below it can.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,

@@ -10,7 +10,9 @@ use std::time::Duration;
 use chrono::Utc;
 use coffer_client::{AuditFilter, Client, ClientError, Credentials, StatusCode};
 use coffer_testkit::{ServerProcess, TempDir, tempdir, with_database};
-use coffer_types::{CreateKey, CreateUser, Role, SetupRequest, UpdateUser, User};
+use coffer_types::{
+    CreateKey, CreateUser, JobInput, RecordStatus, Role, SetupRequest, UpdateUser, User,
+};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_coffer");
@@ -224,7 +226,51 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/settings/{key}", Some(Role::Admin)),
     ("PUT", "/api/settings/{key}", Some(Role::Admin)),
     ("GET", "/api/audit", Some(Role::Admin)),
+    ("GET", "/api/backup-jobs", Some(Role::Viewer)),
+    ("POST", "/api/backup-jobs", Some(Role::Operator)),
+    ("GET", "/api/backup-jobs/{id}", Some(Role::Viewer)),
+    ("PUT", "/api/backup-jobs/{id}", Some(Role::Operator)),
+    ("DELETE", "/api/backup-jobs/{id}", Some(Role::Operator)),
+    ("POST", "/api/backup-jobs/{id}/run", Some(Role::Operator)),
+    ("GET", "/api/backup-jobs/{id}/records", Some(Role::Viewer)),
+    (
+        "GET",
+        "/api/backup-jobs/{id}/records/{rid}",
+        Some(Role::Viewer),
+    ),
+    (
+        "DELETE",
+        "/api/backup-jobs/{id}/records/{rid}",
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/backup-jobs/{id}/records/{rid}/verify",
+        Some(Role::Operator),
+    ),
+    (
+        "GET",
+        "/api/backup-jobs/{id}/records/{rid}/download",
+        Some(Role::Operator),
+    ),
 ];
+
+/// A job backing up `src`.
+fn job_input(src: &std::path::Path) -> JobInput {
+    serde_json::from_value(json!({"name": "matrix", "sources": [{"type": "path", "path": src}]}))
+        .unwrap()
+}
+
+/// A job of `src` with one finished record: (job id, record id).
+fn finished_record(api: &Client, src: &std::path::Path) -> (String, String) {
+    let job = api.create_job(&job_input(src)).unwrap();
+    let started = api.run_job(&job.id).unwrap();
+    let done = api
+        .wait_record(&job.id, &started.id, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(done.status, RecordStatus::Success, "{done:?}");
+    (job.id, done.id)
+}
 
 /// Each documented operation and the role its security names (None: public).
 fn documented(api: &Client) -> BTreeSet<(String, String, Option<Role>)> {
@@ -292,11 +338,16 @@ fn every_route_is_documented_and_enforces_its_role() {
     };
     let mut clients: Vec<Client> = roles.iter().map(|r| login(*r)).collect();
     admin.put_setting("greeting", json!("hello")).unwrap();
+    let src = env.dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("file"), b"data").unwrap();
+    let (job, rec) = finished_record(&admin, &src);
 
     for (method, template, least) in ROUTES {
         // Without credentials: 401 for protected routes, never 401/403 for public ones.
         let path = template
             .replace("{id}", "0123456789abcdef")
+            .replace("{rid}", "0123456789abcdef")
             .replace("{key}", "greeting");
         let anon = env.api.raw(method, &path, Some(&json!({}))).unwrap();
         match least {
@@ -351,6 +402,24 @@ fn every_route_is_documented_and_enforces_its_role() {
                     .unwrap(),
                 ),
                 ("POST", "/api/keys") => (path.clone(), json!({"name": "matrix"})),
+                ("POST", "/api/backup-jobs") => {
+                    (path.clone(), serde_json::to_value(job_input(&src)).unwrap())
+                }
+                ("PUT", "/api/backup-jobs/{id}") => (
+                    format!("/api/backup-jobs/{job}"),
+                    json!({"name": "renamed"}),
+                ),
+                ("DELETE", "/api/backup-jobs/{id}") | ("POST", "/api/backup-jobs/{id}/run") => {
+                    let fresh = clients[2].create_job(&job_input(&src)).unwrap();
+                    (template.replace("{id}", &fresh.id), json!({}))
+                }
+                ("DELETE", "/api/backup-jobs/{id}/records/{rid}") => {
+                    let (j, r) = finished_record(&clients[2], &src);
+                    (format!("/api/backup-jobs/{j}/records/{r}"), json!({}))
+                }
+                (_, t) if t.starts_with("/api/backup-jobs") => {
+                    (t.replace("{id}", &job).replace("{rid}", &rec), json!({}))
+                }
                 ("PUT", _) => (path.clone(), json!({"value": 42})),
                 _ => (path.clone(), json!({})),
             };

@@ -7,6 +7,7 @@
 
 mod account;
 mod admin;
+mod jobs;
 mod keys;
 mod system;
 mod users;
@@ -37,6 +38,7 @@ use crate::middleware::{self, REQUEST_ID, RandomRequestId};
         (name = "users", description = "User accounts (admin)"),
         (name = "keys", description = "API keys"),
         (name = "admin", description = "Settings, audit log, secrets (admin)"),
+        (name = "jobs", description = "Backup jobs and their records"),
     )
 )]
 struct ApiDoc;
@@ -105,6 +107,13 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(admin::settings))
         .routes(routes!(admin::get_setting, admin::put_setting))
         .routes(routes!(admin::audit))
+        .routes(routes!(jobs::list, jobs::create))
+        .routes(routes!(jobs::get, jobs::update, jobs::delete))
+        .routes(routes!(jobs::run))
+        .routes(routes!(jobs::records))
+        .routes(routes!(jobs::record, jobs::delete_record))
+        .routes(routes!(jobs::verify))
+        .routes(routes!(jobs::download))
         .split_for_parts();
     state
         .openapi

@@ -1,0 +1,388 @@
+//! Backup jobs and their records.
+//!
+//! "A job never runs twice at once" is a partial unique index (one `running` record per job),
+//! so two starts racing each other cannot both succeed.
+
+use chrono::{DateTime, Utc};
+use coffer_types::{Job, Record, RecordStatus};
+
+use crate::{Db, DbError, Result, new_id, parse_opt_ts, parse_ts, ts, unique_violation};
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    name: String,
+    node_id: String,
+    sources: String,
+    schedule: Option<String>,
+    timezone: String,
+    retention_count: Option<i64>,
+    retention_days: Option<i64>,
+    retention: Option<String>,
+    dest_path: Option<String>,
+    repository_id: Option<String>,
+    encrypted: bool,
+    enabled: bool,
+    created_at: String,
+    updated_at: String,
+    last_run: Option<String>,
+    last_status: Option<String>,
+}
+
+const JOB_COLUMNS: &str = "j.id, j.name, j.node_id, j.sources, j.schedule, j.timezone,
+    j.retention_count, j.retention_days, j.retention, j.dest_path, j.repository_id, j.encrypted,
+    j.enabled, j.created_at, j.updated_at,
+    (SELECT started_at FROM backup_records r WHERE r.job_id = j.id ORDER BY started_at DESC LIMIT 1) AS last_run,
+    (SELECT status FROM backup_records r WHERE r.job_id = j.id ORDER BY started_at DESC LIMIT 1) AS last_status";
+
+fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| DbError::Corrupt(format!("{what}: {e}")))
+}
+
+fn count(v: Option<i64>) -> Option<u32> {
+    v.and_then(|n| u32::try_from(n).ok())
+}
+
+fn job(r: JobRow) -> Result<Job> {
+    let sources: Vec<coffer_types::Source> = json("job sources", &r.sources)?;
+    let volumes = sources
+        .iter()
+        .filter_map(|s| match s {
+            coffer_types::Source::Volume { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    Ok(Job {
+        id: r.id,
+        name: r.name,
+        node_id: r.node_id,
+        sources,
+        volumes,
+        schedule: r.schedule,
+        timezone: r.timezone,
+        retention_count: count(r.retention_count),
+        retention_days: count(r.retention_days),
+        retention: r
+            .retention
+            .as_deref()
+            .map(|s| json("job retention", s))
+            .transpose()?,
+        dest_path: r.dest_path,
+        repository_id: r.repository_id,
+        encrypted: r.encrypted,
+        enabled: r.enabled,
+        created_at: parse_ts(&r.created_at)?,
+        updated_at: parse_ts(&r.updated_at)?,
+        last_run: parse_opt_ts(r.last_run)?,
+        last_status: r
+            .last_status
+            .map(|s| s.parse().map_err(DbError::Corrupt))
+            .transpose()?,
+        next_run: None,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct RecordRow {
+    id: String,
+    job_id: String,
+    status: String,
+    phase: String,
+    size_bytes: Option<i64>,
+    stored_bytes: Option<i64>,
+    checksum: Option<String>,
+    file_path: Option<String>,
+    snapshot_id: Option<String>,
+    encrypted: bool,
+    trigger: String,
+    started_at: String,
+    finished_at: Option<String>,
+    duration_ms: Option<i64>,
+    error: Option<String>,
+    warnings: String,
+}
+
+const RECORD_COLUMNS: &str = "id, job_id, status, phase, size_bytes, stored_bytes, checksum,
+    file_path, snapshot_id, encrypted, trigger, started_at, finished_at, duration_ms, error, warnings";
+
+fn record(r: RecordRow) -> Result<Record> {
+    let bytes = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
+    Ok(Record {
+        id: r.id,
+        job_id: r.job_id,
+        status: r.status.parse().map_err(DbError::Corrupt)?,
+        phase: r.phase,
+        size_bytes: bytes(r.size_bytes),
+        stored_bytes: bytes(r.stored_bytes),
+        checksum: r.checksum,
+        file_path: r.file_path,
+        snapshot_id: r.snapshot_id,
+        encrypted: r.encrypted,
+        trigger: r.trigger,
+        started_at: parse_ts(&r.started_at)?,
+        finished_at: parse_opt_ts(r.finished_at)?,
+        duration_ms: bytes(r.duration_ms),
+        error: r.error,
+        warnings: json("record warnings", &r.warnings)?,
+    })
+}
+
+/// How a finished run went.
+#[derive(Clone, Debug)]
+pub enum RunOutcome {
+    Success {
+        size_bytes: u64,
+        stored_bytes: u64,
+        checksum: String,
+        file_path: String,
+        snapshot_id: String,
+        warnings: Vec<String>,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// Filters for a job's records; they come newest first.
+#[derive(Clone, Debug, Default)]
+pub struct RecordQuery {
+    pub status: Option<RecordStatus>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+impl Db {
+    /// Store a new job (its `id`, `created_at` and `updated_at` are taken as given).
+    pub async fn create_job(&self, j: &Job) -> Result<Job> {
+        sqlx::query(
+            "INSERT INTO backup_jobs (id, name, node_id, sources, schedule, timezone, retention_count,
+                 retention_days, retention, dest_path, repository_id, encrypted, enabled, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+        )
+        .bind(&j.id)
+        .bind(&j.name)
+        .bind(&j.node_id)
+        .bind(serde_json::to_string(&j.sources).expect("sources serialize"))
+        .bind(&j.schedule)
+        .bind(&j.timezone)
+        .bind(j.retention_count.map(i64::from))
+        .bind(j.retention_days.map(i64::from))
+        .bind(j.retention.as_ref().map(|r| serde_json::to_string(r).expect("retention serializes")))
+        .bind(&j.dest_path)
+        .bind(&j.repository_id)
+        .bind(j.encrypted)
+        .bind(j.enabled)
+        .bind(ts(j.created_at))
+        .execute(self.pool())
+        .await?;
+        self.job(&j.id).await
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Job> {
+        let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM backup_jobs j WHERE j.id = ?1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        job(row.ok_or(DbError::NotFound("backup job"))?)
+    }
+
+    pub async fn jobs(&self) -> Result<Vec<Job>> {
+        let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM backup_jobs j ORDER BY j.created_at, j.id"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(job).collect()
+    }
+
+    /// Replace a job's changeable fields with those of `j`.
+    pub async fn update_job(&self, j: &Job) -> Result<Job> {
+        let done = sqlx::query(
+            "UPDATE backup_jobs SET name = ?2, sources = ?3, schedule = ?4, timezone = ?5,
+                 retention_count = ?6, retention_days = ?7, retention = ?8, enabled = ?9, updated_at = ?10
+             WHERE id = ?1",
+        )
+        .bind(&j.id)
+        .bind(&j.name)
+        .bind(serde_json::to_string(&j.sources).expect("sources serialize"))
+        .bind(&j.schedule)
+        .bind(&j.timezone)
+        .bind(j.retention_count.map(i64::from))
+        .bind(j.retention_days.map(i64::from))
+        .bind(j.retention.as_ref().map(|r| serde_json::to_string(r).expect("retention serializes")))
+        .bind(j.enabled)
+        .bind(ts(Utc::now()))
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound("backup job"));
+        }
+        self.job(&j.id).await
+    }
+
+    pub async fn delete_job(&self, id: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM backup_jobs WHERE id = ?1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound("backup job"));
+        }
+        Ok(())
+    }
+
+    /// The latest schedule time the scheduler acted on for a job.
+    pub async fn scheduled_until(&self, job_id: &str) -> Result<Option<DateTime<Utc>>> {
+        let v: Option<Option<String>> =
+            sqlx::query_scalar("SELECT scheduled_until FROM backup_jobs WHERE id = ?1")
+                .bind(job_id)
+                .fetch_optional(self.pool())
+                .await?;
+        parse_opt_ts(v.flatten())
+    }
+
+    pub async fn set_scheduled_until(&self, job_id: &str, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE backup_jobs SET scheduled_until = ?2 WHERE id = ?1")
+            .bind(job_id)
+            .bind(ts(at))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Start a record; a conflict if the job already has a running one.
+    pub async fn start_record(
+        &self,
+        job_id: &str,
+        trigger: &str,
+        encrypted: bool,
+    ) -> Result<Record> {
+        let id = new_id();
+        let started = sqlx::query(
+            "INSERT INTO backup_records (id, job_id, status, phase, encrypted, trigger, started_at)
+             VALUES (?1, ?2, 'running', 'preparing', ?3, ?4, ?5)",
+        )
+        .bind(&id)
+        .bind(job_id)
+        .bind(encrypted)
+        .bind(trigger)
+        .bind(ts(Utc::now()))
+        .execute(self.pool())
+        .await;
+        match started {
+            Ok(_) => self.record(job_id, &id).await,
+            Err(e) if unique_violation(&e) => Err(DbError::Conflict(
+                "this job is already running: wait for the running record to finish".into(),
+            )),
+            Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
+                Err(DbError::NotFound("backup job"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn set_record_phase(&self, id: &str, phase: &str) -> Result<()> {
+        sqlx::query("UPDATE backup_records SET phase = ?2 WHERE id = ?1 AND status = 'running'")
+            .bind(id)
+            .bind(phase)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish_record(&self, id: &str, outcome: &RunOutcome) -> Result<()> {
+        let now = Utc::now();
+        let q = match outcome {
+            RunOutcome::Success {
+                size_bytes,
+                stored_bytes,
+                checksum,
+                file_path,
+                snapshot_id,
+                warnings,
+            } => sqlx::query(
+                "UPDATE backup_records SET status = 'success', phase = 'complete', size_bytes = ?2,
+                     stored_bytes = ?3, checksum = ?4, file_path = ?5, snapshot_id = ?6, warnings = ?7,
+                     finished_at = ?8,
+                     duration_ms = CAST(ROUND((julianday(?8) - julianday(started_at)) * 86400000) AS INTEGER)
+                 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(*size_bytes as i64)
+            .bind(*stored_bytes as i64)
+            .bind(checksum)
+            .bind(file_path)
+            .bind(snapshot_id)
+            .bind(serde_json::to_string(warnings).expect("strings serialize"))
+            .bind(ts(now)),
+            RunOutcome::Failed { error } => sqlx::query(
+                "UPDATE backup_records SET status = 'failed', error = ?2, finished_at = ?3,
+                     duration_ms = CAST(ROUND((julianday(?3) - julianday(started_at)) * 86400000) AS INTEGER)
+                 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(error)
+            .bind(ts(now)),
+        };
+        q.execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Mark every running record failed (at start-up: their process is gone). Returns how many.
+    pub async fn fail_interrupted_records(&self, error: &str) -> Result<u64> {
+        let now = ts(Utc::now());
+        let done = sqlx::query(
+            "UPDATE backup_records SET status = 'failed', error = ?1, finished_at = ?2,
+                 duration_ms = CAST(ROUND((julianday(?2) - julianday(started_at)) * 86400000) AS INTEGER)
+             WHERE status = 'running'",
+        )
+        .bind(error)
+        .bind(&now)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn record(&self, job_id: &str, id: &str) -> Result<Record> {
+        let row: Option<RecordRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {RECORD_COLUMNS} FROM backup_records WHERE id = ?1 AND job_id = ?2"
+        )))
+        .bind(id)
+        .bind(job_id)
+        .fetch_optional(self.pool())
+        .await?;
+        record(row.ok_or(DbError::NotFound("record"))?)
+    }
+
+    pub async fn records(&self, job_id: &str, q: &RecordQuery) -> Result<Vec<Record>> {
+        let rows: Vec<RecordRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {RECORD_COLUMNS} FROM backup_records
+             WHERE job_id = ?1 AND (?2 IS NULL OR status = ?2)
+               AND (?3 IS NULL OR started_at >= ?3) AND (?4 IS NULL OR started_at <= ?4)
+             ORDER BY started_at DESC, id DESC LIMIT ?5"
+        )))
+        .bind(job_id)
+        .bind(q.status.map(|s| s.as_str()))
+        .bind(q.since.map(ts))
+        .bind(q.until.map(ts))
+        .bind(q.limit as i64)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(record).collect()
+    }
+
+    pub async fn delete_record(&self, job_id: &str, id: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM backup_records WHERE id = ?1 AND job_id = ?2")
+            .bind(id)
+            .bind(job_id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(DbError::NotFound("record"));
+        }
+        Ok(())
+    }
+}

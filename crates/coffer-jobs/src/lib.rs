@@ -1,0 +1,551 @@
+//! Backup jobs: parsing and validation (`spec`), the scheduler, the runner (`runner`) and the
+//! record lifecycle. No HTTP here: the server calls [`Jobs`].
+//!
+//! A run is a record: created `running` in the metadata store (at most one per job, enforced by
+//! the database), then one snapshot in the job's repository, then `success` or `failed`.
+//! Records left `running` by a killed server are marked failed at start-up.
+//!
+//! The scheduler keeps, per job, the latest schedule time it acted on (`scheduled_until`). A job
+//! is due when its next schedule time after that is past; however many times were missed, it
+//! runs once and `scheduled_until` jumps to the latest of them. Deciding is a pure function of
+//! the job, that mark and the current time ([`due`]), tested with fixed clocks.
+
+pub mod runner;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use coffer_db::{Db, DbError, RecordQuery, RunOutcome};
+use coffer_types::{Job, JobInput, JobUpdate, Record, VerifyResult};
+
+pub use spec::{FieldError, Schedule};
+
+/// The setting that holds the key of job repositories (created on first use).
+pub const ENCRYPTION_KEY_SETTING: &str = "backup_encryption_key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The record cannot be used this way (still running, failed, no snapshot).
+    #[error("{0}")]
+    Unusable(String),
+    /// The repository could not be read or written.
+    #[error("{0}")]
+    Repository(String),
+}
+
+pub type Result<T, E = JobsError> = std::result::Result<T, E>;
+
+/// What the scheduler should do about one job now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Run once; afterwards the job is scheduled past `slot`.
+    Run { slot: DateTime<Utc> },
+    /// Nothing before `at`.
+    Wait { at: DateTime<Utc> },
+    /// Disabled or unscheduled.
+    Never,
+}
+
+/// The decision for `job`, given the latest schedule time acted on and the current time.
+pub fn due(job: &Job, scheduled_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Due {
+    let Some(schedule) = spec::schedule_of(job).filter(|_| job.enabled) else {
+        return Due::Never;
+    };
+    let from = scheduled_until.unwrap_or(job.created_at);
+    match schedule.next_after(from) {
+        Some(next) if next <= now => {
+            // Missed slots collapse into one run: the latest slot not after `now`.
+            let mut slot = next;
+            while let Some(n) = schedule.next_after(slot).filter(|n| *n <= now) {
+                slot = n;
+            }
+            Due::Run { slot }
+        }
+        Some(at) => Due::Wait { at },
+        None => Due::Never,
+    }
+}
+
+/// Jobs, runs and the scheduler, over the metadata store.
+#[derive(Debug)]
+pub struct Jobs {
+    db: Db,
+    /// Where local repositories may live.
+    root: PathBuf,
+    /// Cancellation flags of running records, by record id.
+    running: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Jobs {
+    /// The job service; records a previous process left running are marked failed.
+    pub async fn start(db: Db, root: PathBuf) -> coffer_db::Result<Arc<Jobs>> {
+        let n = db
+            .fail_interrupted_records("the server stopped while this record was running")
+            .await?;
+        if n > 0 {
+            tracing::warn!(
+                records = n,
+                "marked records interrupted by a stop as failed"
+            );
+        }
+        Ok(Arc::new(Jobs {
+            db,
+            root,
+            running: Mutex::new(HashMap::new()),
+            wake: tokio::sync::Notify::new(),
+        }))
+    }
+
+    fn with_next_run(job: Job) -> Job {
+        let next_run = match due(&job, Some(Utc::now()), Utc::now()) {
+            Due::Wait { at } => Some(at),
+            _ => None,
+        };
+        Job { next_run, ..job }
+    }
+
+    pub async fn list(&self) -> Result<Vec<Job>> {
+        Ok(self
+            .db
+            .jobs()
+            .await?
+            .into_iter()
+            .map(Self::with_next_run)
+            .collect())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Job> {
+        Ok(Self::with_next_run(self.db.job(id).await?))
+    }
+
+    pub async fn create(&self, input: JobInput) -> Result<Job> {
+        let job = spec::new_job(input, coffer_db::new_id(), &self.root)?;
+        let job = self.db.create_job(&job).await?;
+        self.wake.notify_one();
+        Ok(Self::with_next_run(job))
+    }
+
+    pub async fn update(&self, id: &str, u: JobUpdate) -> Result<Job> {
+        let before = self.db.job(id).await?;
+        let after = spec::update_job(before.clone(), u)?;
+        let job = self.db.update_job(&after).await?;
+        // A new schedule (or re-enabling) starts from now: no burst of "missed" runs.
+        if (before.schedule, before.timezone, before.enabled)
+            != (after.schedule, after.timezone, after.enabled)
+        {
+            self.db.set_scheduled_until(id, Utc::now()).await?;
+        }
+        self.wake.notify_one();
+        Ok(Self::with_next_run(job))
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let running = RecordQuery {
+            status: Some(coffer_types::RecordStatus::Running),
+            limit: 1,
+            ..RecordQuery::default()
+        };
+        if !self.db.records(id, &running).await?.is_empty() {
+            return Err(JobsError::Unusable(
+                "the job is running: wait for the run to finish, then delete it".into(),
+            ));
+        }
+        self.db.delete_job(id).await?;
+        Ok(())
+    }
+
+    pub async fn records(&self, job_id: &str, q: &RecordQuery) -> Result<Vec<Record>> {
+        self.db.job(job_id).await?;
+        Ok(self.db.records(job_id, q).await?)
+    }
+
+    pub async fn record(&self, job_id: &str, rid: &str) -> Result<Record> {
+        Ok(self.db.record(job_id, rid).await?)
+    }
+
+    /// The key of encrypted job repositories, created on first use and kept in the settings.
+    async fn key(&self, job: &Job) -> Result<Option<String>> {
+        if !job.encrypted {
+            return Ok(None);
+        }
+        let fresh = serde_json::Value::String(hex::encode(random_key()));
+        let v = self
+            .db
+            .setting_or_insert(ENCRYPTION_KEY_SETTING, &fresh)
+            .await?;
+        match v.value {
+            serde_json::Value::String(k) if !k.is_empty() => Ok(Some(k)),
+            _ => Err(JobsError::Unusable(format!(
+                "the setting {ENCRYPTION_KEY_SETTING} must be a non-empty string"
+            ))),
+        }
+    }
+
+    fn dest(job: &Job) -> Result<PathBuf> {
+        job.dest_path
+            .as_deref()
+            .map(PathBuf::from)
+            .ok_or_else(|| JobsError::Unusable("the job has no repository".into()))
+    }
+
+    /// Start a run now (`trigger`: `manual` or `schedule`); a conflict if one is running.
+    pub async fn run(self: &Arc<Self>, job_id: &str, trigger: &str) -> Result<Record> {
+        let job = self.db.job(job_id).await?;
+        let record = self.db.start_record(job_id, trigger, job.encrypted).await?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(record.id.clone(), cancel.clone());
+        let jobs = self.clone();
+        let rid = record.id.clone();
+        tokio::spawn(async move {
+            let outcome = jobs.execute(&job, &rid, cancel).await;
+            if let RunOutcome::Failed { error } = &outcome {
+                tracing::warn!(job = %job.id, record = %rid, %error, "backup failed");
+            } else {
+                tracing::info!(job = %job.id, record = %rid, "backup succeeded");
+            }
+            if let Err(e) = jobs.db.finish_record(&rid, &outcome).await {
+                tracing::error!(record = %rid, error = %e, "could not finish the record");
+            }
+            jobs.running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&rid);
+        });
+        Ok(record)
+    }
+
+    async fn execute(&self, job: &Job, rid: &str, cancel: Arc<AtomicBool>) -> RunOutcome {
+        let prepared = async {
+            let key = self.key(job).await?;
+            let dest = Self::dest(job)?;
+            self.db.set_record_phase(rid, "reading").await?;
+            Ok::<_, JobsError>((key, dest))
+        };
+        let (key, dest) = match prepared.await {
+            Ok(p) => p,
+            Err(e) => {
+                return RunOutcome::Failed {
+                    error: e.to_string(),
+                };
+            }
+        };
+        let tags = vec![format!("job:{}", job.id), format!("record:{rid}")];
+        let sources = job.sources.clone();
+        let d = dest.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            runner::backup(&d, key.as_deref(), &sources, tags, cancel)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the backup stopped unexpectedly: {e}")));
+        match result {
+            Ok(s) => RunOutcome::Success {
+                size_bytes: s.size_bytes,
+                stored_bytes: s.stored_bytes,
+                checksum: s.checksum,
+                file_path: dest
+                    .join("snapshots")
+                    .join(s.snapshot_id.to_string())
+                    .display()
+                    .to_string(),
+                snapshot_id: s.snapshot_id.to_string(),
+                warnings: s.warnings,
+            },
+            Err(error) => RunOutcome::Failed { error },
+        }
+    }
+
+    /// A successful record's job, repository and key.
+    async fn usable(&self, job_id: &str, rid: &str) -> Result<(Record, PathBuf, Option<String>)> {
+        let record = self.db.record(job_id, rid).await?;
+        if record.snapshot_id.is_none() {
+            return Err(JobsError::Unusable(format!(
+                "record {rid} has no snapshot (its status is {})",
+                record.status.as_str()
+            )));
+        }
+        let job = self.db.job(job_id).await?;
+        let key = self.key(&job).await?;
+        Ok((record, Self::dest(&job)?, key))
+    }
+
+    /// Re-read the record's snapshot completely and recompute its archive checksum.
+    pub async fn verify(&self, job_id: &str, rid: &str) -> Result<VerifyResult> {
+        let (record, dest, key) = self.usable(job_id, rid).await?;
+        let snapshot = record.snapshot_id.clone().unwrap_or_default();
+        let expected = record.checksum.clone().unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            runner::verify(&dest, key.as_deref(), &snapshot, &expected)
+        })
+        .await
+        .map_err(|e| JobsError::Repository(e.to_string()))
+    }
+
+    /// Stream the record's canonical archive: the record, and a channel of chunks that ends
+    /// with an error item if reading fails part-way. Dropping the receiver stops the reading.
+    pub async fn download(
+        &self,
+        job_id: &str,
+        rid: &str,
+    ) -> Result<(
+        Record,
+        tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    )> {
+        let (record, dest, key) = self.usable(job_id, rid).await?;
+        let snapshot = record.snapshot_id.clone().unwrap_or_default();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChannelWriter {
+                tx: tx.clone(),
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let result = runner::dump(&dest, key.as_deref(), &snapshot, &mut out)
+                .and_then(|()| out.flush_buf().map_err(|e| e.to_string()));
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+            }
+        });
+        Ok((record, rx))
+    }
+
+    /// Delete a record and its snapshot (the data goes with the repository's next prune).
+    pub async fn delete_record(&self, job_id: &str, rid: &str) -> Result<()> {
+        let record = self.db.record(job_id, rid).await?;
+        if record.status == coffer_types::RecordStatus::Running {
+            return Err(JobsError::Unusable(
+                "the record is still running: wait for it to finish".into(),
+            ));
+        }
+        if let Some(snapshot) = record.snapshot_id.clone() {
+            let job = self.db.job(job_id).await?;
+            let key = self.key(&job).await?;
+            let dest = Self::dest(&job)?;
+            tokio::task::spawn_blocking(move || runner::forget(&dest, key.as_deref(), &snapshot))
+                .await
+                .map_err(|e| JobsError::Repository(e.to_string()))?
+                .map_err(JobsError::Repository)?;
+        }
+        self.db.delete_record(job_id, rid).await?;
+        Ok(())
+    }
+
+    /// One pass of the scheduler: start what is due; returns when to look again.
+    pub async fn tick(self: &Arc<Self>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for job in self.db.jobs().await? {
+            let until = self.db.scheduled_until(&job.id).await?;
+            match due(&job, until, now) {
+                Due::Run { slot } => {
+                    self.db.set_scheduled_until(&job.id, slot).await?;
+                    match self.run(&job.id, "schedule").await {
+                        Ok(r) => {
+                            tracing::info!(job = %job.id, record = %r.id, %slot, "scheduled run started")
+                        }
+                        Err(e) => {
+                            tracing::warn!(job = %job.id, error = %e, "scheduled run not started")
+                        }
+                    }
+                    if let Due::Wait { at } = due(&job, Some(slot), now) {
+                        earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                    }
+                }
+                Due::Wait { at } => earliest = Some(earliest.map_or(at, |e| e.min(at))),
+                Due::Never => {}
+            }
+        }
+        Ok(earliest)
+    }
+
+    /// The scheduler: runs until `shutdown` resolves, then asks running records to stop and
+    /// waits (up to `grace`) for them to be recorded as failed.
+    pub async fn scheduler(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()>,
+        grace: Duration,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let next = match self.tick(Utc::now()).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler pass failed");
+                    None
+                }
+            };
+            let wait = next
+                .and_then(|t| (t - Utc::now()).to_std().ok())
+                .unwrap_or(Duration::from_secs(60))
+                .min(Duration::from_secs(60));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let flags: Vec<Arc<AtomicBool>> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for f in &flags {
+            f.store(true, Ordering::Relaxed);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+fn random_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    getrandom::fill(&mut k).expect("the operating system's random number generator failed");
+    k
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// `Write` into a bounded channel of chunks: memory stays constant, and a receiver that went
+/// away (the client disconnected) turns into a write error that stops the producer.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn flush_buf(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush_buf()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn job(schedule: Option<&str>, enabled: bool) -> Job {
+        let t = Utc.with_ymd_and_hms(2026, 3, 1, 0, 30, 0).unwrap();
+        Job {
+            id: "j".into(),
+            name: "j".into(),
+            node_id: "local".into(),
+            sources: vec![],
+            volumes: vec![],
+            schedule: schedule.map(str::to_string),
+            timezone: "UTC".into(),
+            retention_count: None,
+            retention_days: None,
+            retention: None,
+            dest_path: None,
+            repository_id: None,
+            encrypted: true,
+            enabled,
+            created_at: t,
+            updated_at: t,
+            last_run: None,
+            last_status: None,
+            next_run: None,
+        }
+    }
+
+    fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, d, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn a_job_fires_at_its_times_and_missed_runs_collapse_into_one() {
+        let j = job(Some("0 3 * * *"), true);
+        assert_eq!(due(&j, None, at(1, 2, 59)), Due::Wait { at: at(1, 3, 0) });
+        assert_eq!(due(&j, None, at(1, 3, 0)), Due::Run { slot: at(1, 3, 0) });
+        // After running the 03:00 slot, the next is tomorrow.
+        assert_eq!(
+            due(&j, Some(at(1, 3, 0)), at(1, 3, 1)),
+            Due::Wait { at: at(2, 3, 0) }
+        );
+        // Down for three days: one run, for the latest missed slot.
+        assert_eq!(
+            due(&j, Some(at(1, 3, 0)), at(4, 12, 0)),
+            Due::Run { slot: at(4, 3, 0) }
+        );
+        assert_eq!(
+            due(&j, Some(at(4, 3, 0)), at(4, 12, 0)),
+            Due::Wait { at: at(5, 3, 0) }
+        );
+    }
+
+    #[test]
+    fn disabled_and_unscheduled_jobs_never_fire() {
+        assert_eq!(
+            due(&job(Some("* * * * *"), false), None, at(9, 0, 0)),
+            Due::Never
+        );
+        assert_eq!(due(&job(None, true), None, at(9, 0, 0)), Due::Never);
+    }
+
+    #[test]
+    fn time_zones_and_daylight_saving_are_respected() {
+        let mut j = job(Some("30 2 * * *"), true);
+        j.timezone = "Europe/Berlin".into();
+        // 2026-03-29: clocks jump from 02:00 to 03:00 in Berlin; 02:30 does not exist that day.
+        let before = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+        let Due::Wait { at: next } = due(&j, Some(before), before) else {
+            panic!()
+        };
+        assert!(
+            next > before && next < before + chrono::Duration::days(2),
+            "{next}"
+        );
+        // A normal day: 02:30 in Berlin (UTC+1) is 01:30 UTC.
+        let jan = Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap();
+        assert_eq!(
+            due(&j, Some(jan), jan),
+            Due::Wait {
+                at: Utc.with_ymd_and_hms(2026, 1, 11, 1, 30, 0).unwrap()
+            }
+        );
+    }
+}

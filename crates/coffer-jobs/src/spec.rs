@@ -1,0 +1,307 @@
+//! Parsing job input into a valid job: every field checked once, errors naming the field.
+
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use coffer_types::{Job, JobInput, JobUpdate, Source};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+
+/// Input that cannot make a valid job: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn field(field: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// A parsed cron schedule in its time zone.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    cron: Cron,
+    tz: Tz,
+}
+
+impl Schedule {
+    pub fn parse(expr: &str, timezone: &str) -> Result<Schedule, FieldError> {
+        let tz = Tz::from_str(timezone).map_err(|_| {
+            field(
+                "timezone",
+                format!("{timezone:?} is not an IANA time zone (e.g. UTC, Europe/Berlin)"),
+            )
+        })?;
+        let cron = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build()
+            .parse(expr)
+            .map_err(|e| {
+                field(
+                    "schedule",
+                    format!("{expr:?} is not a five-field cron expression or @alias: {e}"),
+                )
+            })?;
+        Ok(Schedule { cron, tz })
+    }
+
+    /// The first time strictly after `t` at which the schedule fires.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&t.with_timezone(&self.tz), false)
+            .ok()
+            .map(|n| n.with_timezone(&Utc))
+    }
+}
+
+/// The job's schedule, if it has one (a stored job's fields are valid).
+pub fn schedule_of(job: &Job) -> Option<Schedule> {
+    job.schedule
+        .as_deref()
+        .and_then(|s| Schedule::parse(s, &job.timezone).ok())
+}
+
+fn check_schedule(schedule: Option<&str>, timezone: &str) -> Result<(), FieldError> {
+    match schedule {
+        Some(s) => Schedule::parse(s, timezone).map(|_| ()),
+        None => Schedule::parse("@daily", timezone).map(|_| ()),
+    }
+}
+
+fn check_sources(sources: &[Source]) -> Result<(), FieldError> {
+    if sources.is_empty() {
+        return Err(field(
+            "sources",
+            "a job needs at least one source (sources or volumes)",
+        ));
+    }
+    for s in sources {
+        match s {
+            Source::Path { path, .. } | Source::Sqlite { path } => {
+                let p = Path::new(path);
+                if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+                    return Err(field(
+                        "sources",
+                        format!("{path:?} must be an absolute path without '..'"),
+                    ));
+                }
+            }
+            Source::Volume { name } => {
+                let ok = name.len() <= 255
+                    && name
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphanumeric())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                if !ok {
+                    return Err(field(
+                        "volumes",
+                        format!("{name:?} is not a Docker volume name"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_retention(count: Option<u32>, days: Option<u32>) -> Result<(), FieldError> {
+    if count == Some(0) {
+        return Err(field("retention_count", "keep at least 1 record"));
+    }
+    if days.is_some_and(|d| !(1..=365).contains(&d)) {
+        return Err(field("retention_days", "use 1 to 365 days"));
+    }
+    Ok(())
+}
+
+/// `dest` resolved against `root` and proven to stay inside it: no `..`, and no symlink on the
+/// way that leads out.
+pub fn confine(dest: &str, root: &Path) -> Result<PathBuf, FieldError> {
+    let outside = || {
+        field(
+            "dest_path",
+            format!(
+                "{dest:?} is outside the allowed directory {}",
+                root.display()
+            ),
+        )
+    };
+    let p = Path::new(dest);
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(field("dest_path", "'..' is not allowed"));
+    }
+    let root = std::fs::canonicalize(root).map_err(|e| field("dest_path", e.to_string()))?;
+    let joined = root.join(p);
+    // The deepest part that exists must resolve inside the root.
+    let mut existing = joined.as_path();
+    while !existing.exists() {
+        existing = existing.parent().ok_or_else(outside)?;
+    }
+    let real = std::fs::canonicalize(existing).map_err(|e| field("dest_path", e.to_string()))?;
+    if !real.starts_with(&root) || !joined.starts_with(&root) {
+        return Err(outside());
+    }
+    Ok(real.join(joined.strip_prefix(existing).unwrap_or(Path::new(""))))
+}
+
+/// A new job from `input`, with id `id`; `root` is where local repositories may live.
+pub fn new_job(input: JobInput, id: String, root: &Path) -> Result<Job, FieldError> {
+    let name = input.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(field("name", "give the job a name of 1 to 200 characters"));
+    }
+    let node_id = input.node_id.unwrap_or_else(|| "local".into());
+    if node_id != "local" {
+        return Err(field(
+            "node_id",
+            format!("unknown node {node_id:?}: this server has one node, \"local\""),
+        ));
+    }
+    let mut sources = input.sources;
+    sources.extend(
+        input
+            .volumes
+            .into_iter()
+            .map(|name| Source::Volume { name }),
+    );
+    check_sources(&sources)?;
+    let timezone = input.timezone.unwrap_or_else(|| "UTC".into());
+    let schedule = input.schedule.filter(|s| !s.trim().is_empty());
+    check_schedule(schedule.as_deref(), &timezone)?;
+    check_retention(input.retention_count, input.retention_days)?;
+    if input.repository_id.is_some() {
+        return Err(field(
+            "repository_id",
+            "registered repositories are not available yet: use dest_path",
+        ));
+    }
+    let dest = match &input.dest_path {
+        Some(d) => confine(d, root)?,
+        None => confine(&format!("backups/{id}"), root)?,
+    };
+    let now = Utc::now();
+    Ok(Job {
+        volumes: vec![],
+        id,
+        name,
+        node_id,
+        sources,
+        schedule,
+        timezone,
+        retention_count: input.retention_count,
+        retention_days: input.retention_days,
+        retention: input.retention,
+        dest_path: Some(dest.display().to_string()),
+        repository_id: None,
+        encrypted: input.encrypted.unwrap_or(true),
+        enabled: input.enabled.unwrap_or(true),
+        created_at: now,
+        updated_at: now,
+        last_run: None,
+        last_status: None,
+        next_run: None,
+    })
+}
+
+/// `job` with the fields of `u` replaced.
+pub fn update_job(mut job: Job, u: JobUpdate) -> Result<Job, FieldError> {
+    if let Some(name) = u.name {
+        let name = name.trim().to_string();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(field("name", "give the job a name of 1 to 200 characters"));
+        }
+        job.name = name;
+    }
+    if u.sources.is_some() || u.volumes.is_some() {
+        // `volumes` replaces the volume sources; `sources` replaces all of them.
+        let mut sources = u.sources.unwrap_or_else(|| job.sources.clone());
+        if let Some(volumes) = u.volumes {
+            sources.retain(|s| !matches!(s, Source::Volume { .. }));
+            sources.extend(volumes.into_iter().map(|name| Source::Volume { name }));
+        }
+        check_sources(&sources)?;
+        job.sources = sources;
+    }
+    if let Some(tz) = u.timezone {
+        job.timezone = tz;
+    }
+    if let Some(s) = u.schedule {
+        job.schedule = Some(s).filter(|s| !s.trim().is_empty());
+    }
+    check_schedule(job.schedule.as_deref(), &job.timezone)?;
+    if u.retention_count.is_some() {
+        job.retention_count = u.retention_count;
+    }
+    if u.retention_days.is_some() {
+        job.retention_days = u.retention_days;
+    }
+    if u.retention.is_some() {
+        job.retention = u.retention;
+    }
+    check_retention(job.retention_count, job.retention_days)?;
+    if let Some(e) = u.enabled {
+        job.enabled = e;
+    }
+    Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn schedules_follow_their_time_zone() {
+        let s = Schedule::parse("0 3 * * *", "Europe/Berlin").unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap();
+        assert_eq!(
+            s.next_after(t),
+            Some(Utc.with_ymd_and_hms(2026, 1, 11, 2, 0, 0).unwrap())
+        );
+        let daily = Schedule::parse("@daily", "UTC").unwrap();
+        assert_eq!(
+            daily.next_after(t),
+            Some(Utc.with_ymd_and_hms(2026, 1, 11, 0, 0, 0).unwrap())
+        );
+        for (expr, tz, bad) in [
+            ("61 * * * *", "UTC", "schedule"),
+            ("* * *", "UTC", "schedule"),
+            ("0 0 * * * 2030", "UTC", "schedule"),
+            ("0 3 * * *", "Mars/Olympus", "timezone"),
+        ] {
+            assert_eq!(
+                Schedule::parse(expr, tz).unwrap_err().field,
+                bad,
+                "{expr} {tz}"
+            );
+        }
+    }
+
+    #[test]
+    fn destinations_stay_inside_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        assert!(
+            confine("backups/a", r)
+                .unwrap()
+                .starts_with(std::fs::canonicalize(r).unwrap())
+        );
+        assert_eq!(confine("../x", r).unwrap_err().field, "dest_path");
+        assert_eq!(confine("/etc", r).unwrap_err().field, "dest_path");
+        std::os::unix::fs::symlink("/tmp", r.join("escape")).unwrap();
+        assert_eq!(confine("escape/x", r).unwrap_err().field, "dest_path");
+        let inside = std::fs::canonicalize(r).unwrap().join("b/c");
+        assert_eq!(confine(inside.to_str().unwrap(), r).unwrap(), inside);
+    }
+}

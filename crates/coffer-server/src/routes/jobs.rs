@@ -1,0 +1,212 @@
+//! Backup jobs and their records: CRUD, run now, verify, download, delete.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use coffer_db::RecordQuery;
+use coffer_jobs::JobsError;
+use coffer_types::{ErrorBody, Job, JobInput, JobUpdate, Record, RecordStatus, VerifyResult};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::auth::{Auth, Operator, Viewer};
+use crate::error::ApiError;
+use crate::extract::{Json, Path, Query};
+
+impl From<JobsError> for ApiError {
+    fn from(e: JobsError) -> Self {
+        match e {
+            JobsError::Field(f) => ApiError::BadRequest(f.to_string()),
+            JobsError::Db(e) => e.into(),
+            JobsError::Unusable(msg) => ApiError::Conflict(msg),
+            JobsError::Repository(msg) => ApiError::Internal(msg),
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/backup-jobs", tag = "jobs", security(("bearer" = ["viewer"])),
+    responses((status = 200, body = [Job])))]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Viewer>,
+) -> Result<Json<Vec<Job>>, ApiError> {
+    Ok(Json(state.jobs.list().await?))
+}
+
+#[utoipa::path(post, path = "/api/backup-jobs", tag = "jobs", security(("bearer" = ["operator"])), request_body = JobInput,
+    responses((status = 201, body = Job), (status = 400, body = ErrorBody, description = "Names the invalid field")))]
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Operator>,
+    Json(input): Json<JobInput>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    Ok((StatusCode::CREATED, Json(state.jobs.create(input).await?)))
+}
+
+#[utoipa::path(get, path = "/api/backup-jobs/{id}", tag = "jobs", security(("bearer" = ["viewer"])),
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Viewer>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.jobs.get(&id).await?))
+}
+
+/// Replace the fields given.
+#[utoipa::path(put, path = "/api/backup-jobs/{id}", tag = "jobs", security(("bearer" = ["operator"])), request_body = JobUpdate,
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Operator>,
+    Path(id): Path<String>,
+    Json(u): Json<JobUpdate>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(state.jobs.update(&id, u).await?))
+}
+
+/// Delete a job and its records (the repository itself is left in place).
+#[utoipa::path(delete, path = "/api/backup-jobs/{id}", tag = "jobs", security(("bearer" = ["operator"])),
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "A run is in progress")))]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Operator>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.jobs.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Start a run now: 202 with the new record; 409 while the job is running.
+#[utoipa::path(post, path = "/api/backup-jobs/{id}/run", tag = "jobs", security(("bearer" = ["operator"])),
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 202, body = Record), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn run(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Operator>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Record>), ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.jobs.run(&id, "manual").await?),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RecordParams {
+    /// `running`, `success` or `failed`.
+    #[param(value_type = Option<String>)]
+    status: Option<RecordStatus>,
+    /// Records started at or after this time (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// Records started at or before this time (RFC 3339).
+    until: Option<DateTime<Utc>>,
+    /// 1–200, default 50.
+    limit: Option<u32>,
+}
+
+/// The job's records, newest first.
+#[utoipa::path(get, path = "/api/backup-jobs/{id}/records", tag = "jobs", security(("bearer" = ["viewer"])),
+    params(("id" = String, Path, description = "Job id"), RecordParams),
+    responses((status = 200, body = [Record]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn records(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Viewer>,
+    Path(id): Path<String>,
+    Query(p): Query<RecordParams>,
+) -> Result<Json<Vec<Record>>, ApiError> {
+    let limit = p.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::BadRequest("limit: use 1 to 200".into()));
+    }
+    let q = RecordQuery {
+        status: p.status,
+        since: p.since,
+        until: p.until,
+        limit,
+    };
+    Ok(Json(state.jobs.records(&id, &q).await?))
+}
+
+#[utoipa::path(get, path = "/api/backup-jobs/{id}/records/{rid}", tag = "jobs", security(("bearer" = ["viewer"])),
+    params(("id" = String, Path, description = "Job id"), ("rid" = String, Path, description = "Record id")),
+    responses((status = 200, body = Record), (status = 404, body = ErrorBody)))]
+pub async fn record(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Viewer>,
+    Path((id, rid)): Path<(String, String)>,
+) -> Result<Json<Record>, ApiError> {
+    Ok(Json(state.jobs.record(&id, &rid).await?))
+}
+
+/// Delete a record and its snapshot; the data no other record uses goes with the next prune.
+#[utoipa::path(delete, path = "/api/backup-jobs/{id}/records/{rid}", tag = "jobs", security(("bearer" = ["operator"])),
+    params(("id" = String, Path, description = "Job id"), ("rid" = String, Path, description = "Record id")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_record(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Operator>,
+    Path((id, rid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.jobs.delete_record(&id, &rid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Re-read everything the record references and recompute the archive checksum.
+#[utoipa::path(post, path = "/api/backup-jobs/{id}/records/{rid}/verify", tag = "jobs", security(("bearer" = ["operator"])),
+    params(("id" = String, Path, description = "Job id"), ("rid" = String, Path, description = "Record id")),
+    responses((status = 200, body = VerifyResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn verify(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Operator>,
+    Path((id, rid)): Path<(String, String)>,
+) -> Result<Json<VerifyResult>, ApiError> {
+    Ok(Json(state.jobs.verify(&id, &rid).await?))
+}
+
+/// The record's canonical tar archive, streamed; its SHA-256 is the record's checksum.
+#[utoipa::path(get, path = "/api/backup-jobs/{id}/records/{rid}/download", tag = "jobs", security(("bearer" = ["operator"])),
+    params(("id" = String, Path, description = "Job id"), ("rid" = String, Path, description = "Record id")),
+    responses((status = 200, description = "The archive (application/x-tar), with X-Checksum-Sha256", content_type = "application/x-tar"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn download(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Operator>,
+    Path((id, rid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (record, chunks) = state.jobs.download(&id, &rid).await?;
+    let stream = tokio_stream::wrappers::ReceiverStream::new(chunks);
+    let filename = format!(
+        "coffer-{}-{}.tar",
+        record.started_at.format("%Y%m%dT%H%M%SZ"),
+        &record.id[..8.min(record.id.len())]
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+            (
+                header::CONTENT_LENGTH,
+                record.size_bytes.unwrap_or_default().to_string(),
+            ),
+            (
+                header::HeaderName::from_static("x-checksum-sha256"),
+                record.checksum.unwrap_or_default(),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

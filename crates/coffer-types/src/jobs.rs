@@ -1,0 +1,202 @@
+//! Backup jobs and their records, as the API shows and accepts them.
+//!
+//! A job's input is taken as given here (strings for the schedule and time zone) and parsed
+//! into a valid job by `coffer-jobs`, which names the offending field when it is not.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Something a job backs up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Source {
+    /// A file or directory tree on the node.
+    Path {
+        path: String,
+        /// Glob patterns (matched against paths relative to `path`) to leave out.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        exclude: Vec<String>,
+    },
+    /// A SQLite database file, copied consistently while applications write to it.
+    Sqlite { path: String },
+    /// A Docker volume.
+    Volume { name: String },
+}
+
+/// Calendar-based retention, on top of `retention_count` / `retention_days`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+}
+
+/// A job to create: `POST /api/backup-jobs`. `volumes` is shorthand for `volume` sources.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobInput {
+    pub name: String,
+    #[serde(default)]
+    pub node_id: Option<String>,
+    #[serde(default)]
+    pub sources: Vec<Source>,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// Five-field cron expression or an alias such as `@daily`; none: run by hand only.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// IANA time zone of the schedule (default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub retention_count: Option<u32>,
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    /// Local repository directory (default `<data_dir>/backups/<job id>`).
+    #[serde(default)]
+    pub dest_path: Option<String>,
+    #[serde(default)]
+    pub repository_id: Option<String>,
+    #[serde(default)]
+    pub encrypted: Option<bool>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// A change to a job: `PUT /api/backup-jobs/{id}` replaces the fields given.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<Source>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<String>>,
+    /// An empty string removes the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordStatus {
+    Running,
+    Success,
+    Failed,
+}
+
+impl RecordStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RecordStatus::Running => "running",
+            RecordStatus::Success => "success",
+            RecordStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for RecordStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "running" => Ok(RecordStatus::Running),
+            "success" => Ok(RecordStatus::Success),
+            "failed" => Ok(RecordStatus::Failed),
+            other => Err(format!(
+                "{other:?} is not a status (running, success or failed)"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    pub id: String,
+    pub name: String,
+    pub node_id: String,
+    pub sources: Vec<Source>,
+    /// The names of the job's volume sources.
+    pub volumes: Vec<String>,
+    pub schedule: Option<String>,
+    pub timezone: String,
+    pub retention_count: Option<u32>,
+    pub retention_days: Option<u32>,
+    pub retention: Option<Retention>,
+    pub dest_path: Option<String>,
+    pub repository_id: Option<String>,
+    pub encrypted: bool,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When the latest record started.
+    pub last_run: Option<DateTime<Utc>>,
+    pub last_status: Option<RecordStatus>,
+    /// When the schedule fires next (none when disabled or unscheduled).
+    pub next_run: Option<DateTime<Utc>>,
+}
+
+/// One run of a job: one snapshot in the job's repository.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Record {
+    pub id: String,
+    pub job_id: String,
+    pub status: RecordStatus,
+    /// `preparing`, `reading`, `finalizing`, `complete`.
+    pub phase: String,
+    /// Size of the canonical archive.
+    pub size_bytes: Option<u64>,
+    /// New bytes this record added to the repository.
+    pub stored_bytes: Option<u64>,
+    /// SHA-256 (hex) of the canonical archive.
+    pub checksum: Option<String>,
+    /// Where the snapshot lives: `<repository>#<snapshot id>`.
+    pub file_path: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub encrypted: bool,
+    /// Why the record was made: `schedule`, `manual`, `pre_restore`.
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The answer to `POST .../verify`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyResult {
+    pub ok: bool,
+    /// The archive's SHA-256 as recomputed (when it could be).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Damaged objects and the files they affect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<String>,
+}

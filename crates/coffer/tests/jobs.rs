@@ -1,0 +1,459 @@
+//! Backup jobs through the API, black-box: create and validate, run, records, verify,
+//! download (compared byte for byte with the source), delete, failing sources, a server
+//! killed during a run, and a scheduled run missed while the server was down.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use coffer_client::{AuditFilter, Client, ClientError, Credentials, RecordFilter, StatusCode};
+use coffer_testkit::{ServerProcess, TempDir, assert_same_tree, seeded, tempdir, with_database};
+use coffer_types::{JobInput, JobUpdate, Record, RecordStatus};
+use serde_json::json;
+use sha2::Digest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_coffer");
+const PASSWORD: &str = "the admin's long password";
+const LONG: Duration = Duration::from_secs(120);
+
+struct Env {
+    dir: TempDir,
+    server: ServerProcess,
+    api: Client,
+}
+
+fn start_in(dir: &TempDir) -> ServerProcess {
+    ServerProcess::start(
+        BIN,
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+        &[("COFFER_ADMIN_PASSWORD", PASSWORD)],
+    )
+}
+
+fn login(server: &ServerProcess) -> Client {
+    let api = Client::new(server.url());
+    let token = api.login("admin", PASSWORD).unwrap().token;
+    api.with(Credentials::Bearer(token))
+}
+
+fn start() -> Env {
+    let dir = tempdir().unwrap();
+    let server = start_in(&dir);
+    let api = login(&server);
+    Env { dir, server, api }
+}
+
+/// A small tree of files under `root`.
+fn source_tree(root: &Path, mib: usize) -> std::path::PathBuf {
+    let src = root.join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello").unwrap();
+    std::fs::write(src.join("sub/big.bin"), seeded(mib * 1024 * 1024, "big")).unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    src
+}
+
+fn path_job(name: &str, path: &Path, extra: serde_json::Value) -> JobInput {
+    let mut v = json!({ "name": name, "sources": [{ "type": "path", "path": path }] });
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(v).unwrap()
+}
+
+fn err<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (StatusCode, String) {
+    match r {
+        Err(ClientError::Api { status, body, .. }) => (status, body.error),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn sha256(b: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+fn run_to_end(api: &Client, job: &str) -> Record {
+    let started = api.run_job(job).unwrap();
+    assert_eq!(started.status, RecordStatus::Running);
+    api.wait_record(job, &started.id, LONG).unwrap()
+}
+
+#[test]
+fn a_path_job_runs_verifies_downloads_and_restores_byte_for_byte() {
+    let env = start();
+    let api = &env.api;
+    let src = source_tree(env.dir.path(), 48);
+    let job = api
+        .create_job(&path_job(
+            "files",
+            &src,
+            json!({"schedule": "0 3 * * *", "timezone": "Europe/Berlin", "retention_count": 3}),
+        ))
+        .unwrap();
+    assert!(job.enabled && job.encrypted);
+    assert!(job.next_run.is_some_and(|t| t > Utc::now()), "{job:?}");
+    let data = std::fs::canonicalize(env.dir.path().join("data")).unwrap();
+    assert!(
+        job.dest_path
+            .as_deref()
+            .unwrap()
+            .starts_with(data.to_str().unwrap()),
+        "{job:?}"
+    );
+
+    // A run is a record; a second run while it runs is refused.
+    let first = api.run_job(&job.id).unwrap();
+    assert_eq!(err(api.run_job(&job.id)).0, StatusCode::CONFLICT);
+    let record = api.wait_record(&job.id, &first.id, LONG).unwrap();
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    assert_eq!(record.phase, "complete");
+    let checksum = record.checksum.clone().unwrap();
+    assert_eq!(checksum.len(), 64);
+    assert!(record.size_bytes.unwrap() > 48 * 1024 * 1024);
+    assert!(record.stored_bytes.unwrap() > 0 && record.duration_ms.is_some());
+    assert!(
+        record
+            .file_path
+            .as_deref()
+            .unwrap()
+            .contains(job.dest_path.as_deref().unwrap())
+    );
+    let job = api.job(&job.id).unwrap();
+    assert_eq!(job.last_status, Some(RecordStatus::Success));
+    assert_eq!(job.last_run, Some(record.started_at));
+
+    // Verify re-reads it; download streams the archive whose SHA-256 is the checksum.
+    let v = api.verify_record(&job.id, &record.id).unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.checksum.as_deref(), Some(checksum.as_str()));
+    let (headers, archive) = api.download_record(&job.id, &record.id).unwrap();
+    assert_eq!(sha256(&archive), checksum);
+    assert_eq!(headers["x-checksum-sha256"], checksum.as_str());
+    assert_eq!(archive.len() as u64, record.size_bytes.unwrap());
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename=") && disposition.ends_with(".tar\""),
+        "{disposition}"
+    );
+
+    // The archive holds the tree as it was: delete the source, extract, compare.
+    let out = env.dir.path().join("extracted");
+    std::fs::create_dir_all(&out).unwrap();
+    let tar = env.dir.path().join("download.tar");
+    std::fs::write(&tar, &archive).unwrap();
+    let status = std::process::Command::new("tar")
+        .args(["-xpf", tar.to_str().unwrap(), "-C", out.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let copy = env.dir.path().join("original");
+    std::fs::rename(&src, &copy).unwrap();
+    assert_same_tree(&copy, &out.join(src.strip_prefix("/").unwrap()));
+    std::fs::rename(&copy, &src).unwrap();
+
+    // Records: newest first, filtered.
+    let second = run_to_end(api, &job.id);
+    let all = api.records(&job.id, &RecordFilter::default()).unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [second.id.as_str(), record.id.as_str()]
+    );
+    let f = |status, limit| RecordFilter {
+        status,
+        limit,
+        ..RecordFilter::default()
+    };
+    assert_eq!(
+        api.records(&job.id, &f(Some(RecordStatus::Success), Some(1)))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        api.records(&job.id, &f(Some(RecordStatus::Failed), None))
+            .unwrap()
+            .is_empty()
+    );
+    let later = RecordFilter {
+        since: Some(Utc::now() + chrono::Duration::hours(1)),
+        ..RecordFilter::default()
+    };
+    assert!(api.records(&job.id, &later).unwrap().is_empty());
+    assert_eq!(
+        api.raw(
+            "GET",
+            &format!("/api/backup-jobs/{}/records?limit=0", job.id),
+            None
+        )
+        .unwrap()
+        .status,
+        400
+    );
+    assert_eq!(
+        api.raw(
+            "GET",
+            &format!("/api/backup-jobs/{}/records?status=done", job.id),
+            None
+        )
+        .unwrap()
+        .status,
+        400
+    );
+
+    // Deleting a record removes its snapshot from the repository; the other stays sound.
+    api.delete_record(&job.id, &record.id).unwrap();
+    assert_eq!(
+        err(api.record(&job.id, &record.id)).0,
+        StatusCode::NOT_FOUND
+    );
+    let key = api.setting("backup_encryption_key").unwrap().value;
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--json",
+            "--repo",
+            job.dest_path.as_deref().unwrap(),
+            "snapshots",
+        ])
+        .env("COFFER_PASSWORD", key.as_str().unwrap())
+        .output()
+        .unwrap();
+    let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: BTreeSet<&str> = snaps["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([second.snapshot_id.as_deref().unwrap()]),
+        "{snaps}"
+    );
+    assert!(api.verify_record(&job.id, &second.id).unwrap().ok);
+
+    // Runs and downloads are audited.
+    let audit = api.audit(&AuditFilter::default()).unwrap();
+    for action in [
+        "POST /api/backup-jobs/{id}/run",
+        "GET /api/backup-jobs/{id}/records/{rid}/download",
+        "DELETE /api/backup-jobs/{id}/records/{rid}",
+    ] {
+        assert!(
+            audit.iter().any(|e| e.action == action && e.status < 300),
+            "{action} audited"
+        );
+    }
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn job_input_is_validated_field_by_field() {
+    let env = start();
+    let src = source_tree(env.dir.path(), 0);
+    for (extra, field) in [
+        (json!({"schedule": "61 * * * *"}), "schedule"),
+        (json!({"schedule": "every day"}), "schedule"),
+        (json!({"timezone": "Mars/Olympus"}), "timezone"),
+        (json!({"retention_days": 0}), "retention_days"),
+        (json!({"retention_days": 400}), "retention_days"),
+        (json!({"retention_count": 0}), "retention_count"),
+        (json!({"dest_path": "../escape"}), "dest_path"),
+        (json!({"dest_path": "/etc/coffer"}), "dest_path"),
+        (json!({"node_id": "elsewhere"}), "node_id"),
+        (json!({"volumes": ["bad name!"]}), "volumes"),
+    ] {
+        let (status, msg) = err(env.api.create_job(&path_job("j", &src, extra.clone())));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{extra}");
+        assert!(msg.starts_with(field), "{extra}: {msg}");
+    }
+    let (status, msg) = err(env
+        .api
+        .create_job(&serde_json::from_value(json!({"name": "none"})).unwrap()));
+    assert_eq!(
+        (status, msg.starts_with("sources")),
+        (StatusCode::BAD_REQUEST, true),
+        "{msg}"
+    );
+    let r = env
+        .api
+        .raw(
+            "POST",
+            "/api/backup-jobs",
+            Some(&json!({"name": "x", "sources": [{"type": "path", "path": "/x", "colour": 1}]})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400);
+    let r = env
+        .api
+        .raw(
+            "POST",
+            "/api/backup-jobs",
+            Some(&json!({"name": "x", "sources": [{"type": "ftp", "path": "/x"}]})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400);
+    // The shorthand `volumes` becomes volume sources; PUT replaces the fields given.
+    let job = env
+        .api
+        .create_job(&path_job("j", &src, json!({"volumes": ["app-data"]})))
+        .unwrap();
+    assert_eq!(job.volumes, ["app-data"]);
+    assert_eq!(job.sources.len(), 2);
+    let u: JobUpdate =
+        serde_json::from_value(json!({"schedule": "@hourly", "enabled": false})).unwrap();
+    let job = env.api.update_job(&job.id, &u).unwrap();
+    assert_eq!(
+        (job.schedule.as_deref(), job.enabled, job.next_run),
+        (Some("@hourly"), false, None)
+    );
+    let bad: JobUpdate = serde_json::from_value(json!({"timezone": "Nowhere"})).unwrap();
+    assert_eq!(
+        err(env.api.update_job(&job.id, &bad)).0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        env.api.job(&job.id).unwrap().timezone,
+        "UTC",
+        "a refused change changes nothing"
+    );
+    env.api.delete_job(&job.id).unwrap();
+    assert_eq!(err(env.api.job(&job.id)).0, StatusCode::NOT_FOUND);
+    assert_eq!(err(env.api.run_job(&job.id)).0, StatusCode::NOT_FOUND);
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn a_failing_source_fails_the_record_and_loses_nothing() {
+    let env = start();
+    let src = source_tree(env.dir.path(), 1);
+    let job = env
+        .api
+        .create_job(&path_job("files", &src, json!({})))
+        .unwrap();
+    let good = run_to_end(&env.api, &job.id);
+    assert_eq!(good.status, RecordStatus::Success);
+    std::fs::rename(&src, env.dir.path().join("moved")).unwrap();
+    let bad = run_to_end(&env.api, &job.id);
+    assert_eq!(bad.status, RecordStatus::Failed);
+    let error = bad.error.unwrap();
+    assert!(
+        error.contains(src.to_str().unwrap()),
+        "the error names the source: {error}"
+    );
+    assert!(bad.checksum.is_none() && bad.snapshot_id.is_none());
+    assert_eq!(
+        env.api.job(&job.id).unwrap().last_status,
+        Some(RecordStatus::Failed)
+    );
+    assert!(
+        env.api.verify_record(&job.id, &good.id).unwrap().ok,
+        "the earlier record is intact"
+    );
+    assert_eq!(
+        err(env.api.verify_record(&job.id, &bad.id)).0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        err(env.api.download_record(&job.id, &bad.id)).0,
+        StatusCode::CONFLICT
+    );
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn a_server_killed_during_a_run_marks_it_failed_and_the_next_run_succeeds() {
+    let env = start();
+    let src = source_tree(env.dir.path(), 300);
+    let job = env
+        .api
+        .create_job(&path_job("files", &src, json!({})))
+        .unwrap();
+    let running = env.api.run_job(&job.id).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        env.api.record(&job.id, &running.id).unwrap().status,
+        RecordStatus::Running
+    );
+    env.server.kill();
+
+    let server = start_in(&env.dir);
+    let api = login(&server);
+    let interrupted = api.record(&job.id, &running.id).unwrap();
+    assert_eq!(interrupted.status, RecordStatus::Failed);
+    assert!(interrupted.error.unwrap().contains("stopped"));
+    let next = run_to_end(&api, &job.id);
+    assert_eq!(next.status, RecordStatus::Success, "{next:?}");
+    assert!(api.verify_record(&job.id, &next.id).unwrap().ok);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_scheduled_run_missed_while_the_server_was_down_runs_once_at_start() {
+    let env = start();
+    let src = source_tree(env.dir.path(), 1);
+    let job = env
+        .api
+        .create_job(&path_job("hourly", &src, json!({"schedule": "0 * * * *"})))
+        .unwrap();
+    let manual_only = env
+        .api
+        .create_job(&path_job(
+            "disabled",
+            &src,
+            json!({"schedule": "0 * * * *", "enabled": false}),
+        ))
+        .unwrap();
+    assert!(env.server.stop().success());
+    // As if the server had been down for five hours: five slots were missed.
+    let past = (Utc::now() - chrono::Duration::hours(5))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    with_database(&env.dir.path().join("data/coffer.db"), async |pool| {
+        sqlx::query("UPDATE backup_jobs SET scheduled_until = ?1")
+            .bind(&past)
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let server = start_in(&env.dir);
+    let api = login(&server);
+    let deadline = std::time::Instant::now() + LONG;
+    let records = loop {
+        let r = api.records(&job.id, &RecordFilter::default()).unwrap();
+        if r.iter().any(|r| r.status != RecordStatus::Running)
+            || std::time::Instant::now() > deadline
+        {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        records.len(),
+        1,
+        "one run for all the missed slots: {records:?}"
+    );
+    assert_eq!(
+        (records[0].trigger.as_str(), records[0].status),
+        ("schedule", RecordStatus::Success)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        api.records(&job.id, &RecordFilter::default())
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        api.records(&manual_only.id, &RecordFilter::default())
+            .unwrap()
+            .is_empty(),
+        "disabled jobs never fire"
+    );
+    assert_eq!(
+        run_to_end(&api, &manual_only.id).status,
+        RecordStatus::Success,
+        "but run by hand"
+    );
+    assert!(server.stop().success());
+}
