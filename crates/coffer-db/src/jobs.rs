@@ -374,6 +374,26 @@ impl Db {
         rows.into_iter().map(record).collect()
     }
 
+    /// Delete the job's records of these snapshots; returns how many.
+    pub async fn delete_records_of_snapshots(
+        &self,
+        job_id: &str,
+        snapshots: &[String],
+    ) -> Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        let mut n = 0;
+        for s in snapshots {
+            n += sqlx::query("DELETE FROM backup_records WHERE job_id = ?1 AND snapshot_id = ?2")
+                .bind(job_id)
+                .bind(s)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     pub async fn delete_record(&self, job_id: &str, id: &str) -> Result<()> {
         let done = sqlx::query("DELETE FROM backup_records WHERE id = ?1 AND job_id = ?2")
             .bind(id)

@@ -210,14 +210,27 @@ impl Jobs {
         let jobs = self.clone();
         let rid = record.id.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let outcome = jobs.execute(&job, &rid, cancel).await;
             if let RunOutcome::Failed { error } = &outcome {
                 tracing::warn!(job = %job.id, record = %rid, %error, "backup failed");
             } else {
                 tracing::info!(job = %job.id, record = %rid, "backup succeeded");
             }
+            record_metrics(&job, &outcome, started.elapsed());
             if let Err(e) = jobs.db.finish_record(&rid, &outcome).await {
                 tracing::error!(record = %rid, error = %e, "could not finish the record");
+            } else if matches!(outcome, RunOutcome::Success { .. })
+                && let Err(e) = jobs.apply_retention(&job).await
+            {
+                tracing::warn!(job = %job.id, error = %e, "retention failed; it is retried after the next run");
+            }
+            if let Ok(dest) = Self::dest(&job) {
+                let size = tokio::task::spawn_blocking(move || dir_size(&dest))
+                    .await
+                    .unwrap_or(0);
+                metrics::gauge!("coffer_backup_repository_bytes", &job_labels(&job))
+                    .set(size as f64);
             }
             jobs.running
                 .lock()
@@ -242,11 +255,15 @@ impl Jobs {
                 };
             }
         };
-        let tags = vec![format!("job:{}", job.id), format!("record:{rid}")];
+        let labels = [
+            (runner::JOB_LABEL.to_string(), job.id.clone()),
+            ("record".to_string(), rid.to_string()),
+        ]
+        .into();
         let sources = job.sources.clone();
         let d = dest.clone();
         let result = tokio::task::spawn_blocking(move || {
-            runner::backup(&d, key.as_deref(), &sources, tags, cancel)
+            runner::backup(&d, key.as_deref(), &sources, labels, cancel)
         })
         .await
         .unwrap_or_else(|e| Err(format!("the backup stopped unexpectedly: {e}")));
@@ -265,6 +282,41 @@ impl Jobs {
             },
             Err(error) => RunOutcome::Failed { error },
         }
+    }
+
+    /// After a successful record: drop the records the job's retention no longer keeps, then
+    /// their snapshots, then the data nothing uses any more. Records go first: a record must
+    /// never name a snapshot that is gone, while a snapshot without a record is only retried.
+    async fn apply_retention(&self, job: &Job) -> Result<()> {
+        let policy = retention_of(job);
+        if policy.is_empty() {
+            return Ok(());
+        }
+        let tz: chrono_tz::Tz = job.timezone.parse().unwrap_or(chrono_tz::UTC);
+        let key = self.key(job).await?;
+        let dest = Self::dest(job)?;
+        let job_id = job.id.clone();
+        let (d, k) = (dest.clone(), key.clone());
+        let expired = tokio::task::spawn_blocking(move || {
+            runner::expired(&d, k.as_deref(), &job_id, &policy, &tz)
+        })
+        .await
+        .map_err(|e| JobsError::Repository(e.to_string()))?
+        .map_err(JobsError::Repository)?;
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let n = self
+            .db
+            .delete_records_of_snapshots(&job.id, &expired)
+            .await?;
+        tracing::info!(job = %job.id, records = n, snapshots = expired.len(), "retention removed old records");
+        tokio::task::spawn_blocking(move || {
+            runner::forget_and_prune(&dest, key.as_deref(), &expired)
+        })
+        .await
+        .map_err(|e| JobsError::Repository(e.to_string()))?
+        .map_err(JobsError::Repository)
     }
 
     /// A successful record's job, repository and key.
@@ -320,7 +372,8 @@ impl Jobs {
         Ok((record, rx))
     }
 
-    /// Delete a record and its snapshot (the data goes with the repository's next prune).
+    /// Delete a record, then its snapshot and the data nothing else uses (record first, as in
+    /// retention).
     pub async fn delete_record(&self, job_id: &str, rid: &str) -> Result<()> {
         let record = self.db.record(job_id, rid).await?;
         if record.status == coffer_types::RecordStatus::Running {
@@ -328,16 +381,18 @@ impl Jobs {
                 "the record is still running: wait for it to finish".into(),
             ));
         }
-        if let Some(snapshot) = record.snapshot_id.clone() {
-            let job = self.db.job(job_id).await?;
+        let job = self.db.job(job_id).await?;
+        self.db.delete_record(job_id, rid).await?;
+        if let Some(snapshot) = record.snapshot_id {
             let key = self.key(&job).await?;
             let dest = Self::dest(&job)?;
-            tokio::task::spawn_blocking(move || runner::forget(&dest, key.as_deref(), &snapshot))
-                .await
-                .map_err(|e| JobsError::Repository(e.to_string()))?
-                .map_err(JobsError::Repository)?;
+            tokio::task::spawn_blocking(move || {
+                runner::forget_and_prune(&dest, key.as_deref(), &[snapshot])
+            })
+            .await
+            .map_err(|e| JobsError::Repository(e.to_string()))?
+            .map_err(JobsError::Repository)?;
         }
-        self.db.delete_record(job_id, rid).await?;
         Ok(())
     }
 
@@ -418,6 +473,60 @@ impl Jobs {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+}
+
+fn job_labels(job: &Job) -> [(&'static str, String); 2] {
+    [("job", job.id.clone()), ("name", job.name.clone())]
+}
+
+/// Per-job series for `/metrics`.
+fn record_metrics(job: &Job, outcome: &RunOutcome, took: Duration) {
+    let labels = job_labels(job);
+    let status = match outcome {
+        RunOutcome::Success { .. } => "success",
+        RunOutcome::Failed { .. } => "failed",
+    };
+    let mut with_status = labels.to_vec();
+    with_status.push(("status", status.to_string()));
+    metrics::counter!("coffer_backup_runs_total", &with_status).increment(1);
+    if let RunOutcome::Success { size_bytes, .. } = outcome {
+        let now = Utc::now().timestamp_millis() as f64 / 1000.0;
+        metrics::gauge!("coffer_backup_last_success_timestamp_seconds", &labels).set(now);
+        metrics::gauge!("coffer_backup_last_duration_seconds", &labels).set(took.as_secs_f64());
+        metrics::gauge!("coffer_backup_last_size_bytes", &labels).set(*size_bytes as f64);
+    }
+}
+
+/// Bytes of the files under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The job's retention fields.
+fn retention_of(job: &Job) -> runner::Retention {
+    let r = job.retention.clone().unwrap_or_default();
+    runner::Retention {
+        count: job.retention_count,
+        days: job.retention_days,
+        rules: coffer_repo::forget::RetentionPolicy {
+            keep_last: r.keep_last,
+            keep_within: None,
+            keep_hourly: r.keep_hourly,
+            keep_daily: r.keep_daily,
+            keep_weekly: r.keep_weekly,
+            keep_monthly: r.keep_monthly,
+            keep_yearly: r.keep_yearly,
+        },
     }
 }
 

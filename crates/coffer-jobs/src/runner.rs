@@ -1,11 +1,14 @@
 //! The blocking side of a run: open (or create) the job's repository and back its sources up;
 //! verify and dump a record's snapshot. Called on the blocking thread pool.
 
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use coffer_repo::forget::{self, RetentionPolicy};
+use coffer_repo::prune::{self, PruneOptions};
 use coffer_repo::verify::{self, VerifyOptions};
 use coffer_repo::{
     BackupItem, BackupOptions, BackupSummary, Id, InitOptions, KdfParams, Location, ParentChoice,
@@ -64,17 +67,20 @@ fn item(source: &Source) -> Result<BackupItem, String> {
     }
 }
 
+/// The label that ties a snapshot to its job (retention works per job).
+pub const JOB_LABEL: &str = "job";
+
 pub fn backup(
     dest: &Path,
     key: Option<&str>,
     sources: &[Source],
-    tags: Vec<String>,
+    labels: BTreeMap<String, String>,
     cancel: Arc<AtomicBool>,
 ) -> Result<BackupSummary, String> {
     let items = sources.iter().map(item).collect::<Result<Vec<_>, _>>()?;
     let repo = open_or_init(dest, key)?;
     let opts = BackupOptions {
-        tags,
+        labels,
         parent: ParentChoice::Auto,
         cancel: Some(cancel),
         ..Default::default()
@@ -138,10 +144,83 @@ pub fn dump(
         .map_err(|e| e.to_string())
 }
 
-/// Remove a record's snapshot from the repository (its data goes with the next prune).
-pub fn forget(dest: &Path, key: Option<&str>, snapshot: &str) -> Result<(), String> {
+/// How long a job keeps its records.
+#[derive(Debug, Clone, Default)]
+pub struct Retention {
+    /// At most this many (the newest).
+    pub count: Option<u32>,
+    /// None older than this many days.
+    pub days: Option<u32>,
+    /// Calendar rules (keep the newest of each day, week, ...); a record must be kept by one of
+    /// them, when any is given.
+    pub rules: RetentionPolicy,
+}
+
+impl Retention {
+    pub fn is_empty(&self) -> bool {
+        self.count.is_none() && self.days.is_none() && self.rules.is_empty()
+    }
+}
+
+/// The job's snapshots that `retention` no longer keeps (nothing is removed here). The newest
+/// snapshot is always kept.
+pub fn expired(
+    dest: &Path,
+    key: Option<&str>,
+    job_id: &str,
+    retention: &Retention,
+    tz: &chrono_tz::Tz,
+) -> Result<Vec<String>, String> {
+    if retention.is_empty() {
+        return Ok(vec![]);
+    }
     let repo = open(dest, key)?;
-    coffer_repo::forget::forget_ids(&repo, &[snapshot_id(snapshot)?], false)
+    let mut mine: Vec<(Id, coffer_repo::Snapshot)> = coffer_repo::snapshot::list(&repo)
+        .map_err(|e| e.to_string())?
+        .snapshots
+        .into_iter()
+        .filter(|(_, s)| s.labels.get(JOB_LABEL).map(String::as_str) == Some(job_id))
+        .collect();
+    mine.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
+    let kept_by_rules: Option<HashSet<Id>> = (!retention.rules.is_empty()).then(|| {
+        forget::decide(&mine, &retention.rules, tz)
+            .into_iter()
+            .filter(|d| d.keep)
+            .map(|d| d.id)
+            .collect()
+    });
+    let now = chrono::Utc::now();
+    Ok(mine
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(i, (id, s))| {
+            retention.count.is_some_and(|n| *i >= n as usize)
+                || retention
+                    .days
+                    .is_some_and(|d| s.time < now - chrono::TimeDelta::days(i64::from(d)))
+                || kept_by_rules.as_ref().is_some_and(|k| !k.contains(id))
+        })
+        .map(|(_, (id, _))| id.to_string())
+        .collect())
+}
+
+/// Remove snapshots from the repository, then the data no remaining snapshot uses.
+pub fn forget_and_prune(
+    dest: &Path,
+    key: Option<&str>,
+    snapshots: &[String],
+) -> Result<(), String> {
+    if snapshots.is_empty() {
+        return Ok(());
+    }
+    let repo = open(dest, key)?;
+    let ids = snapshots
+        .iter()
+        .map(|s| snapshot_id(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    forget::forget_ids(&repo, &ids, false).map_err(|e| e.to_string())?;
+    prune::prune(&repo, &PruneOptions { dry_run: false })
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

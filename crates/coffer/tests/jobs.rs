@@ -208,28 +208,9 @@ fn a_path_job_runs_verifies_downloads_and_restores_byte_for_byte() {
         err(api.record(&job.id, &record.id)).0,
         StatusCode::NOT_FOUND
     );
-    let key = api.setting("backup_encryption_key").unwrap().value;
-    let out = std::process::Command::new(BIN)
-        .args([
-            "--json",
-            "--repo",
-            job.dest_path.as_deref().unwrap(),
-            "snapshots",
-        ])
-        .env("COFFER_PASSWORD", key.as_str().unwrap())
-        .output()
-        .unwrap();
-    let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: BTreeSet<&str> = snaps["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        ids,
-        BTreeSet::from([second.snapshot_id.as_deref().unwrap()]),
-        "{snaps}"
+        repo_snapshots(api, job.dest_path.as_deref().unwrap()),
+        BTreeSet::from([second.snapshot_id.clone().unwrap()])
     );
     assert!(api.verify_record(&job.id, &second.id).unwrap().ok);
 
@@ -456,4 +437,108 @@ fn a_scheduled_run_missed_while_the_server_was_down_runs_once_at_start() {
         "but run by hand"
     );
     assert!(server.stop().success());
+}
+
+/// The ids of the snapshots in a job's repository, read with the command line.
+fn repo_snapshots(api: &Client, dest: &str) -> BTreeSet<String> {
+    let key = api.setting("backup_encryption_key").unwrap().value;
+    let out = std::process::Command::new(BIN)
+        .args(["--json", "--repo", dest, "snapshots"])
+        .env("COFFER_PASSWORD", key.as_str().unwrap())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn retention_keeps_exactly_the_newest_successful_records() {
+    let env = start();
+    let src = source_tree(env.dir.path(), 1);
+    let job = env
+        .api
+        .create_job(&path_job("kept", &src, json!({"retention_count": 2})))
+        .unwrap();
+    let dest = job.dest_path.clone().unwrap();
+    let mut good = vec![];
+    for i in 0..4 {
+        std::fs::write(src.join("a.txt"), format!("version {i}")).unwrap();
+        let r = run_to_end(&env.api, &job.id);
+        assert_eq!(r.status, RecordStatus::Success, "{r:?}");
+        good.push(r);
+        let ids: Vec<String> = env
+            .api
+            .records(&job.id, &RecordFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let expected: Vec<String> = good.iter().rev().take(2).map(|r| r.id.clone()).collect();
+        assert_eq!(ids, expected, "after run {i}");
+        let snaps: BTreeSet<String> = good
+            .iter()
+            .rev()
+            .take(2)
+            .map(|r| r.snapshot_id.clone().unwrap())
+            .collect();
+        assert_eq!(repo_snapshots(&env.api, &dest), snaps, "after run {i}");
+    }
+    // A failed run removes nothing good.
+    let moved = env.dir.path().join("moved");
+    std::fs::rename(&src, &moved).unwrap();
+    let failed = run_to_end(&env.api, &job.id);
+    assert_eq!(failed.status, RecordStatus::Failed);
+    let all = env.api.records(&job.id, &RecordFilter::default()).unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        all.iter()
+            .filter(|r| r.status == RecordStatus::Success)
+            .count(),
+        2
+    );
+    for r in all.iter().filter(|r| r.status == RecordStatus::Success) {
+        assert!(
+            env.api.verify_record(&job.id, &r.id).unwrap().ok,
+            "pruning kept what they need"
+        );
+    }
+    // /metrics has the job's series.
+    let text = env.api.metrics().unwrap();
+    let series = |name: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(&format!("job=\"{}\"", job.id)))
+            .map(str::to_string)
+            .collect()
+    };
+    let runs = series("coffer_backup_runs_total");
+    assert!(
+        runs.iter()
+            .any(|l| l.contains("status=\"success\"") && l.ends_with(" 4")),
+        "{runs:?}"
+    );
+    assert!(
+        runs.iter()
+            .any(|l| l.contains("status=\"failed\"") && l.ends_with(" 1")),
+        "{runs:?}"
+    );
+    for name in [
+        "coffer_backup_last_success_timestamp_seconds",
+        "coffer_backup_last_duration_seconds",
+        "coffer_backup_last_size_bytes",
+        "coffer_backup_repository_bytes",
+    ] {
+        let s = series(name);
+        assert_eq!(s.len(), 1, "{name}: {text}");
+        assert!(
+            s[0].rsplit(' ').next().unwrap().parse::<f64>().unwrap() > 0.0,
+            "{}",
+            s[0]
+        );
+    }
+    assert!(env.server.stop().success());
 }
