@@ -404,12 +404,18 @@ impl Client {
         self.get(&format!("/api/backup-jobs/{job}/records/{rid}"))
     }
 
-    /// The record once it is no longer running (polling, at most `timeout`).
+    /// The record once it is finished: failed, or successful with its follow-up work
+    /// (retention) done, phase `complete` (polling, at most `timeout`).
     pub fn wait_record(&self, job: &str, rid: &str, timeout: Duration) -> Result<Record> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let r = self.record(job, rid)?;
-            if r.status != RecordStatus::Running || std::time::Instant::now() > deadline {
+            let finished = match r.status {
+                RecordStatus::Running => false,
+                RecordStatus::Success => r.phase == "complete",
+                RecordStatus::Failed => true,
+            };
+            if finished || std::time::Instant::now() > deadline {
                 return Ok(r);
             }
             std::thread::sleep(Duration::from_millis(50));

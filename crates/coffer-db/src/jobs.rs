@@ -304,7 +304,7 @@ impl Db {
                 snapshot_id,
                 warnings,
             } => sqlx::query(
-                "UPDATE backup_records SET status = 'success', phase = 'complete', size_bytes = ?2,
+                "UPDATE backup_records SET status = 'success', phase = 'finalizing', size_bytes = ?2,
                      stored_bytes = ?3, checksum = ?4, file_path = ?5, snapshot_id = ?6, warnings = ?7,
                      finished_at = ?8,
                      duration_ms = CAST(ROUND((julianday(?8) - julianday(started_at)) * 86400000) AS INTEGER)
@@ -328,6 +328,17 @@ impl Db {
             .bind(ts(now)),
         };
         q.execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// A successful record whose follow-up work (retention) is done.
+    pub async fn complete_record(&self, id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE backup_records SET phase = 'complete' WHERE id = ?1 AND status = 'success'",
+        )
+        .bind(id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

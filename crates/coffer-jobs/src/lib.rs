@@ -98,12 +98,19 @@ impl Jobs {
                 "marked records interrupted by a stop as failed"
             );
         }
+        // Copies a killed run left behind.
+        let _ = std::fs::remove_dir_all(root.join("tmp"));
         Ok(Arc::new(Jobs {
             db,
             root,
             running: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
         }))
+    }
+
+    /// Where runs keep temporary copies (SQLite databases); emptied at start-up.
+    fn scratch_dir(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     fn with_next_run(job: Job) -> Job {
@@ -232,6 +239,11 @@ impl Jobs {
                 metrics::gauge!("coffer_backup_repository_bytes", &job_labels(&job))
                     .set(size as f64);
             }
+            if matches!(outcome, RunOutcome::Success { .. })
+                && let Err(e) = jobs.db.complete_record(&rid).await
+            {
+                tracing::error!(record = %rid, error = %e, "could not complete the record");
+            }
             jobs.running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -261,9 +273,9 @@ impl Jobs {
         ]
         .into();
         let sources = job.sources.clone();
-        let d = dest.clone();
+        let (d, scratch) = (dest.clone(), self.scratch_dir());
         let result = tokio::task::spawn_blocking(move || {
-            runner::backup(&d, key.as_deref(), &sources, labels, cancel)
+            runner::backup(&d, &scratch, key.as_deref(), &sources, labels, cancel)
         })
         .await
         .unwrap_or_else(|e| Err(format!("the backup stopped unexpectedly: {e}")));
@@ -530,7 +542,7 @@ fn retention_of(job: &Job) -> runner::Retention {
     }
 }
 
-fn random_key() -> [u8; 32] {
+pub(crate) fn random_key() -> [u8; 32] {
     let mut k = [0u8; 32];
     getrandom::fill(&mut k).expect("the operating system's random number generator failed");
     k

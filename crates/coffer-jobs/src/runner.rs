@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -48,7 +48,20 @@ fn open_or_init(dest: &Path, key: Option<&str>) -> Result<Repository, String> {
     Repository::init(backend, key, opts).map_err(|e| e.to_string())
 }
 
-fn item(source: &Source) -> Result<BackupItem, String> {
+/// Temporary copies made for a run, removed when it ends (whatever the outcome).
+struct Scratch(Vec<PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// What the engine stores for one source. Files and trees keep their absolute paths; a SQLite
+/// database becomes the file `sqlite/<its path>` holding a consistent copy.
+fn item(source: &Source, scratch_dir: &Path, scratch: &mut Scratch) -> Result<BackupItem, String> {
     match source {
         Source::Path { path, exclude } if exclude.is_empty() => {
             let p = Path::new(path);
@@ -58,9 +71,24 @@ fn item(source: &Source) -> Result<BackupItem, String> {
         Source::Path { path, .. } => Err(format!(
             "source {path}: exclude patterns are not supported by this version"
         )),
-        Source::Sqlite { path } => Err(format!(
-            "source {path}: SQLite sources are not supported by this version"
-        )),
+        Source::Sqlite { path } => {
+            std::fs::create_dir_all(scratch_dir)
+                .map_err(|e| format!("creating {}: {e}", scratch_dir.display()))?;
+            let copy = scratch_dir.join(format!(
+                "sqlite-{}-{}.db",
+                std::process::id(),
+                hex::encode(crate::random_key())
+            ));
+            scratch.0.push(copy.clone());
+            coffer_sources::sqlite::copy(Path::new(path), &copy).map_err(|e| e.to_string())?;
+            let file =
+                std::fs::File::open(&copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+            BackupItem::named(
+                &format!("sqlite{path}"),
+                coffer_repo::Source::Stream(Box::new(file)),
+            )
+            .map_err(|e| format!("source {path}: {e}"))
+        }
         Source::Volume { name } => Err(format!(
             "volume {name}: Docker volume sources are not supported by this version"
         )),
@@ -72,12 +100,17 @@ pub const JOB_LABEL: &str = "job";
 
 pub fn backup(
     dest: &Path,
+    scratch_dir: &Path,
     key: Option<&str>,
     sources: &[Source],
     labels: BTreeMap<String, String>,
     cancel: Arc<AtomicBool>,
 ) -> Result<BackupSummary, String> {
-    let items = sources.iter().map(item).collect::<Result<Vec<_>, _>>()?;
+    let mut copies = Scratch(vec![]);
+    let items = sources
+        .iter()
+        .map(|s| item(s, scratch_dir, &mut copies))
+        .collect::<Result<Vec<_>, _>>()?;
     let repo = open_or_init(dest, key)?;
     let opts = BackupOptions {
         labels,

@@ -165,7 +165,8 @@ pub struct Record {
     pub id: String,
     pub job_id: String,
     pub status: RecordStatus,
-    /// `preparing`, `reading`, `finalizing`, `complete`.
+    /// `preparing`, `reading`, then for a successful record `finalizing` (retention and
+    /// pruning run) and `complete`.
     pub phase: String,
     /// Size of the canonical archive.
     pub size_bytes: Option<u64>,

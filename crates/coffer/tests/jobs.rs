@@ -542,3 +542,105 @@ fn retention_keeps_exactly_the_newest_successful_records() {
     }
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn a_sqlite_job_copies_a_consistent_database_while_it_is_written() {
+    let env = start();
+    let db = env.dir.path().join("app.db");
+    std::fs::write(&db, b"").unwrap();
+    with_database(&db, async |pool| {
+        sqlx::query("PRAGMA journal_mode=WAL")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE events (n INTEGER PRIMARY KEY, payload TEXT)")
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    // A writer that keeps inserting, one row per transaction, numbered from 0.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            with_database(&db, async |pool| {
+                let mut n: i64 = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    sqlx::query("INSERT INTO events (n, payload) VALUES (?1, ?2)")
+                        .bind(n)
+                        .bind("x".repeat(500))
+                        .execute(pool)
+                        .await
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let input: JobInput = serde_json::from_value(json!({
+        "name": "app database", "sources": [{"type": "sqlite", "path": db}]
+    }))
+    .unwrap();
+    let job = env.api.create_job(&input).unwrap();
+    let records: Vec<Record> = (0..2).map(|_| run_to_end(&env.api, &job.id)).collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(written > 0);
+
+    for record in &records {
+        assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+        assert!(env.api.verify_record(&job.id, &record.id).unwrap().ok);
+        let (_, archive) = env.api.download_record(&job.id, &record.id).unwrap();
+        assert_eq!(Some(sha256(&archive)), record.checksum);
+        let out = env.dir.path().join(format!("out-{}", record.id));
+        std::fs::create_dir_all(&out).unwrap();
+        let tar = out.join("archive.tar");
+        std::fs::write(&tar, &archive).unwrap();
+        let ok = std::process::Command::new("tar")
+            .args(["-xf", tar.to_str().unwrap(), "-C", out.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let copy = out.join("sqlite").join(db.strip_prefix("/").unwrap());
+        let (check, count, max): (String, i64, i64) = with_database(&copy, async |pool| {
+            let check = sqlx::query_scalar("PRAGMA integrity_check")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            let (count, max) = sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(n), -1) FROM events")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            (check, count, max)
+        });
+        assert_eq!(check, "ok");
+        assert!(count > 0, "rows written before the run are in the copy");
+        assert_eq!(
+            max,
+            count - 1,
+            "one consistent state: no row without those before it"
+        );
+        assert!(count <= written);
+    }
+    assert!(
+        !env.dir
+            .path()
+            .join("data/tmp")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "temporary copies are removed"
+    );
+
+    // A database that is not there fails the record with a clear error.
+    let missing: JobInput = serde_json::from_value(json!({
+        "name": "gone", "sources": [{"type": "sqlite", "path": env.dir.path().join("gone.db")}]
+    }))
+    .unwrap();
+    let job = env.api.create_job(&missing).unwrap();
+    let r = run_to_end(&env.api, &job.id);
+    assert_eq!(r.status, RecordStatus::Failed);
+    assert!(r.error.as_deref().unwrap().contains("gone.db"), "{r:?}");
+    assert!(env.server.stop().success());
+}
