@@ -644,3 +644,74 @@ fn a_sqlite_job_copies_a_consistent_database_while_it_is_written() {
     assert!(r.error.as_deref().unwrap().contains("gone.db"), "{r:?}");
     assert!(env.server.stop().success());
 }
+
+/// Pack files of a repository, with their sizes.
+fn packs(dest: &str) -> std::collections::BTreeMap<std::path::PathBuf, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for d in std::fs::read_dir(Path::new(dest).join("data")).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            out.insert(f.path(), f.metadata().unwrap().len());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_corrupted_pack_fails_only_the_records_that_use_it() {
+    let env = start();
+    let src = source_tree(env.dir.path(), 2);
+    let job = env
+        .api
+        .create_job(&path_job("files", &src, json!({"encrypted": false})))
+        .unwrap();
+    assert!(!job.encrypted);
+    let first = run_to_end(&env.api, &job.id);
+    let dest = job.dest_path.clone().unwrap();
+    let before = packs(&dest);
+    std::fs::write(src.join("new.bin"), seeded(3 * 1024 * 1024, "new")).unwrap();
+    let second = run_to_end(&env.api, &job.id);
+    assert_eq!(
+        (first.status, second.status),
+        (RecordStatus::Success, RecordStatus::Success)
+    );
+
+    // Flip one byte in the middle of the biggest pack the second run wrote.
+    let (victim, size) = packs(&dest)
+        .into_iter()
+        .filter(|(p, _)| !before.contains_key(p))
+        .max_by_key(|(_, s)| *s)
+        .unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[size as usize / 2] ^= 0x40;
+    std::fs::write(&victim, bytes).unwrap();
+
+    let bad = env.api.verify_record(&job.id, &second.id).unwrap();
+    assert!(!bad.ok);
+    assert!(
+        bad.error.as_deref().unwrap().contains("checksum mismatch"),
+        "{bad:?}"
+    );
+    let pack_name = victim.file_name().unwrap().to_str().unwrap();
+    assert!(
+        bad.damaged.iter().any(|d| d.contains(pack_name)),
+        "the damaged pack is named: {bad:?}"
+    );
+    assert!(
+        bad.damaged.iter().any(|d| d.contains("new.bin")),
+        "and the file it affects: {bad:?}"
+    );
+    let good = env.api.verify_record(&job.id, &first.id).unwrap();
+    assert!(good.ok, "the first record does not use that pack: {good:?}");
+    let (_, archive) = env.api.download_record(&job.id, &first.id).unwrap();
+    assert_eq!(Some(sha256(&archive)), first.checksum);
+    // The damaged record's download fails instead of delivering wrong bytes.
+    if let Ok((_, bytes)) = env.api.download_record(&job.id, &second.id) {
+        assert_ne!(
+            Some(sha256(&bytes)),
+            second.checksum,
+            "never a silently wrong archive"
+        );
+    }
+    assert!(env.server.stop().success());
+}
