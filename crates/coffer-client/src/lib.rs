@@ -12,6 +12,7 @@ use coffer_types::{
     JobUpdate, LoginRequest, LoginResponse, Modules, Node, Record, RecordStatus, Rotated, Setting,
     SettingValue, SetupRequest, UpdateUser, User, VerifyResult,
 };
+use coffer_types::{RestoreRequest, RestoreTask};
 use reqwest::Method;
 use reqwest::blocking::{Client as Http, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -453,6 +454,38 @@ impl Client {
         }
         let headers = res.headers().clone();
         Ok((headers, res.bytes()?.to_vec()))
+    }
+
+    /// Start restoring a record; the answer is the task to poll.
+    pub fn restore_record(
+        &self,
+        job: &str,
+        rid: &str,
+        req: &RestoreRequest,
+    ) -> Result<RestoreTask> {
+        self.send(
+            self.request(
+                Method::POST,
+                &format!("/api/backup-jobs/{job}/records/{rid}/restore"),
+            )
+            .json(req),
+        )
+    }
+
+    pub fn restore_task(&self, job: &str, tid: &str) -> Result<RestoreTask> {
+        self.get(&format!("/api/backup-jobs/{job}/restores/{tid}"))
+    }
+
+    /// The restore once it ended (polling, at most `timeout`).
+    pub fn wait_restore(&self, job: &str, tid: &str, timeout: Duration) -> Result<RestoreTask> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let t = self.restore_task(job, tid)?;
+            if t.status != RecordStatus::Running || std::time::Instant::now() > deadline {
+                return Ok(t);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {

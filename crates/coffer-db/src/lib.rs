@@ -10,6 +10,7 @@
 mod audit;
 mod jobs;
 mod keys;
+mod restores;
 mod users;
 
 use std::path::Path;

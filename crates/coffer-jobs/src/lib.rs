@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use coffer_db::{Db, DbError, RecordQuery, RunOutcome};
-use coffer_types::{Job, JobInput, JobUpdate, Record, VerifyResult};
+use coffer_types::{
+    Job, JobInput, JobUpdate, Record, RestoreRequest, RestoreTask, Source, VerifyResult,
+};
 
 pub use spec::{FieldError, Schedule};
 
@@ -91,7 +93,9 @@ impl Jobs {
     pub async fn start(db: Db, root: PathBuf) -> coffer_db::Result<Arc<Jobs>> {
         let n = db
             .fail_interrupted_records("the server stopped while this record was running")
-            .await?;
+            .await?
+            + db.fail_interrupted_restores("the server stopped while this restore was running")
+                .await?;
         if n > 0 {
             tracing::warn!(
                 records = n,
@@ -209,50 +213,196 @@ impl Jobs {
     pub async fn run(self: &Arc<Self>, job_id: &str, trigger: &str) -> Result<Record> {
         let job = self.db.job(job_id).await?;
         let record = self.db.start_record(job_id, trigger, job.encrypted).await?;
-        let cancel = Arc::new(AtomicBool::new(false));
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(record.id.clone(), cancel.clone());
         let jobs = self.clone();
         let rid = record.id.clone();
         tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let outcome = jobs.execute(&job, &rid, cancel).await;
-            if let RunOutcome::Failed { error } = &outcome {
-                tracing::warn!(job = %job.id, record = %rid, %error, "backup failed");
-            } else {
-                tracing::info!(job = %job.id, record = %rid, "backup succeeded");
-            }
-            record_metrics(&job, &outcome, started.elapsed());
-            if let Err(e) = jobs.db.finish_record(&rid, &outcome).await {
-                tracing::error!(record = %rid, error = %e, "could not finish the record");
-            } else if matches!(outcome, RunOutcome::Success { .. })
-                && let Err(e) = jobs.apply_retention(&job).await
-            {
-                tracing::warn!(job = %job.id, error = %e, "retention failed; it is retried after the next run");
-            }
-            if let Ok(dest) = Self::dest(&job) {
-                let size = tokio::task::spawn_blocking(move || dir_size(&dest))
-                    .await
-                    .unwrap_or(0);
-                metrics::gauge!("coffer_backup_repository_bytes", &job_labels(&job))
-                    .set(size as f64);
-            }
-            if matches!(outcome, RunOutcome::Success { .. })
-                && let Err(e) = jobs.db.complete_record(&rid).await
-            {
-                tracing::error!(record = %rid, error = %e, "could not complete the record");
-            }
-            jobs.running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&rid);
+            let sources = job.sources.clone();
+            jobs.backup_record(&job, sources, &rid, false).await;
         });
         Ok(record)
     }
 
-    async fn execute(&self, job: &Job, rid: &str, cancel: Arc<AtomicBool>) -> RunOutcome {
+    /// Back `sources` of `job` up as the (started) record `rid` and finish it. A regular run is
+    /// followed by the job's retention; a `safety` run (before a restore) is not, and keeps a
+    /// SQLite file that is no database any more as raw bytes rather than failing.
+    async fn backup_record(
+        &self,
+        job: &Job,
+        sources: Vec<Source>,
+        rid: &str,
+        safety: bool,
+    ) -> RunOutcome {
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rid.to_string(), cancel.clone());
+        let started = std::time::Instant::now();
+        let outcome = self.execute(job, sources, rid, safety, cancel).await;
+        if let RunOutcome::Failed { error } = &outcome {
+            tracing::warn!(job = %job.id, record = %rid, %error, "backup failed");
+        } else {
+            tracing::info!(job = %job.id, record = %rid, "backup succeeded");
+        }
+        record_metrics(job, &outcome, started.elapsed());
+        let success = matches!(outcome, RunOutcome::Success { .. });
+        if let Err(e) = self.db.finish_record(rid, &outcome).await {
+            tracing::error!(record = %rid, error = %e, "could not finish the record");
+        } else if success
+            && !safety
+            && let Err(e) = self.apply_retention(job).await
+        {
+            tracing::warn!(job = %job.id, error = %e, "retention failed; it is retried after the next run");
+        }
+        if let Ok(dest) = Self::dest(job) {
+            let size = tokio::task::spawn_blocking(move || dir_size(&dest))
+                .await
+                .unwrap_or(0);
+            metrics::gauge!("coffer_backup_repository_bytes", &job_labels(job)).set(size as f64);
+        }
+        if success && let Err(e) = self.db.complete_record(rid).await {
+            tracing::error!(record = %rid, error = %e, "could not complete the record");
+        }
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(rid);
+        outcome
+    }
+
+    /// Restore a successful record: in place (after a `pre_restore` safety record of what is
+    /// about to be overwritten) or into an alternative target. Answers at once with the task.
+    pub async fn restore(
+        self: &Arc<Self>,
+        job_id: &str,
+        rid: &str,
+        req: RestoreRequest,
+    ) -> Result<RestoreTask> {
+        let (record, dest, key) = self.usable(job_id, rid).await?;
+        let job = self.db.job(job_id).await?;
+        for p in &req.paths {
+            let path = Path::new(p);
+            if !path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err(FieldError {
+                    field: "paths",
+                    message: format!("{p:?} must be an absolute path without '..'"),
+                }
+                .into());
+            }
+        }
+        let target = match &req.target {
+            Some(t) => Some(spec::confine(t, &self.root).map_err(|e| FieldError {
+                field: "target",
+                message: e.message,
+            })?),
+            None => None,
+        };
+        let plan =
+            runner::plan_restore(&job.sources, &req.paths).map_err(|message| FieldError {
+                field: "paths",
+                message,
+            })?;
+        // The safety record is started first: a running job makes the restore a conflict
+        // before anything happens.
+        let safety = match target {
+            None => Some(
+                self.db
+                    .start_record(job_id, "pre_restore", job.encrypted)
+                    .await?,
+            ),
+            Some(_) => None,
+        };
+        let shown = target
+            .as_ref()
+            .map_or("/".to_string(), |t| t.display().to_string());
+        let task = self
+            .db
+            .create_restore(job_id, rid, &shown, &req.paths)
+            .await?;
+        let jobs = self.clone();
+        let tid = task.id.clone();
+        let snapshot = record.snapshot_id.clone().unwrap_or_default();
+        tokio::spawn(async move {
+            let outcome = async {
+                if let Some(s) = &safety {
+                    jobs.db
+                        .set_restore_phase(&tid, "safety_snapshot", Some(&s.id))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let present = runner::existing(&job.sources);
+                    if present.is_empty() {
+                        // Nothing there to save (the data is gone, the usual reason to restore).
+                        jobs.db
+                            .finish_record(
+                                &s.id,
+                                &RunOutcome::Failed {
+                                    error: "nothing to save before the restore: no source exists"
+                                        .into(),
+                                },
+                            )
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    } else if let RunOutcome::Failed { error } =
+                        jobs.backup_record(&job, present, &s.id, true).await
+                    {
+                        return Err(format!(
+                            "the safety snapshot failed, so nothing was overwritten: {error}"
+                        ));
+                    }
+                }
+                jobs.db
+                    .set_restore_phase(&tid, "restoring", None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let t = tid.clone();
+                tokio::task::spawn_blocking(move || {
+                    runner::restore(
+                        &dest,
+                        key.as_deref(),
+                        &snapshot,
+                        &plan,
+                        target.as_deref(),
+                        &t,
+                    )
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            .await;
+            match &outcome {
+                Ok(_) => tracing::info!(job = %job.id, restore = %tid, "restore finished"),
+                Err(e) => {
+                    tracing::warn!(job = %job.id, restore = %tid, error = %e, "restore failed")
+                }
+            }
+            if let Err(e) = jobs.db.finish_restore(&tid, outcome).await {
+                tracing::error!(restore = %tid, error = %e, "could not finish the restore");
+            }
+        });
+        Ok(task)
+    }
+
+    pub async fn restore_task(&self, job_id: &str, tid: &str) -> Result<RestoreTask> {
+        Ok(self.db.restore(job_id, tid).await?)
+    }
+
+    pub async fn restore_tasks(&self, job_id: &str) -> Result<Vec<RestoreTask>> {
+        self.db.job(job_id).await?;
+        Ok(self.db.restores(job_id).await?)
+    }
+
+    async fn execute(
+        &self,
+        job: &Job,
+        sources: Vec<Source>,
+        rid: &str,
+        safety: bool,
+        cancel: Arc<AtomicBool>,
+    ) -> RunOutcome {
         let prepared = async {
             let key = self.key(job).await?;
             let dest = Self::dest(job)?;
@@ -272,10 +422,17 @@ impl Jobs {
             ("record".to_string(), rid.to_string()),
         ]
         .into();
-        let sources = job.sources.clone();
         let (d, scratch) = (dest.clone(), self.scratch_dir());
         let result = tokio::task::spawn_blocking(move || {
-            runner::backup(&d, &scratch, key.as_deref(), &sources, labels, cancel)
+            runner::backup(
+                &d,
+                &scratch,
+                key.as_deref(),
+                &sources,
+                labels,
+                safety,
+                cancel,
+            )
         })
         .await
         .unwrap_or_else(|e| Err(format!("the backup stopped unexpectedly: {e}")));

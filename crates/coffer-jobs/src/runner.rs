@@ -61,7 +61,12 @@ impl Drop for Scratch {
 
 /// What the engine stores for one source. Files and trees keep their absolute paths; a SQLite
 /// database becomes the file `sqlite/<its path>` holding a consistent copy.
-fn item(source: &Source, scratch_dir: &Path, scratch: &mut Scratch) -> Result<BackupItem, String> {
+fn item(
+    source: &Source,
+    scratch_dir: &Path,
+    scratch: &mut Scratch,
+    keep_unreadable: bool,
+) -> Result<BackupItem, String> {
     match source {
         Source::Path { path, exclude } if exclude.is_empty() => {
             let p = Path::new(path);
@@ -80,7 +85,13 @@ fn item(source: &Source, scratch_dir: &Path, scratch: &mut Scratch) -> Result<Ba
                 hex::encode(crate::random_key())
             ));
             scratch.0.push(copy.clone());
-            coffer_sources::sqlite::copy(Path::new(path), &copy).map_err(|e| e.to_string())?;
+            if let Err(e) = coffer_sources::sqlite::copy(Path::new(path), &copy) {
+                // A safety record must save what is there even when it is no database any
+                // more (often the reason to restore): then its raw bytes.
+                if !keep_unreadable || std::fs::copy(path, &copy).is_err() {
+                    return Err(e.to_string());
+                }
+            }
             let file =
                 std::fs::File::open(&copy).map_err(|e| format!("{}: {e}", copy.display()))?;
             BackupItem::named(
@@ -98,18 +109,23 @@ fn item(source: &Source, scratch_dir: &Path, scratch: &mut Scratch) -> Result<Ba
 /// The label that ties a snapshot to its job (retention works per job).
 pub const JOB_LABEL: &str = "job";
 
+/// Back `sources` up into the repository at `dest` (created on first use). With
+/// `keep_unreadable` (safety records before a restore), a SQLite file that cannot be read as a
+/// database is stored as raw bytes instead of failing the run.
+#[allow(clippy::too_many_arguments)]
 pub fn backup(
     dest: &Path,
     scratch_dir: &Path,
     key: Option<&str>,
     sources: &[Source],
     labels: BTreeMap<String, String>,
+    keep_unreadable: bool,
     cancel: Arc<AtomicBool>,
 ) -> Result<BackupSummary, String> {
     let mut copies = Scratch(vec![]);
     let items = sources
         .iter()
-        .map(|s| item(s, scratch_dir, &mut copies))
+        .map(|s| item(s, scratch_dir, &mut copies, keep_unreadable))
         .collect::<Result<Vec<_>, _>>()?;
     let repo = open_or_init(dest, key)?;
     let opts = BackupOptions {
@@ -256,4 +272,170 @@ pub fn forget_and_prune(
     prune::prune(&repo, &PruneOptions { dry_run: false })
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// One thing to restore: where it lives on the node, and its path inside the snapshot.
+#[derive(Debug, Clone)]
+pub enum Restore {
+    /// A file or tree of a path source (the source itself or something inside it).
+    Path(PathBuf),
+    /// A SQLite source's database file.
+    Sqlite(PathBuf),
+}
+
+impl Restore {
+    /// The path inside the snapshot.
+    fn include(&self) -> String {
+        match self {
+            Restore::Path(p) => p.display().to_string(),
+            Restore::Sqlite(p) => format!("sqlite{}", p.display()),
+        }
+    }
+}
+
+/// What to restore for `paths` (empty: every source). Each path must be a source, or lie
+/// inside a path source.
+pub fn plan_restore(sources: &[Source], paths: &[String]) -> Result<Vec<Restore>, String> {
+    let all: Vec<Restore> = sources
+        .iter()
+        .map(|s| match s {
+            Source::Path { path, .. } => Ok(Restore::Path(PathBuf::from(path))),
+            Source::Sqlite { path } => Ok(Restore::Sqlite(PathBuf::from(path))),
+            Source::Volume { name } => Err(format!(
+                "volume {name}: restoring Docker volumes is not supported by this version"
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    if paths.is_empty() {
+        return Ok(all);
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let p = Path::new(p);
+            all.iter()
+                .find_map(|r| match r {
+                    Restore::Path(src) if p.starts_with(src) => {
+                        Some(Restore::Path(p.to_path_buf()))
+                    }
+                    Restore::Sqlite(db) if p == db => Some(r.clone()),
+                    _ => None,
+                })
+                .ok_or_else(|| format!("{} is not part of this job's sources", p.display()))
+        })
+        .collect()
+}
+
+/// The job's sources that exist now (what a safety snapshot can save).
+pub fn existing(sources: &[Source]) -> Vec<Source> {
+    sources
+        .iter()
+        .filter(|s| match s {
+            Source::Path { path, .. } | Source::Sqlite { path } => {
+                std::fs::symlink_metadata(path).is_ok()
+            }
+            Source::Volume { .. } => false,
+        })
+        .cloned()
+        .collect()
+}
+
+/// Restore `plan` from `snapshot`: into `target` (keeping absolute paths below it), or in
+/// place. In place, each item is restored next to where it lives, then swapped in with
+/// renames, so it ends up exactly as recorded (files that were not in the record are gone)
+/// and a failure part-way leaves the original in place. A SQLite database is checked with
+/// `PRAGMA integrity_check` before it replaces the file, and its old `-wal`/`-shm` files are
+/// removed so that they are never applied to the restored database. Returns files and bytes.
+pub fn restore(
+    dest: &Path,
+    key: Option<&str>,
+    snapshot: &str,
+    plan: &[Restore],
+    target: Option<&Path>,
+    task: &str,
+) -> Result<(u64, u64), String> {
+    let repo = open(dest, key)?;
+    let id = snapshot_id(snapshot)?;
+    let run = |into: &Path, include: Vec<String>| -> Result<(u64, u64), String> {
+        let s = coffer_repo::restore::restore(
+            &repo,
+            &id,
+            into,
+            coffer_repo::restore::RestoreOptions {
+                include,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        if !s.damaged.is_empty() {
+            let names: Vec<String> = s.damaged.iter().map(|d| format!("{d:?}")).collect();
+            return Err(format!("damaged data, not restored: {}", names.join("; ")));
+        }
+        Ok((s.files, s.bytes))
+    };
+    if let Some(t) = target {
+        std::fs::create_dir_all(t).map_err(|e| format!("{}: {e}", t.display()))?;
+        return run(t, plan.iter().map(Restore::include).collect());
+    }
+    let mut total = (0, 0);
+    for item in plan {
+        let (Restore::Path(live) | Restore::Sqlite(live)) = item;
+        let parent = live
+            .parent()
+            .ok_or_else(|| format!("{} cannot be restored in place", live.display()))?;
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        let staging = parent.join(format!(".coffer-restore-{task}"));
+        let result = (|| {
+            let (f, b) = run(&staging, vec![item.include()])?;
+            let inside = item.include();
+            let staged = staging.join(inside.trim_start_matches('/'));
+            if std::fs::symlink_metadata(&staged).is_err() {
+                return Err(format!("{} is not in this record", live.display()));
+            }
+            if let Restore::Sqlite(db) = item {
+                coffer_sources::sqlite::check(&staged).map_err(|e| e.to_string())?;
+                for suffix in ["-wal", "-shm"] {
+                    let mut side = db.clone().into_os_string();
+                    side.push(suffix);
+                    let _ = std::fs::remove_file(PathBuf::from(side));
+                }
+            }
+            swap_in(&staged, live, task)?;
+            Ok((f, b))
+        })();
+        let _ = std::fs::remove_dir_all(&staging);
+        let (f, b) = result?;
+        total = (total.0 + f, total.1 + b);
+    }
+    Ok(total)
+}
+
+/// Put `staged` where `live` is, by renames in the same directory; the old one is removed
+/// only once the new one is in place.
+fn swap_in(staged: &Path, live: &Path, task: &str) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("{}: {e}", live.display());
+    let old = live.with_file_name(format!(
+        ".coffer-old-{task}-{}",
+        live.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let had = std::fs::symlink_metadata(live).is_ok();
+    if had {
+        std::fs::rename(live, &old).map_err(err)?;
+    }
+    if let Err(e) = std::fs::rename(staged, live) {
+        if had {
+            let _ = std::fs::rename(&old, live);
+        }
+        return Err(err(e));
+    }
+    if had {
+        let removed = match std::fs::symlink_metadata(&old) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&old),
+            _ => std::fs::remove_file(&old),
+        };
+        removed.map_err(err)?;
+    }
+    Ok(())
 }

@@ -41,16 +41,25 @@ pub fn copy(db: &Path, into: &Path) -> Result<(), SourceError> {
             }
         }
     }
-    let check: String = dst
+    integrity(&dst, db)?;
+    dst.close().map_err(|(_, e)| failed(db, e))
+}
+
+fn integrity(c: &Connection, db: &Path) -> Result<(), SourceError> {
+    let check: String = c
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .map_err(|e| failed(db, e))?;
     if check != "ok" {
-        return Err(failed(
-            db,
-            format!("the copy fails its integrity check: {check}"),
-        ));
+        return Err(failed(db, format!("fails its integrity check: {check}")));
     }
-    dst.close().map_err(|(_, e)| failed(db, e))
+    Ok(())
+}
+
+/// Check that `db` is a sound SQLite database (before it replaces a live one).
+pub fn check(db: &Path) -> Result<(), SourceError> {
+    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| failed(db, e))?;
+    integrity(&c, db)
 }
 
 #[cfg(test)]

@@ -201,3 +201,38 @@ pub struct VerifyResult {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damaged: Vec<String>,
 }
+
+/// `POST .../records/{rid}/restore`: what to restore, and where. Everything, in place, by
+/// default.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// Absolute paths to restore (a source, or something inside a path source); default all.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Restore into this directory (inside the allowed root, by default the data directory)
+    /// instead of in place; sources keep their absolute paths below it.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// A restore, polled at `GET /api/backup-jobs/{id}/restores/{tid}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RestoreTask {
+    pub id: String,
+    pub job_id: String,
+    pub record_id: String,
+    pub status: RecordStatus,
+    /// `preparing`, `safety_snapshot`, `restoring`, `complete`.
+    pub phase: String,
+    /// Where the data went: `/` for in place, else the alternative target.
+    pub target: String,
+    pub paths: Vec<String>,
+    /// The `pre_restore` record taken of the data before it was overwritten.
+    pub safety_record_id: Option<String>,
+    pub files: Option<u64>,
+    pub bytes: Option<u64>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}

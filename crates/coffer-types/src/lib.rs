@@ -13,7 +13,10 @@ use utoipa::ToSchema;
 
 mod jobs;
 
-pub use jobs::{Job, JobInput, JobUpdate, Record, RecordStatus, Retention, Source, VerifyResult};
+pub use jobs::{
+    Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest, RestoreTask, Retention, Source,
+    VerifyResult,
+};
 
 /// What a user or an API key may do. Ordered: each role can do what the ones below it can.
 #[derive(

@@ -253,6 +253,17 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
         "/api/backup-jobs/{id}/records/{rid}/download",
         Some(Role::Operator),
     ),
+    (
+        "POST",
+        "/api/backup-jobs/{id}/records/{rid}/restore",
+        Some(Role::Operator),
+    ),
+    ("GET", "/api/backup-jobs/{id}/restores", Some(Role::Viewer)),
+    (
+        "GET",
+        "/api/backup-jobs/{id}/restores/{tid}",
+        Some(Role::Viewer),
+    ),
 ];
 
 /// A job backing up `src`.
@@ -342,12 +353,16 @@ fn every_route_is_documented_and_enforces_its_role() {
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("file"), b"data").unwrap();
     let (job, rec) = finished_record(&admin, &src);
+    let elsewhere: coffer_types::RestoreRequest =
+        serde_json::from_value(json!({"target": "matrix-restore"})).unwrap();
+    let task = admin.restore_record(&job, &rec, &elsewhere).unwrap();
 
     for (method, template, least) in ROUTES {
         // Without credentials: 401 for protected routes, never 401/403 for public ones.
         let path = template
             .replace("{id}", "0123456789abcdef")
             .replace("{rid}", "0123456789abcdef")
+            .replace("{tid}", "0123456789abcdef")
             .replace("{key}", "greeting");
         let anon = env.api.raw(method, &path, Some(&json!({}))).unwrap();
         match least {
@@ -417,9 +432,19 @@ fn every_route_is_documented_and_enforces_its_role() {
                     let (j, r) = finished_record(&clients[2], &src);
                     (format!("/api/backup-jobs/{j}/records/{r}"), json!({}))
                 }
-                (_, t) if t.starts_with("/api/backup-jobs") => {
-                    (t.replace("{id}", &job).replace("{rid}", &rec), json!({}))
+                ("POST", "/api/backup-jobs/{id}/records/{rid}/restore") => {
+                    let (j, r) = finished_record(&clients[2], &src);
+                    (
+                        format!("/api/backup-jobs/{j}/records/{r}/restore"),
+                        json!({"target": "matrix-restore"}),
+                    )
                 }
+                (_, t) if t.starts_with("/api/backup-jobs") => (
+                    t.replace("{id}", &job)
+                        .replace("{rid}", &rec)
+                        .replace("{tid}", &task.id),
+                    json!({}),
+                ),
                 ("PUT", _) => (path.clone(), json!({"value": 42})),
                 _ => (path.clone(), json!({})),
             };

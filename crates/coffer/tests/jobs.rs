@@ -715,3 +715,181 @@ fn a_corrupted_pack_fails_only_the_records_that_use_it() {
     }
     assert!(env.server.stop().success());
 }
+
+fn restore(
+    api: &Client,
+    job: &str,
+    rid: &str,
+    req: serde_json::Value,
+) -> coffer_types::RestoreTask {
+    let req: coffer_types::RestoreRequest = serde_json::from_value(req).unwrap();
+    let task = api.restore_record(job, rid, &req).unwrap();
+    assert_eq!(task.status, RecordStatus::Running);
+    api.wait_restore(job, &task.id, LONG).unwrap()
+}
+
+#[test]
+fn restores_replace_in_place_after_a_safety_record_or_go_to_another_directory() {
+    let env = start();
+    let api = &env.api;
+    let src = source_tree(env.dir.path(), 2);
+    let original = env.dir.path().join("original");
+    let job = api.create_job(&path_job("files", &src, json!({}))).unwrap();
+    let record = run_to_end(api, &job.id);
+    let copy = |to: &Path| {
+        assert!(
+            std::process::Command::new("cp")
+                .args(["-a", src.to_str().unwrap(), to.to_str().unwrap()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    copy(&original);
+
+    // Damage the live data: change, delete, add.
+    std::fs::write(src.join("a.txt"), b"changed").unwrap();
+    std::fs::remove_file(src.join("sub/big.bin")).unwrap();
+    std::fs::write(src.join("extra.txt"), b"not in the record").unwrap();
+    let damaged = env.dir.path().join("damaged");
+    copy(&damaged);
+
+    // In place: the tree is exactly as recorded again, and what it replaced is saved.
+    let task = restore(api, &job.id, &record.id, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(task.target, "/");
+    assert!(task.files.unwrap() >= 2 && task.bytes.unwrap() > 2 * 1024 * 1024);
+    assert_same_tree(&original, &src);
+    let safety = api
+        .record(&job.id, task.safety_record_id.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(
+        (safety.trigger.as_str(), safety.status),
+        ("pre_restore", RecordStatus::Success)
+    );
+    // ... and can itself be restored, elsewhere, to undo the restore.
+    let undo = restore(api, &job.id, &safety.id, json!({"target": "undo"}));
+    assert_eq!(undo.status, RecordStatus::Success, "{undo:?}");
+    let data = std::fs::canonicalize(env.dir.path().join("data")).unwrap();
+    assert_same_tree(
+        &damaged,
+        &data.join("undo").join(src.strip_prefix("/").unwrap()),
+    );
+
+    // Everything gone: restore still works (nothing to save first).
+    std::fs::remove_dir_all(&src).unwrap();
+    let task = restore(api, &job.id, &record.id, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_same_tree(&original, &src);
+
+    // One file only.
+    std::fs::write(src.join("a.txt"), b"changed again").unwrap();
+    std::fs::write(src.join("extra.txt"), b"stays").unwrap();
+    let one = src.join("a.txt");
+    let task = restore(api, &job.id, &record.id, json!({"paths": [one]}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(std::fs::read(&one).unwrap(), b"hello");
+    assert_eq!(
+        std::fs::read(src.join("extra.txt")).unwrap(),
+        b"stays",
+        "only what was asked"
+    );
+
+    // Bad requests change nothing.
+    let bad = |req: serde_json::Value| {
+        let req: coffer_types::RestoreRequest = serde_json::from_value(req).unwrap();
+        err(api.restore_record(&job.id, &record.id, &req))
+    };
+    assert_eq!(
+        bad(json!({"paths": ["/etc/passwd"]})).0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        bad(json!({"paths": ["relative"]})).0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        bad(json!({"target": "../../outside"})).0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(bad(json!({"target": "/etc"})).0, StatusCode::BAD_REQUEST);
+    let r = api
+        .raw(
+            "POST",
+            &format!("/api/backup-jobs/{}/records/{}/restore", job.id, record.id),
+            Some(&json!({"oops": 1})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400);
+    std::fs::rename(&src, env.dir.path().join("away")).unwrap();
+    let failed = run_to_end(api, &job.id);
+    std::fs::rename(env.dir.path().join("away"), &src).unwrap();
+    let (status, _) = err(api.restore_record(&job.id, &failed.id, &Default::default()));
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a failed record has nothing to restore"
+    );
+    assert_eq!(std::fs::read(src.join("extra.txt")).unwrap(), b"stays");
+    let tasks: Vec<coffer_types::RestoreTask> = serde_json::from_str(
+        &api.raw(
+            "GET",
+            &format!("/api/backup-jobs/{}/restores", job.id),
+            None,
+        )
+        .unwrap()
+        .text,
+    )
+    .unwrap();
+    assert_eq!(tasks.len(), 4);
+    let audit = api
+        .audit(&AuditFilter {
+            action: Some("restore".into()),
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    assert!(audit.len() >= 4, "restores are audited");
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn a_sqlite_database_is_restored_whole_and_checked() {
+    let env = start();
+    let db = env.dir.path().join("app.db");
+    std::fs::write(&db, b"").unwrap();
+    with_database(&db, async |pool| {
+        sqlx::query("PRAGMA journal_mode=WAL")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1), (2), (3)")
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let input: JobInput =
+        serde_json::from_value(json!({"name": "db", "sources": [{"type": "sqlite", "path": db}]}))
+            .unwrap();
+    let job = env.api.create_job(&input).unwrap();
+    let record = run_to_end(&env.api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success);
+    // Rows lost, then the file overwritten with garbage.
+    with_database(&db, async |pool| {
+        sqlx::query("DELETE FROM t").execute(pool).await.unwrap();
+    });
+    std::fs::write(&db, b"garbage garbage garbage").unwrap();
+    let task = restore(&env.api, &job.id, &record.id, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    let n: i64 = with_database(&db, async |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(n, 3);
+    assert!(env.server.stop().success());
+}

@@ -9,7 +9,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use coffer_db::RecordQuery;
 use coffer_jobs::JobsError;
-use coffer_types::{ErrorBody, Job, JobInput, JobUpdate, Record, RecordStatus, VerifyResult};
+use coffer_types::{
+    ErrorBody, Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest, RestoreTask,
+    VerifyResult,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -209,4 +212,53 @@ pub async fn download(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// Restore the record: 202 with a task to poll. In place (the default) is destructive: a
+/// `pre_restore` record of the current data is taken first, and each source is then replaced
+/// by its recorded state. With `target`, the data goes to that directory instead.
+#[utoipa::path(post, path = "/api/backup-jobs/{id}/records/{rid}/restore", tag = "jobs", security(("bearer" = ["operator"])),
+    request_body(content = Option<RestoreRequest>, description = "Optional: paths and an alternative target"),
+    params(("id" = String, Path, description = "Job id"), ("rid" = String, Path, description = "Record id")),
+    responses((status = 202, body = RestoreTask), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The job is running, or the record has no data")))]
+pub async fn restore(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Operator>,
+    Path((id, rid)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<RestoreTask>), ApiError> {
+    // The body is optional: empty means "everything, in place".
+    let req: RestoreRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RestoreRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid restore request: {e}")))?
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.jobs.restore(&id, &rid, req).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/backup-jobs/{id}/restores", tag = "jobs", security(("bearer" = ["viewer"])),
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = [RestoreTask]), (status = 404, body = ErrorBody)))]
+pub async fn restores(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Viewer>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<RestoreTask>>, ApiError> {
+    Ok(Json(state.jobs.restore_tasks(&id).await?))
+}
+
+#[utoipa::path(get, path = "/api/backup-jobs/{id}/restores/{tid}", tag = "jobs", security(("bearer" = ["viewer"])),
+    params(("id" = String, Path, description = "Job id"), ("tid" = String, Path, description = "Restore id")),
+    responses((status = 200, body = RestoreTask), (status = 404, body = ErrorBody)))]
+pub async fn restore_task(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Viewer>,
+    Path((id, tid)): Path<(String, String)>,
+) -> Result<Json<RestoreTask>, ApiError> {
+    Ok(Json(state.jobs.restore_task(&id, &tid).await?))
 }

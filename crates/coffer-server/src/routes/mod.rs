@@ -114,6 +114,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(jobs::record, jobs::delete_record))
         .routes(routes!(jobs::verify))
         .routes(routes!(jobs::download))
+        .routes(routes!(jobs::restore))
+        .routes(routes!(jobs::restores))
+        .routes(routes!(jobs::restore_task))
         .split_for_parts();
     state
         .openapi

@@ -1,0 +1,149 @@
+//! Restore tasks: one row per restore, updated as it runs.
+
+use chrono::Utc;
+use coffer_types::RestoreTask;
+
+use crate::{Db, DbError, Result, new_id, parse_opt_ts, parse_ts, ts};
+
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    id: String,
+    job_id: String,
+    record_id: String,
+    status: String,
+    phase: String,
+    target: String,
+    paths: String,
+    safety_record_id: Option<String>,
+    files: Option<i64>,
+    bytes: Option<i64>,
+    started_at: String,
+    finished_at: Option<String>,
+    error: Option<String>,
+}
+
+fn task(r: TaskRow) -> Result<RestoreTask> {
+    let count = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
+    Ok(RestoreTask {
+        id: r.id,
+        job_id: r.job_id,
+        record_id: r.record_id,
+        status: r.status.parse().map_err(DbError::Corrupt)?,
+        phase: r.phase,
+        target: r.target,
+        paths: serde_json::from_str(&r.paths)
+            .map_err(|e| DbError::Corrupt(format!("restore paths: {e}")))?,
+        safety_record_id: r.safety_record_id,
+        files: count(r.files),
+        bytes: count(r.bytes),
+        started_at: parse_ts(&r.started_at)?,
+        finished_at: parse_opt_ts(r.finished_at)?,
+        error: r.error,
+    })
+}
+
+const COLUMNS: &str = "id, job_id, record_id, status, phase, target, paths, safety_record_id,
+    files, bytes, started_at, finished_at, error";
+
+impl Db {
+    pub async fn create_restore(
+        &self,
+        job_id: &str,
+        record_id: &str,
+        target: &str,
+        paths: &[String],
+    ) -> Result<RestoreTask> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO restore_tasks (id, job_id, record_id, status, phase, target, paths, started_at)
+             VALUES (?1, ?2, ?3, 'running', 'preparing', ?4, ?5, ?6)",
+        )
+        .bind(&id)
+        .bind(job_id)
+        .bind(record_id)
+        .bind(target)
+        .bind(serde_json::to_string(paths).expect("strings serialize"))
+        .bind(ts(Utc::now()))
+        .execute(self.pool())
+        .await?;
+        self.restore(job_id, &id).await
+    }
+
+    pub async fn set_restore_phase(
+        &self,
+        id: &str,
+        phase: &str,
+        safety_record_id: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE restore_tasks SET phase = ?2, safety_record_id = COALESCE(?3, safety_record_id)
+             WHERE id = ?1 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(phase)
+        .bind(safety_record_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Finish a restore: counts on success, the error on failure.
+    pub async fn finish_restore(
+        &self,
+        id: &str,
+        outcome: std::result::Result<(u64, u64), String>,
+    ) -> Result<()> {
+        let (status, phase, files, bytes, error) = match outcome {
+            Ok((f, b)) => ("success", "complete", Some(f as i64), Some(b as i64), None),
+            Err(e) => ("failed", "failed", None, None, Some(e)),
+        };
+        sqlx::query(
+            "UPDATE restore_tasks SET status = ?2, phase = ?3, files = ?4, bytes = ?5, error = ?6,
+                 finished_at = ?7 WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(phase)
+        .bind(files)
+        .bind(bytes)
+        .bind(error)
+        .bind(ts(Utc::now()))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn restore(&self, job_id: &str, id: &str) -> Result<RestoreTask> {
+        let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM restore_tasks WHERE id = ?1 AND job_id = ?2"
+        )))
+        .bind(id)
+        .bind(job_id)
+        .fetch_optional(self.pool())
+        .await?;
+        task(row.ok_or(DbError::NotFound("restore"))?)
+    }
+
+    pub async fn restores(&self, job_id: &str) -> Result<Vec<RestoreTask>> {
+        let rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM restore_tasks WHERE job_id = ?1 ORDER BY started_at DESC LIMIT 200"
+        )))
+        .bind(job_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(task).collect()
+    }
+
+    /// Mark restores a stopped server left running as failed.
+    pub async fn fail_interrupted_restores(&self, error: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE restore_tasks SET status = 'failed', phase = 'failed', error = ?1, finished_at = ?2
+             WHERE status = 'running'",
+        )
+        .bind(error)
+        .bind(ts(Utc::now()))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
