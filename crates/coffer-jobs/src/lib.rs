@@ -514,27 +514,35 @@ impl Jobs {
         .map_err(|e| JobsError::Repository(e.to_string()))
     }
 
-    /// Stream the record's canonical archive: the record, and a channel of chunks that ends
-    /// with an error item if reading fails part-way. Dropping the receiver stops the reading.
+    /// Stream the bytes `range` (start, length; `None`: all) of the record's canonical archive:
+    /// the record, and a channel of chunks that ends with an error item if reading fails
+    /// part-way. Dropping the receiver stops the reading; memory stays constant.
     pub async fn download(
         &self,
         job_id: &str,
         rid: &str,
+        range: Option<(u64, u64)>,
     ) -> Result<(
         Record,
         tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
     )> {
         let (record, dest, key) = self.usable(job_id, rid).await?;
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
+        let (skip, take) = range.unwrap_or((0, u64::MAX));
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::task::spawn_blocking(move || {
             let mut out = ChannelWriter {
                 tx: tx.clone(),
                 buf: Vec::with_capacity(CHUNK),
+                skip,
+                remaining: take,
             };
             let result = runner::dump(&dest, key.as_deref(), &snapshot, &mut out)
                 .and_then(|()| out.flush_buf().map_err(|e| e.to_string()));
-            if let Err(e) = result {
+            // Stopping once the range is sent is not a failure.
+            if let Err(e) = result
+                && out.remaining > 0
+            {
                 let _ = tx.blocking_send(Err(std::io::Error::other(e)));
             }
         });
@@ -707,11 +715,15 @@ pub(crate) fn random_key() -> [u8; 32] {
 
 const CHUNK: usize = 256 * 1024;
 
-/// `Write` into a bounded channel of chunks: memory stays constant, and a receiver that went
-/// away (the client disconnected) turns into a write error that stops the producer.
+/// `Write` into a bounded channel of chunks, passing on only a window of the bytes (after
+/// `skip`, at most `remaining`): memory stays constant, and a receiver that went away (the
+/// client disconnected) or a window that is complete turns into a write error that stops the
+/// producer.
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
     buf: Vec<u8>,
+    skip: u64,
+    remaining: u64,
 }
 
 impl ChannelWriter {
@@ -728,9 +740,17 @@ impl ChannelWriter {
 
 impl std::io::Write for ChannelWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
+        let skipped = self.skip.min(data.len() as u64) as usize;
+        self.skip -= skipped as u64;
+        let wanted = &data[skipped..];
+        let n = self.remaining.min(wanted.len() as u64) as usize;
+        self.buf.extend_from_slice(&wanted[..n]);
+        self.remaining -= n as u64;
+        if self.buf.len() >= CHUNK || self.remaining == 0 {
             self.flush_buf()?;
+        }
+        if self.remaining == 0 {
+            return Err(std::io::Error::other("the requested range is complete"));
         }
         Ok(data.len())
     }

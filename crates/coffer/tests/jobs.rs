@@ -21,6 +21,7 @@ struct Env {
     dir: TempDir,
     server: ServerProcess,
     api: Client,
+    token: String,
 }
 
 fn start_in(dir: &TempDir) -> ServerProcess {
@@ -32,17 +33,28 @@ fn start_in(dir: &TempDir) -> ServerProcess {
     )
 }
 
+fn token(server: &ServerProcess) -> String {
+    Client::new(server.url())
+        .login("admin", PASSWORD)
+        .unwrap()
+        .token
+}
+
 fn login(server: &ServerProcess) -> Client {
-    let api = Client::new(server.url());
-    let token = api.login("admin", PASSWORD).unwrap().token;
-    api.with(Credentials::Bearer(token))
+    Client::new(server.url()).with(Credentials::Bearer(token(server)))
 }
 
 fn start() -> Env {
     let dir = tempdir().unwrap();
     let server = start_in(&dir);
-    let api = login(&server);
-    Env { dir, server, api }
+    let token = token(&server);
+    let api = Client::new(server.url()).with(Credentials::Bearer(token.clone()));
+    Env {
+        dir,
+        server,
+        api,
+        token,
+    }
 }
 
 /// A small tree of files under `root`.
@@ -132,6 +144,37 @@ fn a_path_job_runs_verifies_downloads_and_restores_byte_for_byte() {
     assert_eq!(sha256(&archive), checksum);
     assert_eq!(headers["x-checksum-sha256"], checksum.as_str());
     assert_eq!(archive.len() as u64, record.size_bytes.unwrap());
+    // Ranges: the middle, the end, and one that lies outside.
+    let url = format!("/api/backup-jobs/{}/records/{}/download", job.id, record.id);
+    let ranged = |range: &str| {
+        let http = reqwest::blocking::Client::new();
+        let (token, base) = (env.token.clone(), env.server.url());
+        let r = http
+            .get(format!("{base}{url}"))
+            .bearer_auth(token)
+            .header("range", range)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let content_range = r
+            .headers()
+            .get("content-range")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, content_range, r.bytes().unwrap().to_vec())
+    };
+    let size = archive.len();
+    let (status, cr, body) = ranged("bytes=1000-1999");
+    assert_eq!(
+        (status, cr.as_deref()),
+        (206, Some(format!("bytes 1000-1999/{size}").as_str()))
+    );
+    assert_eq!(body, archive[1000..2000]);
+    let (status, _, body) = ranged("bytes=-512");
+    assert_eq!((status, body.as_slice()), (206, &archive[size - 512..]));
+    let (status, _, body) = ranged(&format!("bytes={}-", size - 10));
+    assert_eq!((status, body.as_slice()), (206, &archive[size - 10..]));
+    assert_eq!(ranged(&format!("bytes={size}-")).0, 416);
+    assert_eq!(headers["accept-ranges"], "bytes");
     let disposition = headers["content-disposition"].to_str().unwrap();
     assert!(
         disposition.starts_with("attachment; filename=") && disposition.ends_with(".tar\""),

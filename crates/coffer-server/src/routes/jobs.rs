@@ -180,30 +180,42 @@ pub async fn verify(
 #[utoipa::path(get, path = "/api/backup-jobs/{id}/records/{rid}/download", tag = "jobs", security(("bearer" = ["operator"])),
     params(("id" = String, Path, description = "Job id"), ("rid" = String, Path, description = "Record id")),
     responses((status = 200, description = "The archive (application/x-tar), with X-Checksum-Sha256", content_type = "application/x-tar"),
+        (status = 206, description = "The bytes a `Range: bytes=...` header asked for", content_type = "application/x-tar"),
+        (status = 416, body = ErrorBody, description = "The range lies outside the archive"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn download(
     State(state): State<Arc<AppState>>,
     _: Auth<Operator>,
     Path((id, rid)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (record, chunks) = state.jobs.download(&id, &rid).await?;
+    let record = state.jobs.record(&id, &rid).await?;
+    let size = record.size_bytes.unwrap_or_default();
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) => byte_range(r, size)?,
+        None => None,
+    };
+    let (record, chunks) = state.jobs.download(&id, &rid, range).await?;
     let stream = tokio_stream::wrappers::ReceiverStream::new(chunks);
     let filename = format!(
         "coffer-{}-{}.tar",
         record.started_at.format("%Y%m%dT%H%M%SZ"),
         &record.id[..8.min(record.id.len())]
     );
-    Ok((
+    let (status, length) = match range {
+        Some((_, len)) => (StatusCode::PARTIAL_CONTENT, len),
+        None => (StatusCode::OK, size),
+    };
+    let mut res = (
+        status,
         [
             (header::CONTENT_TYPE, "application/x-tar".to_string()),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{filename}\""),
             ),
-            (
-                header::CONTENT_LENGTH,
-                record.size_bytes.unwrap_or_default().to_string(),
-            ),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (header::ACCEPT_RANGES, "bytes".to_string()),
             (
                 header::HeaderName::from_static("x-checksum-sha256"),
                 record.checksum.unwrap_or_default(),
@@ -211,7 +223,44 @@ pub async fn download(
         ],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response();
+    if let Some((start, len)) = range {
+        let value = format!("bytes {start}-{}/{size}", start + len - 1);
+        res.headers_mut().insert(
+            header::CONTENT_RANGE,
+            value.parse().expect("a valid header value"),
+        );
+    }
+    Ok(res)
+}
+
+/// One `bytes=` range of a body of `size` bytes, as (start, length). Several ranges, or a
+/// header this does not understand, are ignored (the whole body is sent, as HTTP allows); a
+/// range that lies outside the body is 416.
+fn byte_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let unsatisfiable = || ApiError::RangeNotSatisfiable(format!("the archive has {size} bytes"));
+    let (start, end) = match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(s), Ok(e)) if s <= e => (s, e.min(size.saturating_sub(1))),
+        (Ok(s), Err(_)) if b.is_empty() => (s, size.saturating_sub(1)),
+        (Err(_), Ok(n)) if a.is_empty() && n > 0 => {
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        _ => return Ok(None),
+    };
+    if start >= size {
+        return Err(unsatisfiable());
+    }
+    Ok(Some((start, end - start + 1)))
 }
 
 /// Restore the record: 202 with a task to poll. In place (the default) is destructive: a
