@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use coffer_db::{Db, DbError, RecordQuery, RunOutcome};
 use coffer_types::{
-    Job, JobInput, JobUpdate, Record, RestoreRequest, RestoreTask, Source, VerifyResult,
+    Event, Job, JobInput, JobUpdate, Record, RestoreRequest, RestoreTask, Source, VerifyResult,
 };
 
 pub use spec::{FieldError, Schedule};
@@ -86,6 +86,7 @@ pub struct Jobs {
     /// Cancellation flags of running records, by record id.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     wake: tokio::sync::Notify,
+    events: tokio::sync::broadcast::Sender<Event>,
 }
 
 impl Jobs {
@@ -109,7 +110,33 @@ impl Jobs {
             root,
             running: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
+            events: tokio::sync::broadcast::channel(256).0,
         }))
+    }
+
+    /// Live events from now on. A subscriber that falls more than 256 events behind misses
+    /// the oldest (and is told so by the channel).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn emit(
+        &self,
+        event: &str,
+        job_id: &str,
+        record_id: &str,
+        restore_id: Option<&str>,
+        error: Option<&str>,
+    ) {
+        // No subscriber is not an error.
+        let _ = self.events.send(Event {
+            event: event.to_string(),
+            job_id: job_id.to_string(),
+            record_id: record_id.to_string(),
+            restore_id: restore_id.map(str::to_string),
+            error: error.map(str::to_string),
+            at: Utc::now(),
+        });
     }
 
     /// Where runs keep temporary copies (SQLite databases); emptied at start-up.
@@ -238,6 +265,7 @@ impl Jobs {
             .unwrap_or_else(|e| e.into_inner())
             .insert(rid.to_string(), cancel.clone());
         let started = std::time::Instant::now();
+        self.emit("backup.started", &job.id, rid, None, None);
         let outcome = self.execute(job, sources, rid, safety, cancel).await;
         if let RunOutcome::Failed { error } = &outcome {
             tracing::warn!(job = %job.id, record = %rid, %error, "backup failed");
@@ -262,6 +290,12 @@ impl Jobs {
         }
         if success && let Err(e) = self.db.complete_record(rid).await {
             tracing::error!(record = %rid, error = %e, "could not complete the record");
+        }
+        match &outcome {
+            RunOutcome::Success { .. } => self.emit("backup.completed", &job.id, rid, None, None),
+            RunOutcome::Failed { error } => {
+                self.emit("backup.failed", &job.id, rid, None, Some(error))
+            }
         }
         self.running
             .lock()
@@ -379,6 +413,13 @@ impl Jobs {
                     tracing::warn!(job = %job.id, restore = %tid, error = %e, "restore failed")
                 }
             }
+            let error = outcome.as_ref().err().map(String::as_str);
+            let name = if error.is_some() {
+                "restore.failed"
+            } else {
+                "restore.completed"
+            };
+            jobs.emit(name, &job.id, &record.id, Some(&tid), error);
             if let Err(e) = jobs.db.finish_restore(&tid, outcome).await {
                 tracing::error!(restore = %tid, error = %e, "could not finish the restore");
             }
@@ -507,11 +548,15 @@ impl Jobs {
         let (record, dest, key) = self.usable(job_id, rid).await?;
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
         let expected = record.checksum.clone().unwrap_or_default();
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             runner::verify(&dest, key.as_deref(), &snapshot, &expected)
         })
         .await
-        .map_err(|e| JobsError::Repository(e.to_string()))
+        .map_err(|e| JobsError::Repository(e.to_string()))?;
+        if !result.ok {
+            self.emit("verify.failed", job_id, rid, None, result.error.as_deref());
+        }
+        Ok(result)
     }
 
     /// Stream the bytes `range` (start, length; `None`: all) of the record's canonical archive:

@@ -236,3 +236,19 @@ pub struct RestoreTask {
     pub finished_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
 }
+
+/// A live event on `GET /api/ws`, one JSON text message each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// `backup.started`, `backup.completed`, `backup.failed`, `restore.completed`,
+    /// `restore.failed`, `verify.failed`.
+    pub event: String,
+    pub job_id: String,
+    /// The record concerned (for restores: the record restored).
+    pub record_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}

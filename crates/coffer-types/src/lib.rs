@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 mod jobs;
 
 pub use jobs::{
-    Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest, RestoreTask, Retention, Source,
-    VerifyResult,
+    Event, Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest, RestoreTask, Retention,
+    Source, VerifyResult,
 };
 
 /// What a user or an API key may do. Ordered: each role can do what the ones below it can.

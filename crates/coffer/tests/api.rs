@@ -222,6 +222,7 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("POST", "/api/keys", Some(Role::Viewer)),
     ("DELETE", "/api/keys/{id}", Some(Role::Viewer)),
     ("GET", "/api/nodes", Some(Role::Viewer)),
+    ("GET", "/api/ws", Some(Role::Viewer)),
     ("GET", "/api/settings", Some(Role::Admin)),
     ("GET", "/api/settings/{key}", Some(Role::Admin)),
     ("PUT", "/api/settings/{key}", Some(Role::Admin)),
@@ -459,6 +460,11 @@ fn every_route_is_documented_and_enforces_its_role() {
             if role < least {
                 assert_eq!(r.status, 403, "{method} {template} as {role}: {}", r.text);
                 assert_eq!(r.json()["code"], "forbidden");
+            } else if *template == "/api/ws" {
+                // Allowed, but a plain request is not a WebSocket handshake (tests/jobs.rs
+                // opens real WebSockets).
+                assert_eq!(r.status, 400, "{method} {template} as {role}: {}", r.text);
+                assert!(r.text.contains("WebSocket"), "{}", r.text);
             } else {
                 assert!(
                     r.status.is_success(),

@@ -936,3 +936,101 @@ fn a_sqlite_database_is_restored_whole_and_checked() {
     assert_eq!(n, 3);
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn live_events_tell_about_runs_restores_and_failed_verifies() {
+    use tungstenite::client::IntoClientRequest;
+    let env = start();
+    let src = source_tree(env.dir.path(), 1);
+    let job = env
+        .api
+        .create_job(&path_job("watched", &src, json!({})))
+        .unwrap();
+
+    let connect = |creds: Option<String>| {
+        let mut req = format!("ws://{}/api/ws", env.server.addr)
+            .into_client_request()
+            .unwrap();
+        if let Some(t) = creds {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        tungstenite::connect(req)
+    };
+    match connect(None) {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("no credentials, no events: {:?}", other.map(|_| ())),
+    }
+    let (mut socket, _) = connect(Some(env.token.clone())).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = socket.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    }
+    let mut next = || -> serde_json::Value {
+        loop {
+            match socket.read().unwrap() {
+                tungstenite::Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                _ => continue,
+            }
+        }
+    };
+
+    let ok = run_to_end(&env.api, &job.id);
+    let (a, b) = (next(), next());
+    assert_eq!(
+        (
+            a["event"].as_str(),
+            a["record_id"].as_str(),
+            a["job_id"].as_str()
+        ),
+        (
+            Some("backup.started"),
+            Some(ok.id.as_str()),
+            Some(job.id.as_str())
+        )
+    );
+    assert_eq!(
+        (b["event"].as_str(), b["record_id"].as_str()),
+        (Some("backup.completed"), Some(ok.id.as_str()))
+    );
+
+    std::fs::rename(&src, env.dir.path().join("gone")).unwrap();
+    let failed = run_to_end(&env.api, &job.id);
+    let (_, f) = (next(), next());
+    assert_eq!(
+        (f["event"].as_str(), f["record_id"].as_str()),
+        (Some("backup.failed"), Some(failed.id.as_str()))
+    );
+    assert!(f["error"].as_str().unwrap().contains("src"));
+    std::fs::rename(env.dir.path().join("gone"), &src).unwrap();
+
+    let task = restore(&env.api, &job.id, &ok.id, json!({"target": "elsewhere"}));
+    let r = next();
+    assert_eq!(
+        (
+            r["event"].as_str(),
+            r["restore_id"].as_str(),
+            r["record_id"].as_str()
+        ),
+        (
+            Some("restore.completed"),
+            Some(task.id.as_str()),
+            Some(ok.id.as_str())
+        )
+    );
+
+    // Damage every pack: the verify fails, and says so.
+    for (pack, _) in packs(job.dest_path.as_deref().unwrap()) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    assert!(!env.api.verify_record(&job.id, &ok.id).unwrap().ok);
+    let v = next();
+    assert_eq!(
+        (v["event"].as_str(), v["record_id"].as_str()),
+        (Some("verify.failed"), Some(ok.id.as_str()))
+    );
+    socket.close(None).unwrap();
+    assert!(env.server.stop().success());
+}

@@ -94,6 +94,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(system::metrics))
         .routes(routes!(system::openapi))
         .routes(routes!(system::nodes))
+        .routes(routes!(system::ws))
         .routes(routes!(account::setup))
         .routes(routes!(account::login))
         .routes(routes!(account::refresh))

@@ -1,13 +1,17 @@
-//! Public endpoints (health, modules, metrics, the OpenAPI document) and the node list.
+//! Public endpoints (health, modules, metrics, the OpenAPI document), the node list and the
+//! live events.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::http::header;
 use axum::response::IntoResponse;
 use coffer_types::{Check, ErrorBody, Health, Modules, Node, Tool};
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::auth::{Auth, Viewer};
@@ -153,4 +157,43 @@ async fn docker_check() -> Check {
             detail: format!("the Docker engine on {socket} did not answer within 2 s"),
         },
     }
+}
+
+/// Live events (backups started, completed or failed; restores; failed verifies) as JSON text
+/// messages, from the moment of connecting. Browsers authenticate with the session cookie.
+#[utoipa::path(get, path = "/api/ws", tag = "system", security(("bearer" = ["viewer"])),
+    responses((status = 101, description = "A WebSocket sending one JSON `Event` per text message"),
+        (status = 400, body = ErrorBody, description = "Not a WebSocket handshake")))]
+pub async fn ws(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Viewer>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "this endpoint speaks WebSocket only: {}",
+            e.body_text()
+        ))
+    })?;
+    let mut events = state.jobs.subscribe();
+    Ok(upgrade.on_upgrade(move |mut socket| async move {
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let text = match event {
+                        Ok(e) => serde_json::to_string(&e).expect("events serialize"),
+                        Err(RecvError::Lagged(n)) => format!(r#"{{"event":"lagged","missed":{n}}}"#),
+                        Err(RecvError::Closed) => break,
+                    };
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    }))
 }
