@@ -472,6 +472,26 @@ impl Client {
         )
     }
 
+    /// Restore the job's sources in place from an archive (as `download_record` gives it).
+    pub fn restore_upload(
+        &self,
+        job: &str,
+        archive: Vec<u8>,
+        checksum: Option<&str>,
+    ) -> Result<RestoreTask> {
+        let mut r = self
+            .request(
+                Method::POST,
+                &format!("/api/backup-jobs/{job}/restore-upload"),
+            )
+            .header("content-type", "application/x-tar")
+            .body(archive);
+        if let Some(c) = checksum {
+            r = r.header("x-checksum-sha256", c);
+        }
+        self.send(r)
+    }
+
     pub fn restore_task(&self, job: &str, tid: &str) -> Result<RestoreTask> {
         self.get(&format!("/api/backup-jobs/{job}/restores/{tid}"))
     }

@@ -140,7 +140,7 @@ impl Jobs {
     }
 
     /// Where runs keep temporary copies (SQLite databases); emptied at start-up.
-    fn scratch_dir(&self) -> PathBuf {
+    pub fn scratch_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
 
@@ -357,9 +357,82 @@ impl Jobs {
             .db
             .create_restore(job_id, rid, &shown, &req.paths)
             .await?;
+        let snapshot = record.snapshot_id.clone().unwrap_or_default();
+        let t = task.id.clone();
+        self.spawn_restore(job, task.clone(), safety, move || {
+            runner::restore(
+                &dest,
+                key.as_deref(),
+                &snapshot,
+                &plan,
+                target.as_deref(),
+                &t,
+            )
+        });
+        Ok(task)
+    }
+
+    /// Restore every source of the job in place from an uploaded archive (as `download`
+    /// produces it) at `archive`, which the restore removes when done. The archive is checked
+    /// first (entries and links stay inside the target; its SHA-256 equals `checksum` when
+    /// given): nothing is written for an archive that fails.
+    pub async fn restore_upload(
+        self: &Arc<Self>,
+        job_id: &str,
+        archive: PathBuf,
+        checksum: Option<String>,
+    ) -> Result<RestoreTask> {
+        let job = self.db.job(job_id).await?;
+        let refuse = |message: String| {
+            let _ = std::fs::remove_file(&archive);
+            JobsError::Field(FieldError {
+                field: "archive",
+                message,
+            })
+        };
+        let a = archive.clone();
+        let sha = tokio::task::spawn_blocking(move || runner::check_archive(&a))
+            .await
+            .map_err(|e| JobsError::Repository(e.to_string()))?
+            .map_err(refuse)?;
+        if let Some(expected) = checksum.filter(|c| !c.eq_ignore_ascii_case(&sha)) {
+            return Err(refuse(format!(
+                "its SHA-256 is {sha}, not the {expected} that was given: the upload is damaged"
+            )));
+        }
+        let plan = runner::plan_restore(&job.sources, &[]).map_err(refuse)?;
+        let safety = match self
+            .db
+            .start_record(job_id, "pre_restore", job.encrypted)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(&archive);
+                return Err(e.into());
+            }
+        };
+        let task = self.db.create_restore(job_id, "upload", "/", &[]).await?;
+        let t = task.id.clone();
+        self.spawn_restore(job, task.clone(), Some(safety), move || {
+            let result = runner::restore_archive(&archive, &plan, &t);
+            let _ = std::fs::remove_file(&archive);
+            result
+        });
+        Ok(task)
+    }
+
+    /// Run a restore task: the safety record (if any) first, then `work` on the blocking pool;
+    /// the outcome is recorded and announced.
+    fn spawn_restore(
+        self: &Arc<Self>,
+        job: Job,
+        task: RestoreTask,
+        safety: Option<Record>,
+        work: impl FnOnce() -> std::result::Result<(u64, u64), String> + Send + 'static,
+    ) {
         let jobs = self.clone();
         let tid = task.id.clone();
-        let snapshot = record.snapshot_id.clone().unwrap_or_default();
         tokio::spawn(async move {
             let outcome = async {
                 if let Some(s) = &safety {
@@ -370,14 +443,11 @@ impl Jobs {
                     let present = runner::existing(&job.sources);
                     if present.is_empty() {
                         // Nothing there to save (the data is gone, the usual reason to restore).
+                        let nothing = RunOutcome::Failed {
+                            error: "nothing to save before the restore: no source exists".into(),
+                        };
                         jobs.db
-                            .finish_record(
-                                &s.id,
-                                &RunOutcome::Failed {
-                                    error: "nothing to save before the restore: no source exists"
-                                        .into(),
-                                },
-                            )
+                            .finish_record(&s.id, &nothing)
                             .await
                             .map_err(|e| e.to_string())?;
                     } else if let RunOutcome::Failed { error } =
@@ -392,19 +462,9 @@ impl Jobs {
                     .set_restore_phase(&tid, "restoring", None)
                     .await
                     .map_err(|e| e.to_string())?;
-                let t = tid.clone();
-                tokio::task::spawn_blocking(move || {
-                    runner::restore(
-                        &dest,
-                        key.as_deref(),
-                        &snapshot,
-                        &plan,
-                        target.as_deref(),
-                        &t,
-                    )
-                })
-                .await
-                .map_err(|e| e.to_string())?
+                tokio::task::spawn_blocking(work)
+                    .await
+                    .map_err(|e| e.to_string())?
             }
             .await;
             match &outcome {
@@ -419,12 +479,11 @@ impl Jobs {
             } else {
                 "restore.completed"
             };
-            jobs.emit(name, &job.id, &record.id, Some(&tid), error);
+            jobs.emit(name, &job.id, &task.record_id, Some(&tid), error);
             if let Err(e) = jobs.db.finish_restore(&tid, outcome).await {
                 tracing::error!(restore = %tid, error = %e, "could not finish the restore");
             }
         });
-        Ok(task)
     }
 
     pub async fn restore_task(&self, job_id: &str, tid: &str) -> Result<RestoreTask> {

@@ -377,6 +377,18 @@ pub fn restore(
         std::fs::create_dir_all(t).map_err(|e| format!("{}: {e}", t.display()))?;
         return run(t, plan.iter().map(Restore::include).collect());
     }
+    in_place(plan, task, |staging, item| {
+        run(staging, vec![item.include()])
+    })
+}
+
+/// Restore each item of `plan` in place: `fill` writes it (with its path inside the archive)
+/// under a staging directory beside it, then it is checked and swapped in by renames.
+fn in_place(
+    plan: &[Restore],
+    task: &str,
+    mut fill: impl FnMut(&Path, &Restore) -> Result<(u64, u64), String>,
+) -> Result<(u64, u64), String> {
     let mut total = (0, 0);
     for item in plan {
         let (Restore::Path(live) | Restore::Sqlite(live)) = item;
@@ -386,11 +398,11 @@ pub fn restore(
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         let staging = parent.join(format!(".coffer-restore-{task}"));
         let result = (|| {
-            let (f, b) = run(&staging, vec![item.include()])?;
+            let (f, b) = fill(&staging, item)?;
             let inside = item.include();
             let staged = staging.join(inside.trim_start_matches('/'));
             if std::fs::symlink_metadata(&staged).is_err() {
-                return Err(format!("{} is not in this record", live.display()));
+                return Err(format!("{} is not in this archive", live.display()));
             }
             if let Restore::Sqlite(db) = item {
                 coffer_sources::sqlite::check(&staged).map_err(|e| e.to_string())?;
@@ -408,6 +420,154 @@ pub fn restore(
         total = (total.0 + f, total.1 + b);
     }
     Ok(total)
+}
+
+/// Check an uploaded archive before anything is written: every entry a relative path without
+/// `..`, links staying inside the archive. Returns its SHA-256 (hex).
+pub fn check_archive(archive: &Path) -> Result<String, String> {
+    use sha2::Digest;
+    let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
+    let mut hasher = sha2::Sha256::new();
+    let reader = HashingReader {
+        inner: file,
+        hasher: &mut hasher,
+    };
+    let mut tar = tar::Archive::new(reader);
+    let bad = |what: &str, p: &Path| format!("the archive is refused: {what} {}", p.display());
+    for entry in tar
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?
+    {
+        let entry = entry.map_err(|e| format!("the archive is damaged or truncated: {e}"))?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let escapes = |p: &Path| {
+            p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir)
+        };
+        if path.as_os_str().is_empty() || escapes(&path) {
+            return Err(bad("an entry leaves the target:", &path));
+        }
+        if let Some(link) = entry.link_name().map_err(|e| e.to_string())? {
+            let kind = entry.header().entry_type();
+            // A symlink is resolved from its directory, a hard link from the archive root.
+            let resolved = if kind.is_symlink() {
+                path.parent().unwrap_or(Path::new("")).join(&link)
+            } else {
+                link.to_path_buf()
+            };
+            if link.is_absolute() || !stays_inside(&resolved) {
+                return Err(bad("a link points outside the target:", &path));
+            }
+        }
+    }
+    // Hash what follows the last entry too (the end-of-archive blocks).
+    let mut rest = tar.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Whether a relative path, followed component by component, never climbs above its root.
+fn stays_inside(p: &Path) -> bool {
+    let mut depth: i64 = 0;
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => depth -= 1,
+            std::path::Component::Normal(_) => depth += 1,
+            std::path::Component::CurDir => {}
+            _ => return false,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+struct HashingReader<'a, R> {
+    inner: R,
+    hasher: &'a mut sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The exact modification time of a pax header (`mtime=SECONDS.FRACTION`), which the plain
+/// header rounds to seconds.
+fn pax_mtime<R: std::io::Read>(entry: &mut tar::Entry<'_, R>) -> Option<rustix::fs::Timespec> {
+    let exts = entry.pax_extensions().ok()??;
+    let value = exts
+        .filter_map(Result::ok)
+        .find(|e| e.key() == Ok("mtime"))?
+        .value()
+        .ok()?
+        .to_string();
+    let (secs, frac) = value.split_once('.').unwrap_or((&value, "0"));
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    Some(rustix::fs::Timespec {
+        tv_sec: secs.parse().ok()?,
+        tv_nsec: digits.parse().ok()?,
+    })
+}
+
+/// Set the modification time of `path` itself (not of a symlink's target).
+fn set_mtime(path: &Path, t: rustix::fs::Timespec) -> std::io::Result<()> {
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// Restore `plan` in place from an uploaded (and checked) archive.
+pub fn restore_archive(archive: &Path, plan: &[Restore], task: &str) -> Result<(u64, u64), String> {
+    in_place(plan, task, |staging, item| {
+        let include = PathBuf::from(item.include().trim_start_matches('/'));
+        let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
+        let mut tar = tar::Archive::new(file);
+        tar.set_preserve_permissions(true);
+        tar.set_preserve_mtime(true);
+        tar.set_preserve_ownerships(rustix::process::geteuid().is_root());
+        tar.set_unpack_xattrs(true);
+        std::fs::create_dir_all(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+        let (mut files, mut bytes) = (0, 0);
+        for entry in tar.entries().map_err(|e| e.to_string())? {
+            let mut entry = entry.map_err(|e| e.to_string())?;
+            let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+            if !path.starts_with(&include) {
+                continue;
+            }
+            if entry.header().entry_type().is_file() {
+                files += 1;
+                bytes += entry.size();
+            }
+            let mtime = pax_mtime(&mut entry);
+            let unpacked = entry
+                .unpack_in(staging)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if !unpacked {
+                return Err(format!(
+                    "the archive is refused: {} leaves the target",
+                    path.display()
+                ));
+            }
+            if let Some(t) = mtime {
+                set_mtime(&staging.join(&path), t)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        Ok((files, bytes))
+    })
 }
 
 /// Put `staged` where `live` is, by renames in the same directory; the old one is removed

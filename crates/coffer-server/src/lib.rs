@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// Largest accepted JSON request body.
     pub max_body_bytes: usize,
+    /// Largest accepted uploaded archive.
+    pub max_upload_bytes: u64,
     /// Create this administrator at boot if there are no users yet (unattended setup).
     pub initial_admin: Option<(Username, NewPassword)>,
 }
@@ -50,6 +52,7 @@ impl Default for ServerConfig {
             version: "unknown",
             session_ttl: Duration::from_secs(12 * 3600),
             max_body_bytes: 1024 * 1024,
+            max_upload_bytes: 64 << 30,
             initial_admin: None,
         }
     }
@@ -89,6 +92,7 @@ pub(crate) struct AppState {
     pub dummy_hash: Arc<str>,
     pub session_ttl: Duration,
     pub max_body_bytes: usize,
+    pub max_upload_bytes: u64,
     pub login_limiter: RateLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub openapi: OnceLock<serde_json::Value>,
@@ -175,6 +179,7 @@ impl Server {
             dummy_hash: dummy_hash.into(),
             session_ttl: config.session_ttl,
             max_body_bytes: config.max_body_bytes,
+            max_upload_bytes: config.max_upload_bytes,
             login_limiter: RateLimiter::new(10, Duration::from_secs(60)),
             metrics: metrics::handle(),
             openapi: OnceLock::new(),

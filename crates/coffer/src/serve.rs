@@ -26,6 +26,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     session_hours: Option<u64>,
     max_body_kib: Option<usize>,
+    max_upload_mib: Option<u64>,
     admin_username: Option<String>,
 }
 
@@ -76,6 +77,7 @@ fn config(args: ServeArgs) -> Result<ServerConfig> {
     let defaults = ServerConfig::default();
     let session_hours = env("SESSION_HOURS")?.or(file.session_hours);
     let max_body_kib = env("MAX_BODY_KIB")?.or(file.max_body_kib);
+    let max_upload_mib: Option<u64> = env("MAX_UPLOAD_MIB")?.or(file.max_upload_mib);
     let admin_password = secret("ADMIN_PASSWORD")?;
     let admin_username: Option<String> = env("ADMIN_USERNAME")?.or(file.admin_username);
     let initial_admin = match (admin_password, admin_username) {
@@ -108,6 +110,9 @@ fn config(args: ServeArgs) -> Result<ServerConfig> {
         max_body_bytes: max_body_kib
             .map(|k| k * 1024)
             .unwrap_or(defaults.max_body_bytes),
+        max_upload_bytes: max_upload_mib
+            .map(|m| m << 20)
+            .unwrap_or(defaults.max_upload_bytes),
         initial_admin,
     })
 }

@@ -259,6 +259,11 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
         "/api/backup-jobs/{id}/records/{rid}/restore",
         Some(Role::Operator),
     ),
+    (
+        "POST",
+        "/api/backup-jobs/{id}/restore-upload",
+        Some(Role::Operator),
+    ),
     ("GET", "/api/backup-jobs/{id}/restores", Some(Role::Viewer)),
     (
         "GET",
@@ -357,6 +362,7 @@ fn every_route_is_documented_and_enforces_its_role() {
     let elsewhere: coffer_types::RestoreRequest =
         serde_json::from_value(json!({"target": "matrix-restore"})).unwrap();
     let task = admin.restore_record(&job, &rec, &elsewhere).unwrap();
+    let (_, archive) = admin.download_record(&job, &rec).unwrap();
 
     for (method, template, least) in ROUTES {
         // Without credentials: 401 for protected routes, never 401/403 for public ones.
@@ -433,6 +439,10 @@ fn every_route_is_documented_and_enforces_its_role() {
                     let (j, r) = finished_record(&clients[2], &src);
                     (format!("/api/backup-jobs/{j}/records/{r}"), json!({}))
                 }
+                ("POST", "/api/backup-jobs/{id}/restore-upload") => {
+                    let (j, _) = finished_record(&clients[2], &src);
+                    (format!("/api/backup-jobs/{j}/restore-upload"), json!(null))
+                }
                 ("POST", "/api/backup-jobs/{id}/records/{rid}/restore") => {
                     let (j, r) = finished_record(&clients[2], &src);
                     (
@@ -456,7 +466,14 @@ fn every_route_is_documented_and_enforces_its_role() {
             } else {
                 clients[i].clone()
             };
-            let r = caller.raw(method, &path, Some(&body)).unwrap();
+            let r = if body.is_null() {
+                // An upload: the archive itself as the body.
+                caller
+                    .raw_body(method, &path, "application/x-tar", archive.clone())
+                    .unwrap()
+            } else {
+                caller.raw(method, &path, Some(&body)).unwrap()
+            };
             if role < least {
                 assert_eq!(r.status, 403, "{method} {template} as {role}: {}", r.text);
                 assert_eq!(r.json()["code"], "forbidden");

@@ -1034,3 +1034,114 @@ fn live_events_tell_about_runs_restores_and_failed_verifies() {
     socket.close(None).unwrap();
     assert!(env.server.stop().success());
 }
+
+/// `tar ARGS` in `dir` (GNU tar, which can also write the hostile archives a server must refuse).
+fn gnu_tar(dir: &Path, args: &[&str]) {
+    let ok = std::process::Command::new("tar")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "tar {args:?}");
+}
+
+#[test]
+fn an_uploaded_archive_is_checked_then_restored_in_place() {
+    let env = start();
+    let api = &env.api;
+    let src = source_tree(env.dir.path(), 2);
+    let original = env.dir.path().join("original");
+    assert!(
+        std::process::Command::new("cp")
+            .args(["-a", src.to_str().unwrap(), original.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let job = api.create_job(&path_job("files", &src, json!({}))).unwrap();
+    let record = run_to_end(api, &job.id);
+    let (_, archive) = api.download_record(&job.id, &record.id).unwrap();
+    let checksum = record.checksum.clone().unwrap();
+
+    // Hostile or broken archives are refused before anything is written.
+    std::fs::write(src.join("a.txt"), b"live data").unwrap();
+    let work = env.dir.path().join("work");
+    std::fs::create_dir_all(work.join("d/e")).unwrap();
+    std::fs::write(work.join("f"), b"x").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", work.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("../../../etc", work.join("d/e/climb")).unwrap();
+    gnu_tar(&work, &["-cPf", "dotdot.tar", "d/../f"]);
+    gnu_tar(
+        &work,
+        &["-cPf", "absolute.tar", work.join("f").to_str().unwrap()],
+    );
+    gnu_tar(&work, &["-cf", "abs-link.tar", "abs-link"]);
+    gnu_tar(&work, &["-cf", "climb.tar", "d/e/climb"]);
+    let mut cases: Vec<(&str, Vec<u8>)> =
+        ["dotdot.tar", "absolute.tar", "abs-link.tar", "climb.tar"]
+            .iter()
+            .map(|n| (*n, std::fs::read(work.join(n)).unwrap()))
+            .collect();
+    cases.push(("truncated", archive[..archive.len() / 2 + 100].to_vec()));
+    cases.push(("not tar", seeded(10_000, "noise")));
+    for (name, bytes) in cases {
+        let (status, msg) = err(api.restore_upload(&job.id, bytes, None));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {msg}");
+        assert!(msg.starts_with("archive"), "{name}: {msg}");
+    }
+    let (status, msg) = err(api.restore_upload(&job.id, archive.clone(), Some(&"0".repeat(64))));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
+    assert!(msg.contains("damaged"), "{msg}");
+    assert_eq!(
+        std::fs::read(src.join("a.txt")).unwrap(),
+        b"live data",
+        "nothing was written"
+    );
+    assert_eq!(
+        api.records(&job.id, &RecordFilter::default())
+            .unwrap()
+            .len(),
+        1,
+        "no safety record either"
+    );
+
+    // The good archive: a safety record, then the tree exactly as it was.
+    let task = api
+        .restore_upload(&job.id, archive, Some(&checksum))
+        .unwrap();
+    let task = api.wait_restore(&job.id, &task.id, LONG).unwrap();
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_same_tree(&original, &src);
+    let safety = api
+        .record(&job.id, task.safety_record_id.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(
+        (safety.trigger.as_str(), safety.status),
+        ("pre_restore", RecordStatus::Success)
+    );
+    assert!(
+        !env.dir
+            .path()
+            .join("data/tmp")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "the upload is removed"
+    );
+    assert!(env.server.stop().success());
+
+    // Uploads are size-limited.
+    let server = ServerProcess::start(
+        BIN,
+        env.dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+        &[("COFFER_MAX_UPLOAD_MIB", "1")],
+    );
+    let api = login(&server);
+    let r = api.restore_upload(&job.id, seeded(3 << 20, "big"), None);
+    assert!(
+        matches!(&r, Err(ClientError::Api { status, .. }) if *status == StatusCode::PAYLOAD_TOO_LARGE)
+            || matches!(&r, Err(ClientError::Transport(_))),
+        "{r:?}"
+    );
+    assert!(server.stop().success());
+}

@@ -311,3 +311,65 @@ pub async fn restore_task(
 ) -> Result<Json<RestoreTask>, ApiError> {
     Ok(Json(state.jobs.restore_task(&id, &tid).await?))
 }
+
+/// Restore every source of the job in place from an archive as `download` produces it, sent
+/// as the raw request body (`Content-Type: application/x-tar`). The upload is streamed to
+/// disk (at most the configured size), then checked — entries and links must stay inside the
+/// target, and with `X-Checksum-Sha256` its SHA-256 must match — before a `pre_restore`
+/// record is taken and anything is overwritten. 202 with the task to poll.
+#[utoipa::path(post, path = "/api/backup-jobs/{id}/restore-upload", tag = "jobs", security(("bearer" = ["operator"])),
+    request_body(content = Vec<u8>, content_type = "application/x-tar", description = "The archive"),
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 202, body = RestoreTask), (status = 400, body = ErrorBody, description = "Not an acceptable archive"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn restore_upload(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Operator>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<RestoreTask>), ApiError> {
+    use tokio::io::AsyncWriteExt;
+    use tokio_stream::StreamExt;
+    state.jobs.get(&id).await?;
+    let dir = state.jobs.scratch_dir();
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
+    let path = dir.join(format!(
+        "upload-{}.tar",
+        hex::encode(crate::auth::random_bytes::<16>())
+    ));
+    let stored = async {
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(ApiError::internal)?;
+        let mut stream = body.into_data_stream();
+        let mut size: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::BadRequest(format!("the upload was interrupted: {e}")))?;
+            size += chunk.len() as u64;
+            if size > state.max_upload_bytes {
+                return Err(ApiError::TooLarge(format!(
+                    "the archive is larger than the {} bytes this server accepts",
+                    state.max_upload_bytes
+                )));
+            }
+            file.write_all(&chunk).await.map_err(ApiError::internal)?;
+        }
+        file.sync_all().await.map_err(ApiError::internal)?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = stored {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e);
+    }
+    let checksum = headers
+        .get("x-checksum-sha256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let task = state.jobs.restore_upload(&id, path, checksum).await?;
+    Ok((StatusCode::ACCEPTED, Json(task)))
+}

@@ -116,6 +116,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(jobs::verify))
         .routes(routes!(jobs::download))
         .routes(routes!(jobs::restore))
+        .routes(routes!(jobs::restore_upload))
         .routes(routes!(jobs::restores))
         .routes(routes!(jobs::restore_task))
         .split_for_parts();
