@@ -586,21 +586,37 @@ fn retention_keeps_exactly_the_newest_successful_records() {
     assert!(env.server.stop().success());
 }
 
+/// A SQLite database `app.db` in WAL mode under `dir`, after `statements`.
+fn sqlite_db(dir: &Path, statements: &[&str]) -> std::path::PathBuf {
+    let db = dir.join("app.db");
+    std::fs::write(&db, b"").unwrap();
+    with_database(&db, async |pool| {
+        for sql in ["PRAGMA journal_mode=WAL"].iter().chain(statements) {
+            sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    });
+    db
+}
+
+/// `cp -a FROM TO`: a copy that keeps modes, owners, times and links.
+fn copy_tree(from: &Path, to: &Path) {
+    let ok = std::process::Command::new("cp")
+        .args(["-a", from.to_str().unwrap(), to.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
 #[test]
 fn a_sqlite_job_copies_a_consistent_database_while_it_is_written() {
     let env = start();
-    let db = env.dir.path().join("app.db");
-    std::fs::write(&db, b"").unwrap();
-    with_database(&db, async |pool| {
-        sqlx::query("PRAGMA journal_mode=WAL")
-            .execute(pool)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE events (n INTEGER PRIMARY KEY, payload TEXT)")
-            .execute(pool)
-            .await
-            .unwrap();
-    });
+    let db = sqlite_db(
+        env.dir.path(),
+        &["CREATE TABLE events (n INTEGER PRIMARY KEY, payload TEXT)"],
+    );
     // A writer that keeps inserting, one row per transaction, numbered from 0.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
@@ -779,15 +795,7 @@ fn restores_replace_in_place_after_a_safety_record_or_go_to_another_directory() 
     let original = env.dir.path().join("original");
     let job = api.create_job(&path_job("files", &src, json!({}))).unwrap();
     let record = run_to_end(api, &job.id);
-    let copy = |to: &Path| {
-        assert!(
-            std::process::Command::new("cp")
-                .args(["-a", src.to_str().unwrap(), to.to_str().unwrap()])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
+    let copy = |to: &Path| copy_tree(&src, to);
     copy(&original);
 
     // Damage the live data: change, delete, add.
@@ -898,22 +906,13 @@ fn restores_replace_in_place_after_a_safety_record_or_go_to_another_directory() 
 #[test]
 fn a_sqlite_database_is_restored_whole_and_checked() {
     let env = start();
-    let db = env.dir.path().join("app.db");
-    std::fs::write(&db, b"").unwrap();
-    with_database(&db, async |pool| {
-        sqlx::query("PRAGMA journal_mode=WAL")
-            .execute(pool)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (n INTEGER)")
-            .execute(pool)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO t VALUES (1), (2), (3)")
-            .execute(pool)
-            .await
-            .unwrap();
-    });
+    let db = sqlite_db(
+        env.dir.path(),
+        &[
+            "CREATE TABLE t (n INTEGER)",
+            "INSERT INTO t VALUES (1), (2), (3)",
+        ],
+    );
     let input: JobInput =
         serde_json::from_value(json!({"name": "db", "sources": [{"type": "sqlite", "path": db}]}))
             .unwrap();
@@ -1051,13 +1050,7 @@ fn an_uploaded_archive_is_checked_then_restored_in_place() {
     let api = &env.api;
     let src = source_tree(env.dir.path(), 2);
     let original = env.dir.path().join("original");
-    assert!(
-        std::process::Command::new("cp")
-            .args(["-a", src.to_str().unwrap(), original.to_str().unwrap()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    copy_tree(&src, &original);
     let job = api.create_job(&path_job("files", &src, json!({}))).unwrap();
     let record = run_to_end(api, &job.id);
     let (_, archive) = api.download_record(&job.id, &record.id).unwrap();
