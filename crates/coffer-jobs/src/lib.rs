@@ -10,21 +10,22 @@
 //! runs once and `scheduled_until` jumps to the latest of them. Deciding is a pure function of
 //! the job, that mark and the current time ([`due`]), tested with fixed clocks.
 
+mod restores;
 pub mod runner;
+mod scheduler;
 pub mod spec;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use coffer_db::{Db, DbError, RecordQuery, RunOutcome};
-use coffer_types::{
-    Event, Job, JobInput, JobUpdate, Record, RestoreRequest, RestoreTask, Source, VerifyResult,
-};
+use coffer_types::{Event, Job, JobInput, JobUpdate, Record, Source, VerifyResult};
 
+pub use scheduler::{Due, due};
 pub use spec::{FieldError, Schedule};
 
 /// The setting that holds the key of job repositories (created on first use).
@@ -45,37 +46,6 @@ pub enum JobsError {
 }
 
 pub type Result<T, E = JobsError> = std::result::Result<T, E>;
-
-/// What the scheduler should do about one job now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Due {
-    /// Run once; afterwards the job is scheduled past `slot`.
-    Run { slot: DateTime<Utc> },
-    /// Nothing before `at`.
-    Wait { at: DateTime<Utc> },
-    /// Disabled or unscheduled.
-    Never,
-}
-
-/// The decision for `job`, given the latest schedule time acted on and the current time.
-pub fn due(job: &Job, scheduled_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Due {
-    let Some(schedule) = spec::schedule_of(job).filter(|_| job.enabled) else {
-        return Due::Never;
-    };
-    let from = scheduled_until.unwrap_or(job.created_at);
-    match schedule.next_after(from) {
-        Some(next) if next <= now => {
-            // Missed slots collapse into one run: the latest slot not after `now`.
-            let mut slot = next;
-            while let Some(n) = schedule.next_after(slot).filter(|n| *n <= now) {
-                slot = n;
-            }
-            Due::Run { slot }
-        }
-        Some(at) => Due::Wait { at },
-        None => Due::Never,
-    }
-}
 
 /// Jobs, runs and the scheduler, over the metadata store.
 #[derive(Debug)]
@@ -304,197 +274,6 @@ impl Jobs {
         outcome
     }
 
-    /// Restore a successful record: in place (after a `pre_restore` safety record of what is
-    /// about to be overwritten) or into an alternative target. Answers at once with the task.
-    pub async fn restore(
-        self: &Arc<Self>,
-        job_id: &str,
-        rid: &str,
-        req: RestoreRequest,
-    ) -> Result<RestoreTask> {
-        let (record, dest, key) = self.usable(job_id, rid).await?;
-        let job = self.db.job(job_id).await?;
-        for p in &req.paths {
-            let path = Path::new(p);
-            if !path.is_absolute()
-                || path
-                    .components()
-                    .any(|c| c == std::path::Component::ParentDir)
-            {
-                return Err(FieldError {
-                    field: "paths",
-                    message: format!("{p:?} must be an absolute path without '..'"),
-                }
-                .into());
-            }
-        }
-        let target = match &req.target {
-            Some(t) => Some(spec::confine(t, &self.root).map_err(|e| FieldError {
-                field: "target",
-                message: e.message,
-            })?),
-            None => None,
-        };
-        let plan =
-            runner::plan_restore(&job.sources, &req.paths).map_err(|message| FieldError {
-                field: "paths",
-                message,
-            })?;
-        // The safety record is started first: a running job makes the restore a conflict
-        // before anything happens.
-        let safety = match target {
-            None => Some(
-                self.db
-                    .start_record(job_id, "pre_restore", job.encrypted)
-                    .await?,
-            ),
-            Some(_) => None,
-        };
-        let shown = target
-            .as_ref()
-            .map_or("/".to_string(), |t| t.display().to_string());
-        let task = self
-            .db
-            .create_restore(job_id, rid, &shown, &req.paths)
-            .await?;
-        let snapshot = record.snapshot_id.clone().unwrap_or_default();
-        let t = task.id.clone();
-        self.spawn_restore(job, task.clone(), safety, move || {
-            runner::restore(
-                &dest,
-                key.as_deref(),
-                &snapshot,
-                &plan,
-                target.as_deref(),
-                &t,
-            )
-        });
-        Ok(task)
-    }
-
-    /// Restore every source of the job in place from an uploaded archive (as `download`
-    /// produces it) at `archive`, which the restore removes when done. The archive is checked
-    /// first (entries and links stay inside the target; its SHA-256 equals `checksum` when
-    /// given): nothing is written for an archive that fails.
-    pub async fn restore_upload(
-        self: &Arc<Self>,
-        job_id: &str,
-        archive: PathBuf,
-        checksum: Option<String>,
-    ) -> Result<RestoreTask> {
-        let job = self.db.job(job_id).await?;
-        let refuse = |message: String| {
-            let _ = std::fs::remove_file(&archive);
-            JobsError::Field(FieldError {
-                field: "archive",
-                message,
-            })
-        };
-        let a = archive.clone();
-        let sha = tokio::task::spawn_blocking(move || runner::check_archive(&a))
-            .await
-            .map_err(|e| JobsError::Repository(e.to_string()))?
-            .map_err(refuse)?;
-        if let Some(expected) = checksum.filter(|c| !c.eq_ignore_ascii_case(&sha)) {
-            return Err(refuse(format!(
-                "its SHA-256 is {sha}, not the {expected} that was given: the upload is damaged"
-            )));
-        }
-        let plan = runner::plan_restore(&job.sources, &[]).map_err(refuse)?;
-        let safety = match self
-            .db
-            .start_record(job_id, "pre_restore", job.encrypted)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = std::fs::remove_file(&archive);
-                return Err(e.into());
-            }
-        };
-        let task = self.db.create_restore(job_id, "upload", "/", &[]).await?;
-        let t = task.id.clone();
-        self.spawn_restore(job, task.clone(), Some(safety), move || {
-            let result = runner::restore_archive(&archive, &plan, &t);
-            let _ = std::fs::remove_file(&archive);
-            result
-        });
-        Ok(task)
-    }
-
-    /// Run a restore task: the safety record (if any) first, then `work` on the blocking pool;
-    /// the outcome is recorded and announced.
-    fn spawn_restore(
-        self: &Arc<Self>,
-        job: Job,
-        task: RestoreTask,
-        safety: Option<Record>,
-        work: impl FnOnce() -> std::result::Result<(u64, u64), String> + Send + 'static,
-    ) {
-        let jobs = self.clone();
-        let tid = task.id.clone();
-        tokio::spawn(async move {
-            let outcome = async {
-                if let Some(s) = &safety {
-                    jobs.db
-                        .set_restore_phase(&tid, "safety_snapshot", Some(&s.id))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let present = runner::existing(&job.sources);
-                    if present.is_empty() {
-                        // Nothing there to save (the data is gone, the usual reason to restore).
-                        let nothing = RunOutcome::Failed {
-                            error: "nothing to save before the restore: no source exists".into(),
-                        };
-                        jobs.db
-                            .finish_record(&s.id, &nothing)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    } else if let RunOutcome::Failed { error } =
-                        jobs.backup_record(&job, present, &s.id, true).await
-                    {
-                        return Err(format!(
-                            "the safety snapshot failed, so nothing was overwritten: {error}"
-                        ));
-                    }
-                }
-                jobs.db
-                    .set_restore_phase(&tid, "restoring", None)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::task::spawn_blocking(work)
-                    .await
-                    .map_err(|e| e.to_string())?
-            }
-            .await;
-            match &outcome {
-                Ok(_) => tracing::info!(job = %job.id, restore = %tid, "restore finished"),
-                Err(e) => {
-                    tracing::warn!(job = %job.id, restore = %tid, error = %e, "restore failed")
-                }
-            }
-            let error = outcome.as_ref().err().map(String::as_str);
-            let name = if error.is_some() {
-                "restore.failed"
-            } else {
-                "restore.completed"
-            };
-            jobs.emit(name, &job.id, &task.record_id, Some(&tid), error);
-            if let Err(e) = jobs.db.finish_restore(&tid, outcome).await {
-                tracing::error!(restore = %tid, error = %e, "could not finish the restore");
-            }
-        });
-    }
-
-    pub async fn restore_task(&self, job_id: &str, tid: &str) -> Result<RestoreTask> {
-        Ok(self.db.restore(job_id, tid).await?)
-    }
-
-    pub async fn restore_tasks(&self, job_id: &str) -> Result<Vec<RestoreTask>> {
-        self.db.job(job_id).await?;
-        Ok(self.db.restores(job_id).await?)
-    }
-
     async fn execute(
         &self,
         job: &Job,
@@ -677,81 +456,6 @@ impl Jobs {
         Ok(())
     }
 
-    /// One pass of the scheduler: start what is due; returns when to look again.
-    pub async fn tick(self: &Arc<Self>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        let mut earliest: Option<DateTime<Utc>> = None;
-        for job in self.db.jobs().await? {
-            let until = self.db.scheduled_until(&job.id).await?;
-            match due(&job, until, now) {
-                Due::Run { slot } => {
-                    self.db.set_scheduled_until(&job.id, slot).await?;
-                    match self.run(&job.id, "schedule").await {
-                        Ok(r) => {
-                            tracing::info!(job = %job.id, record = %r.id, %slot, "scheduled run started")
-                        }
-                        Err(e) => {
-                            tracing::warn!(job = %job.id, error = %e, "scheduled run not started")
-                        }
-                    }
-                    if let Due::Wait { at } = due(&job, Some(slot), now) {
-                        earliest = Some(earliest.map_or(at, |e| e.min(at)));
-                    }
-                }
-                Due::Wait { at } => earliest = Some(earliest.map_or(at, |e| e.min(at))),
-                Due::Never => {}
-            }
-        }
-        Ok(earliest)
-    }
-
-    /// The scheduler: runs until `shutdown` resolves, then asks running records to stop and
-    /// waits (up to `grace`) for them to be recorded as failed.
-    pub async fn scheduler(
-        self: Arc<Self>,
-        shutdown: impl std::future::Future<Output = ()>,
-        grace: Duration,
-    ) {
-        tokio::pin!(shutdown);
-        loop {
-            let next = match self.tick(Utc::now()).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(error = %e, "scheduler pass failed");
-                    None
-                }
-            };
-            let wait = next
-                .and_then(|t| (t - Utc::now()).to_std().ok())
-                .unwrap_or(Duration::from_secs(60))
-                .min(Duration::from_secs(60));
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-        let flags: Vec<Arc<AtomicBool>> = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for f in &flags {
-            f.store(true, Ordering::Relaxed);
-        }
-        let deadline = tokio::time::Instant::now() + grace;
-        while !self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -861,93 +565,5 @@ impl std::io::Write for ChannelWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.flush_buf()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn job(schedule: Option<&str>, enabled: bool) -> Job {
-        let t = Utc.with_ymd_and_hms(2026, 3, 1, 0, 30, 0).unwrap();
-        Job {
-            id: "j".into(),
-            name: "j".into(),
-            node_id: "local".into(),
-            sources: vec![],
-            volumes: vec![],
-            schedule: schedule.map(str::to_string),
-            timezone: "UTC".into(),
-            retention_count: None,
-            retention_days: None,
-            retention: None,
-            dest_path: None,
-            repository_id: None,
-            encrypted: true,
-            enabled,
-            created_at: t,
-            updated_at: t,
-            last_run: None,
-            last_status: None,
-            next_run: None,
-        }
-    }
-
-    fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 3, d, h, m, 0).unwrap()
-    }
-
-    #[test]
-    fn a_job_fires_at_its_times_and_missed_runs_collapse_into_one() {
-        let j = job(Some("0 3 * * *"), true);
-        assert_eq!(due(&j, None, at(1, 2, 59)), Due::Wait { at: at(1, 3, 0) });
-        assert_eq!(due(&j, None, at(1, 3, 0)), Due::Run { slot: at(1, 3, 0) });
-        // After running the 03:00 slot, the next is tomorrow.
-        assert_eq!(
-            due(&j, Some(at(1, 3, 0)), at(1, 3, 1)),
-            Due::Wait { at: at(2, 3, 0) }
-        );
-        // Down for three days: one run, for the latest missed slot.
-        assert_eq!(
-            due(&j, Some(at(1, 3, 0)), at(4, 12, 0)),
-            Due::Run { slot: at(4, 3, 0) }
-        );
-        assert_eq!(
-            due(&j, Some(at(4, 3, 0)), at(4, 12, 0)),
-            Due::Wait { at: at(5, 3, 0) }
-        );
-    }
-
-    #[test]
-    fn disabled_and_unscheduled_jobs_never_fire() {
-        assert_eq!(
-            due(&job(Some("* * * * *"), false), None, at(9, 0, 0)),
-            Due::Never
-        );
-        assert_eq!(due(&job(None, true), None, at(9, 0, 0)), Due::Never);
-    }
-
-    #[test]
-    fn time_zones_and_daylight_saving_are_respected() {
-        let mut j = job(Some("30 2 * * *"), true);
-        j.timezone = "Europe/Berlin".into();
-        // 2026-03-29: clocks jump from 02:00 to 03:00 in Berlin; 02:30 does not exist that day.
-        let before = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
-        let Due::Wait { at: next } = due(&j, Some(before), before) else {
-            panic!()
-        };
-        assert!(
-            next > before && next < before + chrono::Duration::days(2),
-            "{next}"
-        );
-        // A normal day: 02:30 in Berlin (UTC+1) is 01:30 UTC.
-        let jan = Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap();
-        assert_eq!(
-            due(&j, Some(jan), jan),
-            Due::Wait {
-                at: Utc.with_ymd_and_hms(2026, 1, 11, 1, 30, 0).unwrap()
-            }
-        );
     }
 }

@@ -1,0 +1,203 @@
+//! Restores: of a record (in place after a safety record, or elsewhere) and of an uploaded
+//! archive; each a task recorded in `restore_tasks` and announced when it ends.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use coffer_db::RunOutcome;
+use coffer_types::{Job, Record, RestoreRequest, RestoreTask};
+
+use crate::{FieldError, Jobs, JobsError, Result, runner, spec};
+
+impl Jobs {
+    /// Restore a successful record: in place (after a `pre_restore` safety record of what is
+    /// about to be overwritten) or into an alternative target. Answers at once with the task.
+    pub async fn restore(
+        self: &Arc<Self>,
+        job_id: &str,
+        rid: &str,
+        req: RestoreRequest,
+    ) -> Result<RestoreTask> {
+        let (record, dest, key) = self.usable(job_id, rid).await?;
+        let job = self.db.job(job_id).await?;
+        for p in &req.paths {
+            let path = Path::new(p);
+            if !path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err(FieldError {
+                    field: "paths",
+                    message: format!("{p:?} must be an absolute path without '..'"),
+                }
+                .into());
+            }
+        }
+        let target = match &req.target {
+            Some(t) => Some(spec::confine(t, &self.root).map_err(|e| FieldError {
+                field: "target",
+                message: e.message,
+            })?),
+            None => None,
+        };
+        let plan =
+            runner::plan_restore(&job.sources, &req.paths).map_err(|message| FieldError {
+                field: "paths",
+                message,
+            })?;
+        // The safety record is started first: a running job makes the restore a conflict
+        // before anything happens.
+        let safety = match target {
+            None => Some(
+                self.db
+                    .start_record(job_id, "pre_restore", job.encrypted)
+                    .await?,
+            ),
+            Some(_) => None,
+        };
+        let shown = target
+            .as_ref()
+            .map_or("/".to_string(), |t| t.display().to_string());
+        let task = self
+            .db
+            .create_restore(job_id, rid, &shown, &req.paths)
+            .await?;
+        let snapshot = record.snapshot_id.clone().unwrap_or_default();
+        let t = task.id.clone();
+        self.spawn_restore(job, task.clone(), safety, move || {
+            runner::restore(
+                &dest,
+                key.as_deref(),
+                &snapshot,
+                &plan,
+                target.as_deref(),
+                &t,
+            )
+        });
+        Ok(task)
+    }
+
+    /// Restore every source of the job in place from an uploaded archive (as `download`
+    /// produces it) at `archive`, which the restore removes when done. The archive is checked
+    /// first (entries and links stay inside the target; its SHA-256 equals `checksum` when
+    /// given): nothing is written for an archive that fails.
+    pub async fn restore_upload(
+        self: &Arc<Self>,
+        job_id: &str,
+        archive: PathBuf,
+        checksum: Option<String>,
+    ) -> Result<RestoreTask> {
+        let job = self.db.job(job_id).await?;
+        let refuse = |message: String| {
+            let _ = std::fs::remove_file(&archive);
+            JobsError::Field(FieldError {
+                field: "archive",
+                message,
+            })
+        };
+        let a = archive.clone();
+        let sha = tokio::task::spawn_blocking(move || runner::check_archive(&a))
+            .await
+            .map_err(|e| JobsError::Repository(e.to_string()))?
+            .map_err(refuse)?;
+        if let Some(expected) = checksum.filter(|c| !c.eq_ignore_ascii_case(&sha)) {
+            return Err(refuse(format!(
+                "its SHA-256 is {sha}, not the {expected} that was given: the upload is damaged"
+            )));
+        }
+        let plan = runner::plan_restore(&job.sources, &[]).map_err(refuse)?;
+        let safety = match self
+            .db
+            .start_record(job_id, "pre_restore", job.encrypted)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(&archive);
+                return Err(e.into());
+            }
+        };
+        let task = self.db.create_restore(job_id, "upload", "/", &[]).await?;
+        let t = task.id.clone();
+        self.spawn_restore(job, task.clone(), Some(safety), move || {
+            let result = runner::restore_archive(&archive, &plan, &t);
+            let _ = std::fs::remove_file(&archive);
+            result
+        });
+        Ok(task)
+    }
+
+    /// Run a restore task: the safety record (if any) first, then `work` on the blocking pool;
+    /// the outcome is recorded and announced.
+    fn spawn_restore(
+        self: &Arc<Self>,
+        job: Job,
+        task: RestoreTask,
+        safety: Option<Record>,
+        work: impl FnOnce() -> std::result::Result<(u64, u64), String> + Send + 'static,
+    ) {
+        let jobs = self.clone();
+        let tid = task.id.clone();
+        tokio::spawn(async move {
+            let outcome = async {
+                if let Some(s) = &safety {
+                    jobs.db
+                        .set_restore_phase(&tid, "safety_snapshot", Some(&s.id))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let present = runner::existing(&job.sources);
+                    if present.is_empty() {
+                        // Nothing there to save (the data is gone, the usual reason to restore).
+                        let nothing = RunOutcome::Failed {
+                            error: "nothing to save before the restore: no source exists".into(),
+                        };
+                        jobs.db
+                            .finish_record(&s.id, &nothing)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    } else if let RunOutcome::Failed { error } =
+                        jobs.backup_record(&job, present, &s.id, true).await
+                    {
+                        return Err(format!(
+                            "the safety snapshot failed, so nothing was overwritten: {error}"
+                        ));
+                    }
+                }
+                jobs.db
+                    .set_restore_phase(&tid, "restoring", None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::task::spawn_blocking(work)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            .await;
+            match &outcome {
+                Ok(_) => tracing::info!(job = %job.id, restore = %tid, "restore finished"),
+                Err(e) => {
+                    tracing::warn!(job = %job.id, restore = %tid, error = %e, "restore failed")
+                }
+            }
+            let error = outcome.as_ref().err().map(String::as_str);
+            let name = if error.is_some() {
+                "restore.failed"
+            } else {
+                "restore.completed"
+            };
+            jobs.emit(name, &job.id, &task.record_id, Some(&tid), error);
+            if let Err(e) = jobs.db.finish_restore(&tid, outcome).await {
+                tracing::error!(restore = %tid, error = %e, "could not finish the restore");
+            }
+        });
+    }
+
+    pub async fn restore_task(&self, job_id: &str, tid: &str) -> Result<RestoreTask> {
+        Ok(self.db.restore(job_id, tid).await?)
+    }
+
+    pub async fn restore_tasks(&self, job_id: &str) -> Result<Vec<RestoreTask>> {
+        self.db.job(job_id).await?;
+        Ok(self.db.restores(job_id).await?)
+    }
+}

@@ -1,0 +1,206 @@
+//! The scheduler: which jobs are due, and the loop inside `coffer serve` that starts them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use coffer_types::Job;
+
+use crate::{Jobs, Result, spec};
+
+/// What the scheduler should do about one job now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Run once; afterwards the job is scheduled past `slot`.
+    Run { slot: DateTime<Utc> },
+    /// Nothing before `at`.
+    Wait { at: DateTime<Utc> },
+    /// Disabled or unscheduled.
+    Never,
+}
+
+/// The decision for `job`, given the latest schedule time acted on and the current time.
+pub fn due(job: &Job, scheduled_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Due {
+    let Some(schedule) = spec::schedule_of(job).filter(|_| job.enabled) else {
+        return Due::Never;
+    };
+    let from = scheduled_until.unwrap_or(job.created_at);
+    match schedule.next_after(from) {
+        Some(next) if next <= now => {
+            // Missed slots collapse into one run: the latest slot not after `now`.
+            let mut slot = next;
+            while let Some(n) = schedule.next_after(slot).filter(|n| *n <= now) {
+                slot = n;
+            }
+            Due::Run { slot }
+        }
+        Some(at) => Due::Wait { at },
+        None => Due::Never,
+    }
+}
+
+impl Jobs {
+    /// One pass of the scheduler: start what is due; returns when to look again.
+    pub async fn tick(self: &Arc<Self>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let mut earliest: Option<DateTime<Utc>> = None;
+        for job in self.db.jobs().await? {
+            let until = self.db.scheduled_until(&job.id).await?;
+            match due(&job, until, now) {
+                Due::Run { slot } => {
+                    self.db.set_scheduled_until(&job.id, slot).await?;
+                    match self.run(&job.id, "schedule").await {
+                        Ok(r) => {
+                            tracing::info!(job = %job.id, record = %r.id, %slot, "scheduled run started")
+                        }
+                        Err(e) => {
+                            tracing::warn!(job = %job.id, error = %e, "scheduled run not started")
+                        }
+                    }
+                    if let Due::Wait { at } = due(&job, Some(slot), now) {
+                        earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                    }
+                }
+                Due::Wait { at } => earliest = Some(earliest.map_or(at, |e| e.min(at))),
+                Due::Never => {}
+            }
+        }
+        Ok(earliest)
+    }
+
+    /// The scheduler: runs until `shutdown` resolves, then asks running records to stop and
+    /// waits (up to `grace`) for them to be recorded as failed.
+    pub async fn scheduler(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()>,
+        grace: Duration,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let next = match self.tick(Utc::now()).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler pass failed");
+                    None
+                }
+            };
+            let wait = next
+                .and_then(|t| (t - Utc::now()).to_std().ok())
+                .unwrap_or(Duration::from_secs(60))
+                .min(Duration::from_secs(60));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let flags: Vec<Arc<AtomicBool>> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for f in &flags {
+            f.store(true, Ordering::Relaxed);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn job(schedule: Option<&str>, enabled: bool) -> Job {
+        let t = Utc.with_ymd_and_hms(2026, 3, 1, 0, 30, 0).unwrap();
+        Job {
+            id: "j".into(),
+            name: "j".into(),
+            node_id: "local".into(),
+            sources: vec![],
+            volumes: vec![],
+            schedule: schedule.map(str::to_string),
+            timezone: "UTC".into(),
+            retention_count: None,
+            retention_days: None,
+            retention: None,
+            dest_path: None,
+            repository_id: None,
+            encrypted: true,
+            enabled,
+            created_at: t,
+            updated_at: t,
+            last_run: None,
+            last_status: None,
+            next_run: None,
+        }
+    }
+
+    fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, d, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn a_job_fires_at_its_times_and_missed_runs_collapse_into_one() {
+        let j = job(Some("0 3 * * *"), true);
+        assert_eq!(due(&j, None, at(1, 2, 59)), Due::Wait { at: at(1, 3, 0) });
+        assert_eq!(due(&j, None, at(1, 3, 0)), Due::Run { slot: at(1, 3, 0) });
+        // After running the 03:00 slot, the next is tomorrow.
+        assert_eq!(
+            due(&j, Some(at(1, 3, 0)), at(1, 3, 1)),
+            Due::Wait { at: at(2, 3, 0) }
+        );
+        // Down for three days: one run, for the latest missed slot.
+        assert_eq!(
+            due(&j, Some(at(1, 3, 0)), at(4, 12, 0)),
+            Due::Run { slot: at(4, 3, 0) }
+        );
+        assert_eq!(
+            due(&j, Some(at(4, 3, 0)), at(4, 12, 0)),
+            Due::Wait { at: at(5, 3, 0) }
+        );
+    }
+
+    #[test]
+    fn disabled_and_unscheduled_jobs_never_fire() {
+        assert_eq!(
+            due(&job(Some("* * * * *"), false), None, at(9, 0, 0)),
+            Due::Never
+        );
+        assert_eq!(due(&job(None, true), None, at(9, 0, 0)), Due::Never);
+    }
+
+    #[test]
+    fn time_zones_and_daylight_saving_are_respected() {
+        let mut j = job(Some("30 2 * * *"), true);
+        j.timezone = "Europe/Berlin".into();
+        // 2026-03-29: clocks jump from 02:00 to 03:00 in Berlin; 02:30 does not exist that day.
+        let before = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+        let Due::Wait { at: next } = due(&j, Some(before), before) else {
+            panic!()
+        };
+        assert!(
+            next > before && next < before + chrono::Duration::days(2),
+            "{next}"
+        );
+        // A normal day: 02:30 in Berlin (UTC+1) is 01:30 UTC.
+        let jan = Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap();
+        assert_eq!(
+            due(&j, Some(jan), jan),
+            Due::Wait {
+                at: Utc.with_ymd_and_hms(2026, 1, 11, 1, 30, 0).unwrap()
+            }
+        );
+    }
+}
