@@ -73,7 +73,7 @@ impl Jobs {
                 "marked records interrupted by a stop as failed"
             );
         }
-        // Copies a killed run left behind.
+        // Database copies and uploads a killed run left behind.
         let _ = std::fs::remove_dir_all(root.join("tmp"));
         Ok(Arc::new(Jobs {
             db,
