@@ -25,6 +25,7 @@ use chrono::Utc;
 use coffer_db::{Db, DbError, RecordQuery, RunOutcome};
 use coffer_types::{Event, Job, JobInput, JobUpdate, Record, Source, VerifyResult};
 
+pub use coffer_repo::sealed::sealed_len;
 pub use scheduler::{Due, due};
 pub use spec::{FieldError, Schedule};
 
@@ -397,7 +398,8 @@ impl Jobs {
         Ok(result)
     }
 
-    /// Stream the bytes `range` (start, length; `None`: all) of the record's canonical archive:
+    /// Stream the bytes `range` (start, length; `None`: all) of the record's canonical archive,
+    /// or with `sealed` the whole archive sealed with the repository key (`coffer decrypt`):
     /// the record, and a channel of chunks that ends with an error item if reading fails
     /// part-way. Dropping the receiver stops the reading; memory stays constant.
     pub async fn download(
@@ -405,13 +407,20 @@ impl Jobs {
         job_id: &str,
         rid: &str,
         range: Option<(u64, u64)>,
+        sealed: bool,
     ) -> Result<(
         Record,
         tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
     )> {
         let (record, dest, key) = self.usable(job_id, rid).await?;
+        if sealed && key.is_none() {
+            return Err(JobsError::Unusable(
+                "the job's repository is not encrypted: there is no key to seal the archive with"
+                    .into(),
+            ));
+        }
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
-        let (skip, take) = range.unwrap_or((0, u64::MAX));
+        let (skip, take) = range.filter(|_| !sealed).unwrap_or((0, u64::MAX));
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::task::spawn_blocking(move || {
             let mut out = ChannelWriter {
@@ -420,8 +429,18 @@ impl Jobs {
                 skip,
                 remaining: take,
             };
-            let result = runner::dump(&dest, key.as_deref(), &snapshot, &mut out)
-                .and_then(|()| out.flush_buf().map_err(|e| e.to_string()));
+            let result = if sealed {
+                let material = key.clone().unwrap_or_default();
+                coffer_repo::sealed::Sealer::new(&mut out, material.as_bytes())
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut sealer| {
+                        runner::dump(&dest, key.as_deref(), &snapshot, &mut sealer)?;
+                        sealer.finish().map(|_| ()).map_err(|e| e.to_string())
+                    })
+            } else {
+                runner::dump(&dest, key.as_deref(), &snapshot, &mut out)
+            }
+            .and_then(|()| out.flush_buf().map_err(|e| e.to_string()));
             // Stopping once the range is sent is not a failure.
             if let Err(e) = result
                 && out.remaining > 0

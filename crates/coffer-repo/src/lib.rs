@@ -53,6 +53,7 @@ pub mod prune;
 mod reader;
 mod repo;
 pub mod restore;
+pub mod sealed;
 pub mod sha256;
 pub mod snapshot;
 mod tree;

@@ -82,6 +82,15 @@ enum Command {
     Key(KeyCommand),
     /// Run the Coffer server.
     Serve(ServeArgs),
+    /// Open a sealed archive (a download with `?encrypted=true`): the archive goes to stdout.
+    Decrypt {
+        /// File holding the key: the `backup_encryption_key` setting (its text, or the JSON
+        /// string as the API shows it).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// The sealed archive (default: stdin).
+        input: Option<PathBuf>,
+    },
 }
 
 /// Settings come, by priority, from these flags, `COFFER_*` variables, the config file, and
@@ -289,6 +298,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => crate::serve::run(a),
+        Command::Decrypt { key_file, input } => decrypt(&key_file, input.as_deref()),
         Command::Key(KeyCommand::Export) => {
             let repo = ctx.open()?;
             let key = repo
@@ -663,6 +673,25 @@ fn print_prune_text(r: &PruneReport) {
             println!("  {w}");
         }
     }
+}
+
+fn decrypt(key_file: &std::path::Path, input: Option<&std::path::Path>) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(key_file)
+        .with_context(|| format!("reading the key file {}", key_file.display()))?;
+    let text = text.trim();
+    let key = serde_json::from_str::<String>(text).unwrap_or_else(|_| text.to_string());
+    let mut reader: Box<dyn std::io::Read> = match input {
+        Some(p) => {
+            Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let stdout = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout);
+    coffer_repo::sealed::unseal(&mut reader, &mut out, key.as_bytes())
+        .context("the archive cannot be opened (nothing written is to be trusted)")?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

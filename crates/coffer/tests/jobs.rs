@@ -1138,3 +1138,100 @@ fn an_uploaded_archive_is_checked_then_restored_in_place() {
     );
     assert!(server.stop().success());
 }
+
+#[test]
+fn sealed_downloads_stay_encrypted_and_open_with_the_key() {
+    let env = start();
+    let src = source_tree(env.dir.path(), 1);
+    let job = env
+        .api
+        .create_job(&path_job("files", &src, json!({})))
+        .unwrap();
+    let record = run_to_end(&env.api, &job.id);
+    let (_, archive) = env.api.download_record(&job.id, &record.id).unwrap();
+    let get = |job: &str, rid: &str| {
+        reqwest::blocking::Client::new()
+            .get(format!(
+                "{}/api/backup-jobs/{job}/records/{rid}/download?encrypted=true",
+                env.server.url()
+            ))
+            .bearer_auth(&env.token)
+            .send()
+            .unwrap()
+    };
+    let r = get(&job.id, &record.id);
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-checksum-sha256"],
+        record.checksum.as_deref().unwrap()
+    );
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains(".tar.sealed")
+    );
+    let length: usize = r.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sealed = r.bytes().unwrap().to_vec();
+    assert_eq!(sealed.len(), length);
+    assert!(
+        !sealed.windows(5).any(|w| w == b"hello"),
+        "the file contents do not show"
+    );
+
+    // `coffer decrypt` opens it with the key an admin exports from the settings.
+    let key = env.dir.path().join("key.json");
+    let setting = env.api.setting("backup_encryption_key").unwrap().value;
+    std::fs::write(&key, setting.to_string()).unwrap();
+    let sealed_file = env.dir.path().join("archive.tar.sealed");
+    std::fs::write(&sealed_file, &sealed).unwrap();
+    let decrypt = |file: &Path| {
+        std::process::Command::new(BIN)
+            .args([
+                "decrypt",
+                "--key-file",
+                key.to_str().unwrap(),
+                file.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = decrypt(&sealed_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sha256(&out.stdout), record.checksum.clone().unwrap());
+    assert_eq!(out.stdout, archive);
+
+    // A changed byte, a cut, or the wrong key: refused, exit 2 with a message.
+    let mut bad = sealed.clone();
+    bad[sealed.len() / 2] ^= 1;
+    std::fs::write(&sealed_file, &bad).unwrap();
+    let out = decrypt(&sealed_file);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("damaged"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&sealed_file, &sealed[..sealed.len() - 100]).unwrap();
+    assert_eq!(decrypt(&sealed_file).status.code(), Some(2));
+    std::fs::write(&sealed_file, &sealed).unwrap();
+    std::fs::write(&key, "\"another key\"").unwrap();
+    assert_eq!(decrypt(&sealed_file).status.code(), Some(2));
+
+    // An unencrypted job has no key to seal with.
+    let plain = env
+        .api
+        .create_job(&path_job("plain", &src, json!({"encrypted": false})))
+        .unwrap();
+    let rec = run_to_end(&env.api, &plain.id);
+    assert_eq!(get(&plain.id, &rec.id).status(), 409);
+    assert!(env.server.stop().success());
+}

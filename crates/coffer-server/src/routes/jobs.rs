@@ -176,9 +176,18 @@ pub async fn verify(
     Ok(Json(state.jobs.verify(&id, &rid).await?))
 }
 
-/// The record's canonical tar archive, streamed; its SHA-256 is the record's checksum.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadParams {
+    /// Seal the archive with the repository key (see docs/repository-format.md, "Sealed
+    /// archives"); `coffer decrypt --key-file K` opens it. Ranges are not served sealed.
+    encrypted: Option<bool>,
+}
+
+/// The record's canonical tar archive, streamed; its SHA-256 is the record's checksum (also
+/// for `?encrypted=true`, of the archive inside).
 #[utoipa::path(get, path = "/api/backup-jobs/{id}/records/{rid}/download", tag = "jobs", security(("bearer" = ["operator"])),
-    params(("id" = String, Path, description = "Job id"), ("rid" = String, Path, description = "Record id")),
+    params(("id" = String, Path, description = "Job id"), ("rid" = String, Path, description = "Record id"), DownloadParams),
     responses((status = 200, description = "The archive (application/x-tar), with X-Checksum-Sha256", content_type = "application/x-tar"),
         (status = 206, description = "The bytes a `Range: bytes=...` header asked for", content_type = "application/x-tar"),
         (status = 416, body = ErrorBody, description = "The range lies outside the archive"),
@@ -187,23 +196,27 @@ pub async fn download(
     State(state): State<Arc<AppState>>,
     _: Auth<Operator>,
     Path((id, rid)): Path<(String, String)>,
+    Query(q): Query<DownloadParams>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let record = state.jobs.record(&id, &rid).await?;
     let size = record.size_bytes.unwrap_or_default();
+    let sealed = q.encrypted.unwrap_or(false);
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(r) => byte_range(r, size)?,
-        None => None,
+        Some(r) if !sealed => byte_range(r, size)?,
+        _ => None,
     };
-    let (record, chunks) = state.jobs.download(&id, &rid, range).await?;
+    let (record, chunks) = state.jobs.download(&id, &rid, range, sealed).await?;
     let stream = tokio_stream::wrappers::ReceiverStream::new(chunks);
     let filename = format!(
-        "coffer-{}-{}.tar",
+        "coffer-{}-{}.tar{}",
         record.started_at.format("%Y%m%dT%H%M%SZ"),
-        &record.id[..8.min(record.id.len())]
+        &record.id[..8.min(record.id.len())],
+        if sealed { ".sealed" } else { "" }
     );
     let (status, length) = match range {
         Some((_, len)) => (StatusCode::PARTIAL_CONTENT, len),
+        None if sealed => (StatusCode::OK, coffer_jobs::sealed_len(size)),
         None => (StatusCode::OK, size),
     };
     let mut res = (
