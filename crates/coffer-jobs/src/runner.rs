@@ -68,14 +68,11 @@ fn item(
     keep_unreadable: bool,
 ) -> Result<BackupItem, String> {
     match source {
-        Source::Path { path, exclude } if exclude.is_empty() => {
+        Source::Path { path, .. } => {
             let p = Path::new(path);
             std::fs::symlink_metadata(p).map_err(|e| format!("source {path}: {e}"))?;
             BackupItem::path(p).map_err(|e| format!("source {path}: {e}"))
         }
-        Source::Path { path, .. } => Err(format!(
-            "source {path}: exclude patterns are not supported by this version"
-        )),
         Source::Sqlite { path } => {
             std::fs::create_dir_all(scratch_dir)
                 .map_err(|e| format!("creating {}: {e}", scratch_dir.display()))?;

@@ -85,6 +85,12 @@ fn check_sources(sources: &[Source]) -> Result<(), FieldError> {
     }
     for s in sources {
         match s {
+            Source::Path { exclude, .. } if !exclude.is_empty() => {
+                return Err(field(
+                    "sources",
+                    "exclude patterns are not supported by this version yet",
+                ));
+            }
             Source::Path { path, .. } | Source::Sqlite { path } => {
                 let p = Path::new(path);
                 if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {

@@ -287,6 +287,10 @@ fn job_input_is_validated_field_by_field() {
         (json!({"dest_path": "/etc/coffer"}), "dest_path"),
         (json!({"node_id": "elsewhere"}), "node_id"),
         (json!({"volumes": ["bad name!"]}), "volumes"),
+        (
+            json!({"sources": [{"type": "path", "path": "/srv", "exclude": ["*.tmp"]}]}),
+            "sources",
+        ),
     ] {
         let (status, msg) = err(env.api.create_job(&path_job("j", &src, extra.clone())));
         assert_eq!(status, StatusCode::BAD_REQUEST, "{extra}");
