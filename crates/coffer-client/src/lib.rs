@@ -101,6 +101,16 @@ impl RawResponse {
     }
 }
 
+/// Query parameters: those that are given.
+fn query<const N: usize>(
+    pairs: [(&'static str, Option<String>); N],
+) -> Vec<(&'static str, String)> {
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+}
+
 /// The error an unsuccessful answer carries.
 fn api_error(res: reqwest::blocking::Response) -> ClientError {
     let status = res.status();
@@ -382,19 +392,12 @@ impl Client {
     }
 
     pub fn records(&self, job: &str, f: &RecordFilter) -> Result<Vec<Record>> {
-        let mut q: Vec<(&str, String)> = vec![];
-        if let Some(s) = f.status {
-            q.push(("status", s.as_str().to_string()));
-        }
-        if let Some(t) = f.since {
-            q.push(("since", t.to_rfc3339()));
-        }
-        if let Some(t) = f.until {
-            q.push(("until", t.to_rfc3339()));
-        }
-        if let Some(l) = f.limit {
-            q.push(("limit", l.to_string()));
-        }
+        let q = query([
+            ("status", f.status.map(|s| s.as_str().to_string())),
+            ("since", f.since.map(|t| t.to_rfc3339())),
+            ("until", f.until.map(|t| t.to_rfc3339())),
+            ("limit", f.limit.map(|l| l.to_string())),
+        ]);
         self.send(
             self.request(Method::GET, &format!("/api/backup-jobs/{job}/records"))
                 .query(&q),
@@ -509,22 +512,13 @@ impl Client {
     }
 
     pub fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        let mut q: Vec<(&str, String)> = vec![];
-        if let Some(t) = f.since {
-            q.push(("since", t.to_rfc3339()));
-        }
-        if let Some(t) = f.until {
-            q.push(("until", t.to_rfc3339()));
-        }
-        if let Some(u) = &f.user {
-            q.push(("user", u.clone()));
-        }
-        if let Some(a) = &f.action {
-            q.push(("action", a.clone()));
-        }
-        if let Some(l) = f.limit {
-            q.push(("limit", l.to_string()));
-        }
+        let q = query([
+            ("since", f.since.map(|t| t.to_rfc3339())),
+            ("until", f.until.map(|t| t.to_rfc3339())),
+            ("user", f.user.clone()),
+            ("action", f.action.clone()),
+            ("limit", f.limit.map(|l| l.to_string())),
+        ]);
         self.send(self.request(Method::GET, "/api/audit").query(&q))
     }
 }

@@ -39,6 +39,16 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| DbError::Corrupt(format!("{what}: {e}")))
 }
 
+fn sources_json(j: &Job) -> String {
+    serde_json::to_string(&j.sources).expect("sources serialize")
+}
+
+fn retention_json(j: &Job) -> Option<String> {
+    j.retention
+        .as_ref()
+        .map(|r| serde_json::to_string(r).expect("retention serializes"))
+}
+
 fn count(v: Option<i64>) -> Option<u32> {
     v.and_then(|n| u32::try_from(n).ok())
 }
@@ -163,12 +173,12 @@ impl Db {
         .bind(&j.id)
         .bind(&j.name)
         .bind(&j.node_id)
-        .bind(serde_json::to_string(&j.sources).expect("sources serialize"))
+        .bind(sources_json(j))
         .bind(&j.schedule)
         .bind(&j.timezone)
         .bind(j.retention_count.map(i64::from))
         .bind(j.retention_days.map(i64::from))
-        .bind(j.retention.as_ref().map(|r| serde_json::to_string(r).expect("retention serializes")))
+        .bind(retention_json(j))
         .bind(&j.dest_path)
         .bind(&j.repository_id)
         .bind(j.encrypted)
@@ -207,12 +217,12 @@ impl Db {
         )
         .bind(&j.id)
         .bind(&j.name)
-        .bind(serde_json::to_string(&j.sources).expect("sources serialize"))
+        .bind(sources_json(j))
         .bind(&j.schedule)
         .bind(&j.timezone)
         .bind(j.retention_count.map(i64::from))
         .bind(j.retention_days.map(i64::from))
-        .bind(j.retention.as_ref().map(|r| serde_json::to_string(r).expect("retention serializes")))
+        .bind(retention_json(j))
         .bind(j.enabled)
         .bind(ts(Utc::now()))
         .execute(self.pool())

@@ -187,11 +187,16 @@ impl Jobs {
         if !job.encrypted {
             return Ok(None);
         }
-        let fresh = serde_json::Value::String(hex::encode(random_key()));
-        let v = self
-            .db
-            .setting_or_insert(ENCRYPTION_KEY_SETTING, &fresh)
-            .await?;
+        // Read first: only the very first use writes (the insert is atomic if two race).
+        let v = match self.db.setting(ENCRYPTION_KEY_SETTING).await? {
+            Some(v) => v,
+            None => {
+                let fresh = serde_json::Value::String(hex::encode(random_key()));
+                self.db
+                    .setting_or_insert(ENCRYPTION_KEY_SETTING, &fresh)
+                    .await?
+            }
+        };
         match v.value {
             serde_json::Value::String(k) if !k.is_empty() => Ok(Some(k)),
             _ => Err(JobsError::Unusable(format!(
@@ -368,8 +373,12 @@ impl Jobs {
         .map_err(JobsError::Repository)
     }
 
-    /// A successful record's job, repository and key.
-    async fn usable(&self, job_id: &str, rid: &str) -> Result<(Record, PathBuf, Option<String>)> {
+    /// A successful record, its job, repository and key.
+    async fn usable(
+        &self,
+        job_id: &str,
+        rid: &str,
+    ) -> Result<(Record, Job, PathBuf, Option<String>)> {
         let record = self.db.record(job_id, rid).await?;
         if record.snapshot_id.is_none() {
             return Err(JobsError::Unusable(format!(
@@ -379,12 +388,13 @@ impl Jobs {
         }
         let job = self.db.job(job_id).await?;
         let key = self.key(&job).await?;
-        Ok((record, Self::dest(&job)?, key))
+        let dest = Self::dest(&job)?;
+        Ok((record, job, dest, key))
     }
 
     /// Re-read the record's snapshot completely and recompute its archive checksum.
     pub async fn verify(&self, job_id: &str, rid: &str) -> Result<VerifyResult> {
-        let (record, dest, key) = self.usable(job_id, rid).await?;
+        let (record, _, dest, key) = self.usable(job_id, rid).await?;
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
         let expected = record.checksum.clone().unwrap_or_default();
         let result = tokio::task::spawn_blocking(move || {
@@ -412,7 +422,7 @@ impl Jobs {
         Record,
         tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
     )> {
-        let (record, dest, key) = self.usable(job_id, rid).await?;
+        let (record, _, dest, key) = self.usable(job_id, rid).await?;
         if sealed && key.is_none() {
             return Err(JobsError::Unusable(
                 "the job's repository is not encrypted: there is no key to seal the archive with"
@@ -473,10 +483,6 @@ impl Jobs {
             .map_err(JobsError::Repository)?;
         }
         Ok(())
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

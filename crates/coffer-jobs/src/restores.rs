@@ -1,7 +1,7 @@
 //! Restores: of a record (in place after a safety record, or elsewhere) and of an uploaded
 //! archive; each a task recorded in `restore_tasks` and announced when it ends.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use coffer_db::RunOutcome;
@@ -18,27 +18,12 @@ impl Jobs {
         rid: &str,
         req: RestoreRequest,
     ) -> Result<RestoreTask> {
-        let (record, dest, key) = self.usable(job_id, rid).await?;
-        let job = self.db.job(job_id).await?;
+        let (record, job, dest, key) = self.usable(job_id, rid).await?;
         for p in &req.paths {
-            let path = Path::new(p);
-            if !path.is_absolute()
-                || path
-                    .components()
-                    .any(|c| c == std::path::Component::ParentDir)
-            {
-                return Err(FieldError {
-                    field: "paths",
-                    message: format!("{p:?} must be an absolute path without '..'"),
-                }
-                .into());
-            }
+            spec::absolute("paths", p)?;
         }
         let target = match &req.target {
-            Some(t) => Some(spec::confine(t, &self.root).map_err(|e| FieldError {
-                field: "target",
-                message: e.message,
-            })?),
+            Some(t) => Some(spec::confine("target", t, &self.root)?),
             None => None,
         };
         let plan =

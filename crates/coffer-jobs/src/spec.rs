@@ -33,12 +33,7 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn parse(expr: &str, timezone: &str) -> Result<Schedule, FieldError> {
-        let tz = Tz::from_str(timezone).map_err(|_| {
-            field(
-                "timezone",
-                format!("{timezone:?} is not an IANA time zone (e.g. UTC, Europe/Berlin)"),
-            )
-        })?;
+        let tz = time_zone(timezone)?;
         let cron = CronParser::builder()
             .seconds(Seconds::Disallowed)
             .year(Year::Disallowed)
@@ -69,11 +64,40 @@ pub fn schedule_of(job: &Job) -> Option<Schedule> {
         .and_then(|s| Schedule::parse(s, &job.timezone).ok())
 }
 
+fn time_zone(timezone: &str) -> Result<Tz, FieldError> {
+    Tz::from_str(timezone).map_err(|_| {
+        field(
+            "timezone",
+            format!("{timezone:?} is not an IANA time zone (e.g. UTC, Europe/Berlin)"),
+        )
+    })
+}
+
 fn check_schedule(schedule: Option<&str>, timezone: &str) -> Result<(), FieldError> {
     match schedule {
         Some(s) => Schedule::parse(s, timezone).map(|_| ()),
-        None => Schedule::parse("@daily", timezone).map(|_| ()),
+        None => time_zone(timezone).map(|_| ()),
     }
+}
+
+fn job_name(name: &str) -> Result<String, FieldError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(field("name", "give the job a name of 1 to 200 characters"));
+    }
+    Ok(name.to_string())
+}
+
+/// `path` must be absolute and without `..` (reported under `field`).
+pub fn absolute(field_name: &'static str, path: &str) -> Result<(), FieldError> {
+    let p = Path::new(path);
+    if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+        return Err(field(
+            field_name,
+            format!("{path:?} must be an absolute path without '..'"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_sources(sources: &[Source]) -> Result<(), FieldError> {
@@ -91,15 +115,7 @@ fn check_sources(sources: &[Source]) -> Result<(), FieldError> {
                     "exclude patterns are not supported by this version yet",
                 ));
             }
-            Source::Path { path, .. } | Source::Sqlite { path } => {
-                let p = Path::new(path);
-                if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
-                    return Err(field(
-                        "sources",
-                        format!("{path:?} must be an absolute path without '..'"),
-                    ));
-                }
-            }
+            Source::Path { path, .. } | Source::Sqlite { path } => absolute("sources", path)?,
             Source::Volume { name } => {
                 let ok = name.len() <= 255
                     && name
@@ -133,10 +149,10 @@ fn check_retention(count: Option<u32>, days: Option<u32>) -> Result<(), FieldErr
 
 /// `dest` resolved against `root` and proven to stay inside it: no `..`, and no symlink on the
 /// way that leads out.
-pub fn confine(dest: &str, root: &Path) -> Result<PathBuf, FieldError> {
+pub fn confine(field_name: &'static str, dest: &str, root: &Path) -> Result<PathBuf, FieldError> {
     let outside = || {
         field(
-            "dest_path",
+            field_name,
             format!(
                 "{dest:?} is outside the allowed directory {}",
                 root.display()
@@ -145,16 +161,16 @@ pub fn confine(dest: &str, root: &Path) -> Result<PathBuf, FieldError> {
     };
     let p = Path::new(dest);
     if p.components().any(|c| c == Component::ParentDir) {
-        return Err(field("dest_path", "'..' is not allowed"));
+        return Err(field(field_name, "'..' is not allowed"));
     }
-    let root = std::fs::canonicalize(root).map_err(|e| field("dest_path", e.to_string()))?;
+    let root = std::fs::canonicalize(root).map_err(|e| field(field_name, e.to_string()))?;
     let joined = root.join(p);
     // The deepest part that exists must resolve inside the root.
     let mut existing = joined.as_path();
     while !existing.exists() {
         existing = existing.parent().ok_or_else(outside)?;
     }
-    let real = std::fs::canonicalize(existing).map_err(|e| field("dest_path", e.to_string()))?;
+    let real = std::fs::canonicalize(existing).map_err(|e| field(field_name, e.to_string()))?;
     if !real.starts_with(&root) || !joined.starts_with(&root) {
         return Err(outside());
     }
@@ -163,10 +179,7 @@ pub fn confine(dest: &str, root: &Path) -> Result<PathBuf, FieldError> {
 
 /// A new job from `input`, with id `id`; `root` is where local repositories may live.
 pub fn new_job(input: JobInput, id: String, root: &Path) -> Result<Job, FieldError> {
-    let name = input.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(field("name", "give the job a name of 1 to 200 characters"));
-    }
+    let name = job_name(&input.name)?;
     let node_id = input.node_id.unwrap_or_else(|| "local".into());
     if node_id != "local" {
         return Err(field(
@@ -193,8 +206,8 @@ pub fn new_job(input: JobInput, id: String, root: &Path) -> Result<Job, FieldErr
         ));
     }
     let dest = match &input.dest_path {
-        Some(d) => confine(d, root)?,
-        None => confine(&format!("backups/{id}"), root)?,
+        Some(d) => confine("dest_path", d, root)?,
+        None => confine("dest_path", &format!("backups/{id}"), root)?,
     };
     let now = Utc::now();
     Ok(Job {
@@ -223,11 +236,7 @@ pub fn new_job(input: JobInput, id: String, root: &Path) -> Result<Job, FieldErr
 /// `job` with the fields of `u` replaced.
 pub fn update_job(mut job: Job, u: JobUpdate) -> Result<Job, FieldError> {
     if let Some(name) = u.name {
-        let name = name.trim().to_string();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(field("name", "give the job a name of 1 to 200 characters"));
-        }
-        job.name = name;
+        job.name = job_name(&name)?;
     }
     if u.sources.is_some() || u.volumes.is_some() {
         // `volumes` replaces the volume sources; `sources` replaces all of them.
@@ -299,15 +308,27 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
         assert!(
-            confine("backups/a", r)
+            confine("dest_path", "backups/a", r)
                 .unwrap()
                 .starts_with(std::fs::canonicalize(r).unwrap())
         );
-        assert_eq!(confine("../x", r).unwrap_err().field, "dest_path");
-        assert_eq!(confine("/etc", r).unwrap_err().field, "dest_path");
+        assert_eq!(
+            confine("dest_path", "../x", r).unwrap_err().field,
+            "dest_path"
+        );
+        assert_eq!(
+            confine("dest_path", "/etc", r).unwrap_err().field,
+            "dest_path"
+        );
         std::os::unix::fs::symlink("/tmp", r.join("escape")).unwrap();
-        assert_eq!(confine("escape/x", r).unwrap_err().field, "dest_path");
+        assert_eq!(
+            confine("dest_path", "escape/x", r).unwrap_err().field,
+            "dest_path"
+        );
         let inside = std::fs::canonicalize(r).unwrap().join("b/c");
-        assert_eq!(confine(inside.to_str().unwrap(), r).unwrap(), inside);
+        assert_eq!(
+            confine("dest_path", inside.to_str().unwrap(), r).unwrap(),
+            inside
+        );
     }
 }

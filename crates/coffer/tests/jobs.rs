@@ -968,58 +968,33 @@ fn live_events_tell_about_runs_restores_and_failed_verifies() {
     if let tungstenite::stream::MaybeTlsStream::Plain(s) = socket.get_mut() {
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     }
-    let mut next = || -> serde_json::Value {
+    // Each message is one event: its name, job, record, and for restores the restore.
+    let mut next = || -> (String, String, String, Option<String>, Option<String>) {
         loop {
-            match socket.read().unwrap() {
-                tungstenite::Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-                _ => continue,
+            if let tungstenite::Message::Text(t) = socket.read().unwrap() {
+                let e: coffer_types::Event = serde_json::from_str(&t).unwrap();
+                return (e.event, e.job_id, e.record_id, e.restore_id, e.error);
             }
         }
     };
+    let event = |name: &str, record: &str| (name.to_string(), job.id.clone(), record.to_string());
 
     let ok = run_to_end(&env.api, &job.id);
     let (a, b) = (next(), next());
-    assert_eq!(
-        (
-            a["event"].as_str(),
-            a["record_id"].as_str(),
-            a["job_id"].as_str()
-        ),
-        (
-            Some("backup.started"),
-            Some(ok.id.as_str()),
-            Some(job.id.as_str())
-        )
-    );
-    assert_eq!(
-        (b["event"].as_str(), b["record_id"].as_str()),
-        (Some("backup.completed"), Some(ok.id.as_str()))
-    );
+    assert_eq!((a.0, a.1, a.2), event("backup.started", &ok.id));
+    assert_eq!((b.0, b.1, b.2), event("backup.completed", &ok.id));
 
     std::fs::rename(&src, env.dir.path().join("gone")).unwrap();
     let failed = run_to_end(&env.api, &job.id);
     let (_, f) = (next(), next());
-    assert_eq!(
-        (f["event"].as_str(), f["record_id"].as_str()),
-        (Some("backup.failed"), Some(failed.id.as_str()))
-    );
-    assert!(f["error"].as_str().unwrap().contains("src"));
+    assert_eq!((f.0, f.1, f.2), event("backup.failed", &failed.id));
+    assert!(f.4.unwrap().contains("src"));
     std::fs::rename(env.dir.path().join("gone"), &src).unwrap();
 
     let task = restore(&env.api, &job.id, &ok.id, json!({"target": "elsewhere"}));
     let r = next();
-    assert_eq!(
-        (
-            r["event"].as_str(),
-            r["restore_id"].as_str(),
-            r["record_id"].as_str()
-        ),
-        (
-            Some("restore.completed"),
-            Some(task.id.as_str()),
-            Some(ok.id.as_str())
-        )
-    );
+    assert_eq!((r.0, r.1, r.2), event("restore.completed", &ok.id));
+    assert_eq!(r.3, Some(task.id));
 
     // Damage every pack: the verify fails, and says so.
     for (pack, _) in packs(job.dest_path.as_deref().unwrap()) {
@@ -1030,10 +1005,7 @@ fn live_events_tell_about_runs_restores_and_failed_verifies() {
     }
     assert!(!env.api.verify_record(&job.id, &ok.id).unwrap().ok);
     let v = next();
-    assert_eq!(
-        (v["event"].as_str(), v["record_id"].as_str()),
-        (Some("verify.failed"), Some(ok.id.as_str()))
-    );
+    assert_eq!((v.0, v.1, v.2), event("verify.failed", &ok.id));
     socket.close(None).unwrap();
     assert!(env.server.stop().success());
 }
