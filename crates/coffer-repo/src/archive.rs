@@ -266,18 +266,21 @@ pub(crate) struct ArchiveWalk<'a> {
 
 impl<'a> ArchiveWalk<'a> {
     pub fn new(reader: &'a BlobReader<'a>, root: &Id) -> Result<Self> {
-        let tree = reader.tree(root)?;
+        Ok(Self::of_tree(reader, reader.tree(root)?))
+    }
+
+    pub fn of_tree(reader: &'a BlobReader<'a>, tree: Arc<Tree>) -> Self {
         let root = Frame {
             tree,
             pos: 0,
             path: vec![],
             node: None,
         };
-        Ok(ArchiveWalk {
+        ArchiveWalk {
             reader,
             stack: vec![root],
             links: HardLinks::default(),
-        })
+        }
     }
 
     pub fn next_entry(&mut self) -> Result<Option<ArchiveEntry>> {
@@ -353,6 +356,25 @@ pub(crate) fn write_archive(
     reader: &BlobReader,
     root: &Id,
     out: &mut dyn Write,
+    damage: Option<&mut Vec<Damage>>,
+) -> Result<u64> {
+    write_tree(reader, reader.tree(root)?, out, damage)
+}
+
+/// Write the archive of the directory `node` of a snapshot: its contents as `./<path>`, then
+/// itself as `./` (what Docker's archive endpoint takes to fill a volume, owner and mode of its
+/// top directory included). Every blob is checked as it is read; damage is an error.
+pub(crate) fn write_dir(reader: &BlobReader, node: &Node, out: &mut dyn Write) -> Result<u64> {
+    let mut top = node.clone();
+    top.name = b".".to_vec();
+    let tree = Arc::new(Tree { nodes: vec![top] });
+    write_tree(reader, tree, out, None)
+}
+
+fn write_tree(
+    reader: &BlobReader,
+    root: Arc<Tree>,
+    out: &mut dyn Write,
     mut damage: Option<&mut Vec<Damage>>,
 ) -> Result<u64> {
     use crossbeam_channel::{Sender, bounded};
@@ -372,7 +394,7 @@ pub(crate) fn write_archive(
             });
         }
         let producer = s.spawn(move || -> Result<()> {
-            let mut walk = ArchiveWalk::new(reader, root)?;
+            let mut walk = ArchiveWalk::of_tree(reader, root);
             let hung_up = || Error::Interrupted;
             while let Some(entry) = walk.next_entry()? {
                 let header = entry_header(&entry.path, &entry.node, entry.link.as_deref());

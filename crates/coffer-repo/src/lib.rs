@@ -132,6 +132,34 @@ pub fn dump(repo: &Repository, snapshot_id: &Id, out: &mut dyn Write) -> Result<
     })
 }
 
+/// Write a tar archive of the directory at `path` inside a snapshot (a volume's folder, say)
+/// to `out`, with entry paths relative to it: `./<path>` for its contents, then `./` for the
+/// directory itself. Returns the archive size.
+pub fn dump_dir(
+    repo: &Repository,
+    snapshot_id: &Id,
+    path: &str,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let _lock = lock::acquire(repo, LockKind::Read)?;
+    let snap = snapshot::load(repo, snapshot_id)?;
+    let index = index::Index::load(repo)?;
+    let reader = reader::BlobReader::new(repo, &index);
+    let missing = || Error::Invalid(format!("{path} is not a directory of this snapshot"));
+    let mut node: Option<Node> = None;
+    let mut tree = reader.tree(&snap.tree)?;
+    for name in path.split('/').filter(|c| !c.is_empty()) {
+        let n = tree.find(name.as_bytes()).cloned().ok_or_else(missing)?;
+        if n.kind != NodeKind::Dir {
+            return Err(missing());
+        }
+        tree = reader.tree(&n.subtree.ok_or_else(missing)?)?;
+        node = Some(n);
+    }
+    let node = node.ok_or_else(missing)?;
+    archive::write_dir(&reader, &node, out)
+}
+
 /// Locks held right now by live processes.
 pub fn live_locks(repo: &Repository) -> Result<Vec<LockInfo>> {
     Ok(lock::live_locks(repo)?

@@ -39,6 +39,9 @@ pub enum Source {
     Path(PathBuf),
     /// A byte stream stored as one regular file (a database dump, stdin).
     Stream(Box<dyn Read + Send>),
+    /// A tar stream whose entries become a directory tree (a Docker volume read through the
+    /// engine's archive endpoint). Entry paths are relative to the item; `.` is the item itself.
+    Tar(Box<dyn Read + Send>),
 }
 
 impl std::fmt::Debug for Source {
@@ -46,6 +49,7 @@ impl std::fmt::Debug for Source {
         match self {
             Source::Path(p) => write!(f, "Path({})", p.display()),
             Source::Stream(_) => f.write_str("Stream"),
+            Source::Tar(_) => f.write_str("Tar"),
         }
     }
 }
@@ -106,6 +110,7 @@ impl BackupItem {
         let label = match &source {
             Source::Path(p) => p.display().to_string(),
             Source::Stream(_) => format!("stdin:{name}"),
+            Source::Tar(_) => format!("tar:{name}"),
         };
         Ok(BackupItem {
             components,

@@ -28,6 +28,8 @@ use crate::reader::BlobReader;
 use crate::repo::Repository;
 use crate::tree::{Content, Node, NodeKind, Tree};
 
+mod tar_tree;
+
 /// Bytes read from a file at a time.
 const READ_BUF: usize = 4 * 1024 * 1024;
 /// Messages, and content bytes, per batch sent to the hasher.
@@ -262,7 +264,9 @@ impl<'a> Walker<'a> {
         match root.source.take() {
             // The whole filesystem ("/"): its entries are the snapshot's top level.
             Some(Source::Path(p)) => self.walk_dir(&p, b"", parent),
-            Some(Source::Stream(_)) => Err(Error::Invalid("a stream needs a name".into())),
+            Some(Source::Stream(_) | Source::Tar(_)) => {
+                Err(Error::Invalid("a stream needs a name".into()))
+            }
             None => self.walk_virtual(&mut root, b"", parent),
         }
     }
@@ -285,6 +289,7 @@ impl<'a> Walker<'a> {
             let node = match child.source.take() {
                 Some(Source::Path(p)) => self.entry(&p, name, &apath, prev.as_ref(), true)?,
                 Some(Source::Stream(r)) => Some(self.stream(name, &apath, r)?),
+                Some(Source::Tar(r)) => Some(self.tar(name, &apath, r, prev.as_ref())?),
                 None => {
                     let mut node = match child.disk_path.as_ref().map(fs::metadata) {
                         Some(Ok(m)) if m.is_dir() => meta_node(name, &m, NodeKind::Dir),
