@@ -11,6 +11,9 @@
 //! the job, that mark and the current time ([`due`]), tested with fixed clocks.
 
 mod restores;
+mod volumes;
+
+pub use volumes::docker_check;
 pub mod runner;
 mod scheduler;
 pub mod spec;
@@ -44,6 +47,9 @@ pub enum JobsError {
     /// The repository could not be read or written.
     #[error("{0}")]
     Repository(String),
+    /// What a restore would overwrite is in use (a volume of a running container).
+    #[error("{0}")]
+    Busy(String),
 }
 
 pub type Result<T, E = JobsError> = std::result::Result<T, E>;
@@ -74,8 +80,9 @@ impl Jobs {
                 "marked records interrupted by a stop as failed"
             );
         }
-        // Database copies and uploads a killed run left behind.
+        // Database copies, uploads and temporary containers a killed run left behind.
         let _ = std::fs::remove_dir_all(root.join("tmp"));
+        tokio::spawn(volumes::remove_leftovers());
         Ok(Arc::new(Jobs {
             db,
             root,
@@ -433,12 +440,7 @@ impl Jobs {
         let (skip, take) = range.filter(|_| !sealed).unwrap_or((0, u64::MAX));
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::task::spawn_blocking(move || {
-            let mut out = ChannelWriter {
-                tx: tx.clone(),
-                buf: Vec::with_capacity(CHUNK),
-                skip,
-                remaining: take,
-            };
+            let mut out = ChannelWriter::new(tx, skip, take);
             let result = if sealed {
                 let material = key.clone().unwrap_or_default();
                 coffer_repo::sealed::Sealer::new(&mut out, material.as_bytes())
@@ -451,11 +453,8 @@ impl Jobs {
                 runner::dump(&dest, key.as_deref(), &snapshot, &mut out)
             }
             .and_then(|()| out.flush_buf().map_err(|e| e.to_string()));
-            // Stopping once the range is sent is not a failure.
-            if let Err(e) = result
-                && out.remaining > 0
-            {
-                let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+            if let Err(e) = result {
+                out.fail(e);
             }
         });
         Ok((record, rx))
@@ -552,7 +551,7 @@ const CHUNK: usize = 256 * 1024;
 /// `skip`, at most `remaining`): memory stays constant, and a receiver that went away (the
 /// client disconnected) or a window that is complete turns into a write error that stops the
 /// producer.
-struct ChannelWriter {
+pub(crate) struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
     buf: Vec<u8>,
     skip: u64,
@@ -560,7 +559,28 @@ struct ChannelWriter {
 }
 
 impl ChannelWriter {
-    fn flush_buf(&mut self) -> std::io::Result<()> {
+    pub(crate) fn new(
+        tx: tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+        skip: u64,
+        remaining: u64,
+    ) -> Self {
+        ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+            skip,
+            remaining,
+        }
+    }
+
+    /// End the stream with an error (unless the window was complete: that is no failure), so
+    /// that the receiver never takes a truncated stream for a whole one.
+    pub(crate) fn fail(&self, error: String) {
+        if self.remaining > 0 {
+            let _ = self.tx.blocking_send(Err(std::io::Error::other(error)));
+        }
+    }
+
+    pub(crate) fn flush_buf(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use coffer_db::RunOutcome;
-use coffer_types::{Job, Record, RestoreRequest, RestoreTask};
+use coffer_types::{Job, Record, RestoreRequest, RestoreTask, Source};
 
-use crate::{FieldError, Jobs, JobsError, Result, runner, spec};
+use crate::{FieldError, Jobs, JobsError, Result, runner, spec, volumes};
 
 impl Jobs {
     /// Restore a successful record: in place (after a `pre_restore` safety record of what is
@@ -27,10 +27,28 @@ impl Jobs {
             None => None,
         };
         let plan =
-            runner::plan_restore(&job.sources, &req.paths).map_err(|message| FieldError {
-                field: "paths",
-                message,
+            runner::plan_restore(&job.sources, &req.paths, &req.volumes).map_err(|message| {
+                FieldError {
+                    field: if req.volumes.is_empty() {
+                        "paths"
+                    } else {
+                        "volumes"
+                    },
+                    message,
+                }
             })?;
+        // In place, volumes that running containers use are refused now, or their containers
+        // stopped by the task.
+        let vols: Vec<String> = match target {
+            None => plan
+                .iter()
+                .filter_map(|r| r.volume().map(str::to_string))
+                .collect(),
+            Some(_) => vec![],
+        };
+        if !req.stop_containers {
+            volumes::make_unused(&vols, false).await?;
+        }
         // The safety record is started first: a running job makes the restore a conflict
         // before anything happens.
         let safety = match target {
@@ -50,7 +68,8 @@ impl Jobs {
             .await?;
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
         let t = task.id.clone();
-        self.spawn_restore(job, task.clone(), safety, move || {
+        let stop = (vols, req.stop_containers);
+        self.spawn_restore(job, task.clone(), safety, stop, move || {
             runner::restore(
                 &dest,
                 key.as_deref(),
@@ -91,7 +110,12 @@ impl Jobs {
                 "its SHA-256 is {sha}, not the {expected} that was given: the upload is damaged"
             )));
         }
-        let plan = runner::plan_restore(&job.sources, &[]).map_err(refuse)?;
+        let plan = runner::plan_restore(&job.sources, &[], &[]).map_err(refuse)?;
+        if plan.iter().any(|r| r.volume().is_some()) {
+            return Err(refuse(
+                "this job backs up Docker volumes, which are restored from its records: restore a record instead".into(),
+            ));
+        }
         let safety = match self
             .db
             .start_record(job_id, "pre_restore", job.encrypted)
@@ -105,33 +129,47 @@ impl Jobs {
         };
         let task = self.db.create_restore(job_id, "upload", "/", &[]).await?;
         let t = task.id.clone();
-        self.spawn_restore(job, task.clone(), Some(safety), move || {
-            let result = runner::restore_archive(&archive, &plan, &t);
-            let _ = std::fs::remove_file(&archive);
-            result
-        });
+        self.spawn_restore(
+            job,
+            task.clone(),
+            Some(safety),
+            (vec![], false),
+            move || {
+                let result = runner::restore_archive(&archive, &plan, &t);
+                let _ = std::fs::remove_file(&archive);
+                result
+            },
+        );
         Ok(task)
     }
 
-    /// Run a restore task: the safety record (if any) first, then `work` on the blocking pool;
-    /// the outcome is recorded and announced.
+    /// Run a restore task: the volumes in `in_use.0` made unused (their running containers
+    /// stopped when `in_use.1`, else refused), the safety record (if any), then `work` on the
+    /// blocking pool, and stopped containers started again; the outcome is recorded and
+    /// announced.
     fn spawn_restore(
         self: &Arc<Self>,
         job: Job,
         task: RestoreTask,
         safety: Option<Record>,
+        in_use: (Vec<String>, bool),
         work: impl FnOnce() -> std::result::Result<(u64, u64), String> + Send + 'static,
     ) {
         let jobs = self.clone();
         let tid = task.id.clone();
         tokio::spawn(async move {
+            let stopped = volumes::make_unused(&in_use.0, in_use.1).await;
             let outcome = async {
+                let stopped = stopped.as_ref().map_err(|e| e.to_string())?;
+                if !in_use.0.is_empty() {
+                    tracing::info!(restore = %tid, containers = stopped.len(), "volumes unused");
+                }
                 if let Some(s) = &safety {
                     jobs.db
                         .set_restore_phase(&tid, "safety_snapshot", Some(&s.id))
                         .await
                         .map_err(|e| e.to_string())?;
-                    let present = runner::existing(&job.sources);
+                    let present = existing(&job.sources).await;
                     if present.is_empty() {
                         // Nothing there to save (the data is gone, the usual reason to restore).
                         let nothing = RunOutcome::Failed {
@@ -158,6 +196,9 @@ impl Jobs {
                     .map_err(|e| e.to_string())?
             }
             .await;
+            if let Ok(stopped) = stopped {
+                volumes::start_again(stopped).await;
+            }
             match &outcome {
                 Ok(_) => tracing::info!(job = %job.id, restore = %tid, "restore finished"),
                 Err(e) => {
@@ -185,4 +226,21 @@ impl Jobs {
         self.db.job(job_id).await?;
         Ok(self.db.restores(job_id).await?)
     }
+}
+
+/// The job's sources that exist now (what a safety snapshot can save).
+async fn existing(sources: &[Source]) -> Vec<Source> {
+    let mut present = vec![];
+    for s in sources {
+        let here = match s {
+            Source::Path { path, .. } | Source::Sqlite { path } => {
+                std::fs::symlink_metadata(path).is_ok()
+            }
+            Source::Volume { name } => volumes::exists(name).await,
+        };
+        if here {
+            present.push(s.clone());
+        }
+    }
+    present
 }

@@ -16,6 +16,8 @@ use coffer_repo::{
 };
 use coffer_types::{Source, VerifyResult};
 
+use crate::volumes;
+
 /// The repository key is 256 random bits, not a human password: a light KDF is enough.
 const KDF: KdfParams = KdfParams {
     m_cost: 8 * 1024,
@@ -66,6 +68,7 @@ fn item(
     scratch_dir: &Path,
     scratch: &mut Scratch,
     keep_unreadable: bool,
+    labels: &mut BTreeMap<String, String>,
 ) -> Result<BackupItem, String> {
     match source {
         Source::Path { path, .. } => {
@@ -97,9 +100,7 @@ fn item(
             )
             .map_err(|e| format!("source {path}: {e}"))
         }
-        Source::Volume { name } => Err(format!(
-            "volume {name}: Docker volume sources are not supported by this version"
-        )),
+        Source::Volume { name } => volumes::backup_item(name, labels),
     }
 }
 
@@ -115,14 +116,14 @@ pub fn backup(
     scratch_dir: &Path,
     key: Option<&str>,
     sources: &[Source],
-    labels: BTreeMap<String, String>,
+    mut labels: BTreeMap<String, String>,
     keep_unreadable: bool,
     cancel: Arc<AtomicBool>,
 ) -> Result<BackupSummary, String> {
     let mut copies = Scratch(vec![]);
     let items = sources
         .iter()
-        .map(|s| item(s, scratch_dir, &mut copies, keep_unreadable))
+        .map(|s| item(s, scratch_dir, &mut copies, keep_unreadable, &mut labels))
         .collect::<Result<Vec<_>, _>>()?;
     let repo = open_or_init(dest, key)?;
     let opts = BackupOptions {
@@ -278,6 +279,8 @@ pub enum Restore {
     Path(PathBuf),
     /// A SQLite source's database file.
     Sqlite(PathBuf),
+    /// A Docker volume, by name.
+    Volume(String),
 }
 
 impl Restore {
@@ -286,55 +289,54 @@ impl Restore {
         match self {
             Restore::Path(p) => p.display().to_string(),
             Restore::Sqlite(p) => format!("sqlite{}", p.display()),
+            Restore::Volume(name) => volumes::folder(name),
+        }
+    }
+
+    /// The volume this restores, if it is one.
+    pub fn volume(&self) -> Option<&str> {
+        match self {
+            Restore::Volume(name) => Some(name),
+            _ => None,
         }
     }
 }
 
-/// What to restore for `paths` (empty: every source). Each path must be a source, or lie
-/// inside a path source.
-pub fn plan_restore(sources: &[Source], paths: &[String]) -> Result<Vec<Restore>, String> {
+/// What to restore for `paths` and `volumes` (both empty: every source). Each path must be a
+/// source, or lie inside a path source; each volume a volume source.
+pub fn plan_restore(
+    sources: &[Source],
+    paths: &[String],
+    volumes: &[String],
+) -> Result<Vec<Restore>, String> {
     let all: Vec<Restore> = sources
         .iter()
         .map(|s| match s {
-            Source::Path { path, .. } => Ok(Restore::Path(PathBuf::from(path))),
-            Source::Sqlite { path } => Ok(Restore::Sqlite(PathBuf::from(path))),
-            Source::Volume { name } => Err(format!(
-                "volume {name}: restoring Docker volumes is not supported by this version"
-            )),
+            Source::Path { path, .. } => Restore::Path(PathBuf::from(path)),
+            Source::Sqlite { path } => Restore::Sqlite(PathBuf::from(path)),
+            Source::Volume { name } => Restore::Volume(name.clone()),
         })
-        .collect::<Result<_, _>>()?;
-    if paths.is_empty() {
+        .collect();
+    if paths.is_empty() && volumes.is_empty() {
         return Ok(all);
     }
-    paths
-        .iter()
-        .map(|p| {
-            let p = Path::new(p);
-            all.iter()
-                .find_map(|r| match r {
-                    Restore::Path(src) if p.starts_with(src) => {
-                        Some(Restore::Path(p.to_path_buf()))
-                    }
-                    Restore::Sqlite(db) if p == db => Some(r.clone()),
-                    _ => None,
-                })
-                .ok_or_else(|| format!("{} is not part of this job's sources", p.display()))
-        })
-        .collect()
-}
-
-/// The job's sources that exist now (what a safety snapshot can save).
-pub fn existing(sources: &[Source]) -> Vec<Source> {
-    sources
-        .iter()
-        .filter(|s| match s {
-            Source::Path { path, .. } | Source::Sqlite { path } => {
-                std::fs::symlink_metadata(path).is_ok()
-            }
-            Source::Volume { .. } => false,
-        })
-        .cloned()
-        .collect()
+    let chosen_paths = paths.iter().map(|p| {
+        let p = Path::new(p);
+        all.iter()
+            .find_map(|r| match r {
+                Restore::Path(src) if p.starts_with(src) => Some(Restore::Path(p.to_path_buf())),
+                Restore::Sqlite(db) if p == db => Some(r.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| format!("{} is not part of this job's sources", p.display()))
+    });
+    let chosen_volumes = volumes.iter().map(|v| {
+        all.iter()
+            .find(|r| r.volume() == Some(v.as_str()))
+            .cloned()
+            .ok_or_else(|| format!("{v} is not one of this job's volumes"))
+    });
+    chosen_paths.chain(chosen_volumes).collect()
 }
 
 /// Restore `plan` from `snapshot`: into `target` (keeping absolute paths below it), or in
@@ -374,9 +376,16 @@ pub fn restore(
         std::fs::create_dir_all(t).map_err(|e| format!("{}: {e}", t.display()))?;
         return run(t, plan.iter().map(Restore::include).collect());
     }
-    in_place(plan, task, |staging, item| {
+    let (vols, files): (Vec<Restore>, Vec<Restore>) =
+        plan.iter().cloned().partition(|r| r.volume().is_some());
+    let mut total = in_place(&files, task, |staging, item| {
         run(staging, vec![item.include()])
-    })
+    })?;
+    for name in vols.iter().filter_map(Restore::volume) {
+        let (f, b) = volumes::restore(&repo, &id, name)?;
+        total = (total.0 + f, total.1 + b);
+    }
+    Ok(total)
 }
 
 /// Restore each item of `plan` in place: `fill` writes it (with its path inside the archive)
@@ -388,7 +397,14 @@ fn in_place(
 ) -> Result<(u64, u64), String> {
     let mut total = (0, 0);
     for item in plan {
-        let (Restore::Path(live) | Restore::Sqlite(live)) = item;
+        let live = match item {
+            Restore::Path(live) | Restore::Sqlite(live) => live,
+            Restore::Volume(name) => {
+                return Err(format!(
+                    "volume {name}: volumes are restored from records, not from uploaded archives"
+                ));
+            }
+        };
         let parent = live
             .parent()
             .ok_or_else(|| format!("{} cannot be restored in place", live.display()))?;

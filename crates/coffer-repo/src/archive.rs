@@ -364,11 +364,25 @@ pub(crate) fn write_archive(
 /// Write the archive of the directory `node` of a snapshot: its contents as `./<path>`, then
 /// itself as `./` (what Docker's archive endpoint takes to fill a volume, owner and mode of its
 /// top directory included). Every blob is checked as it is read; damage is an error.
-pub(crate) fn write_dir(reader: &BlobReader, node: &Node, out: &mut dyn Write) -> Result<u64> {
+/// Returns the files and content bytes written (hard links counted once).
+pub(crate) fn write_dir(
+    reader: &BlobReader,
+    node: &Node,
+    out: &mut dyn Write,
+) -> Result<(u64, u64)> {
     let mut top = node.clone();
     top.name = b".".to_vec();
     let tree = Arc::new(Tree { nodes: vec![top] });
-    write_tree(reader, tree, out, None)
+    let (mut files, mut bytes) = (0, 0);
+    let mut walk = ArchiveWalk::of_tree(reader, tree.clone());
+    while let Some(e) = walk.next_entry()? {
+        if e.has_content() {
+            files += 1;
+            bytes += e.node.size;
+        }
+    }
+    write_tree(reader, tree, out, None)?;
+    Ok((files, bytes))
 }
 
 fn write_tree(

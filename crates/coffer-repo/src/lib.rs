@@ -134,13 +134,13 @@ pub fn dump(repo: &Repository, snapshot_id: &Id, out: &mut dyn Write) -> Result<
 
 /// Write a tar archive of the directory at `path` inside a snapshot (a volume's folder, say)
 /// to `out`, with entry paths relative to it: `./<path>` for its contents, then `./` for the
-/// directory itself. Returns the archive size.
+/// directory itself. Returns the files and content bytes written.
 pub fn dump_dir(
     repo: &Repository,
     snapshot_id: &Id,
     path: &str,
     out: &mut dyn Write,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let _lock = lock::acquire(repo, LockKind::Read)?;
     let snap = snapshot::load(repo, snapshot_id)?;
     let index = index::Index::load(repo)?;

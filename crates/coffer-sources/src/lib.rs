@@ -1,8 +1,10 @@
 //! Sources of backups beyond plain files. Each turns what a job names into something the
-//! engine can store: here, a consistent copy of a SQLite database taken while applications
-//! keep writing to it. Docker volumes and database dumps come next, in this crate, which will
-//! be the only one that starts child processes or talks to Docker.
+//! engine can store: a consistent copy of a SQLite database taken while applications keep
+//! writing to it; a Docker volume read (and written back) through the Docker Engine API.
+//! Database dumps come next, in this crate, which is the only one that starts child processes
+//! or talks to Docker.
 
+pub mod docker;
 pub mod sqlite;
 
 #[derive(Debug, thiserror::Error)]

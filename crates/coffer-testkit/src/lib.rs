@@ -1,6 +1,6 @@
 //! Test harness shared by Coffer's test suites: a real S3-protocol server started on
-//! 127.0.0.1, a runner for the `coffer` binary, `coffer serve` as a process, deterministic
-//! data, and tree comparison.
+//! 127.0.0.1, a real Docker engine, a runner for the `coffer` binary, `coffer serve` as a
+//! process, deterministic data, and tree comparison.
 //!
 //! A test that needs a server starts it here or fails with a message that says how to get it;
 //! nothing is skipped silently.
@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod docker;
 mod server;
 
+pub use docker::{BUSYBOX, docker, docker_engine, docker_ok, in_volume, volume_manifest};
 pub use server::{ServerProcess, with_database};
 pub use tempfile::{TempDir, tempdir};
 

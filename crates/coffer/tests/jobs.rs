@@ -1211,3 +1211,213 @@ fn sealed_downloads_stay_encrypted_and_open_with_the_key() {
     assert_eq!(get(&plain.id, &rec.id).status(), 409);
     assert!(env.server.stop().success());
 }
+
+/// A volume with a bit of everything: nested directories, a larger file, a symlink, a hard
+/// link, a file owned by another user with a narrow mode, an empty directory.
+fn fill_volume(volume: &str) {
+    coffer_testkit::in_volume(
+        volume,
+        "mkdir -p /data/app/sub /data/empty && echo hello > /data/app/a.txt \
+         && dd if=/dev/urandom of=/data/app/sub/big.bin bs=64k count=40 2>/dev/null \
+         && ln -s a.txt /data/app/link && ln /data/app/a.txt /data/app/hard \
+         && echo secret > /data/app/private && chown 1000:1000 /data/app/private \
+         && chmod 600 /data/app/private && chmod 700 /data/app/sub",
+    );
+}
+
+/// A unique volume name, and the volume removed (with the containers using it) at the end.
+struct Volume(String);
+
+impl Volume {
+    fn new(labels: &[&str]) -> Volume {
+        coffer_testkit::docker_engine();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("coffer-test-{}-{nanos}", std::process::id());
+        let mut args = vec!["volume", "create"];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        args.push(&name);
+        coffer_testkit::docker(&args);
+        Volume(name)
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        let users =
+            coffer_testkit::docker_ok(&["ps", "-aq", "--filter", &format!("volume={}", self.0)])
+                .unwrap_or_default();
+        for id in users.split_whitespace() {
+            let _ = coffer_testkit::docker_ok(&["rm", "-f", id]);
+        }
+        let _ = coffer_testkit::docker_ok(&["volume", "rm", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn a_docker_volume_job_backs_up_and_restores_into_a_recreated_volume() {
+    let vol = Volume::new(&["app=coffer-test", "tier=data"]);
+    fill_volume(&vol.0);
+    let original = coffer_testkit::volume_manifest(&vol.0);
+    let env = start();
+    let api = &env.api;
+    assert!(
+        api.nodes().unwrap()[0].docker.ok,
+        "the node reports Docker reachable"
+    );
+
+    // The job exactly as the usual curl examples create one.
+    let input: JobInput = serde_json::from_value(json!({
+        "name": "Daily core volumes",
+        "node_id": "local",
+        "volumes": [vol.0],
+        "schedule": "0 3 * * *",
+        "retention_count": 14,
+        "encrypted": true,
+        "enabled": true
+    }))
+    .unwrap();
+    let job = api.create_job(&input).unwrap();
+    assert_eq!(job.volumes, vec![vol.0.clone()]);
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    assert!(api.verify_record(&job.id, &record.id).unwrap().ok);
+
+    // The download is the record's archive: one folder for the volume, with its files.
+    let (_, archive) = api.download_record(&job.id, &record.id).unwrap();
+    assert_eq!(Some(sha256(&archive)), record.checksum);
+    let names: BTreeSet<String> = tar::Archive::new(&archive[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    let folder = format!("volume/{}", vol.0);
+    for f in [
+        "app/a.txt",
+        "app/sub/big.bin",
+        "app/link",
+        "app/hard",
+        "app/private",
+        "empty",
+    ] {
+        assert!(
+            names
+                .iter()
+                .any(|n| n.trim_end_matches('/') == format!("{folder}/{f}")),
+            "{f} is in the archive: {names:?}"
+        );
+    }
+
+    // Changed while an application runs: a restore in place is refused while it runs...
+    coffer_testkit::in_volume(
+        &vol.0,
+        "rm /data/app/a.txt && echo new > /data/extra && echo changed > /data/app/private",
+    );
+    let changed = coffer_testkit::volume_manifest(&vol.0);
+    assert_ne!(changed, original);
+    // An application that stops promptly on SIGTERM, as applications do.
+    let app = coffer_testkit::docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "-v",
+        &format!("{}:/data", vol.0),
+        coffer_testkit::BUSYBOX,
+        "/bin/sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 600 & wait",
+    ]);
+    let req: coffer_types::RestoreRequest = serde_json::from_value(json!({})).unwrap();
+    let (status, msg) = err(api.restore_record(&job.id, &record.id, &req));
+    assert_eq!(status, StatusCode::CONFLICT, "{msg}");
+    assert!(msg.contains("stop_containers"), "{msg}");
+    assert_eq!(
+        coffer_testkit::volume_manifest(&vol.0),
+        changed,
+        "nothing was touched"
+    );
+
+    // ...and done with stop_containers: the application is stopped, the volume restored
+    // exactly (the extra file gone), and the application started again.
+    let task = restore(api, &job.id, &record.id, json!({"stop_containers": true}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(
+        task.files,
+        Some(3),
+        "a.txt (with its hard link), big.bin, private"
+    );
+    assert_eq!(coffer_testkit::volume_manifest(&vol.0), original);
+    let running = coffer_testkit::docker(&["inspect", "-f", "{{.State.Running}}", &app]);
+    assert_eq!(running, "true", "the application runs again");
+    // The safety record saved the changed state first.
+    let safety = api
+        .record(&job.id, task.safety_record_id.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(safety.status, RecordStatus::Success, "{safety:?}");
+    coffer_testkit::docker(&["rm", "-f", &app]);
+
+    // The volume gone altogether: recreated with its labels, and filled.
+    coffer_testkit::docker(&["volume", "rm", &vol.0]);
+    let task = restore(api, &job.id, &record.id, json!({"volumes": [vol.0]}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(coffer_testkit::volume_manifest(&vol.0), original);
+    let labels = coffer_testkit::docker(&["volume", "inspect", "-f", "{{json .Labels}}", &vol.0]);
+    let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+    assert_eq!(labels, json!({"app": "coffer-test", "tier": "data"}));
+
+    // Elsewhere: into a directory, as files.
+    let task = restore(api, &job.id, &record.id, json!({"target": "restored"}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    let out = env.dir.path().join("data/restored").join(&folder);
+    assert_eq!(std::fs::read(out.join("app/a.txt")).unwrap(), b"hello\n");
+    assert_eq!(
+        std::fs::read_link(out.join("app/link")).unwrap(),
+        Path::new("a.txt")
+    );
+
+    // A second run stores almost nothing new, and no temporary container stays behind.
+    let second = run_to_end(api, &job.id);
+    assert_eq!(second.status, RecordStatus::Success, "{second:?}");
+    assert!(second.stored_bytes.unwrap() < 200_000, "{second:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = coffer_testkit::docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            "label=coffer.temporary",
+            "--filter",
+            &format!("volume={}", vol.0),
+        ]);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "temporary containers left: {left}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A volume that does not exist fails its record clearly; the job keeps its schedule.
+    let missing = api
+        .create_job(&serde_json::from_value(json!({"name": "missing", "volumes": ["coffer-test-no-such-volume"], "schedule": "@daily"})).unwrap())
+        .unwrap();
+    let failed = run_to_end(api, &missing.id);
+    assert_eq!(failed.status, RecordStatus::Failed);
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("coffer-test-no-such-volume does not exist"),
+        "{failed:?}"
+    );
+    assert!(api.job(&missing.id).unwrap().next_run.is_some());
+    assert!(env.server.stop().success());
+}

@@ -26,7 +26,7 @@ impl From<JobsError> for ApiError {
         match e {
             JobsError::Field(f) => ApiError::BadRequest(f.to_string()),
             JobsError::Db(e) => e.into(),
-            JobsError::Unusable(msg) => ApiError::Conflict(msg),
+            JobsError::Unusable(msg) | JobsError::Busy(msg) => ApiError::Conflict(msg),
             JobsError::Repository(msg) => ApiError::Internal(msg),
         }
     }

@@ -3,14 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::http::header;
 use axum::response::IntoResponse;
-use coffer_types::{Check, ErrorBody, Health, Modules, Node, Tool};
+use coffer_types::{ErrorBody, Health, Modules, Node, Tool};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
@@ -83,7 +82,7 @@ pub async fn nodes(
         id: "local".into(),
         name,
         version: state.version.into(),
-        docker: docker_check().await,
+        docker: coffer_jobs::docker_check().await,
         tools,
     }]))
 }
@@ -119,44 +118,6 @@ fn find_tools() -> Vec<Tool> {
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// Whether the Docker engine answers `/_ping` on its socket (`DOCKER_HOST` or the default).
-async fn docker_check() -> Check {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
-        .unwrap_or_else(|| "/var/run/docker.sock".into());
-    let ping = async {
-        let mut s = tokio::net::UnixStream::connect(&socket).await?;
-        s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            .await?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&resp).into_owned())
-    };
-    match tokio::time::timeout(Duration::from_secs(2), ping).await {
-        Ok(Ok(r)) if r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200") => Check {
-            ok: true,
-            detail: format!("the Docker engine answers on {socket}"),
-        },
-        Ok(Ok(r)) => Check {
-            ok: false,
-            detail: format!(
-                "the Docker engine on {socket} answered: {}",
-                r.lines().next().unwrap_or("")
-            ),
-        },
-        Ok(Err(e)) => Check {
-            ok: false,
-            detail: format!("cannot reach the Docker engine on {socket}: {e}"),
-        },
-        Err(_) => Check {
-            ok: false,
-            detail: format!("the Docker engine on {socket} did not answer within 2 s"),
-        },
-    }
 }
 
 /// Live events (backups started, completed or failed; restores; failed verifies) as JSON text
