@@ -27,6 +27,9 @@ enum Entry {
     Leaf(Node),
 }
 
+/// A path inside the item, as components.
+type TarPath = Vec<Vec<u8>>;
+
 #[derive(Default)]
 struct Dir {
     node: Option<Node>,
@@ -69,7 +72,7 @@ impl Dir {
 
 /// The components of an entry path relative to the item: `./` prefixes and empty components
 /// dropped, `..` and other invalid names refused.
-fn components(raw: &[u8]) -> Result<Vec<Vec<u8>>> {
+fn components(raw: &[u8]) -> Result<TarPath> {
     raw.split(|b| *b == b'/')
         .filter(|c| !c.is_empty() && *c != b".")
         .map(|c| {
@@ -132,7 +135,7 @@ impl Walker<'_> {
         let what = format!("tar stream {}", String::from_utf8_lossy(name));
         let io = |e: std::io::Error| Error::io(&what, e);
         let mut root = Dir::default();
-        let mut links: Vec<(Vec<Vec<u8>>, Vec<Vec<u8>>)> = vec![];
+        let mut links: Vec<(TarPath, TarPath)> = vec![];
         let mut tar = tar::Archive::new(r);
         for entry in tar.entries().map_err(io)? {
             self.check_cancel()?;
@@ -240,8 +243,8 @@ impl Walker<'_> {
 
     /// Turn hard link entries into names of their target file: every name of a link group
     /// gets the same (device, inode) and link count, as on a filesystem.
-    fn link(&mut self, root: &mut Dir, links: Vec<(Vec<Vec<u8>>, Vec<Vec<u8>>)>, what: &str) {
-        let mut groups: HashMap<Vec<Vec<u8>>, (u64, u64)> = HashMap::new();
+    fn link(&mut self, root: &mut Dir, links: Vec<(TarPath, TarPath)>, what: &str) {
+        let mut groups: HashMap<TarPath, (u64, u64)> = HashMap::new();
         let mut resolved = vec![];
         for (path, target) in links {
             match root.leaf_mut(&target) {
