@@ -12,7 +12,7 @@ use coffer_types::{
     JobUpdate, LoginRequest, LoginResponse, Modules, Node, Record, RecordStatus, Rotated, Setting,
     SettingValue, SetupRequest, UpdateUser, User, VerifyResult,
 };
-use coffer_types::{RestoreRequest, RestoreTask};
+use coffer_types::{Repository, RepositoryInput, RepositoryUpdate, RestoreRequest, RestoreTask};
 use reqwest::Method;
 use reqwest::blocking::{Client as Http, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -361,6 +361,29 @@ impl Client {
             self.request(Method::PUT, &format!("/api/settings/{key}"))
                 .json(&body),
         )
+    }
+
+    pub fn repositories(&self) -> Result<Vec<Repository>> {
+        self.get("/api/repositories")
+    }
+
+    pub fn create_repository(&self, input: &RepositoryInput) -> Result<Repository> {
+        self.post("/api/repositories", input)
+    }
+
+    pub fn repository(&self, id: &str) -> Result<Repository> {
+        self.get(&format!("/api/repositories/{id}"))
+    }
+
+    pub fn update_repository(&self, id: &str, u: &RepositoryUpdate) -> Result<Repository> {
+        self.send(
+            self.request(Method::PUT, &format!("/api/repositories/{id}"))
+                .json(u),
+        )
+    }
+
+    pub fn delete_repository(&self, id: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/api/repositories/{id}")))
     }
 
     pub fn jobs(&self) -> Result<Vec<Job>> {

@@ -10,6 +10,7 @@
 mod audit;
 mod jobs;
 mod keys;
+mod repositories;
 mod restores;
 mod users;
 

@@ -10,16 +10,19 @@
 //! runs once and `scheduled_until` jumps to the latest of them. Deciding is a pure function of
 //! the job, that mark and the current time ([`due`]), tested with fixed clocks.
 
+mod repos;
 mod restores;
+mod vault;
 mod volumes;
 
+pub use vault::Vault;
 pub use volumes::docker_check;
 pub mod runner;
 mod scheduler;
 pub mod spec;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,6 +63,8 @@ pub struct Jobs {
     db: Db,
     /// Where local repositories may live.
     root: PathBuf,
+    /// Seals the secrets of registered repositories.
+    vault: Vault,
     /// Cancellation flags of running records, by record id.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     wake: tokio::sync::Notify,
@@ -68,7 +73,7 @@ pub struct Jobs {
 
 impl Jobs {
     /// The job service; records a previous process left running are marked failed.
-    pub async fn start(db: Db, root: PathBuf) -> coffer_db::Result<Arc<Jobs>> {
+    pub async fn start(db: Db, root: PathBuf, vault: Vault) -> coffer_db::Result<Arc<Jobs>> {
         let n = db
             .fail_interrupted_records("the server stopped while this record was running")
             .await?
@@ -86,6 +91,7 @@ impl Jobs {
         Ok(Arc::new(Jobs {
             db,
             root,
+            vault,
             running: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(256).0,
@@ -145,7 +151,17 @@ impl Jobs {
     }
 
     pub async fn create(&self, input: JobInput) -> Result<Job> {
-        let job = spec::new_job(input, coffer_db::new_id(), &self.root)?;
+        let repository = match &input.repository_id {
+            Some(id) => Some(self.db.repository(id).await.map_err(|e| match e {
+                coffer_db::DbError::NotFound(_) => JobsError::Field(FieldError {
+                    field: "repository_id",
+                    message: format!("there is no repository {id:?}"),
+                }),
+                other => other.into(),
+            })?),
+            None => None,
+        };
+        let job = spec::new_job(input, coffer_db::new_id(), &self.root, repository.as_ref())?;
         let job = self.db.create_job(&job).await?;
         self.wake.notify_one();
         Ok(Self::with_next_run(job))
@@ -212,13 +228,6 @@ impl Jobs {
         }
     }
 
-    fn dest(job: &Job) -> Result<PathBuf> {
-        job.dest_path
-            .as_deref()
-            .map(PathBuf::from)
-            .ok_or_else(|| JobsError::Unusable("the job has no repository".into()))
-    }
-
     /// Start a run now (`trigger`: `manual` or `schedule`); a conflict if one is running.
     pub async fn run(self: &Arc<Self>, job_id: &str, trigger: &str) -> Result<Record> {
         let job = self.db.job(job_id).await?;
@@ -265,10 +274,9 @@ impl Jobs {
         {
             tracing::warn!(job = %job.id, error = %e, "retention failed; it is retried after the next run");
         }
-        if let Ok(dest) = Self::dest(job) {
-            let size = tokio::task::spawn_blocking(move || dir_size(&dest))
-                .await
-                .unwrap_or(0);
+        if let Ok(target) = self.target(job).await
+            && let Ok(Ok(size)) = tokio::task::spawn_blocking(move || target.size()).await
+        {
             metrics::gauge!("coffer_backup_repository_bytes", &job_labels(job)).set(size as f64);
         }
         if success && let Err(e) = self.db.complete_record(rid).await {
@@ -296,12 +304,11 @@ impl Jobs {
         cancel: Arc<AtomicBool>,
     ) -> RunOutcome {
         let prepared = async {
-            let key = self.key(job).await?;
-            let dest = Self::dest(job)?;
+            let target = self.target(job).await?;
             self.db.set_record_phase(rid, "reading").await?;
-            Ok::<_, JobsError>((key, dest))
+            Ok::<_, JobsError>(target)
         };
-        let (key, dest) = match prepared.await {
+        let target = match prepared.await {
             Ok(p) => p,
             Err(e) => {
                 return RunOutcome::Failed {
@@ -314,17 +321,9 @@ impl Jobs {
             ("record".to_string(), rid.to_string()),
         ]
         .into();
-        let (d, scratch) = (dest.clone(), self.scratch_dir());
+        let (t, scratch) = (target.clone(), self.scratch_dir());
         let result = tokio::task::spawn_blocking(move || {
-            runner::backup(
-                &d,
-                &scratch,
-                key.as_deref(),
-                &sources,
-                labels,
-                safety,
-                cancel,
-            )
+            runner::backup(&t, &scratch, &sources, labels, safety, cancel)
         })
         .await
         .unwrap_or_else(|e| Err(format!("the backup stopped unexpectedly: {e}")));
@@ -333,11 +332,7 @@ impl Jobs {
                 size_bytes: s.size_bytes,
                 stored_bytes: s.stored_bytes,
                 checksum: s.checksum,
-                file_path: dest
-                    .join("snapshots")
-                    .join(s.snapshot_id.to_string())
-                    .display()
-                    .to_string(),
+                file_path: format!("{}/snapshots/{}", target.location, s.snapshot_id),
                 snapshot_id: s.snapshot_id.to_string(),
                 warnings: s.warnings,
             },
@@ -354,16 +349,14 @@ impl Jobs {
             return Ok(());
         }
         let tz: chrono_tz::Tz = job.timezone.parse().unwrap_or(chrono_tz::UTC);
-        let key = self.key(job).await?;
-        let dest = Self::dest(job)?;
+        let target = self.target(job).await?;
         let job_id = job.id.clone();
-        let (d, k) = (dest.clone(), key.clone());
-        let expired = tokio::task::spawn_blocking(move || {
-            runner::expired(&d, k.as_deref(), &job_id, &policy, &tz)
-        })
-        .await
-        .map_err(|e| JobsError::Repository(e.to_string()))?
-        .map_err(JobsError::Repository)?;
+        let t = target.clone();
+        let expired =
+            tokio::task::spawn_blocking(move || runner::expired(&t, &job_id, &policy, &tz))
+                .await
+                .map_err(|e| JobsError::Repository(e.to_string()))?
+                .map_err(JobsError::Repository)?;
         if expired.is_empty() {
             return Ok(());
         }
@@ -372,20 +365,14 @@ impl Jobs {
             .delete_records_of_snapshots(&job.id, &expired)
             .await?;
         tracing::info!(job = %job.id, records = n, snapshots = expired.len(), "retention removed old records");
-        tokio::task::spawn_blocking(move || {
-            runner::forget_and_prune(&dest, key.as_deref(), &expired)
-        })
-        .await
-        .map_err(|e| JobsError::Repository(e.to_string()))?
-        .map_err(JobsError::Repository)
+        tokio::task::spawn_blocking(move || runner::forget_and_prune(&target, &expired))
+            .await
+            .map_err(|e| JobsError::Repository(e.to_string()))?
+            .map_err(JobsError::Repository)
     }
 
-    /// A successful record, its job, repository and key.
-    async fn usable(
-        &self,
-        job_id: &str,
-        rid: &str,
-    ) -> Result<(Record, Job, PathBuf, Option<String>)> {
+    /// A successful record, its job, and the job's repository.
+    async fn usable(&self, job_id: &str, rid: &str) -> Result<(Record, Job, runner::Target)> {
         let record = self.db.record(job_id, rid).await?;
         if record.snapshot_id.is_none() {
             return Err(JobsError::Unusable(format!(
@@ -394,21 +381,19 @@ impl Jobs {
             )));
         }
         let job = self.db.job(job_id).await?;
-        let key = self.key(&job).await?;
-        let dest = Self::dest(&job)?;
-        Ok((record, job, dest, key))
+        let target = self.target(&job).await?;
+        Ok((record, job, target))
     }
 
     /// Re-read the record's snapshot completely and recompute its archive checksum.
     pub async fn verify(&self, job_id: &str, rid: &str) -> Result<VerifyResult> {
-        let (record, _, dest, key) = self.usable(job_id, rid).await?;
+        let (record, _, target) = self.usable(job_id, rid).await?;
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
         let expected = record.checksum.clone().unwrap_or_default();
-        let result = tokio::task::spawn_blocking(move || {
-            runner::verify(&dest, key.as_deref(), &snapshot, &expected)
-        })
-        .await
-        .map_err(|e| JobsError::Repository(e.to_string()))?;
+        let result =
+            tokio::task::spawn_blocking(move || runner::verify(&target, &snapshot, &expected))
+                .await
+                .map_err(|e| JobsError::Repository(e.to_string()))?;
         if !result.ok {
             self.emit("verify.failed", job_id, rid, None, result.error.as_deref());
         }
@@ -429,8 +414,8 @@ impl Jobs {
         Record,
         tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
     )> {
-        let (record, _, dest, key) = self.usable(job_id, rid).await?;
-        if sealed && key.is_none() {
+        let (record, _, target) = self.usable(job_id, rid).await?;
+        if sealed && target.key.is_none() {
             return Err(JobsError::Unusable(
                 "the job's repository is not encrypted: there is no key to seal the archive with"
                     .into(),
@@ -442,15 +427,15 @@ impl Jobs {
         tokio::task::spawn_blocking(move || {
             let mut out = ChannelWriter::new(tx, skip, take);
             let result = if sealed {
-                let material = key.clone().unwrap_or_default();
+                let material = target.key.clone().unwrap_or_default();
                 coffer_repo::sealed::Sealer::new(&mut out, material.as_bytes())
                     .map_err(|e| e.to_string())
                     .and_then(|mut sealer| {
-                        runner::dump(&dest, key.as_deref(), &snapshot, &mut sealer)?;
+                        runner::dump(&target, &snapshot, &mut sealer)?;
                         sealer.finish().map(|_| ()).map_err(|e| e.to_string())
                     })
             } else {
-                runner::dump(&dest, key.as_deref(), &snapshot, &mut out)
+                runner::dump(&target, &snapshot, &mut out)
             }
             .and_then(|()| out.flush_buf().map_err(|e| e.to_string()));
             if let Err(e) = result {
@@ -472,14 +457,11 @@ impl Jobs {
         let job = self.db.job(job_id).await?;
         self.db.delete_record(job_id, rid).await?;
         if let Some(snapshot) = record.snapshot_id {
-            let key = self.key(&job).await?;
-            let dest = Self::dest(&job)?;
-            tokio::task::spawn_blocking(move || {
-                runner::forget_and_prune(&dest, key.as_deref(), &[snapshot])
-            })
-            .await
-            .map_err(|e| JobsError::Repository(e.to_string()))?
-            .map_err(JobsError::Repository)?;
+            let target = self.target(&job).await?;
+            tokio::task::spawn_blocking(move || runner::forget_and_prune(&target, &[snapshot]))
+                .await
+                .map_err(|e| JobsError::Repository(e.to_string()))?
+                .map_err(JobsError::Repository)?;
         }
         Ok(())
     }
@@ -505,20 +487,6 @@ fn record_metrics(job: &Job, outcome: &RunOutcome, took: Duration) {
         metrics::gauge!("coffer_backup_last_duration_seconds", &labels).set(took.as_secs_f64());
         metrics::gauge!("coffer_backup_last_size_bytes", &labels).set(*size_bytes as f64);
     }
-}
-
-/// Bytes of the files under `dir`.
-fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// The job's retention fields.

@@ -18,7 +18,7 @@ impl Jobs {
         rid: &str,
         req: RestoreRequest,
     ) -> Result<RestoreTask> {
-        let (record, job, dest, key) = self.usable(job_id, rid).await?;
+        let (record, job, repo) = self.usable(job_id, rid).await?;
         for p in &req.paths {
             spec::absolute("paths", p)?;
         }
@@ -70,14 +70,7 @@ impl Jobs {
         let t = task.id.clone();
         let stop = (vols, req.stop_containers);
         self.spawn_restore(job, task.clone(), safety, stop, move || {
-            runner::restore(
-                &dest,
-                key.as_deref(),
-                &snapshot,
-                &plan,
-                target.as_deref(),
-                &t,
-            )
+            runner::restore(&repo, &snapshot, &plan, target.as_deref(), &t)
         });
         Ok(task)
     }

@@ -12,7 +12,7 @@ use coffer_repo::prune::{self, PruneOptions};
 use coffer_repo::verify::{self, VerifyOptions};
 use coffer_repo::{
     BackupItem, BackupOptions, BackupSummary, Id, InitOptions, KdfParams, Location, ParentChoice,
-    Repository, Secret,
+    Repository, S3Options, Secret,
 };
 use coffer_types::{Source, VerifyResult};
 
@@ -25,29 +25,72 @@ const KDF: KdfParams = KdfParams {
     p_cost: 1,
 };
 
-fn backend(dest: &Path) -> Result<Arc<dyn coffer_repo::Backend>, String> {
-    let location = Location::parse(&dest.display().to_string())?;
-    location.open(None).map_err(|e| e.to_string())
+/// Where a job's repository lives, how to reach it, and its key (none: unencrypted).
+#[derive(Clone)]
+pub struct Target {
+    pub location: Location,
+    pub s3: Option<S3Options>,
+    pub key: Option<String>,
 }
 
-fn open(dest: &Path, key: Option<&str>) -> Result<Repository, String> {
-    let backend = backend(dest)?;
-    let secret = key.map(|k| Secret::Password(k.to_string()));
-    Repository::open(backend, secret.as_ref()).map_err(|e| e.to_string())
-}
-
-/// Open the job's repository, creating it on the first run.
-fn open_or_init(dest: &Path, key: Option<&str>) -> Result<Repository, String> {
-    if dest.join("config").exists() {
-        return open(dest, key);
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("location", &self.location.to_string())
+            .field("s3", &self.s3)
+            .field("encrypted", &self.key.is_some())
+            .finish()
     }
-    std::fs::create_dir_all(dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
-    let backend = backend(dest)?;
-    let opts = InitOptions {
-        kdf: KDF,
-        ..InitOptions::default()
-    };
-    Repository::init(backend, key, opts).map_err(|e| e.to_string())
+}
+
+impl Target {
+    fn backend(&self) -> Result<Arc<dyn coffer_repo::Backend>, String> {
+        self.location
+            .open(self.s3.clone())
+            .map_err(|e| e.to_string())
+    }
+
+    fn secret(&self) -> Option<Secret> {
+        self.key.clone().map(Secret::Password)
+    }
+
+    fn open(&self) -> Result<Repository, String> {
+        Repository::open(self.backend()?, self.secret().as_ref()).map_err(|e| e.to_string())
+    }
+
+    /// Open the repository, creating it on the first run.
+    fn open_or_init(&self) -> Result<Repository, String> {
+        let backend = self.backend()?;
+        if backend.size("config").map_err(|e| e.to_string())?.is_some() {
+            return Repository::open(backend, self.secret().as_ref()).map_err(|e| e.to_string());
+        }
+        if let Location::Local(dir) = &self.location {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+        let opts = InitOptions {
+            kdf: KDF,
+            ..InitOptions::default()
+        };
+        Repository::init(backend, self.key.as_deref(), opts).map_err(|e| e.to_string())
+    }
+
+    /// Bytes the repository takes in its storage.
+    pub fn size(&self) -> Result<u64, String> {
+        let backend = self.backend()?;
+        let mut total = backend
+            .size("config")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(0);
+        for dir in ["keys", "data", "index", "snapshots"] {
+            total += backend
+                .list(dir)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|o| o.size)
+                .sum::<u64>();
+        }
+        Ok(total)
+    }
 }
 
 /// Temporary copies made for a run, removed when it ends (whatever the outcome).
@@ -107,14 +150,12 @@ fn item(
 /// The label that ties a snapshot to its job (retention works per job).
 pub const JOB_LABEL: &str = "job";
 
-/// Back `sources` up into the repository at `dest` (created on first use). With
+/// Back `sources` up into the repository at `target` (created on first use). With
 /// `keep_unreadable` (safety records before a restore), a SQLite file that cannot be read as a
 /// database is stored as raw bytes instead of failing the run.
-#[allow(clippy::too_many_arguments)]
 pub fn backup(
-    dest: &Path,
+    target: &Target,
     scratch_dir: &Path,
-    key: Option<&str>,
     sources: &[Source],
     mut labels: BTreeMap<String, String>,
     keep_unreadable: bool,
@@ -125,7 +166,7 @@ pub fn backup(
         .iter()
         .map(|s| item(s, scratch_dir, &mut copies, keep_unreadable, &mut labels))
         .collect::<Result<Vec<_>, _>>()?;
-    let repo = open_or_init(dest, key)?;
+    let repo = target.open_or_init()?;
     let opts = BackupOptions {
         labels,
         parent: ParentChoice::Auto,
@@ -141,9 +182,9 @@ fn snapshot_id(id: &str) -> Result<Id, String> {
 }
 
 /// Re-read everything the snapshot references and recompute its archive checksum.
-pub fn verify(dest: &Path, key: Option<&str>, snapshot: &str, expected: &str) -> VerifyResult {
+pub fn verify(target: &Target, snapshot: &str, expected: &str) -> VerifyResult {
     let run = || -> Result<VerifyResult, String> {
-        let repo = open(dest, key)?;
+        let repo = target.open()?;
         let opts = VerifyOptions {
             snapshots: Some(vec![snapshot_id(snapshot)?]),
             quick: false,
@@ -179,13 +220,8 @@ pub fn verify(dest: &Path, key: Option<&str>, snapshot: &str, expected: &str) ->
 }
 
 /// Write the snapshot's canonical archive to `out`.
-pub fn dump(
-    dest: &Path,
-    key: Option<&str>,
-    snapshot: &str,
-    out: &mut dyn Write,
-) -> Result<(), String> {
-    let repo = open(dest, key)?;
+pub fn dump(target: &Target, snapshot: &str, out: &mut dyn Write) -> Result<(), String> {
+    let repo = target.open()?;
     coffer_repo::dump(&repo, &snapshot_id(snapshot)?, out)
         .map(|_| ())
         .map_err(|e| e.to_string())
@@ -212,8 +248,7 @@ impl Retention {
 /// The job's snapshots that `retention` no longer keeps (nothing is removed here). The newest
 /// snapshot is always kept.
 pub fn expired(
-    dest: &Path,
-    key: Option<&str>,
+    target: &Target,
     job_id: &str,
     retention: &Retention,
     tz: &chrono_tz::Tz,
@@ -221,7 +256,7 @@ pub fn expired(
     if retention.is_empty() {
         return Ok(vec![]);
     }
-    let repo = open(dest, key)?;
+    let repo = target.open()?;
     let mut mine: Vec<(Id, coffer_repo::Snapshot)> = coffer_repo::snapshot::list(&repo)
         .map_err(|e| e.to_string())?
         .snapshots
@@ -253,15 +288,11 @@ pub fn expired(
 }
 
 /// Remove snapshots from the repository, then the data no remaining snapshot uses.
-pub fn forget_and_prune(
-    dest: &Path,
-    key: Option<&str>,
-    snapshots: &[String],
-) -> Result<(), String> {
+pub fn forget_and_prune(target: &Target, snapshots: &[String]) -> Result<(), String> {
     if snapshots.is_empty() {
         return Ok(());
     }
-    let repo = open(dest, key)?;
+    let repo = target.open()?;
     let ids = snapshots
         .iter()
         .map(|s| snapshot_id(s))
@@ -346,14 +377,13 @@ pub fn plan_restore(
 /// `PRAGMA integrity_check` before it replaces the file, and its old `-wal`/`-shm` files are
 /// removed so that they are never applied to the restored database. Returns files and bytes.
 pub fn restore(
-    dest: &Path,
-    key: Option<&str>,
+    target: &Target,
     snapshot: &str,
     plan: &[Restore],
-    target: Option<&Path>,
+    into: Option<&Path>,
     task: &str,
 ) -> Result<(u64, u64), String> {
-    let repo = open(dest, key)?;
+    let repo = target.open()?;
     let id = snapshot_id(snapshot)?;
     let run = |into: &Path, include: Vec<String>| -> Result<(u64, u64), String> {
         let s = coffer_repo::restore::restore(
@@ -372,7 +402,7 @@ pub fn restore(
         }
         Ok((s.files, s.bytes))
     };
-    if let Some(t) = target {
+    if let Some(t) = into {
         std::fs::create_dir_all(t).map_err(|e| format!("{}: {e}", t.display()))?;
         return run(t, plan.iter().map(Restore::include).collect());
     }

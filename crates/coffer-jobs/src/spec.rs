@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use coffer_types::{Job, JobInput, JobUpdate, Source};
+use coffer_types::{Job, JobInput, JobUpdate, Repository, Source};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -80,10 +80,11 @@ fn check_schedule(schedule: Option<&str>, timezone: &str) -> Result<(), FieldErr
     }
 }
 
-fn job_name(name: &str) -> Result<String, FieldError> {
+/// The name of a job or repository: 1 to 200 characters, trimmed.
+pub fn name(name: &str) -> Result<String, FieldError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(field("name", "give the job a name of 1 to 200 characters"));
+        return Err(field("name", "give it a name of 1 to 200 characters"));
     }
     Ok(name.to_string())
 }
@@ -177,9 +178,15 @@ pub fn confine(field_name: &'static str, dest: &str, root: &Path) -> Result<Path
     Ok(real.join(joined.strip_prefix(existing).unwrap_or(Path::new(""))))
 }
 
-/// A new job from `input`, with id `id`; `root` is where local repositories may live.
-pub fn new_job(input: JobInput, id: String, root: &Path) -> Result<Job, FieldError> {
-    let name = job_name(&input.name)?;
+/// A new job from `input`, with id `id`; `root` is where local repositories may live;
+/// `repository` is the registered repository `input.repository_id` names.
+pub fn new_job(
+    input: JobInput,
+    id: String,
+    root: &Path,
+    repository: Option<&Repository>,
+) -> Result<Job, FieldError> {
+    let name = name(&input.name)?;
     let node_id = input.node_id.unwrap_or_else(|| "local".into());
     if node_id != "local" {
         return Err(field(
@@ -199,15 +206,36 @@ pub fn new_job(input: JobInput, id: String, root: &Path) -> Result<Job, FieldErr
     let schedule = input.schedule.filter(|s| !s.trim().is_empty());
     check_schedule(schedule.as_deref(), &timezone)?;
     check_retention(input.retention_count, input.retention_days)?;
-    if input.repository_id.is_some() {
-        return Err(field(
-            "repository_id",
-            "registered repositories are not available yet: use dest_path",
-        ));
-    }
-    let dest = match &input.dest_path {
-        Some(d) => confine("dest_path", d, root)?,
-        None => confine("dest_path", &format!("backups/{id}"), root)?,
+    let (dest, encrypted) = match repository {
+        Some(r) => {
+            if input.dest_path.is_some() {
+                return Err(field(
+                    "dest_path",
+                    "give either dest_path or repository_id, not both",
+                ));
+            }
+            if input.encrypted.is_some_and(|e| e != r.encrypted) {
+                return Err(field(
+                    "encrypted",
+                    format!(
+                        "the repository {:?} is {}encrypted",
+                        r.name,
+                        if r.encrypted { "" } else { "not " }
+                    ),
+                ));
+            }
+            (None, r.encrypted)
+        }
+        None => {
+            let dest = match &input.dest_path {
+                Some(d) => confine("dest_path", d, root)?,
+                None => confine("dest_path", &format!("backups/{id}"), root)?,
+            };
+            (
+                Some(dest.display().to_string()),
+                input.encrypted.unwrap_or(true),
+            )
+        }
     };
     let now = Utc::now();
     Ok(Job {
@@ -221,9 +249,9 @@ pub fn new_job(input: JobInput, id: String, root: &Path) -> Result<Job, FieldErr
         retention_count: input.retention_count,
         retention_days: input.retention_days,
         retention: input.retention,
-        dest_path: Some(dest.display().to_string()),
-        repository_id: None,
-        encrypted: input.encrypted.unwrap_or(true),
+        dest_path: dest,
+        repository_id: repository.map(|r| r.id.clone()),
+        encrypted,
         enabled: input.enabled.unwrap_or(true),
         created_at: now,
         updated_at: now,
@@ -236,7 +264,7 @@ pub fn new_job(input: JobInput, id: String, root: &Path) -> Result<Job, FieldErr
 /// `job` with the fields of `u` replaced.
 pub fn update_job(mut job: Job, u: JobUpdate) -> Result<Job, FieldError> {
     if let Some(name) = u.name {
-        job.name = job_name(&name)?;
+        job.name = self::name(&name)?;
     }
     if u.sources.is_some() || u.volumes.is_some() {
         // `volumes` replaces the volume sources; `sources` replaces all of them.

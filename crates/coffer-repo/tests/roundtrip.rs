@@ -204,12 +204,10 @@ proptest! {
         prop_assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), again.checksum);
 
         // The same tree as a tar stream in GNU tar's (unsorted) order becomes the same tree in
-        // the snapshot, and `dump_dir` gives it back as a tar of its own. (Long names with a
-        // newline are skipped with a warning: see the test below.)
-        let long_newline = entries.iter().any(|e| {
-            let path = format!("./{}/{}", e.dirs.join("/"), e.name);
-            path.len() > 99 && path.contains('\n')
-        });
+        // the snapshot, and `dump_dir` gives it back as a tar of its own. (A name with a
+        // newline that GNU tar puts in a PAX record — when long or not ASCII — is skipped with a
+        // warning: see the test below.)
+        let long_newline = entries.iter().any(|e| e.name.contains('\n') || e.dirs.iter().any(|d| d.contains('\n')));
         if long_newline {
             return Ok(());
         }

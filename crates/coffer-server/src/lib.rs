@@ -156,7 +156,13 @@ impl Server {
                 .map_err(db_error)?;
         }
         tracing::info!("starting the job service");
-        let jobs = coffer_jobs::Jobs::start(db.clone(), config.data_dir.clone())
+        let vault = coffer_jobs::Vault::open_or_create(&config.data_dir).map_err(|source| {
+            StartError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            }
+        })?;
+        let jobs = coffer_jobs::Jobs::start(db.clone(), config.data_dir.clone(), vault)
             .await
             .map_err(db_error)?;
         let dummy_hash = tokio::task::spawn_blocking(auth::dummy_hash)

@@ -12,11 +12,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 mod jobs;
+mod repositories;
 
 pub use jobs::{
     Event, Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest, RestoreTask, Retention,
     Source, VerifyResult,
 };
+pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};
 
 /// What a user or an API key may do. Ordered: each role can do what the ones below it can.
 #[derive(

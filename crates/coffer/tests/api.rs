@@ -270,6 +270,11 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
         "/api/backup-jobs/{id}/restores/{tid}",
         Some(Role::Viewer),
     ),
+    ("GET", "/api/repositories", Some(Role::Admin)),
+    ("POST", "/api/repositories", Some(Role::Admin)),
+    ("GET", "/api/repositories/{id}", Some(Role::Admin)),
+    ("PUT", "/api/repositories/{id}", Some(Role::Admin)),
+    ("DELETE", "/api/repositories/{id}", Some(Role::Admin)),
 ];
 
 /// A job backing up `src`.
@@ -448,6 +453,28 @@ fn every_route_is_documented_and_enforces_its_role() {
                     (
                         format!("/api/backup-jobs/{j}/records/{r}/restore"),
                         json!({"target": "matrix-restore"}),
+                    )
+                }
+                ("POST", "/api/repositories") => (
+                    path.clone(),
+                    json!({"name": format!("r{}", Utc::now().timestamp_micros()),
+                           "url": "s3://matrix/prefix"}),
+                ),
+                (_, "/api/repositories/{id}") => {
+                    let r = clients[2]
+                        .raw(
+                            "POST",
+                            "/api/repositories",
+                            Some(
+                                &json!({"name": format!("r{}", Utc::now().timestamp_micros()),
+                                         "url": "s3://matrix/prefix"}),
+                            ),
+                        )
+                        .unwrap();
+                    assert_eq!(r.status, 201, "{}", r.text);
+                    (
+                        format!("/api/repositories/{}", r.json()["id"].as_str().unwrap()),
+                        json!({"region": "eu-central-1"}),
                     )
                 }
                 (_, t) if t.starts_with("/api/backup-jobs") => (

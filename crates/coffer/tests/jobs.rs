@@ -1421,3 +1421,143 @@ fn a_docker_volume_job_backs_up_and_restores_into_a_recreated_volume() {
     assert!(api.job(&missing.id).unwrap().next_run.is_some());
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn jobs_write_to_a_registered_s3_repository_whose_secret_never_leaves() {
+    let s3 = coffer_testkit::S3Server::start();
+    let bucket = s3.bucket("coffer-jobs");
+    let env = start();
+    let api = &env.api;
+    let src = source_tree(env.dir.path(), 3);
+    let repo_input = |extra: serde_json::Value| -> coffer_types::RepositoryInput {
+        let mut v = json!({
+            "name": "offsite",
+            "url": format!("s3://{bucket}/team"),
+            "endpoint": s3.endpoint,
+            "region": "us-east-1",
+            "access_key_id": s3.access_key,
+            "secret_access_key": s3.secret_key,
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    };
+
+    // Bad input names its field.
+    for (extra, field) in [
+        (json!({"url": "ftp://host/x"}), "url"),
+        (json!({"url": "s3://"}), "url"),
+        (json!({"url": "file:///etc"}), "url"),
+        (json!({"endpoint": "127.0.0.1:9000"}), "endpoint"),
+        (json!({"name": " "}), "name"),
+    ] {
+        let (status, msg) = err(api.create_repository(&repo_input(extra)));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
+        assert!(msg.starts_with(field), "{field}: {msg}");
+    }
+    let repo = api.create_repository(&repo_input(json!({}))).unwrap();
+    assert!(
+        repo.has_secret && repo.encrypted && repo.jobs == 0,
+        "{repo:?}"
+    );
+    assert_eq!(
+        err(api.create_repository(&repo_input(json!({})))).0,
+        StatusCode::CONFLICT
+    );
+    let listed = api.raw("GET", "/api/repositories", None).unwrap();
+    assert!(listed.text.contains(&repo.id) && !listed.text.contains(&s3.secret_key));
+
+    // Jobs name it instead of a directory.
+    let job_with = |extra: serde_json::Value| {
+        let mut e = json!({"repository_id": repo.id, "retention_count": 2});
+        e.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        path_job("offsite files", &src, e)
+    };
+    for (extra, field) in [
+        (json!({"dest_path": "backups/x"}), "dest_path"),
+        (json!({"encrypted": false}), "encrypted"),
+        (
+            json!({"repository_id": "no-such-repository"}),
+            "repository_id",
+        ),
+    ] {
+        let (status, msg) = err(api.create_job(&job_with(extra)));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
+        assert!(msg.starts_with(field), "{field}: {msg}");
+    }
+    let job = api.create_job(&job_with(json!({}))).unwrap();
+    assert_eq!(job.repository_id.as_deref(), Some(repo.id.as_str()));
+    assert!(job.dest_path.is_none() && job.encrypted, "{job:?}");
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    let location = record.file_path.clone().unwrap();
+    assert!(
+        location.starts_with(&format!("s3://{bucket}/team/snapshots/")),
+        "{location}"
+    );
+    assert!(
+        s3.object_file(&bucket, "team/config").is_file(),
+        "the repository is in the bucket"
+    );
+    assert!(api.verify_record(&job.id, &record.id).unwrap().ok);
+    let (_, archive) = api.download_record(&job.id, &record.id).unwrap();
+    assert_eq!(Some(sha256(&archive)), record.checksum);
+    let task = restore(api, &job.id, &record.id, json!({"target": "from-s3"}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    let restored = env.dir.path().join("data/from-s3");
+    assert_same_tree(&src, &restored.join(src.strip_prefix("/").unwrap()));
+
+    // In use: it cannot be deleted or moved.
+    assert_eq!(api.repository(&repo.id).unwrap().jobs, 1);
+    assert_eq!(err(api.delete_repository(&repo.id)).0, StatusCode::CONFLICT);
+    let moved: coffer_types::RepositoryUpdate =
+        serde_json::from_value(json!({"url": format!("s3://{bucket}/elsewhere")})).unwrap();
+    assert_eq!(
+        err(api.update_repository(&repo.id, &moved)).0,
+        StatusCode::CONFLICT
+    );
+
+    // A wrong secret fails the run clearly and keeps the good record; the right one again works.
+    let wrong: coffer_types::RepositoryUpdate =
+        serde_json::from_value(json!({"secret_access_key": "not-the-secret"})).unwrap();
+    api.update_repository(&repo.id, &wrong).unwrap();
+    let failed = run_to_end(api, &job.id);
+    assert_eq!(failed.status, RecordStatus::Failed, "{failed:?}");
+    assert!(failed.error.is_some());
+    assert_eq!(
+        api.record(&job.id, &record.id).unwrap().status,
+        RecordStatus::Success
+    );
+    let right: coffer_types::RepositoryUpdate =
+        serde_json::from_value(json!({"secret_access_key": s3.secret_key})).unwrap();
+    api.update_repository(&repo.id, &right).unwrap();
+    assert_eq!(run_to_end(api, &job.id).status, RecordStatus::Success);
+
+    // The secret is nowhere: not in the database files, not in the log, not in the audit log.
+    for f in ["coffer.db", "coffer.db-wal"] {
+        let bytes = std::fs::read(env.dir.path().join("data").join(f)).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(s3.secret_key.len())
+                .any(|w| w == s3.secret_key.as_bytes()),
+            "the secret is readable in {f}"
+        );
+    }
+    let audit = api.raw("GET", "/api/audit", None).unwrap();
+    assert!(audit.text.contains("/api/repositories") && !audit.text.contains(&s3.secret_key));
+
+    // Once no job uses it, it can go (its data stays in the bucket).
+    api.delete_job(&job.id).unwrap();
+    api.delete_repository(&repo.id).unwrap();
+    assert_eq!(err(api.repository(&repo.id)).0, StatusCode::NOT_FOUND);
+    assert!(s3.object_file(&bucket, "team/config").is_file());
+    let log = env.server.log();
+    assert!(
+        !log.contains(&s3.secret_key),
+        "the secret is in the server log"
+    );
+    assert!(env.server.stop().success());
+}

@@ -9,6 +9,7 @@ mod account;
 mod admin;
 mod jobs;
 mod keys;
+mod repositories;
 mod system;
 mod users;
 
@@ -39,6 +40,7 @@ use crate::middleware::{self, REQUEST_ID, RandomRequestId};
         (name = "keys", description = "API keys"),
         (name = "admin", description = "Settings, audit log, secrets (admin)"),
         (name = "jobs", description = "Backup jobs and their records"),
+        (name = "repositories", description = "Repositories for jobs: local or S3 (admin)"),
     )
 )]
 struct ApiDoc;
@@ -119,6 +121,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(jobs::restore_upload))
         .routes(routes!(jobs::restores))
         .routes(routes!(jobs::restore_task))
+        .routes(routes!(repositories::list, repositories::create))
+        .routes(routes!(
+            repositories::get,
+            repositories::update,
+            repositories::delete
+        ))
         .split_for_parts();
     state
         .openapi

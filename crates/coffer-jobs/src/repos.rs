@@ -1,0 +1,162 @@
+//! Repositories registered for jobs: validation, secrets sealed by the vault, and the
+//! [`Target`] a job's runs open (its own local repository, or a registered one).
+
+use std::path::PathBuf;
+
+use coffer_repo::{Location, S3Options};
+use coffer_types::{Job, Repository, RepositoryInput, RepositoryUpdate};
+
+use crate::runner::Target;
+use crate::spec::{self, FieldError};
+use crate::{Jobs, JobsError, Result};
+
+/// What a sealed secret is bound to.
+fn context(id: &str) -> String {
+    format!("repository:{id}")
+}
+
+fn field(name: &'static str, message: impl Into<String>) -> JobsError {
+    JobsError::Field(FieldError {
+        field: name,
+        message: message.into(),
+    })
+}
+
+impl Jobs {
+    /// `url` parsed: S3 locations as given, local ones confined to the data directory and
+    /// written as `file:///…`.
+    fn repository_url(&self, url: &str) -> Result<String> {
+        match Location::parse(url).map_err(|e| field("url", e))? {
+            s3 @ Location::S3 { .. } => Ok(s3.to_string()),
+            Location::Local(_) => {
+                let Some(path) = url.strip_prefix("file://") else {
+                    return Err(field(
+                        "url",
+                        "use s3://bucket/prefix or file:///path (inside the data directory)",
+                    ));
+                };
+                let inside = spec::confine("url", path, &self.root)?;
+                Ok(format!("file://{}", inside.display()))
+            }
+        }
+    }
+
+    fn check_endpoint(endpoint: Option<&str>) -> Result<()> {
+        match endpoint {
+            Some(e)
+                if !(e.starts_with("http://") || e.starts_with("https://"))
+                    || e.split("://").nth(1).is_none_or(str::is_empty) =>
+            {
+                Err(field(
+                    "endpoint",
+                    format!("{e:?} is not an http:// or https:// address"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn repositories(&self) -> Result<Vec<Repository>> {
+        Ok(self.db.repositories().await?)
+    }
+
+    pub async fn repository(&self, id: &str) -> Result<Repository> {
+        Ok(self.db.repository(id).await?)
+    }
+
+    pub async fn create_repository(&self, input: RepositoryInput) -> Result<Repository> {
+        let id = coffer_db::new_id();
+        let now = chrono::Utc::now();
+        Self::check_endpoint(input.endpoint.as_deref())?;
+        let r = Repository {
+            name: spec::name(&input.name)?,
+            url: self.repository_url(&input.url)?,
+            endpoint: input.endpoint,
+            region: input.region,
+            access_key_id: input.access_key_id,
+            has_secret: input.secret_access_key.is_some(),
+            encrypted: input.encrypted.unwrap_or(true),
+            jobs: 0,
+            created_at: now,
+            updated_at: now,
+            id,
+        };
+        let sealed = input
+            .secret_access_key
+            .map(|s| self.vault.seal(&s, &context(&r.id)));
+        Ok(self.db.create_repository(&r, sealed.as_deref()).await?)
+    }
+
+    pub async fn update_repository(&self, id: &str, u: RepositoryUpdate) -> Result<Repository> {
+        let mut r = self.db.repository(id).await?;
+        if let Some(name) = u.name {
+            r.name = spec::name(&name)?;
+        }
+        let url = u.url.map(|url| self.repository_url(&url)).transpose()?;
+        let moved = url.as_ref().is_some_and(|u| *u != r.url)
+            || u.encrypted.is_some_and(|e| e != r.encrypted);
+        if moved && r.jobs > 0 {
+            return Err(JobsError::Busy(format!(
+                "repository {:?} is used by {} job(s): its url and encryption cannot change",
+                r.name, r.jobs
+            )));
+        }
+        if let Some(url) = url {
+            r.url = url;
+        }
+        if let Some(e) = u.encrypted {
+            r.encrypted = e;
+        }
+        if u.endpoint.is_some() {
+            Self::check_endpoint(u.endpoint.as_deref())?;
+            r.endpoint = u.endpoint.filter(|e| !e.is_empty());
+        }
+        if u.region.is_some() {
+            r.region = u.region.filter(|e| !e.is_empty());
+        }
+        if u.access_key_id.is_some() {
+            r.access_key_id = u.access_key_id.filter(|e| !e.is_empty());
+        }
+        let sealed = u
+            .secret_access_key
+            .map(|s| self.vault.seal(&s, &context(id)));
+        Ok(self.db.update_repository(&r, sealed.as_deref()).await?)
+    }
+
+    pub async fn delete_repository(&self, id: &str) -> Result<()> {
+        Ok(self.db.delete_repository(id).await?)
+    }
+
+    /// The repository a job writes to, and how to open it.
+    pub(crate) async fn target(&self, job: &Job) -> Result<Target> {
+        let key = self.key(job).await?;
+        let Some(id) = &job.repository_id else {
+            let dir = job
+                .dest_path
+                .as_deref()
+                .ok_or_else(|| JobsError::Unusable("the job has no repository".into()))?;
+            return Ok(Target {
+                location: Location::Local(PathBuf::from(dir)),
+                s3: None,
+                key,
+            });
+        };
+        let r = self.db.repository(id).await?;
+        let location = Location::parse(&r.url).map_err(JobsError::Unusable)?;
+        let secret = match self.db.repository_secret(id).await? {
+            Some(sealed) => Some(
+                self.vault
+                    .open(&sealed, &context(id))
+                    .map_err(JobsError::Unusable)?,
+            ),
+            None => None,
+        };
+        let s3 = matches!(location, Location::S3 { .. }).then(|| S3Options {
+            endpoint: r.endpoint,
+            region: r.region,
+            access_key_id: r.access_key_id,
+            secret_access_key: secret,
+        });
+        Ok(Target { location, s3, key })
+    }
+}
