@@ -1076,9 +1076,56 @@ fn an_uploaded_archive_is_checked_then_restored_in_place() {
 
     // The good archive: a safety record, then the tree exactly as it was.
     let task = api
-        .restore_upload(&job.id, archive, Some(&checksum))
+        .restore_upload(&job.id, archive.clone(), Some(&checksum))
         .unwrap();
     let task = api.wait_restore(&job.id, &task.id, LONG).unwrap();
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_same_tree(&original, &src);
+
+    // The same as a form upload (what a browser sends): the archive in the field `archive`,
+    // its checksum in `checksum`; a form without the archive, or with a wrong checksum, is
+    // refused before anything is written.
+    std::fs::write(src.join("a.txt"), b"changed again").unwrap();
+    let form = |fields: &[(&str, &[u8])]| {
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--XBOUNDARYX\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(value);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--XBOUNDARYX--\r\n");
+        api.raw_body(
+            "POST",
+            &format!("/api/backup-jobs/{}/restore-upload", job.id),
+            "multipart/form-data; boundary=XBOUNDARYX",
+            body,
+        )
+        .unwrap()
+    };
+    let wrong = "f".repeat(64);
+    for (fields, expect) in [
+        (vec![("checksum", checksum.as_bytes())], "archive"),
+        (
+            vec![("archive", &archive[..]), ("checksum", wrong.as_bytes())],
+            "damaged",
+        ),
+        (vec![("other", &b"x"[..])], "unexpected form field"),
+    ] {
+        let r = form(&fields);
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.text.contains(expect), "{expect}: {}", r.text);
+    }
+    assert_eq!(std::fs::read(src.join("a.txt")).unwrap(), b"changed again");
+    let r = form(&[("archive", &archive[..]), ("checksum", checksum.as_bytes())]);
+    assert_eq!(r.status, 202, "{}", r.text);
+    let task = api
+        .wait_restore(&job.id, r.json()["id"].as_str().unwrap(), LONG)
+        .unwrap();
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
     assert_same_tree(&original, &src);
     let safety = api

@@ -325,13 +325,18 @@ pub async fn restore_task(
     Ok(Json(state.jobs.restore_task(&id, &tid).await?))
 }
 
-/// Restore every source of the job in place from an archive as `download` produces it, sent
-/// as the raw request body (`Content-Type: application/x-tar`). The upload is streamed to
-/// disk (at most the configured size), then checked — entries and links must stay inside the
-/// target, and with `X-Checksum-Sha256` its SHA-256 must match — before a `pre_restore`
-/// record is taken and anything is overwritten. 202 with the task to poll.
+/// Restore every source of the job in place from an archive as `download` produces it: the
+/// raw request body (`Content-Type: application/x-tar`), or a `multipart/form-data` form with
+/// the archive in the field `archive` (and optionally its SHA-256 in the field `checksum`).
+/// The upload is streamed to disk (at most the configured size), then checked — entries and
+/// links must stay inside the target, and with `X-Checksum-Sha256` (or `checksum`) its SHA-256
+/// must match — before a `pre_restore` record is taken and anything is overwritten. 202 with
+/// the task to poll.
 #[utoipa::path(post, path = "/api/backup-jobs/{id}/restore-upload", tag = "jobs", security(("bearer" = ["operator"])),
-    request_body(content = Vec<u8>, content_type = "application/x-tar", description = "The archive"),
+    request_body(content(
+        (Vec<u8> = "application/x-tar"),
+        (Vec<u8> = "multipart/form-data")
+    ), description = "The archive, raw or as the form field `archive`"),
     params(("id" = String, Path, description = "Job id")),
     responses((status = 202, body = RestoreTask), (status = 400, body = ErrorBody, description = "Not an acceptable archive"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
@@ -342,8 +347,6 @@ pub async fn restore_upload(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<RestoreTask>), ApiError> {
-    use tokio::io::AsyncWriteExt;
-    use tokio_stream::StreamExt;
     state.jobs.get(&id).await?;
     let dir = state.jobs.scratch_dir();
     tokio::fs::create_dir_all(&dir)
@@ -353,36 +356,86 @@ pub async fn restore_upload(
         "upload-{}.tar",
         hex::encode(crate::auth::random_bytes::<16>())
     ));
-    let stored = async {
-        let mut file = tokio::fs::File::create(&path)
-            .await
-            .map_err(ApiError::internal)?;
-        let mut stream = body.into_data_stream();
-        let mut size: u64 = 0;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::BadRequest(format!("the upload was interrupted: {e}")))?;
-            size += chunk.len() as u64;
-            if size > state.max_upload_bytes {
-                return Err(ApiError::TooLarge(format!(
-                    "the archive is larger than the {} bytes this server accepts",
-                    state.max_upload_bytes
-                )));
+    let mut checksum = headers
+        .get("x-checksum-sha256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|c| c.starts_with("multipart/form-data"))
+        .map(multer::parse_boundary)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("the form cannot be read: {e}")))?;
+    let limit = state.max_upload_bytes;
+    let stored = match form {
+        None => store_upload(&path, body.into_data_stream(), limit).await,
+        Some(boundary) => {
+            let mut form = multer::Multipart::new(body.into_data_stream(), boundary);
+            let bad =
+                |e: multer::Error| ApiError::BadRequest(format!("the form cannot be read: {e}"));
+            let mut archive = false;
+            let mut result = Ok(());
+            while result.is_ok() {
+                let Some(field) = form.next_field().await.map_err(bad)? else {
+                    break;
+                };
+                match field.name() {
+                    Some("checksum") => {
+                        checksum = Some(field.text().await.map_err(bad)?.trim().to_string())
+                    }
+                    Some("archive") if !archive => {
+                        archive = true;
+                        result = store_upload(&path, field, limit).await;
+                    }
+                    other => {
+                        result = Err(ApiError::BadRequest(format!(
+                            "unexpected form field {:?}: send the archive in \"archive\" (once) and optionally \"checksum\"",
+                            other.unwrap_or("")
+                        )))
+                    }
+                }
             }
-            file.write_all(&chunk).await.map_err(ApiError::internal)?;
+            match result {
+                Ok(()) if !archive => Err(ApiError::BadRequest(
+                    "the form has no field \"archive\"".into(),
+                )),
+                other => other,
+            }
         }
-        file.sync_all().await.map_err(ApiError::internal)?;
-        Ok(())
-    }
-    .await;
+    };
     if let Err(e) = stored {
         let _ = tokio::fs::remove_file(&path).await;
         return Err(e);
     }
-    let checksum = headers
-        .get("x-checksum-sha256")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     let task = state.jobs.restore_upload(&id, path, checksum).await?;
     Ok((StatusCode::ACCEPTED, Json(task)))
+}
+
+/// Stream an upload to `path` (synced), refusing more than `limit` bytes and interrupted
+/// transfers.
+async fn store_upload<E: std::fmt::Display>(
+    path: &std::path::Path,
+    stream: impl tokio_stream::Stream<Item = Result<bytes::Bytes, E>>,
+    limit: u64,
+) -> Result<(), ApiError> {
+    use tokio::io::AsyncWriteExt;
+    use tokio_stream::StreamExt;
+    let mut stream = std::pin::pin!(stream);
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut size: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("the upload was interrupted: {e}")))?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(ApiError::TooLarge(format!(
+                "the archive is larger than the {limit} bytes this server accepts"
+            )));
+        }
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    file.sync_all().await.map_err(ApiError::internal)
 }
