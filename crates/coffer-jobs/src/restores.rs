@@ -84,6 +84,7 @@ impl Jobs {
         job_id: &str,
         archive: PathBuf,
         checksum: Option<String>,
+        stop_containers: bool,
     ) -> Result<RestoreTask> {
         let job = self.db.job(job_id).await?;
         let refuse = |message: String| {
@@ -104,10 +105,13 @@ impl Jobs {
             )));
         }
         let plan = runner::plan_restore(&job.sources, &[], &[]).map_err(refuse)?;
-        if plan.iter().any(|r| r.volume().is_some()) {
-            return Err(refuse(
-                "this job backs up Docker volumes, which are restored from its records: restore a record instead".into(),
-            ));
+        let vols: Vec<String> = plan
+            .iter()
+            .filter_map(|r| r.volume().map(str::to_string))
+            .collect();
+        if !stop_containers && let Err(e) = volumes::make_unused(&vols, false).await {
+            let _ = std::fs::remove_file(&archive);
+            return Err(e);
         }
         let safety = match self
             .db
@@ -126,7 +130,7 @@ impl Jobs {
             job,
             task.clone(),
             Some(safety),
-            (vec![], false),
+            (vols, stop_containers),
             move || {
                 let result = runner::restore_archive(&archive, &plan, &t);
                 let _ = std::fs::remove_file(&archive);

@@ -406,33 +406,31 @@ pub fn restore(
         std::fs::create_dir_all(t).map_err(|e| format!("{}: {e}", t.display()))?;
         return run(t, plan.iter().map(Restore::include).collect());
     }
-    let (vols, files): (Vec<Restore>, Vec<Restore>) =
-        plan.iter().cloned().partition(|r| r.volume().is_some());
-    let mut total = in_place(&files, task, |staging, item| {
-        run(staging, vec![item.include()])
-    })?;
-    for name in vols.iter().filter_map(Restore::volume) {
-        let (f, b) = volumes::restore(&repo, &id, name)?;
-        total = (total.0 + f, total.1 + b);
-    }
-    Ok(total)
+    in_place(
+        plan,
+        task,
+        |staging, item| run(staging, vec![item.include()]),
+        |name| volumes::restore(&repo, &id, name),
+    )
 }
 
-/// Restore each item of `plan` in place: `fill` writes it (with its path inside the archive)
-/// under a staging directory beside it, then it is checked and swapped in by renames.
+/// Restore each item of `plan` in place: `fill` writes a file or tree (with its path inside
+/// the archive) under a staging directory beside it, then it is checked and swapped in by
+/// renames; `volume` restores a Docker volume.
 fn in_place(
     plan: &[Restore],
     task: &str,
     mut fill: impl FnMut(&Path, &Restore) -> Result<(u64, u64), String>,
+    mut volume: impl FnMut(&str) -> Result<(u64, u64), String>,
 ) -> Result<(u64, u64), String> {
     let mut total = (0, 0);
     for item in plan {
         let live = match item {
             Restore::Path(live) | Restore::Sqlite(live) => live,
             Restore::Volume(name) => {
-                return Err(format!(
-                    "volume {name}: volumes are restored from records, not from uploaded archives"
-                ));
+                let (f, b) = volume(name)?;
+                total = (total.0 + f, total.1 + b);
+                continue;
             }
         };
         let parent = live
@@ -574,43 +572,48 @@ fn set_mtime(path: &Path, t: rustix::fs::Timespec) -> std::io::Result<()> {
 
 /// Restore `plan` in place from an uploaded (and checked) archive.
 pub fn restore_archive(archive: &Path, plan: &[Restore], task: &str) -> Result<(u64, u64), String> {
-    in_place(plan, task, |staging, item| {
-        let include = PathBuf::from(item.include().trim_start_matches('/'));
-        let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
-        let mut tar = tar::Archive::new(file);
-        tar.set_preserve_permissions(true);
-        tar.set_preserve_mtime(true);
-        tar.set_preserve_ownerships(rustix::process::geteuid().is_root());
-        tar.set_unpack_xattrs(true);
-        std::fs::create_dir_all(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
-        let (mut files, mut bytes) = (0, 0);
-        for entry in tar.entries().map_err(|e| e.to_string())? {
-            let mut entry = entry.map_err(|e| e.to_string())?;
-            let path = entry.path().map_err(|e| e.to_string())?.into_owned();
-            if !path.starts_with(&include) {
-                continue;
-            }
-            if entry.header().entry_type().is_file() {
-                files += 1;
-                bytes += entry.size();
-            }
-            let mtime = pax_mtime(&mut entry);
-            let unpacked = entry
-                .unpack_in(staging)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            if !unpacked {
-                return Err(format!(
-                    "the archive is refused: {} leaves the target",
-                    path.display()
-                ));
-            }
-            if let Some(t) = mtime {
-                set_mtime(&staging.join(&path), t)
+    in_place(
+        plan,
+        task,
+        |staging, item| {
+            let include = PathBuf::from(item.include().trim_start_matches('/'));
+            let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
+            let mut tar = tar::Archive::new(file);
+            tar.set_preserve_permissions(true);
+            tar.set_preserve_mtime(true);
+            tar.set_preserve_ownerships(rustix::process::geteuid().is_root());
+            tar.set_unpack_xattrs(true);
+            std::fs::create_dir_all(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+            let (mut files, mut bytes) = (0, 0);
+            for entry in tar.entries().map_err(|e| e.to_string())? {
+                let mut entry = entry.map_err(|e| e.to_string())?;
+                let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+                if !path.starts_with(&include) {
+                    continue;
+                }
+                if entry.header().entry_type().is_file() {
+                    files += 1;
+                    bytes += entry.size();
+                }
+                let mtime = pax_mtime(&mut entry);
+                let unpacked = entry
+                    .unpack_in(staging)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
+                if !unpacked {
+                    return Err(format!(
+                        "the archive is refused: {} leaves the target",
+                        path.display()
+                    ));
+                }
+                if let Some(t) = mtime {
+                    set_mtime(&staging.join(&path), t)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
             }
-        }
-        Ok((files, bytes))
-    })
+            Ok((files, bytes))
+        },
+        |name| volumes::restore_from_archive(archive, name),
+    )
 }
 
 /// Put `staged` where `live` is, by renames in the same directory; the old one is removed

@@ -5,6 +5,8 @@
 //! `volume:<name>`. Blocking functions here run on the blocking pool, inside the runtime.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use coffer_repo::{BackupItem, Id, Repository};
 use coffer_sources::docker::{Container, Docker, DockerError, VolumeInfo};
@@ -145,21 +147,43 @@ pub(crate) async fn start_again(stopped: Stopped) {
 /// Restore the volume `name` from the snapshot: recreated as recorded, then filled through a
 /// temporary container. Returns files and bytes.
 pub(crate) fn restore(repo: &Repository, id: &Id, name: &str) -> Result<(u64, u64), String> {
-    let rt = tokio::runtime::Handle::current();
     let snap = coffer_repo::snapshot::load(repo, id).map_err(|e| e.to_string())?;
     let info = snap
         .labels
         .get(&label(name))
-        .and_then(|j| serde_json::from_str::<VolumeInfo>(j).ok())
-        .unwrap_or_else(|| VolumeInfo {
-            name: name.into(),
-            driver: "local".into(),
-            ..Default::default()
-        });
+        .and_then(|j| serde_json::from_str::<VolumeInfo>(j).ok());
+    refill(name, info, |out| {
+        coffer_repo::dump_dir(repo, id, &folder(name), out).map_err(|e| e.to_string())
+    })
+}
+
+/// Restore the volume `name` from its folder in an uploaded (and checked) archive; the volume
+/// is recreated as it is now.
+pub(crate) fn restore_from_archive(archive: &Path, name: &str) -> Result<(u64, u64), String> {
+    refill(name, None, |out| volume_tar(archive, name, out))
+}
+
+/// Recreate the volume `name` (as `info` describes it; else as it is now, or as a plain local
+/// volume) and fill it with the tar stream (`./…`) that `write` produces. Nothing is written
+/// while a running container uses it.
+fn refill(
+    name: &str,
+    info: Option<VolumeInfo>,
+    write: impl FnOnce(&mut ChannelWriter) -> Result<(u64, u64), String>,
+) -> Result<(u64, u64), String> {
+    let rt = tokio::runtime::Handle::current();
     let docker = rt
         .block_on(async {
             let docker = Docker::connect().await?;
             docker.check_unused(name).await?;
+            let info = match info {
+                Some(i) => i,
+                None => docker.volume(name).await.unwrap_or_else(|_| VolumeInfo {
+                    name: name.into(),
+                    driver: "local".into(),
+                    ..Default::default()
+                }),
+            };
             docker.recreate(&info).await?;
             Ok(docker)
         })
@@ -173,12 +197,10 @@ pub(crate) fn restore(repo: &Repository, id: &Id, name: &str) -> Result<(u64, u6
         docker.write_volume(&volume, body).await
     });
     let mut out = ChannelWriter::new(tx, 0, u64::MAX);
-    let written = coffer_repo::dump_dir(repo, id, &folder(name), &mut out)
-        .map_err(|e| e.to_string())
-        .and_then(|counts| {
-            out.flush_buf().map_err(|e| e.to_string())?;
-            Ok(counts)
-        });
+    let written = write(&mut out).and_then(|counts| {
+        out.flush_buf().map_err(|e| e.to_string())?;
+        Ok(counts)
+    });
     if let Err(e) = &written {
         out.fail(e.clone());
     }
@@ -190,4 +212,76 @@ pub(crate) fn restore(repo: &Repository, id: &Id, name: &str) -> Result<(u64, u6
     let counts = written?;
     uploaded?;
     Ok(counts)
+}
+
+/// The entries of `volume/<name>/` in `archive`, as a tar of their own (`./…`), PAX records
+/// (exact times, extended attributes) kept. Returns files and bytes.
+fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<(u64, u64), String> {
+    let err = |e: std::io::Error| e.to_string();
+    let prefix = PathBuf::from(folder(name));
+    let inside = |p: &Path| {
+        p.strip_prefix(&prefix)
+            .ok()
+            .map(|rest| Path::new(".").join(rest))
+    };
+    let mut tar = tar::Archive::new(std::fs::File::open(archive).map_err(err)?);
+    let mut b = tar::Builder::new(out);
+    let (mut files, mut bytes, mut found) = (0, 0, false);
+    for entry in tar.entries().map_err(err)? {
+        let mut entry = entry.map_err(err)?;
+        let path = entry.path().map_err(err)?.into_owned();
+        let Some(new) = inside(&path) else {
+            continue;
+        };
+        found = true;
+        // What the PAX header said beyond names and sizes, which the builder writes itself.
+        let mut pax = Vec::new();
+        if let Some(exts) = entry.pax_extensions().map_err(err)? {
+            for ext in exts.flatten() {
+                if !matches!(ext.key_bytes(), b"path" | b"linkpath" | b"size") {
+                    coffer_repo::archive::pax_record(&mut pax, ext.key_bytes(), ext.value_bytes());
+                }
+            }
+        }
+        if !pax.is_empty() {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(tar::EntryType::XHeader);
+            h.set_path("././@PaxHeader").map_err(err)?;
+            h.set_size(pax.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append(&h, &pax[..]).map_err(err)?;
+        }
+        let mut h = entry.header().clone();
+        let kind = h.entry_type();
+        if kind.is_hard_link() || kind.is_symlink() {
+            let target = entry
+                .link_name()
+                .map_err(err)?
+                .unwrap_or_default()
+                .into_owned();
+            // A hard link names another entry of the archive; a symlink keeps its text.
+            let target = if kind.is_hard_link() {
+                inside(&target)
+                    .ok_or_else(|| format!("{}: its hard link leaves the volume", path.display()))?
+            } else {
+                target
+            };
+            b.append_link(&mut h, &new, &target).map_err(err)?;
+        } else {
+            if kind.is_file() {
+                files += 1;
+                bytes += entry.size();
+            }
+            b.append_data(&mut h, &new, &mut entry).map_err(err)?;
+        }
+    }
+    if !found {
+        return Err(format!(
+            "volume {name}: the archive has no folder {}",
+            folder(name)
+        ));
+    }
+    b.finish().map_err(err)?;
+    Ok((files, bytes))
 }

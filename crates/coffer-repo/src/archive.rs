@@ -67,7 +67,8 @@ fn pax_mtime(sec: i64, nsec: u32) -> String {
     }
 }
 
-fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+/// One PAX record: `<length> <key>=<value>\n`, the length counting itself.
+pub fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     // "<len> <key>=<value>\n" where <len> counts the whole record including its own digits.
     let rest = 1 + key.len() + 1 + value.len() + 1;
     let mut len = rest + 1;

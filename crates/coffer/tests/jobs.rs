@@ -1417,6 +1417,15 @@ fn a_docker_volume_job_backs_up_and_restores_into_a_recreated_volume() {
     let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
     assert_eq!(labels, json!({"app": "coffer-test", "tier": "data"}));
 
+    // From the downloaded archive, uploaded: the volume as it was again.
+    coffer_testkit::in_volume(&vol.0, "rm -r /data/app/sub && echo x > /data/new");
+    let task = api
+        .restore_upload(&job.id, archive.clone(), record.checksum.as_deref())
+        .unwrap();
+    let task = api.wait_restore(&job.id, &task.id, LONG).unwrap();
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(coffer_testkit::volume_manifest(&vol.0), original);
+
     // Elsewhere: into a directory, as files.
     let task = restore(api, &job.id, &record.id, json!({"target": "restored"}));
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");

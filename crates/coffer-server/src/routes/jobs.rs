@@ -337,13 +337,14 @@ pub async fn restore_task(
         (Vec<u8> = "application/x-tar"),
         (Vec<u8> = "multipart/form-data")
     ), description = "The archive, raw or as the form field `archive`"),
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = String, Path, description = "Job id"), UploadParams),
     responses((status = 202, body = RestoreTask), (status = 400, body = ErrorBody, description = "Not an acceptable archive"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn restore_upload(
     State(state): State<Arc<AppState>>,
     _: Auth<Operator>,
     Path(id): Path<String>,
+    Query(params): Query<UploadParams>,
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<RestoreTask>), ApiError> {
@@ -408,8 +409,19 @@ pub async fn restore_upload(
         let _ = tokio::fs::remove_file(&path).await;
         return Err(e);
     }
-    let task = state.jobs.restore_upload(&id, path, checksum).await?;
+    let task = state
+        .jobs
+        .restore_upload(&id, path, checksum, params.stop_containers.unwrap_or(false))
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(task)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UploadParams {
+    /// Stop running containers that use the job's volumes, and start them again afterwards
+    /// (otherwise such a restore is refused with 409).
+    stop_containers: Option<bool>,
 }
 
 /// Stream an upload to `path` (synced), refusing more than `limit` bytes and interrupted
