@@ -107,13 +107,11 @@ pub(crate) async fn make_unused(volumes: &[String], stop: bool) -> Result<Stoppe
         return Ok(stopped);
     };
     for name in volumes {
-        let users = match docker.check_unused(name).await {
-            Ok(_) => continue,
-            Err(DockerError::InUse { .. }) if stop => docker.users(name).await,
-            Err(e) => Err(e),
-        };
         let result = async {
-            for c in users?.into_iter().filter(|c| c.running) {
+            if !stop {
+                return docker.check_unused(name).await;
+            }
+            for c in docker.users(name).await?.into_iter().filter(|c| c.running) {
                 docker.stop(&c).await?;
                 tracing::info!(volume = %name, container = %c.name, "stopped for a restore");
                 stopped.0.push((docker.clone(), c));

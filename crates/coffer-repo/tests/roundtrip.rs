@@ -457,24 +457,22 @@ fn tar_streams_keep_hard_links_and_refuse_entries_that_leave_their_directory() {
     );
 
     // An entry that climbs out of the item fails the backup; nothing is written as a snapshot.
+    let header = |name: &[u8]| {
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_size(4);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        h
+    };
     let mut hostile = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(4);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_cksum();
-    hostile.append_data(&mut h, "ok", &b"fine"[..]).unwrap();
-    let mut h = tar::Header::new_old();
-    h.as_old_mut().name[..15].copy_from_slice(b"../../etc/evil\0");
-    h.set_size(4);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_cksum();
-    hostile.append(&h, &b"evil"[..]).unwrap();
+    hostile.append(&header(b"ok"), &b"fine"[..]).unwrap();
+    hostile
+        .append(&header(b"../../etc/evil"), &b"evil"[..])
+        .unwrap();
     let bad = BackupItem::named(
         "volume/bad",
         Source::Tar(Box::new(std::io::Cursor::new(

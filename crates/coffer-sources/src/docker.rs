@@ -12,7 +12,7 @@ use std::io::Read;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, Mount, MountType,
+    ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig, Mount, MountType,
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
@@ -130,19 +130,24 @@ impl Docker {
         }
     }
 
-    /// The containers (running or not) that mount the volume.
-    pub async fn users(&self, volume: &str) -> Result<Vec<Container>> {
-        let filters = HashMap::from([("volume".to_string(), vec![volume.to_string()])]);
-        let list = self
-            .inner
+    /// Containers, running or not, that match one filter (`volume=…`, `label=…`).
+    async fn containers(&self, filter: &str, value: &str) -> Result<Vec<ContainerSummary>> {
+        let filters = HashMap::from([(filter.to_string(), vec![value.to_string()])]);
+        self.inner
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(filters),
                 ..Default::default()
             }))
             .await
-            .map_err(api)?;
-        Ok(list
+            .map_err(api)
+    }
+
+    /// The containers (running or not) that mount the volume, Coffer's own excepted.
+    pub async fn users(&self, volume: &str) -> Result<Vec<Container>> {
+        Ok(self
+            .containers("volume", volume)
+            .await?
             .into_iter()
             .filter(|c| !c.labels.as_ref().is_some_and(|l| l.contains_key(TEMPORARY)))
             .map(|c| Container {
@@ -163,15 +168,16 @@ impl Docker {
     }
 
     /// Refuse when a running container uses the volume.
-    pub async fn check_unused(&self, volume: &str) -> Result<Vec<Container>> {
-        let users = self.users(volume).await?;
-        let running: Vec<String> = users
-            .iter()
+    pub async fn check_unused(&self, volume: &str) -> Result<()> {
+        let running: Vec<String> = self
+            .users(volume)
+            .await?
+            .into_iter()
             .filter(|c| c.running)
-            .map(|c| c.name.clone())
+            .map(|c| c.name)
             .collect();
         if running.is_empty() {
-            Ok(users)
+            Ok(())
         } else {
             Err(DockerError::InUse {
                 volume: volume.into(),
@@ -307,16 +313,7 @@ impl Docker {
 
     /// Remove temporary containers left behind by a crash.
     pub async fn remove_leftovers(&self) -> Result<usize> {
-        let filters = HashMap::from([("label".to_string(), vec![TEMPORARY.to_string()])]);
-        let list = self
-            .inner
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(api)?;
+        let list = self.containers("label", TEMPORARY).await?;
         for c in &list {
             if let Some(id) = &c.id {
                 remove_container(&self.inner, id).await;
