@@ -433,18 +433,8 @@ fn a_scheduled_run_missed_while_the_server_was_down_runs_once_at_start() {
             json!({"schedule": "0 * * * *", "enabled": false}),
         ))
         .unwrap();
-    assert!(env.server.stop().success());
     // As if the server had been down for five hours: five slots were missed.
-    let past = (Utc::now() - chrono::Duration::hours(5))
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    with_database(&env.dir.path().join("data/coffer.db"), async |pool| {
-        sqlx::query("UPDATE backup_jobs SET scheduled_until = ?1")
-            .bind(&past)
-            .execute(pool)
-            .await
-            .unwrap();
-    });
-    let server = start_in(&env.dir);
+    let server = restart_after_missed_slots(&env.dir, env.server, 5);
     let api = login(&server);
     let deadline = std::time::Instant::now() + LONG;
     let records = loop {
@@ -605,6 +595,42 @@ fn sqlite_db(dir: &Path, statements: &[&str]) -> std::path::PathBuf {
     db
 }
 
+/// Stop the server, move every job's last acted-on schedule time `hours` back (as if the
+/// server had been down), and start it again: due jobs fire at once, by their schedule.
+fn restart_after_missed_slots(dir: &TempDir, server: ServerProcess, hours: i64) -> ServerProcess {
+    assert!(server.stop().success());
+    let past = (Utc::now() - chrono::Duration::hours(hours))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    with_database(&dir.path().join("data/coffer.db"), async |pool| {
+        sqlx::query("UPDATE backup_jobs SET scheduled_until = ?1")
+            .bind(&past)
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    start_in(dir)
+}
+
+/// The job's first record started by the scheduler, once it has ended.
+fn wait_for_scheduled(api: &Client, job: &str) -> Record {
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let done = api
+            .records(job, &RecordFilter::default())
+            .unwrap()
+            .into_iter()
+            .find(|r| r.trigger == "schedule" && r.status != RecordStatus::Running);
+        if let Some(r) = done {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduler did not run the job"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `cp -a FROM TO`: a copy that keeps modes, owners, times and links.
 fn copy_tree(from: &Path, to: &Path) {
     let ok = std::process::Command::new("cp")
@@ -615,7 +641,7 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 #[test]
-fn a_sqlite_job_copies_a_consistent_database_while_it_is_written() {
+fn a_scheduled_sqlite_job_copies_a_consistent_database_while_it_is_written() {
     let env = start();
     let db = sqlite_db(
         env.dir.path(),
@@ -643,21 +669,28 @@ fn a_sqlite_job_copies_a_consistent_database_while_it_is_written() {
     };
     std::thread::sleep(Duration::from_millis(300));
     let input: JobInput = serde_json::from_value(json!({
-        "name": "app database", "sources": [{"type": "sqlite", "path": db}]
+        "name": "app database", "sources": [{"type": "sqlite", "path": db}],
+        "schedule": "*/5 * * * *"
     }))
     .unwrap();
     let job = env.api.create_job(&input).unwrap();
-    let records: Vec<Record> = (0..2).map(|_| run_to_end(&env.api, &job.id)).collect();
+    // The first record comes from the schedule: its slot passed while the server was down,
+    // so it fires at start-up (the writer goes on all along). The second is run by hand.
+    let Env { dir, server, .. } = env;
+    let server = restart_after_missed_slots(&dir, server, 2);
+    let api = login(&server);
+    let scheduled = wait_for_scheduled(&api, &job.id);
+    let records = vec![scheduled, run_to_end(&api, &job.id)];
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let written = writer.join().unwrap();
     assert!(written > 0);
 
     for record in &records {
         assert_eq!(record.status, RecordStatus::Success, "{record:?}");
-        assert!(env.api.verify_record(&job.id, &record.id).unwrap().ok);
-        let (_, archive) = env.api.download_record(&job.id, &record.id).unwrap();
+        assert!(api.verify_record(&job.id, &record.id).unwrap().ok);
+        let (_, archive) = api.download_record(&job.id, &record.id).unwrap();
         assert_eq!(Some(sha256(&archive)), record.checksum);
-        let out = env.dir.path().join(format!("out-{}", record.id));
+        let out = dir.path().join(format!("out-{}", record.id));
         std::fs::create_dir_all(&out).unwrap();
         let tar = out.join("archive.tar");
         std::fs::write(&tar, &archive).unwrap();
@@ -687,9 +720,21 @@ fn a_sqlite_job_copies_a_consistent_database_while_it_is_written() {
         );
         assert!(count <= written);
     }
+
+    // Deleted, then restored from the scheduled record: byte for byte the archive's copy.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let task = restore(&api, &job.id, &records[0].id, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    let copy = dir
+        .path()
+        .join(format!("out-{}", records[0].id))
+        .join("sqlite")
+        .join(db.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(&db).unwrap(), std::fs::read(&copy).unwrap());
     assert!(
-        !env.dir
-            .path()
+        !dir.path()
             .join("data/tmp")
             .read_dir()
             .is_ok_and(|mut d| d.next().is_some()),
@@ -698,14 +743,14 @@ fn a_sqlite_job_copies_a_consistent_database_while_it_is_written() {
 
     // A database that is not there fails the record with a clear error.
     let missing: JobInput = serde_json::from_value(json!({
-        "name": "gone", "sources": [{"type": "sqlite", "path": env.dir.path().join("gone.db")}]
+        "name": "gone", "sources": [{"type": "sqlite", "path": dir.path().join("gone.db")}]
     }))
     .unwrap();
-    let job = env.api.create_job(&missing).unwrap();
-    let r = run_to_end(&env.api, &job.id);
+    let job = api.create_job(&missing).unwrap();
+    let r = run_to_end(&api, &job.id);
     assert_eq!(r.status, RecordStatus::Failed);
     assert!(r.error.as_deref().unwrap().contains("gone.db"), "{r:?}");
-    assert!(env.server.stop().success());
+    assert!(server.stop().success());
 }
 
 /// Pack files of a repository, with their sizes.
