@@ -1662,3 +1662,43 @@ fn jobs_write_to_a_registered_s3_repository_whose_secret_never_leaves() {
     );
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn a_docker_engine_that_is_down_fails_the_record_clearly() {
+    let dir = tempdir().unwrap();
+    let server = ServerProcess::start(
+        BIN,
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+        &[
+            ("COFFER_ADMIN_PASSWORD", PASSWORD),
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ],
+    );
+    let api = login(&server);
+    let node = &api.nodes().unwrap()[0];
+    assert!(
+        !node.docker.ok && node.docker.detail.contains("not reachable"),
+        "{node:?}"
+    );
+    let job = api
+        .create_job(
+            &serde_json::from_value(
+                json!({"name": "volumes", "volumes": ["app-data"], "schedule": "@daily"}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let r = run_to_end(&api, &job.id);
+    assert_eq!(r.status, RecordStatus::Failed);
+    let error = r.error.unwrap();
+    assert!(
+        error.contains("app-data") && error.contains("Docker engine is not reachable"),
+        "{error}"
+    );
+    assert!(
+        api.job(&job.id).unwrap().next_run.is_some(),
+        "the schedule stays"
+    );
+    assert!(server.stop().success());
+}
