@@ -39,11 +39,8 @@ impl Jobs {
             })?;
         // In place, volumes that running containers use are refused now, or their containers
         // stopped by the task.
-        let vols: Vec<String> = match target {
-            None => plan
-                .iter()
-                .filter_map(|r| r.volume().map(str::to_string))
-                .collect(),
+        let vols = match target {
+            None => runner::volumes_in(&plan),
             Some(_) => vec![],
         };
         if !req.stop_containers {
@@ -105,10 +102,7 @@ impl Jobs {
             )));
         }
         let plan = runner::plan_restore(&job.sources, &[], &[]).map_err(refuse)?;
-        let vols: Vec<String> = plan
-            .iter()
-            .filter_map(|r| r.volume().map(str::to_string))
-            .collect();
+        let vols = runner::volumes_in(&plan);
         if !stop_containers && let Err(e) = volumes::make_unused(&vols, false).await {
             let _ = std::fs::remove_file(&archive);
             return Err(e);

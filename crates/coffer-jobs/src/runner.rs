@@ -333,6 +333,13 @@ impl Restore {
     }
 }
 
+/// The names of the volumes `plan` restores.
+pub fn volumes_in(plan: &[Restore]) -> Vec<String> {
+    plan.iter()
+        .filter_map(|r| r.volume().map(str::to_string))
+        .collect()
+}
+
 /// What to restore for `paths` and `volumes` (both empty: every source). Each path must be a
 /// source, or lie inside a path source; each volume a volume source.
 pub fn plan_restore(

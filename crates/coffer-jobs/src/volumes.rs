@@ -33,11 +33,7 @@ pub(crate) fn backup_item(
 ) -> Result<BackupItem, String> {
     let rt = tokio::runtime::Handle::current();
     let (info, reader) = rt
-        .block_on(async {
-            let docker = Docker::connect().await?;
-            let info = docker.volume(name).await?;
-            Ok((info, docker.read_volume(name).await?))
-        })
+        .block_on(async { Docker::connect().await?.read_volume(name).await })
         .map_err(failed(name))?;
     labels.insert(
         label(name),

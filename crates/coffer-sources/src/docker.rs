@@ -206,10 +206,11 @@ impl Docker {
         }
     }
 
-    /// Read the volume: a tar stream of its contents (`./…`) for a blocking reader. The
-    /// temporary container goes away when the reader is dropped.
-    pub async fn read_volume(&self, name: &str) -> Result<VolumeReader> {
-        self.volume(name).await?;
+    /// Read the volume: its description, and a tar stream of its contents (`./…`) for a
+    /// blocking reader. The temporary container goes away when the reader is dropped.
+    pub async fn read_volume(&self, name: &str) -> Result<(VolumeInfo, VolumeReader)> {
+        // Inspected first: mounting a volume that does not exist would create it.
+        let info = self.volume(name).await?;
         let temp = self.temporary(name, true).await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
         let docker = self.inner.clone();
@@ -227,11 +228,12 @@ impl Docker {
                 }
             }
         });
-        Ok(VolumeReader {
+        let reader = VolumeReader {
             rx,
             buf: Bytes::new(),
             _temp: temp,
-        })
+        };
+        Ok((info, reader))
     }
 
     /// Make the volume empty, as described by `info`: removed and created again with its
