@@ -12,7 +12,10 @@ use coffer_types::{
     JobUpdate, LoginRequest, LoginResponse, Modules, Node, Record, RecordStatus, Rotated, Setting,
     SettingValue, SetupRequest, UpdateUser, User, VerifyResult,
 };
-use coffer_types::{Repository, RepositoryInput, RepositoryUpdate, RestoreRequest, RestoreTask};
+use coffer_types::{
+    Credential, CredentialInput, CredentialUpdate, Repository, RepositoryInput, RepositoryUpdate,
+    RestoreRequest, RestoreTask,
+};
 use reqwest::Method;
 use reqwest::blocking::{Client as Http, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -384,6 +387,29 @@ impl Client {
 
     pub fn delete_repository(&self, id: &str) -> Result<()> {
         self.send(self.request(Method::DELETE, &format!("/api/repositories/{id}")))
+    }
+
+    pub fn credentials(&self) -> Result<Vec<Credential>> {
+        self.get("/api/credentials")
+    }
+
+    pub fn create_credential(&self, input: &CredentialInput) -> Result<Credential> {
+        self.post("/api/credentials", input)
+    }
+
+    pub fn credential(&self, id: &str) -> Result<Credential> {
+        self.get(&format!("/api/credentials/{id}"))
+    }
+
+    pub fn update_credential(&self, id: &str, u: &CredentialUpdate) -> Result<Credential> {
+        self.send(
+            self.request(Method::PUT, &format!("/api/credentials/{id}"))
+                .json(u),
+        )
+    }
+
+    pub fn delete_credential(&self, id: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/api/credentials/{id}")))
     }
 
     pub fn jobs(&self) -> Result<Vec<Job>> {

@@ -8,6 +8,7 @@
 //! "the first admin only while there are no users", "never remove or demote the last admin".
 
 mod audit;
+mod credentials;
 mod jobs;
 mod keys;
 mod repositories;

@@ -10,6 +10,7 @@
 //! runs once and `scheduled_until` jumps to the latest of them. Deciding is a pure function of
 //! the job, that mark and the current time ([`due`]), tested with fixed clocks.
 
+mod credentials;
 mod repos;
 mod restores;
 mod vault;

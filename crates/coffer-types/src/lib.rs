@@ -11,9 +11,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod credentials;
 mod jobs;
 mod repositories;
 
+pub use credentials::{Credential, CredentialInput, CredentialUpdate, DbEngine, TlsMode};
 pub use jobs::{
     Event, Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest, RestoreTask, Retention,
     Source, VerifyResult,

@@ -275,6 +275,11 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/repositories/{id}", Some(Role::Admin)),
     ("PUT", "/api/repositories/{id}", Some(Role::Admin)),
     ("DELETE", "/api/repositories/{id}", Some(Role::Admin)),
+    ("GET", "/api/credentials", Some(Role::Admin)),
+    ("POST", "/api/credentials", Some(Role::Admin)),
+    ("GET", "/api/credentials/{id}", Some(Role::Admin)),
+    ("PUT", "/api/credentials/{id}", Some(Role::Admin)),
+    ("DELETE", "/api/credentials/{id}", Some(Role::Admin)),
 ];
 
 /// A job backing up `src`.
@@ -475,6 +480,28 @@ fn every_route_is_documented_and_enforces_its_role() {
                     (
                         format!("/api/repositories/{}", r.json()["id"].as_str().unwrap()),
                         json!({"region": "eu-central-1"}),
+                    )
+                }
+                ("POST", "/api/credentials") => (
+                    path.clone(),
+                    json!({"name": format!("c{}", Utc::now().timestamp_micros()),
+                           "engine": "postgres", "host": "127.0.0.1", "user": "app"}),
+                ),
+                (_, "/api/credentials/{id}") => {
+                    let r = clients[2]
+                        .raw(
+                            "POST",
+                            "/api/credentials",
+                            Some(
+                                &json!({"name": format!("c{}", Utc::now().timestamp_micros()),
+                                         "engine": "mysql", "host": "127.0.0.1", "user": "app"}),
+                            ),
+                        )
+                        .unwrap();
+                    assert_eq!(r.status, 201, "{}", r.text);
+                    (
+                        format!("/api/credentials/{}", r.json()["id"].as_str().unwrap()),
+                        json!({"port": 3307}),
                     )
                 }
                 (_, t) if t.starts_with("/api/backup-jobs") => (

@@ -1702,3 +1702,57 @@ fn a_docker_engine_that_is_down_fails_the_record_clearly() {
     );
     assert!(server.stop().success());
 }
+
+#[test]
+fn database_credentials_keep_their_password_to_themselves() {
+    let env = start();
+    let api = &env.api;
+    let secret = "pa55-w0rd-that-stays-inside";
+    let input = |extra: serde_json::Value| -> coffer_types::CredentialInput {
+        let mut v = json!({"name": "app db", "engine": "postgres", "host": "127.0.0.1",
+                           "user": "app", "password": secret});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    };
+    for (extra, field) in [
+        (json!({"host": null}), "host"),
+        (json!({"socket": "/run/postgresql"}), "host"),
+        (json!({"host": null, "socket": "relative/dir"}), "socket"),
+        (json!({"user": " "}), "user"),
+        (json!({"port": 0}), "port"),
+    ] {
+        let (status, msg) = err(api.create_credential(&input(extra)));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
+        assert!(msg.starts_with(field), "{field}: {msg}");
+    }
+    let c = api.create_credential(&input(json!({}))).unwrap();
+    assert!(c.has_password && c.port == 5432, "{c:?}");
+    assert_eq!(
+        err(api.create_credential(&input(json!({})))).0,
+        StatusCode::CONFLICT
+    );
+    let listed = api.raw("GET", "/api/credentials", None).unwrap();
+    assert!(listed.text.contains(&c.id) && !listed.text.contains(secret));
+
+    // A socket replaces the host; an empty password removes it.
+    let u: coffer_types::CredentialUpdate =
+        serde_json::from_value(json!({"socket": "/run/postgresql", "password": ""})).unwrap();
+    let c = api.update_credential(&c.id, &u).unwrap();
+    assert!(c.host.is_none() && !c.has_password, "{c:?}");
+    let u: coffer_types::CredentialUpdate =
+        serde_json::from_value(json!({"password": secret})).unwrap();
+    assert!(api.update_credential(&c.id, &u).unwrap().has_password);
+    for f in ["coffer.db", "coffer.db-wal"] {
+        let bytes = std::fs::read(env.dir.path().join("data").join(f)).unwrap_or_default();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the password is readable in {f}"
+        );
+    }
+    api.delete_credential(&c.id).unwrap();
+    assert_eq!(err(api.credential(&c.id)).0, StatusCode::NOT_FOUND);
+    assert!(!env.server.log().contains(secret));
+    assert!(env.server.stop().success());
+}

@@ -7,6 +7,7 @@
 
 mod account;
 mod admin;
+mod credentials;
 mod jobs;
 mod keys;
 mod repositories;
@@ -41,6 +42,7 @@ use crate::middleware::{self, REQUEST_ID, RandomRequestId};
         (name = "admin", description = "Settings, audit log, secrets (admin)"),
         (name = "jobs", description = "Backup jobs and their records"),
         (name = "repositories", description = "Repositories for jobs: local or S3 (admin)"),
+        (name = "credentials", description = "Database credentials for postgres and mysql sources (admin)"),
     )
 )]
 struct ApiDoc;
@@ -126,6 +128,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             repositories::get,
             repositories::update,
             repositories::delete
+        ))
+        .routes(routes!(credentials::list, credentials::create))
+        .routes(routes!(
+            credentials::get,
+            credentials::update,
+            credentials::delete
         ))
         .split_for_parts();
     state
