@@ -100,4 +100,16 @@ impl Jobs {
     pub async fn delete_credential(&self, id: &str) -> Result<()> {
         Ok(self.db.delete_credential(id).await?)
     }
+
+    /// A credential's password in clear, for a run.
+    pub(crate) async fn credential_password(&self, id: &str) -> Result<Option<String>> {
+        match self.db.credential_password(id).await? {
+            Some(sealed) => Ok(Some(
+                self.vault
+                    .open(&sealed, &context(id))
+                    .map_err(JobsError::Unusable)?,
+            )),
+            None => Ok(None),
+        }
+    }
 }

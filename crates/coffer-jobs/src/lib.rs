@@ -11,6 +11,7 @@
 //! the job, that mark and the current time ([`due`]), tested with fixed clocks.
 
 mod credentials;
+mod databases;
 mod repos;
 mod restores;
 mod vault;
@@ -163,6 +164,7 @@ impl Jobs {
             None => None,
         };
         let job = spec::new_job(input, coffer_db::new_id(), &self.root, repository.as_ref())?;
+        self.check_credentials(&job.sources).await?;
         let job = self.db.create_job(&job).await?;
         self.wake.notify_one();
         Ok(Self::with_next_run(job))
@@ -171,6 +173,7 @@ impl Jobs {
     pub async fn update(&self, id: &str, u: JobUpdate) -> Result<Job> {
         let before = self.db.job(id).await?;
         let after = spec::update_job(before.clone(), u)?;
+        self.check_credentials(&after.sources).await?;
         let job = self.db.update_job(&after).await?;
         // A new schedule (or re-enabling) starts from now: no burst of "missed" runs.
         if (before.schedule, before.timezone, before.enabled)
@@ -306,10 +309,11 @@ impl Jobs {
     ) -> RunOutcome {
         let prepared = async {
             let target = self.target(job).await?;
+            let logins = self.logins(&sources).await?;
             self.db.set_record_phase(rid, "reading").await?;
-            Ok::<_, JobsError>(target)
+            Ok::<_, JobsError>((target, logins))
         };
-        let target = match prepared.await {
+        let (target, logins) = match prepared.await {
             Ok(p) => p,
             Err(e) => {
                 return RunOutcome::Failed {
@@ -324,7 +328,7 @@ impl Jobs {
         .into();
         let (t, scratch) = (target.clone(), self.scratch_dir());
         let result = tokio::task::spawn_blocking(move || {
-            runner::backup(&t, &scratch, &sources, labels, safety, cancel)
+            runner::backup(&t, &scratch, &sources, &logins, labels, safety, cancel)
         })
         .await
         .unwrap_or_else(|e| Err(format!("the backup stopped unexpectedly: {e}")));

@@ -26,7 +26,7 @@ impl Jobs {
             Some(t) => Some(spec::confine("target", t, &self.root)?),
             None => None,
         };
-        let plan =
+        let mut plan =
             runner::plan_restore(&job.sources, &req.paths, &req.volumes).map_err(|message| {
                 FieldError {
                     field: if req.volumes.is_empty() {
@@ -37,6 +37,26 @@ impl Jobs {
                     message,
                 }
             })?;
+        if let Some(name) = &req.target_database {
+            let mut dbs = plan
+                .iter_mut()
+                .filter(|r| matches!(r, runner::Restore::Postgres { .. }));
+            match (dbs.next(), dbs.next(), &target) {
+                (Some(runner::Restore::Postgres { into, .. }), None, None)
+                    if !name.is_empty() && !name.contains('\0') =>
+                {
+                    *into = name.clone();
+                }
+                _ => {
+                    return Err(FieldError {
+                        field: "target_database",
+                        message: "restoring into another database needs a non-empty name and exactly one database to restore, in place".into(),
+                    }
+                    .into());
+                }
+            }
+        }
+        let logins = self.logins(&job.sources).await?;
         // In place, volumes that running containers use are refused now, or their containers
         // stopped by the task.
         let vols = match target {
@@ -67,7 +87,7 @@ impl Jobs {
         let t = task.id.clone();
         let stop = (vols, req.stop_containers);
         self.spawn_restore(job, task.clone(), safety, stop, move || {
-            runner::restore(&repo, &snapshot, &plan, target.as_deref(), &t)
+            runner::restore(&repo, &snapshot, &plan, &logins, target.as_deref(), &t)
         });
         Ok(task)
     }
@@ -160,7 +180,7 @@ impl Jobs {
                         .set_restore_phase(&tid, "safety_snapshot", Some(&s.id))
                         .await
                         .map_err(|e| e.to_string())?;
-                    let present = existing(&job.sources).await;
+                    let present = jobs.existing(&job.sources).await;
                     if present.is_empty() {
                         // Nothing there to save (the data is gone, the usual reason to restore).
                         let nothing = RunOutcome::Failed {
@@ -213,25 +233,42 @@ impl Jobs {
         Ok(self.db.restore(job_id, tid).await?)
     }
 
+    /// The job's sources that exist now (what a safety snapshot can save).
+    async fn existing(&self, sources: &[Source]) -> Vec<Source> {
+        let logins = self.logins(sources).await.unwrap_or_default();
+        let mut present = vec![];
+        for s in sources {
+            let here = match s {
+                Source::Path { path, .. } | Source::Sqlite { path } => {
+                    std::fs::symlink_metadata(path).is_ok()
+                }
+                Source::Volume { name } => volumes::exists(name).await,
+                Source::Postgres {
+                    credential_id,
+                    database,
+                    ..
+                } => match logins.get(credential_id) {
+                    Some((_, login)) => {
+                        let login = login.clone();
+                        let dbs = tokio::task::spawn_blocking(move || login.databases()).await;
+                        match (dbs, database) {
+                            (Ok(Ok(dbs)), Some(d)) => dbs.contains(d),
+                            (Ok(Ok(_)), None) => true,
+                            _ => false,
+                        }
+                    }
+                    None => false,
+                },
+            };
+            if here {
+                present.push(s.clone());
+            }
+        }
+        present
+    }
+
     pub async fn restore_tasks(&self, job_id: &str) -> Result<Vec<RestoreTask>> {
         self.db.job(job_id).await?;
         Ok(self.db.restores(job_id).await?)
     }
-}
-
-/// The job's sources that exist now (what a safety snapshot can save).
-async fn existing(sources: &[Source]) -> Vec<Source> {
-    let mut present = vec![];
-    for s in sources {
-        let here = match s {
-            Source::Path { path, .. } | Source::Sqlite { path } => {
-                std::fs::symlink_metadata(path).is_ok()
-            }
-            Source::Volume { name } => volumes::exists(name).await,
-        };
-        if here {
-            present.push(s.clone());
-        }
-    }
-    present
 }

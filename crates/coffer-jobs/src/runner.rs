@@ -16,6 +16,7 @@ use coffer_repo::{
 };
 use coffer_types::{Source, VerifyResult};
 
+use crate::databases::{self, Logins};
 use crate::volumes;
 
 /// The repository key is 256 random bits, not a human password: a light KDF is enough.
@@ -106,14 +107,15 @@ impl Drop for Scratch {
 
 /// What the engine stores for one source. Files and trees keep their absolute paths; a SQLite
 /// database becomes the file `sqlite/<its path>` holding a consistent copy.
-fn item(
+fn items(
     source: &Source,
     scratch_dir: &Path,
     scratch: &mut Scratch,
     keep_unreadable: bool,
     labels: &mut BTreeMap<String, String>,
-) -> Result<BackupItem, String> {
-    match source {
+    logins: &Logins,
+) -> Result<Vec<BackupItem>, String> {
+    let one = match source {
         Source::Path { path, .. } => {
             let p = Path::new(path);
             std::fs::symlink_metadata(p).map_err(|e| format!("source {path}: {e}"))?;
@@ -144,7 +146,9 @@ fn item(
             .map_err(|e| format!("source {path}: {e}"))
         }
         Source::Volume { name } => volumes::backup_item(name, labels),
-    }
+        Source::Postgres { .. } => return databases::backup_items(source, logins, keep_unreadable),
+    };
+    one.map(|item| vec![item])
 }
 
 /// The label that ties a snapshot to its job (retention works per job).
@@ -157,15 +161,24 @@ pub fn backup(
     target: &Target,
     scratch_dir: &Path,
     sources: &[Source],
+    logins: &Logins,
     mut labels: BTreeMap<String, String>,
     keep_unreadable: bool,
     cancel: Arc<AtomicBool>,
 ) -> Result<BackupSummary, String> {
     let mut copies = Scratch(vec![]);
-    let items = sources
-        .iter()
-        .map(|s| item(s, scratch_dir, &mut copies, keep_unreadable, &mut labels))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut all = vec![];
+    for s in sources {
+        all.extend(items(
+            s,
+            scratch_dir,
+            &mut copies,
+            keep_unreadable,
+            &mut labels,
+            logins,
+        )?);
+    }
+    let items = all;
     let repo = target.open_or_init()?;
     let opts = BackupOptions {
         labels,
@@ -312,15 +325,29 @@ pub enum Restore {
     Sqlite(PathBuf),
     /// A Docker volume, by name.
     Volume(String),
+    /// A PostgreSQL database's dump, restored into the database `into`.
+    Postgres {
+        credential_id: String,
+        database: String,
+        into: String,
+    },
 }
 
 impl Restore {
     /// The path inside the snapshot.
-    fn include(&self) -> String {
+    fn include(&self, logins: &Logins) -> String {
         match self {
             Restore::Path(p) => p.display().to_string(),
             Restore::Sqlite(p) => format!("sqlite{}", p.display()),
             Restore::Volume(name) => volumes::folder(name),
+            Restore::Postgres {
+                credential_id,
+                database,
+                ..
+            } => {
+                let folder = logins.get(credential_id).map_or("", |(f, _)| f.as_str());
+                databases::dump_path(folder, database)
+            }
         }
     }
 
@@ -350,11 +377,23 @@ pub fn plan_restore(
     let all: Vec<Restore> = sources
         .iter()
         .map(|s| match s {
-            Source::Path { path, .. } => Restore::Path(PathBuf::from(path)),
-            Source::Sqlite { path } => Restore::Sqlite(PathBuf::from(path)),
-            Source::Volume { name } => Restore::Volume(name.clone()),
+            Source::Path { path, .. } => Ok(Restore::Path(PathBuf::from(path))),
+            Source::Sqlite { path } => Ok(Restore::Sqlite(PathBuf::from(path))),
+            Source::Volume { name } => Ok(Restore::Volume(name.clone())),
+            Source::Postgres {
+                credential_id,
+                database: Some(d),
+                ..
+            } => Ok(Restore::Postgres {
+                credential_id: credential_id.clone(),
+                database: d.clone(),
+                into: d.clone(),
+            }),
+            Source::Postgres { .. } => Err(
+                "restoring a whole PostgreSQL server is not supported yet: restore its databases from a job that names them".to_string(),
+            ),
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     if paths.is_empty() && volumes.is_empty() {
         return Ok(all);
     }
@@ -387,6 +426,7 @@ pub fn restore(
     target: &Target,
     snapshot: &str,
     plan: &[Restore],
+    logins: &Logins,
     into: Option<&Path>,
     task: &str,
 ) -> Result<(u64, u64), String> {
@@ -411,31 +451,44 @@ pub fn restore(
     };
     if let Some(t) = into {
         std::fs::create_dir_all(t).map_err(|e| format!("{}: {e}", t.display()))?;
-        return run(t, plan.iter().map(Restore::include).collect());
+        return run(t, plan.iter().map(|r| r.include(logins)).collect());
     }
     in_place(
         plan,
         task,
-        |staging, item| run(staging, vec![item.include()]),
-        |name| volumes::restore(&repo, &id, name),
+        |staging, item| run(staging, vec![item.include(logins)]),
+        |item| match item {
+            Restore::Volume(name) => volumes::restore(&repo, &id, name),
+            Restore::Postgres {
+                credential_id,
+                database,
+                into,
+            } => {
+                let login = logins
+                    .get(credential_id)
+                    .ok_or_else(|| format!("credential {credential_id} is gone"))?;
+                databases::restore(&repo, &id, login, database, into)
+            }
+            _ => unreachable!("in_place handles files"),
+        },
     )
 }
 
 /// Restore each item of `plan` in place: `fill` writes a file or tree (with its path inside
 /// the archive) under a staging directory beside it, then it is checked and swapped in by
-/// renames; `volume` restores a Docker volume.
+/// renames; `other` restores a Docker volume or a database.
 fn in_place(
     plan: &[Restore],
     task: &str,
     mut fill: impl FnMut(&Path, &Restore) -> Result<(u64, u64), String>,
-    mut volume: impl FnMut(&str) -> Result<(u64, u64), String>,
+    mut other: impl FnMut(&Restore) -> Result<(u64, u64), String>,
 ) -> Result<(u64, u64), String> {
     let mut total = (0, 0);
     for item in plan {
         let live = match item {
             Restore::Path(live) | Restore::Sqlite(live) => live,
-            Restore::Volume(name) => {
-                let (f, b) = volume(name)?;
+            Restore::Volume(_) | Restore::Postgres { .. } => {
+                let (f, b) = other(item)?;
                 total = (total.0 + f, total.1 + b);
                 continue;
             }
@@ -447,7 +500,7 @@ fn in_place(
         let staging = parent.join(format!(".coffer-restore-{task}"));
         let result = (|| {
             let (f, b) = fill(&staging, item)?;
-            let inside = item.include();
+            let inside = item.include(&Logins::new());
             let staged = staging.join(inside.trim_start_matches('/'));
             if std::fs::symlink_metadata(&staged).is_err() {
                 return Err(format!("{} is not in this archive", live.display()));
@@ -583,7 +636,7 @@ pub fn restore_archive(archive: &Path, plan: &[Restore], task: &str) -> Result<(
         plan,
         task,
         |staging, item| {
-            let include = PathBuf::from(item.include().trim_start_matches('/'));
+            let include = PathBuf::from(item.include(&Logins::new()).trim_start_matches('/'));
             let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
             let mut tar = tar::Archive::new(file);
             tar.set_preserve_permissions(true);
@@ -619,7 +672,10 @@ pub fn restore_archive(archive: &Path, plan: &[Restore], task: &str) -> Result<(
             }
             Ok((files, bytes))
         },
-        |name| volumes::restore_from_archive(archive, name),
+        |item| match item {
+            Restore::Volume(name) => volumes::restore_from_archive(archive, name),
+            _ => Err("databases are restored from records, not from uploaded archives".into()),
+        },
     )
 }
 

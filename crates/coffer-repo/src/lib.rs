@@ -60,7 +60,7 @@ mod tree;
 pub mod verify;
 mod wire;
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 pub use archive::Damage;
 pub use backend::{Backend, BackendError, BackendErrorKind, Location, S3Options};
@@ -132,6 +132,29 @@ pub fn dump(repo: &Repository, snapshot_id: &Id, out: &mut dyn Write) -> Result<
     })
 }
 
+/// The node at `path` inside a snapshot (`a/b/c`), with a reader for its data.
+fn node_at<'a>(
+    reader: &reader::BlobReader<'a>,
+    snap: &Snapshot,
+    path: &str,
+) -> Result<Option<Node>> {
+    let mut node: Option<Node> = None;
+    let mut tree = Some(reader.tree(&snap.tree)?);
+    for name in path.split('/').filter(|c| !c.is_empty()) {
+        let Some(t) = tree.take() else {
+            return Ok(None);
+        };
+        let Some(n) = t.find(name.as_bytes()).cloned() else {
+            return Ok(None);
+        };
+        if let Some(sub) = n.subtree.filter(|_| n.kind == NodeKind::Dir) {
+            tree = Some(reader.tree(&sub)?);
+        }
+        node = Some(n);
+    }
+    Ok(node)
+}
+
 /// Write a tar archive of the directory at `path` inside a snapshot (a volume's folder, say)
 /// to `out`, with entry paths relative to it: `./<path>` for its contents, then `./` for the
 /// directory itself. Returns the files and content bytes written.
@@ -145,19 +168,40 @@ pub fn dump_dir(
     let snap = snapshot::load(repo, snapshot_id)?;
     let index = index::Index::load(repo)?;
     let reader = reader::BlobReader::new(repo, &index);
-    let missing = || Error::Invalid(format!("{path} is not a directory of this snapshot"));
-    let mut node: Option<Node> = None;
-    let mut tree = reader.tree(&snap.tree)?;
-    for name in path.split('/').filter(|c| !c.is_empty()) {
-        let n = tree.find(name.as_bytes()).cloned().ok_or_else(missing)?;
-        if n.kind != NodeKind::Dir {
-            return Err(missing());
-        }
-        tree = reader.tree(&n.subtree.ok_or_else(missing)?)?;
-        node = Some(n);
+    match node_at(&reader, &snap, path)? {
+        Some(node) if node.kind == NodeKind::Dir => archive::write_dir(&reader, &node, out),
+        _ => Err(Error::Invalid(format!(
+            "{path} is not a directory of this snapshot"
+        ))),
     }
-    let node = node.ok_or_else(missing)?;
-    archive::write_dir(&reader, &node, out)
+}
+
+/// Write the content of the file at `path` inside a snapshot (a database dump, say) to `out`.
+/// Every blob is checked as it is read; damage is an error. Returns its size.
+pub fn cat(repo: &Repository, snapshot_id: &Id, path: &str, out: &mut dyn Write) -> Result<u64> {
+    let _lock = lock::acquire(repo, LockKind::Read)?;
+    let snap = snapshot::load(repo, snapshot_id)?;
+    let index = index::Index::load(repo)?;
+    let reader = reader::BlobReader::new(repo, &index);
+    let node = match node_at(&reader, &snap, path)? {
+        Some(n) if n.kind == NodeKind::File => n,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "{path} is not a file of this snapshot"
+            )));
+        }
+    };
+    let io = |e: std::io::Error| Error::io(path, e);
+    for c in &node.content {
+        match *c {
+            Content::Chunk { id, len } => out.write_all(&reader.chunk(&id, len)?).map_err(io)?,
+            Content::Hole { len } => {
+                std::io::copy(&mut std::io::repeat(0).take(len), out).map_err(io)?;
+            }
+        }
+    }
+    out.flush().map_err(io)?;
+    Ok(node.size)
 }
 
 /// Locks held right now by live processes.

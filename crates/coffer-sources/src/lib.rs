@@ -5,6 +5,7 @@
 //! or talks to Docker.
 
 pub mod docker;
+pub mod postgres;
 pub mod sqlite;
 
 #[derive(Debug, thiserror::Error)]

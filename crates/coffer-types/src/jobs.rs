@@ -22,6 +22,15 @@ pub enum Source {
     Sqlite { path: String },
     /// A Docker volume.
     Volume { name: String },
+    /// A PostgreSQL database (`database`), or every database of the server and its roles
+    /// (`all: true`), reached with a stored credential.
+    Postgres {
+        credential_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
+    },
 }
 
 /// Calendar-based retention, on top of `retention_count` / `retention_days`.
@@ -218,6 +227,10 @@ pub struct RestoreRequest {
     /// then those containers are stopped first and started again afterwards.
     #[serde(default)]
     pub stop_containers: bool,
+    /// Restore the job's one database into this database instead of the original (created,
+    /// or replaced if it exists); the original is left alone.
+    #[serde(default)]
+    pub target_database: Option<String>,
     /// Restore into this directory (inside the allowed root, by default the data directory)
     /// instead of in place; sources keep their absolute paths below it.
     #[serde(default)]

@@ -1756,3 +1756,171 @@ fn database_credentials_keep_their_password_to_themselves() {
     assert!(!env.server.log().contains(secret));
     assert!(env.server.stop().success());
 }
+
+/// `psql` as the superuser against the machine's PostgreSQL (127.0.0.1:5432, trust auth).
+fn psql(db: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", db])
+        .args(["-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-c", sql])
+        .output()
+        .expect("psql is installed (PostgreSQL client)");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {} (is PostgreSQL running on 127.0.0.1:5432?)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A database of the test's own, dropped at the end.
+struct PgDatabase(String);
+
+impl PgDatabase {
+    fn new(tag: &str) -> PgDatabase {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("coffer_{tag}_{}_{nanos}", std::process::id());
+        psql("postgres", &format!("CREATE DATABASE {name}"));
+        PgDatabase(name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-X",
+                "-c",
+            ])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
+            .output();
+    }
+}
+
+/// A checksum of every table's rows, in key order.
+fn pg_checksums(db: &str) -> String {
+    psql(
+        db,
+        "SELECT string_agg(t || '=' || s, ' ' ORDER BY t) FROM (
+           SELECT 'customers' t, md5(string_agg(c::text, ',' ORDER BY id)) s FROM customers c
+           UNION ALL SELECT 'orders', md5(string_agg(o::text, ',' ORDER BY id)) FROM orders o
+           UNION ALL SELECT 'audit', md5(string_agg(a::text, ',' ORDER BY id)) FROM audit a
+           UNION ALL SELECT 'view', md5(string_agg(v::text, ',' ORDER BY customer)) FROM order_totals v
+           UNION ALL SELECT 'seq', last_value::text FROM orders_id_seq) x",
+    )
+}
+
+#[test]
+fn a_postgres_database_is_dumped_restored_in_place_and_into_another_database() {
+    let db = PgDatabase::new("app");
+    psql(
+        &db.0,
+        "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, note text, photo bytea);
+         CREATE TABLE orders (id bigserial PRIMARY KEY,
+                              customer int NOT NULL REFERENCES customers (id),
+                              amount numeric(12, 2), placed timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE audit (id bigserial PRIMARY KEY, what text NOT NULL);
+         CREATE FUNCTION log_order() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO audit (what) VALUES ('order ' || NEW.id); RETURN NEW; END $$;
+         CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION log_order();
+         CREATE VIEW order_totals AS
+           SELECT customer, sum(amount) AS total, count(*) AS n FROM orders GROUP BY customer;
+         INSERT INTO customers (name, note, photo)
+           SELECT 'Kunde ' || i || ' — Müller ✓', CASE WHEN i % 7 = 0 THEN NULL ELSE 'n' || i END,
+                  CASE WHEN i % 3 = 0 THEN decode(md5(i::text), 'hex') END
+           FROM generate_series(1, 2000) i;
+         INSERT INTO orders (customer, amount, placed)
+           SELECT 1 + i % 2000, (i % 1000) / 7.0, '2026-01-01'::timestamptz + i * interval '1 minute'
+           FROM generate_series(1, 200000) i;",
+    );
+    let original = pg_checksums(&db.0);
+    let env = start();
+    let api = &env.api;
+    let cred = api
+        .create_credential(
+            &serde_json::from_value(json!({"name": "local pg", "engine": "postgres",
+                "host": "127.0.0.1", "user": "postgres", "password": "not-needed-with-trust"}))
+            .unwrap(),
+        )
+        .unwrap();
+    let job = api
+        .create_job(
+            &serde_json::from_value(json!({"name": "app db", "schedule": "@daily",
+                "sources": [{"type": "postgres", "credential_id": cred.id, "database": db.0}]}))
+            .unwrap(),
+        )
+        .unwrap();
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    assert!(api.verify_record(&job.id, &record.id).unwrap().ok);
+    let (_, archive) = api.download_record(&job.id, &record.id).unwrap();
+    assert_eq!(Some(sha256(&archive)), record.checksum);
+    let names: Vec<String> = tar::Archive::new(&archive[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    let dump = format!("postgres/local pg/{}.dump", db.0);
+    assert!(names.contains(&dump), "{names:?}");
+
+    // Damage: a table dropped, rows changed. Restored in place: exactly as backed up.
+    psql(
+        &db.0,
+        "DROP VIEW order_totals; DROP TABLE orders CASCADE;
+         UPDATE customers SET name = 'changed' WHERE id < 100; DELETE FROM audit WHERE id > 10;",
+    );
+    assert_ne!(
+        psql(
+            &db.0,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'orders'"
+        ),
+        "1"
+    );
+    let task = restore(api, &job.id, &record.id, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(pg_checksums(&db.0), original);
+    psql(&db.0, "INSERT INTO orders (customer, amount) VALUES (1, 1)");
+    assert_eq!(
+        psql(
+            &db.0,
+            "SELECT count(*) FROM audit WHERE what LIKE 'order %'"
+        ),
+        "200001",
+        "the trigger works after the restore"
+    );
+
+    // Into another database, while the original is in use and stays as it is.
+    let copy = PgDatabase(format!("{}_copy", db.0));
+    let before = pg_checksums(&db.0);
+    let task = restore(api, &job.id, &record.id, json!({"target_database": copy.0}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(pg_checksums(&copy.0), original);
+    assert_eq!(pg_checksums(&db.0), before);
+
+    // A database that does not exist: a failed record with pg_dump's own words.
+    let missing = api
+        .create_job(
+            &serde_json::from_value(json!({"name": "missing db",
+                "sources": [{"type": "postgres", "credential_id": cred.id, "database": "coffer_no_such_db"}]}))
+            .unwrap(),
+        )
+        .unwrap();
+    let failed = run_to_end(api, &missing.id);
+    assert_eq!(failed.status, RecordStatus::Failed);
+    let error = failed.error.unwrap();
+    assert!(
+        error.contains("pg_dump") && error.contains("coffer_no_such_db"),
+        "{error}"
+    );
+    assert_eq!(err(api.delete_credential(&cred.id)).0, StatusCode::CONFLICT);
+    assert!(!env.server.log().contains("not-needed-with-trust"));
+    assert!(env.server.stop().success());
+}
