@@ -1924,3 +1924,77 @@ fn a_postgres_database_is_dumped_restored_in_place_and_into_another_database() {
     assert!(!env.server.log().contains("not-needed-with-trust"));
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn a_postgres_backup_never_holds_half_a_transaction() {
+    let db = PgDatabase::new("tx");
+    psql(
+        &db.0,
+        "CREATE TABLE debit (id bigint PRIMARY KEY, amount int NOT NULL);
+         CREATE TABLE credit (id bigint PRIMARY KEY, amount int NOT NULL);
+         INSERT INTO debit SELECT i, i FROM generate_series(1, 50000) i;
+         INSERT INTO credit SELECT i, i FROM generate_series(1, 50000) i;",
+    );
+    // A writer moving money: one row into each table per transaction, all the time.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (name, stop) = (db.0.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sql: String = (0..50)
+                    .map(|k| {
+                        let id = 100_000 + n * 50 + k;
+                        format!(
+                            "BEGIN; INSERT INTO debit VALUES ({id}, 1); \
+                             SELECT pg_sleep(0.001); INSERT INTO credit VALUES ({id}, 1); COMMIT;"
+                        )
+                    })
+                    .collect();
+                psql(&name, &sql);
+                n += 1;
+            }
+            n
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let env = start();
+    let api = &env.api;
+    let cred = api
+        .create_credential(
+            &serde_json::from_value(json!({"name": "pg", "engine": "postgres",
+                "host": "127.0.0.1", "user": "postgres"}))
+            .unwrap(),
+        )
+        .unwrap();
+    let job = api
+        .create_job(
+            &serde_json::from_value(json!({"name": "ledger",
+                "sources": [{"type": "postgres", "credential_id": cred.id, "database": db.0}]}))
+            .unwrap(),
+        )
+        .unwrap();
+    let record = run_to_end(api, &job.id);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    let copy = PgDatabase(format!("{}_restored", db.0));
+    let task = restore(api, &job.id, &record.id, json!({"target_database": copy.0}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    let unmatched = psql(
+        &copy.0,
+        "SELECT count(*) FROM debit d FULL JOIN credit c USING (id)
+         WHERE d.id IS NULL OR c.id IS NULL",
+    );
+    assert_eq!(
+        unmatched, "0",
+        "every transaction is in the backup whole, or not at all"
+    );
+    assert!(
+        psql(&copy.0, "SELECT count(*) FROM debit")
+            .parse::<u64>()
+            .unwrap()
+            >= 50_000
+    );
+    assert!(env.server.stop().success());
+}
