@@ -1,15 +1,39 @@
-//! Database sources: PostgreSQL dumps streamed into the snapshot as
-//! `postgres/<credential>/<database>.dump` (and `globals.sql` for a whole server), restored with
-//! `pg_restore` into the original database or another one.
+//! Database sources: dumps streamed into the snapshot — PostgreSQL as
+//! `postgres/<credential>/<database>.dump` (custom format; `globals.sql` for a whole server),
+//! MySQL/MariaDB as `mysql/<credential>/<database>.sql` — and restored with the engine's own
+//! tools into the original database or another one.
 
 use std::collections::HashMap;
 
 use coffer_repo::{BackupItem, Id, Repository};
-use coffer_sources::postgres::{Dump, Login};
+use coffer_sources::{Dump, SourceError, mysql, postgres};
 use coffer_types::{DbEngine, Source};
 
 use crate::spec::FieldError;
 use crate::{Jobs, JobsError, Result};
+
+/// How a run reaches one database server.
+#[derive(Clone, Debug)]
+pub enum Login {
+    Postgres(postgres::Login),
+    Mysql(mysql::Login),
+}
+
+impl Login {
+    pub(crate) fn engine(&self) -> DbEngine {
+        match self {
+            Login::Postgres(_) => DbEngine::Postgres,
+            Login::Mysql(_) => DbEngine::Mysql,
+        }
+    }
+
+    pub(crate) fn databases(&self) -> std::result::Result<Vec<String>, SourceError> {
+        match self {
+            Login::Postgres(l) => l.databases(),
+            Login::Mysql(l) => l.databases(),
+        }
+    }
+}
 
 /// The logins of a run's database sources, by credential id: the folder name and the login.
 pub type Logins = HashMap<String, (String, Login)>;
@@ -27,18 +51,21 @@ fn component(name: &str) -> String {
 }
 
 /// Where a database's dump lives in the snapshot.
-pub(crate) fn dump_path(folder: &str, database: &str) -> String {
-    format!("postgres/{folder}/{}.dump", component(database))
+pub(crate) fn dump_path(engine: DbEngine, folder: &str, database: &str) -> String {
+    match engine {
+        DbEngine::Postgres => format!("postgres/{folder}/{}.dump", component(database)),
+        DbEngine::Mysql => format!("mysql/{folder}/{}.sql", component(database)),
+    }
 }
 
 /// A dump that starts its tool only when the engine first reads it, so that the databases of
 /// a run are dumped one after the other.
-struct Lazy<F: FnOnce() -> std::result::Result<Dump, String>> {
+struct Lazy<F: FnOnce() -> std::result::Result<Dump, SourceError>> {
     start: Option<F>,
     dump: Option<Dump>,
 }
 
-impl<F: FnOnce() -> std::result::Result<Dump, String>> std::io::Read for Lazy<F> {
+impl<F: FnOnce() -> std::result::Result<Dump, SourceError>> std::io::Read for Lazy<F> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if let Some(start) = self.start.take() {
             self.dump = Some(start().map_err(std::io::Error::other)?);
@@ -52,7 +79,7 @@ impl<F: FnOnce() -> std::result::Result<Dump, String>> std::io::Read for Lazy<F>
 
 fn lazy(
     name: String,
-    start: impl FnOnce() -> std::result::Result<Dump, String> + Send + 'static,
+    start: impl FnOnce() -> std::result::Result<Dump, SourceError> + Send + 'static,
 ) -> std::result::Result<BackupItem, String> {
     let reader = Lazy {
         start: Some(start),
@@ -62,44 +89,50 @@ fn lazy(
         .map_err(|e| e.to_string())
 }
 
-/// The engine items of a postgres source (blocking: asks the server for its version and, for
-/// `all`, its databases). With `keep_missing` (a safety record), a database that does not
-/// exist is no error: there is nothing to save.
+/// The engine items of a database source (blocking: asks the server for its databases, and
+/// PostgreSQL for its version). With `keep_missing` (a safety record), a database that does
+/// not exist is no error: there is nothing to save.
 pub(crate) fn backup_items(
     source: &Source,
     logins: &Logins,
     keep_missing: bool,
 ) -> std::result::Result<Vec<BackupItem>, String> {
-    let Source::Postgres {
-        credential_id,
-        database,
-        all,
-    } = source
-    else {
+    let Some((credential_id, database, _)) = source.database() else {
         return Ok(vec![]);
     };
     let (folder, login) = logins
         .get(credential_id)
         .ok_or_else(|| format!("credential {credential_id} is gone"))?;
-    let major = login.server_major().map_err(|e| e.to_string())?;
     let existing = login.databases().map_err(|e| e.to_string())?;
     let databases = match database {
-        Some(d) if keep_missing && !existing.contains(d) => vec![],
-        Some(d) => vec![d.clone()],
+        Some(d) if keep_missing && !existing.iter().any(|e| e == d) => vec![],
+        Some(d) => vec![d.to_string()],
         None => existing,
     };
     let mut items = vec![];
-    if *all {
-        let l = login.clone();
-        items.push(lazy(format!("postgres/{folder}/globals.sql"), move || {
-            l.dump_globals(Some(major)).map_err(|e| e.to_string())
-        })?);
-    }
-    for db in databases {
-        let l = login.clone();
-        items.push(lazy(dump_path(folder, &db), move || {
-            l.dump(&db, Some(major)).map_err(|e| e.to_string())
-        })?);
+    let engine = login.engine();
+    match login {
+        Login::Postgres(l) => {
+            let major = l.server_major().map_err(|e| e.to_string())?;
+            if database.is_none() {
+                let l = l.clone();
+                items.push(lazy(format!("postgres/{folder}/globals.sql"), move || {
+                    l.dump_globals(Some(major))
+                })?);
+            }
+            for db in databases {
+                let l = l.clone();
+                items.push(lazy(dump_path(engine, folder, &db), move || {
+                    l.dump(&db, Some(major))
+                })?);
+            }
+        }
+        Login::Mysql(l) => {
+            for db in databases {
+                let l = l.clone();
+                items.push(lazy(dump_path(engine, folder, &db), move || l.dump(&db))?);
+            }
+        }
     }
     Ok(items)
 }
@@ -112,9 +145,8 @@ pub(crate) fn restore(
     database: &str,
     into: &str,
 ) -> std::result::Result<(u64, u64), String> {
-    let major = login.server_major().ok();
-    let path = dump_path(folder, database);
-    // The dump flows from the repository into pg_restore through a pipe: no copy on disk.
+    let path = dump_path(login.engine(), folder, database);
+    // The dump flows from the repository into the restore tool through a pipe: no copy on disk.
     let (mut reader, mut writer) = std::io::pipe().map_err(|e| e.to_string())?;
     std::thread::scope(|s| {
         let feeder = s.spawn(move || {
@@ -122,9 +154,11 @@ pub(crate) fn restore(
             drop(writer);
             r
         });
-        let restored = login
-            .restore(into, &mut reader, major)
-            .map_err(|e| e.to_string());
+        let restored = match login {
+            Login::Postgres(l) => l.restore(into, &mut reader, l.server_major().ok()),
+            Login::Mysql(l) => l.restore(into, &mut reader),
+        }
+        .map_err(|e| e.to_string());
         drop(reader);
         let size = feeder
             .join()
@@ -135,36 +169,40 @@ pub(crate) fn restore(
 }
 
 impl Jobs {
-    /// The logins of the postgres sources among `sources`.
+    /// The logins of the database sources among `sources`.
     pub(crate) async fn logins(&self, sources: &[Source]) -> Result<Logins> {
         let mut logins = Logins::new();
-        for s in sources {
-            let Source::Postgres { credential_id, .. } = s else {
-                continue;
-            };
+        for (credential_id, _, _) in sources.iter().filter_map(Source::database) {
             if logins.contains_key(credential_id) {
                 continue;
             }
             let c = self.db.credential(credential_id).await?;
             let password = self.credential_password(credential_id).await?;
-            let login = Login {
-                host: c.host.or(c.socket).unwrap_or_default(),
-                port: c.port,
-                user: c.user,
-                password,
-                sslmode: c.tls.as_str().to_string(),
+            let login = match c.engine {
+                DbEngine::Postgres => Login::Postgres(postgres::Login {
+                    host: c.host.or(c.socket).unwrap_or_default(),
+                    port: c.port,
+                    user: c.user,
+                    password,
+                    sslmode: c.tls.as_str().to_string(),
+                }),
+                DbEngine::Mysql => Login::Mysql(mysql::Login {
+                    host: c.host,
+                    port: c.port,
+                    socket: c.socket,
+                    user: c.user,
+                    password,
+                    tls: c.tls.as_str().to_string(),
+                }),
             };
-            logins.insert(credential_id.clone(), (component(&c.name), login));
+            logins.insert(credential_id.to_string(), (component(&c.name), login));
         }
         Ok(logins)
     }
 
-    /// Every postgres source names a stored PostgreSQL credential.
+    /// Every database source names a stored credential of its engine.
     pub(crate) async fn check_credentials(&self, sources: &[Source]) -> Result<()> {
-        for s in sources {
-            let Source::Postgres { credential_id, .. } = s else {
-                continue;
-            };
+        for (credential_id, _, engine) in sources.iter().filter_map(Source::database) {
             let bad = |message: String| {
                 JobsError::Field(FieldError {
                     field: "sources",
@@ -172,12 +210,13 @@ impl Jobs {
                 })
             };
             match self.db.credential(credential_id).await {
-                Ok(c) if c.engine == DbEngine::Postgres => {}
+                Ok(c) if c.engine == engine => {}
                 Ok(c) => {
                     return Err(bad(format!(
-                        "credential {:?} is for {}, not PostgreSQL",
+                        "credential {:?} is for {}, not {}",
                         c.name,
-                        c.engine.as_str()
+                        c.engine.as_str(),
+                        engine.as_str()
                     )));
                 }
                 Err(coffer_db::DbError::NotFound(_)) => {
@@ -187,5 +226,23 @@ impl Jobs {
             }
         }
         Ok(())
+    }
+
+    /// Whether a database source's database exists now (any database, for a whole server).
+    pub(crate) async fn database_exists(&self, source: &Source, logins: &Logins) -> bool {
+        let Some((credential_id, database, _)) = source.database() else {
+            return false;
+        };
+        let Some((_, login)) = logins.get(credential_id) else {
+            return false;
+        };
+        let login = login.clone();
+        let database = database.map(str::to_string);
+        tokio::task::spawn_blocking(move || match login.databases() {
+            Ok(dbs) => database.is_none_or(|d| dbs.contains(&d)),
+            Err(_) => false,
+        })
+        .await
+        .unwrap_or(false)
     }
 }

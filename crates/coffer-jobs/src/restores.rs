@@ -40,9 +40,9 @@ impl Jobs {
         if let Some(name) = &req.target_database {
             let mut dbs = plan
                 .iter_mut()
-                .filter(|r| matches!(r, runner::Restore::Postgres { .. }));
+                .filter(|r| matches!(r, runner::Restore::Database { .. }));
             match (dbs.next(), dbs.next(), &target) {
-                (Some(runner::Restore::Postgres { into, .. }), None, None)
+                (Some(runner::Restore::Database { into, .. }), None, None)
                     if !name.is_empty() && !name.contains('\0') =>
                 {
                     *into = name.clone();
@@ -243,22 +243,9 @@ impl Jobs {
                     std::fs::symlink_metadata(path).is_ok()
                 }
                 Source::Volume { name } => volumes::exists(name).await,
-                Source::Postgres {
-                    credential_id,
-                    database,
-                    ..
-                } => match logins.get(credential_id) {
-                    Some((_, login)) => {
-                        let login = login.clone();
-                        let dbs = tokio::task::spawn_blocking(move || login.databases()).await;
-                        match (dbs, database) {
-                            (Ok(Ok(dbs)), Some(d)) => dbs.contains(d),
-                            (Ok(Ok(_)), None) => true,
-                            _ => false,
-                        }
-                    }
-                    None => false,
-                },
+                Source::Postgres { .. } | Source::Mysql { .. } => {
+                    self.database_exists(s, &logins).await
+                }
             };
             if here {
                 present.push(s.clone());

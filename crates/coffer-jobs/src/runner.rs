@@ -146,7 +146,9 @@ fn items(
             .map_err(|e| format!("source {path}: {e}"))
         }
         Source::Volume { name } => volumes::backup_item(name, labels),
-        Source::Postgres { .. } => return databases::backup_items(source, logins, keep_unreadable),
+        Source::Postgres { .. } | Source::Mysql { .. } => {
+            return databases::backup_items(source, logins, keep_unreadable);
+        }
     };
     one.map(|item| vec![item])
 }
@@ -325,8 +327,8 @@ pub enum Restore {
     Sqlite(PathBuf),
     /// A Docker volume, by name.
     Volume(String),
-    /// A PostgreSQL database's dump, restored into the database `into`.
-    Postgres {
+    /// A database's dump, restored into the database `into` of the same server.
+    Database {
         credential_id: String,
         database: String,
         into: String,
@@ -340,14 +342,14 @@ impl Restore {
             Restore::Path(p) => p.display().to_string(),
             Restore::Sqlite(p) => format!("sqlite{}", p.display()),
             Restore::Volume(name) => volumes::folder(name),
-            Restore::Postgres {
+            Restore::Database {
                 credential_id,
                 database,
                 ..
-            } => {
-                let folder = logins.get(credential_id).map_or("", |(f, _)| f.as_str());
-                databases::dump_path(folder, database)
-            }
+            } => match logins.get(credential_id) {
+                Some((folder, login)) => databases::dump_path(login.engine(), folder, database),
+                None => String::new(),
+            },
         }
     }
 
@@ -380,18 +382,16 @@ pub fn plan_restore(
             Source::Path { path, .. } => Ok(Restore::Path(PathBuf::from(path))),
             Source::Sqlite { path } => Ok(Restore::Sqlite(PathBuf::from(path))),
             Source::Volume { name } => Ok(Restore::Volume(name.clone())),
-            Source::Postgres {
-                credential_id,
-                database: Some(d),
-                ..
-            } => Ok(Restore::Postgres {
-                credential_id: credential_id.clone(),
-                database: d.clone(),
-                into: d.clone(),
-            }),
-            Source::Postgres { .. } => Err(
-                "restoring a whole PostgreSQL server is not supported yet: restore its databases from a job that names them".to_string(),
-            ),
+            Source::Postgres { .. } | Source::Mysql { .. } => match s.database() {
+                Some((credential_id, Some(d), _)) => Ok(Restore::Database {
+                    credential_id: credential_id.to_string(),
+                    database: d.to_string(),
+                    into: d.to_string(),
+                }),
+                _ => Err(
+                    "restoring a whole database server is not supported yet: restore its databases from a job that names them".to_string(),
+                ),
+            },
         })
         .collect::<Result<_, _>>()?;
     if paths.is_empty() && volumes.is_empty() {
@@ -459,7 +459,7 @@ pub fn restore(
         |staging, item| run(staging, vec![item.include(logins)]),
         |item| match item {
             Restore::Volume(name) => volumes::restore(&repo, &id, name),
-            Restore::Postgres {
+            Restore::Database {
                 credential_id,
                 database,
                 into,
@@ -487,7 +487,7 @@ fn in_place(
     for item in plan {
         let live = match item {
             Restore::Path(live) | Restore::Sqlite(live) => live,
-            Restore::Volume(_) | Restore::Postgres { .. } => {
+            Restore::Volume(_) | Restore::Database { .. } => {
                 let (f, b) = other(item)?;
                 total = (total.0 + f, total.1 + b);
                 continue;

@@ -117,16 +117,18 @@ fn check_sources(sources: &[Source]) -> Result<(), FieldError> {
                 ));
             }
             Source::Path { path, .. } | Source::Sqlite { path } => absolute("sources", path)?,
-            Source::Postgres { database, all, .. } => match (database, all) {
-                (Some(d), false) if !d.is_empty() && !d.contains('\0') => {}
-                (None, true) => {}
-                _ => {
-                    return Err(field(
-                        "sources",
-                        "a postgres source names a database, or takes them all with \"all\": true",
-                    ));
+            Source::Postgres { database, all, .. } | Source::Mysql { database, all, .. } => {
+                match (database, all) {
+                    (Some(d), false) if !d.is_empty() && !d.contains('\0') => {}
+                    (None, true) => {}
+                    _ => {
+                        return Err(field(
+                            "sources",
+                            "a database source names a database, or takes them all with \"all\": true",
+                        ));
+                    }
                 }
-            },
+            }
             Source::Volume { name } => {
                 let ok = name.len() <= 255
                     && name

@@ -10,11 +10,12 @@
 //! fails (non-zero exit, a signal, an error on stderr) turns the end of its stream into an
 //! error, so a failed dump can never be stored as a complete one.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use crate::SourceError;
+use crate::child::{self, Dump};
+use crate::{SourceError, failed};
 
 /// Where and as whom to connect.
 #[derive(Clone)]
@@ -37,13 +38,6 @@ impl std::fmt::Debug for Login {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("sslmode", &self.sslmode)
             .finish()
-    }
-}
-
-fn failed(what: &str, message: impl std::fmt::Display) -> SourceError {
-    SourceError::Failed {
-        what: what.to_string(),
-        message: message.to_string(),
     }
 }
 
@@ -152,14 +146,14 @@ impl Login {
             "--dbname",
             db,
         ]);
-        Dump::start(c, format!("pg_dump of database {db}"))
+        Dump::start(c, format!("pg_dump of database {db}"), None)
     }
 
     /// `pg_dumpall --globals-only` (roles, tablespaces) as a stream.
     pub fn dump_globals(&self, major: Option<u32>) -> Result<Dump, SourceError> {
         let mut c = self.command(&tool("pg_dumpall", major));
         c.args(["--globals-only", "--no-password"]);
-        Dump::start(c, "pg_dumpall --globals-only".into())
+        Dump::start(c, "pg_dumpall --globals-only".into(), None)
     }
 
     /// Restore a custom-format dump read from `input` into `db`, which is dropped (with its
@@ -175,136 +169,14 @@ impl Login {
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
         )?;
         self.psql("postgres", &format!("CREATE DATABASE {}", ident(db)))?;
-        let what = format!("pg_restore into database {db}");
-        let mut child = self
-            .command(&tool("pg_restore", major))
-            .args([
-                "--no-password",
-                "--exit-on-error",
-                "--no-owner",
-                "--dbname",
-                db,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| failed(&what, format!("cannot start pg_restore: {e}")))?;
-        let stderr = collect(child.stderr.take());
-        let mut stdin = child.stdin.take().expect("piped");
-        let copied = std::io::copy(input, &mut stdin).and_then(|_| stdin.flush());
-        drop(stdin);
-        let status = child
-            .wait()
-            .map_err(|e| failed(&what, format!("waiting for pg_restore: {e}")))?;
-        let errors = stderr.join().unwrap_or_default();
-        if !status.success() {
-            return Err(failed(&what, format!("{} ({status})", errors.trim())));
-        }
-        copied.map_err(|e| failed(&what, e))?;
-        Ok(())
-    }
-}
-
-/// The last 8 KiB a child writes to stderr, read on a thread of its own (a full pipe would
-/// stop the child).
-fn collect(stderr: Option<std::process::ChildStderr>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let Some(mut err) = stderr else {
-            return text;
-        };
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            text.push_str(&String::from_utf8_lossy(&buf[..n]));
-            if text.len() > 8192 {
-                let cut = (text.len() - 8192..text.len())
-                    .find(|i| text.is_char_boundary(*i))
-                    .unwrap_or(0);
-                text.drain(..cut);
-            }
-        }
-        text
-    })
-}
-
-/// A dump tool's output as it writes it. Its end is an error unless the tool exited
-/// successfully and reported no error.
-pub struct Dump {
-    child: Child,
-    stdout: ChildStdout,
-    stderr: Option<std::thread::JoinHandle<String>>,
-    what: String,
-    ended: bool,
-}
-
-impl std::fmt::Debug for Dump {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.what)
-    }
-}
-
-impl Dump {
-    fn start(mut c: Command, what: String) -> Result<Dump, SourceError> {
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| failed(&what, format!("cannot start it: {e}")))?;
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = Some(collect(child.stderr.take()));
-        Ok(Dump {
-            child,
-            stdout,
-            stderr,
-            what,
-            ended: false,
-        })
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        self.ended = true;
-        let status = self.child.wait()?;
-        let errors = self
-            .stderr
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default();
-        let reported = errors
-            .lines()
-            .any(|l| l.contains("error:") || l.contains("FATAL:"));
-        if status.success() && !reported {
-            return Ok(());
-        }
-        Err(std::io::Error::other(format!(
-            "{} failed ({status}): {}",
-            self.what,
-            errors.trim()
-        )))
-    }
-}
-
-impl Read for Dump {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.ended {
-            return Ok(0);
-        }
-        let n = self.stdout.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.finish()?;
-        }
-        Ok(n)
-    }
-}
-
-impl Drop for Dump {
-    fn drop(&mut self) {
-        if !self.ended {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        let mut c = self.command(&tool("pg_restore", major));
+        c.args([
+            "--no-password",
+            "--exit-on-error",
+            "--no-owner",
+            "--dbname",
+            db,
+        ]);
+        child::feed(c, input, &format!("pg_restore into database {db}"))
     }
 }

@@ -31,6 +31,38 @@ pub enum Source {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         all: bool,
     },
+    /// A MySQL or MariaDB database (`database`), or every database of the server but its own
+    /// schemas (`all: true`), reached with a stored credential.
+    Mysql {
+        credential_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
+    },
+}
+
+impl Source {
+    /// For database sources: the credential, the database (none: all) and the engine.
+    pub fn database(&self) -> Option<(&str, Option<&str>, crate::DbEngine)> {
+        match self {
+            Source::Postgres {
+                credential_id,
+                database,
+                ..
+            } => Some((
+                credential_id,
+                database.as_deref(),
+                crate::DbEngine::Postgres,
+            )),
+            Source::Mysql {
+                credential_id,
+                database,
+                ..
+            } => Some((credential_id, database.as_deref(), crate::DbEngine::Mysql)),
+            _ => None,
+        }
+    }
 }
 
 /// Calendar-based retention, on top of `retention_count` / `retention_days`.

@@ -1998,3 +1998,154 @@ fn a_postgres_backup_never_holds_half_a_transaction() {
     );
     assert!(env.server.stop().success());
 }
+
+/// The `mariadb` client as root against the machine's MariaDB (127.0.0.1:3306).
+fn mariadb(db: &str, sql: &str) -> String {
+    let out = std::process::Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            "3306",
+            "-u",
+            "root",
+            "-N",
+            "-B",
+            "-e",
+            sql,
+        ])
+        .args((!db.is_empty()).then_some(db))
+        .output()
+        .expect("the mariadb client is installed");
+    assert!(
+        out.status.success(),
+        "mariadb {sql}: {} (is MariaDB running on 127.0.0.1:3306?)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A MariaDB database of the test's own, dropped at the end.
+struct MyDatabase(String);
+
+impl MyDatabase {
+    fn new(tag: &str) -> MyDatabase {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("coffer_{tag}_{}_{nanos}", std::process::id());
+        mariadb("", &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"));
+        MyDatabase(name)
+    }
+}
+
+impl Drop for MyDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-u", "root", "-e"])
+            .arg(format!("DROP DATABASE IF EXISTS {}", self.0))
+            .output();
+    }
+}
+
+fn my_checksums(db: &str) -> String {
+    mariadb(
+        db,
+        "CHECKSUM TABLE customers, orders, audit EXTENDED;
+         SELECT md5(group_concat(customer, ':', total ORDER BY customer SEPARATOR ',')) FROM order_totals;
+         SELECT AUTO_INCREMENT FROM information_schema.TABLES
+           WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'orders';",
+    )
+    .replace(db, "DB")
+}
+
+#[test]
+fn a_mariadb_database_is_dumped_restored_in_place_and_into_another_database() {
+    let db = MyDatabase::new("my");
+    mariadb(
+        &db.0,
+        "SET SESSION group_concat_max_len = 100000000;
+         CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100) NOT NULL,
+                                 note TEXT NULL, photo BLOB NULL) ENGINE=InnoDB;
+         CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, customer INT NOT NULL,
+                              amount DECIMAL(12,2), FOREIGN KEY (customer) REFERENCES customers (id))
+                              ENGINE=InnoDB;
+         CREATE TABLE audit (id BIGINT AUTO_INCREMENT PRIMARY KEY, what VARCHAR(100)) ENGINE=InnoDB;
+         CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW
+           INSERT INTO audit (what) VALUES (CONCAT('order ', NEW.id));
+         CREATE VIEW order_totals AS SELECT customer, SUM(amount) AS total FROM orders GROUP BY customer;
+         INSERT INTO customers (name, note, photo)
+           SELECT CONCAT('Kunde ', seq, ' — Müller ✓'), IF(seq % 7 = 0, NULL, CONCAT('n', seq)),
+                  IF(seq % 3 = 0, UNHEX(MD5(seq)), NULL)
+           FROM seq_1_to_2000;
+         INSERT INTO orders (customer, amount) SELECT 1 + seq % 2000, (seq % 1000) / 7 FROM seq_1_to_100000;",
+    );
+    let original = my_checksums(&db.0);
+    let env = start();
+    let api = &env.api;
+    let cred = api
+        .create_credential(
+            &serde_json::from_value(json!({"name": "local mariadb", "engine": "mysql",
+                "host": "127.0.0.1", "user": "root", "tls": "disable"}))
+            .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(cred.port, 3306);
+    let job = api
+        .create_job(
+            &serde_json::from_value(json!({"name": "shop db", "schedule": "@daily",
+                "sources": [{"type": "mysql", "credential_id": cred.id, "database": db.0}]}))
+            .unwrap(),
+        )
+        .unwrap();
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    assert!(api.verify_record(&job.id, &record.id).unwrap().ok);
+
+    mariadb(
+        &db.0,
+        "DROP VIEW order_totals; DROP TABLE audit; UPDATE customers SET name = 'changed' WHERE id < 100;",
+    );
+    let task = restore(api, &job.id, &record.id, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(my_checksums(&db.0), original);
+    mariadb(&db.0, "INSERT INTO orders (customer, amount) VALUES (1, 1)");
+    assert_eq!(
+        mariadb(&db.0, "SELECT COUNT(*) FROM audit"),
+        "100001",
+        "the trigger works after the restore"
+    );
+
+    let copy = MyDatabase(format!("{}_copy", db.0));
+    let before = my_checksums(&db.0);
+    let task = restore(api, &job.id, &record.id, json!({"target_database": copy.0}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(my_checksums(&copy.0), original);
+    assert_eq!(my_checksums(&db.0), before);
+
+    // A database that does not exist: a failed record with the tool's own words.
+    let missing = api
+        .create_job(
+            &serde_json::from_value(json!({"name": "missing",
+                "sources": [{"type": "mysql", "credential_id": cred.id, "database": "coffer_no_such_db"}]}))
+            .unwrap(),
+        )
+        .unwrap();
+    let failed = run_to_end(api, &missing.id);
+    assert_eq!(failed.status, RecordStatus::Failed);
+    let error = failed.error.unwrap();
+    assert!(
+        error.contains("dump") && error.contains("coffer_no_such_db"),
+        "{error}"
+    );
+    // A credential of the wrong engine is refused.
+    let (status, msg) = err(api.create_job(
+        &serde_json::from_value(json!({"name": "wrong engine",
+            "sources": [{"type": "postgres", "credential_id": cred.id, "database": "x"}]}))
+        .unwrap(),
+    ));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
+    assert!(msg.contains("not postgres"), "{msg}");
+    assert!(env.server.stop().success());
+}

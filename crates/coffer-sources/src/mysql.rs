@@ -1,0 +1,223 @@
+//! MySQL and MariaDB through their own tools: `mariadb-dump` (or `mysqldump`) with
+//! `--single-transaction --routines --triggers --events` per database, restored with the
+//! `mariadb` (or `mysql`) client.
+//!
+//! The login reaches a tool only through an option file (`--defaults-extra-file`) of mode 0600
+//! in a private directory of mode 0700, removed when the tool ends — never a command line,
+//! never the environment, never a log.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::child::{self, Dump};
+use crate::{SourceError, failed};
+
+/// Where and as whom to connect.
+#[derive(Clone)]
+pub struct Login {
+    pub host: Option<String>,
+    pub port: u16,
+    /// A Unix socket file, instead of `host`.
+    pub socket: Option<String>,
+    pub user: String,
+    pub password: Option<String>,
+    /// `disable`, `prefer`, `require` or `verify-full`.
+    pub tls: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("socket", &self.socket)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// The first of `names` found on `PATH`.
+fn tool(names: &[&str]) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    names
+        .iter()
+        .find_map(|n| dirs.iter().map(|d| d.join(n)).find(|p| p.is_file()))
+        .unwrap_or_else(|| PathBuf::from(names[0]))
+}
+
+/// The dump tool this node uses.
+pub fn dump_tool() -> PathBuf {
+    tool(&["mariadb-dump", "mysqldump"])
+}
+
+fn client() -> PathBuf {
+    tool(&["mariadb", "mysql"])
+}
+
+/// A database name as an SQL identifier.
+fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// An option file value, quoted.
+fn quoted(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A private directory holding the option file; removed when dropped.
+struct OptionFile {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl Drop for OptionFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Login {
+    fn option_file(&self) -> Result<OptionFile, SourceError> {
+        let err = |e: std::io::Error| failed("MySQL option file", e);
+        let mut random = [0u8; 12];
+        getrandom::fill(&mut random).map_err(|e| failed("MySQL option file", e))?;
+        let dir = std::env::temp_dir().join(format!(
+            "coffer-mysql-{}",
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(err)?;
+        let guard = OptionFile {
+            file: dir.join("client.cnf"),
+            dir,
+        };
+        let mut text = format!(
+            "[client]\nuser={}\nport={}\n",
+            quoted(&self.user),
+            self.port
+        );
+        match (&self.socket, &self.host) {
+            (Some(s), _) => text.push_str(&format!("socket={}\n", quoted(s))),
+            (None, Some(h)) => text.push_str(&format!("host={}\nprotocol=tcp\n", quoted(h))),
+            (None, None) => {}
+        }
+        if let Some(p) = &self.password {
+            text.push_str(&format!("password={}\n", quoted(p)));
+        }
+        text.push_str(match self.tls.as_str() {
+            "disable" => "skip-ssl\n",
+            "require" => "ssl\n",
+            "verify-full" => "ssl\nssl-verify-server-cert\n",
+            _ => "",
+        });
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&guard.file)
+            .map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        Ok(guard)
+    }
+
+    fn command(&self, tool: &Path, options: &OptionFile) -> Command {
+        let mut c = Command::new(tool);
+        // Must come first; the environment must not add a password of its own.
+        c.arg(format!("--defaults-extra-file={}", options.file.display()))
+            .env_remove("MYSQL_PWD")
+            .env_remove("MYSQL_HOST");
+        c
+    }
+
+    /// Run one SQL statement with the client; its output.
+    fn sql(&self, db: Option<&str>, sql: &str) -> Result<String, SourceError> {
+        let options = self.option_file()?;
+        let mut c = self.command(&client(), &options);
+        c.args(["--batch", "--skip-column-names", "--execute", sql]);
+        if let Some(db) = db {
+            c.arg(db);
+        }
+        let out = c
+            .output()
+            .map_err(|e| failed("mariadb", format!("cannot start the client: {e}")))?;
+        if !out.status.success() {
+            let at = self
+                .host
+                .as_deref()
+                .or(self.socket.as_deref())
+                .unwrap_or("");
+            return Err(failed(
+                &format!("MySQL at {at}:{}", self.port),
+                String::from_utf8_lossy(&out.stderr).trim(),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The databases a whole-server backup takes: all but the server's own schemas.
+    pub fn databases(&self) -> Result<Vec<String>, SourceError> {
+        Ok(self
+            .sql(None, "SHOW DATABASES")?
+            .lines()
+            .filter(|d| {
+                !matches!(
+                    *d,
+                    "information_schema" | "performance_schema" | "sys" | "mysql"
+                )
+            })
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// A dump of one database as a stream (one consistent transaction).
+    pub fn dump(&self, db: &str) -> Result<Dump, SourceError> {
+        let options = self.option_file()?;
+        let tool = dump_tool();
+        let mut c = self.command(&tool, &options);
+        c.args([
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            "--default-character-set=utf8mb4",
+            "--skip-dump-date",
+            "--",
+            db,
+        ]);
+        let name = tool
+            .file_name()
+            .map_or("mariadb-dump".into(), |n| n.to_string_lossy().into_owned());
+        Dump::start(
+            c,
+            format!("{name} of database {db}"),
+            Some(Box::new(options)),
+        )
+    }
+
+    /// Restore a dump read from `input` into `db`, which is dropped and created anew first.
+    pub fn restore(&self, db: &str, input: &mut dyn Read) -> Result<(), SourceError> {
+        self.sql(
+            None,
+            &format!(
+                "DROP DATABASE IF EXISTS {0}; CREATE DATABASE {0}",
+                ident(db)
+            ),
+        )?;
+        let options = self.option_file()?;
+        let mut c = self.command(&client(), &options);
+        c.args(["--default-character-set=utf8mb4", "--", db]);
+        child::feed(c, input, &format!("restoring database {db}"))
+    }
+}
