@@ -26,16 +26,16 @@ impl Jobs {
             Some(t) => Some(spec::confine("target", t, &self.root)?),
             None => None,
         };
-        let mut plan =
-            runner::plan_restore(&job.sources, &req.paths, &req.volumes).map_err(|message| {
-                FieldError {
-                    field: if req.volumes.is_empty() {
-                        "paths"
-                    } else {
-                        "volumes"
-                    },
-                    message,
-                }
+        let mut plan = runner::plan_restore(&job.sources, &req.paths, &req.volumes, &req.databases)
+            .map_err(|message| FieldError {
+                field: if !req.databases.is_empty() {
+                    "databases"
+                } else if !req.volumes.is_empty() {
+                    "volumes"
+                } else {
+                    "paths"
+                },
+                message,
             })?;
         if let Some(name) = &req.target_database {
             let mut dbs = plan
@@ -121,7 +121,7 @@ impl Jobs {
                 "its SHA-256 is {sha}, not the {expected} that was given: the upload is damaged"
             )));
         }
-        let plan = runner::plan_restore(&job.sources, &[], &[]).map_err(refuse)?;
+        let plan = runner::plan_restore(&job.sources, &[], &[], &[]).map_err(refuse)?;
         let vols = runner::volumes_in(&plan);
         if !stop_containers && let Err(e) = volumes::make_unused(&vols, false).await {
             let _ = std::fs::remove_file(&archive);

@@ -369,12 +369,14 @@ pub fn volumes_in(plan: &[Restore]) -> Vec<String> {
         .collect()
 }
 
-/// What to restore for `paths` and `volumes` (both empty: every source). Each path must be a
-/// source, or lie inside a path source; each volume a volume source.
+/// What to restore for `paths`, `volumes` and `databases` (all empty: every source). Each path
+/// must be a source, or lie inside a path source; each volume a volume source; each database a
+/// database source.
 pub fn plan_restore(
     sources: &[Source],
     paths: &[String],
     volumes: &[String],
+    databases: &[String],
 ) -> Result<Vec<Restore>, String> {
     let all: Vec<Restore> = sources
         .iter()
@@ -394,7 +396,7 @@ pub fn plan_restore(
             },
         })
         .collect::<Result<_, _>>()?;
-    if paths.is_empty() && volumes.is_empty() {
+    if paths.is_empty() && volumes.is_empty() && databases.is_empty() {
         return Ok(all);
     }
     let chosen_paths = paths.iter().map(|p| {
@@ -413,7 +415,16 @@ pub fn plan_restore(
             .cloned()
             .ok_or_else(|| format!("{v} is not one of this job's volumes"))
     });
-    chosen_paths.chain(chosen_volumes).collect()
+    let chosen_databases = databases.iter().map(|name| {
+        all.iter()
+            .find(|r| matches!(r, Restore::Database { database, .. } if database == name))
+            .cloned()
+            .ok_or_else(|| format!("{name} is not one of this job's databases"))
+    });
+    chosen_paths
+        .chain(chosen_volumes)
+        .chain(chosen_databases)
+        .collect()
 }
 
 /// Restore `plan` from `snapshot`: into `target` (keeping absolute paths below it), or in

@@ -248,13 +248,16 @@ pub struct VerifyResult {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
-    /// Absolute paths to restore (a source, or something inside a path source). With neither
-    /// `paths` nor `volumes`, every source is restored.
+    /// Absolute paths to restore (a source, or something inside a path source). With none of
+    /// `paths`, `volumes` and `databases`, every source is restored.
     #[serde(default)]
     pub paths: Vec<String>,
     /// Names of the job's volume sources to restore.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// Names of the job's databases to restore.
+    #[serde(default)]
+    pub databases: Vec<String>,
     /// In place, a volume that a running container uses is refused (409) unless this is set:
     /// then those containers are stopped first and started again afterwards.
     #[serde(default)]

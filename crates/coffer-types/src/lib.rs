@@ -303,6 +303,8 @@ pub struct Check {
 pub struct Tool {
     pub name: String,
     pub path: Option<String>,
+    /// The first line the tool prints for `--version`.
+    pub version: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

@@ -993,7 +993,15 @@ fn metrics_and_nodes_describe_the_server() {
         !nodes[0].docker.detail.is_empty(),
         "Docker reachable or not, with the reason"
     );
-    assert!(nodes[0].tools.iter().any(|t| t.name == "pg_dump"));
+    let pg_dump = nodes[0].tools.iter().find(|t| t.name == "pg_dump").unwrap();
+    assert!(
+        pg_dump.path.is_some()
+            && pg_dump
+                .version
+                .as_deref()
+                .is_some_and(|v| v.contains("PostgreSQL")),
+        "the node lists its dump tools with their versions: {pg_dump:?}"
+    );
     assert!(env.server.stop().success());
 }
 

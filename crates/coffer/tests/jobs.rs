@@ -2119,7 +2119,20 @@ fn a_mariadb_database_is_dumped_restored_in_place_and_into_another_database() {
 
     let copy = MyDatabase(format!("{}_copy", db.0));
     let before = my_checksums(&db.0);
-    let task = restore(api, &job.id, &record.id, json!({"target_database": copy.0}));
+    let (status, msg) = err(api.restore_record(
+        &job.id,
+        &record.id,
+        &serde_json::from_value(json!({"databases": ["other"], "target_database": copy.0}))
+            .unwrap(),
+    ));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(msg.starts_with("databases"), "{msg}");
+    let task = restore(
+        api,
+        &job.id,
+        &record.id,
+        json!({"databases": [db.0], "target_database": copy.0}),
+    );
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
     assert_eq!(my_checksums(&copy.0), original);
     assert_eq!(my_checksums(&db.0), before);

@@ -104,13 +104,22 @@ fn find_tools() -> Vec<Tool> {
     let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     TOOLS
         .iter()
-        .map(|name| Tool {
-            name: name.to_string(),
-            path: dirs
-                .iter()
-                .map(|d| d.join(name))
-                .find(|p| is_executable(p))
-                .map(|p| p.display().to_string()),
+        .map(|name| {
+            let path = dirs.iter().map(|d| d.join(name)).find(|p| is_executable(p));
+            let version = path.as_ref().and_then(|p| {
+                let out = std::process::Command::new(p)
+                    .arg("--version")
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .ok()?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                Some(text.lines().next()?.trim().to_string()).filter(|v| !v.is_empty())
+            });
+            Tool {
+                name: name.to_string(),
+                path: path.map(|p| p.display().to_string()),
+                version,
+            }
         })
         .collect()
 }
