@@ -110,10 +110,13 @@ struct RecordRow {
     duration_ms: Option<i64>,
     error: Option<String>,
     warnings: String,
+    databases: String,
+    backup_tool: Option<String>,
 }
 
 const RECORD_COLUMNS: &str = "id, job_id, status, phase, size_bytes, stored_bytes, checksum,
-    file_path, snapshot_id, encrypted, trigger, started_at, finished_at, duration_ms, error, warnings";
+    file_path, snapshot_id, encrypted, trigger, started_at, finished_at, duration_ms, error, warnings,
+    databases, backup_tool";
 
 fn record(r: RecordRow) -> Result<Record> {
     let bytes = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
@@ -134,7 +137,20 @@ fn record(r: RecordRow) -> Result<Record> {
         duration_ms: bytes(r.duration_ms),
         error: r.error,
         warnings: json("record warnings", &r.warnings)?,
+        databases: json("record databases", &r.databases)?,
+        backup_tool: r.backup_tool,
     })
+}
+
+/// The distinct tools that made `dumps`, in order, or none.
+fn backup_tool(dumps: &[coffer_types::DatabaseDump]) -> Option<String> {
+    let mut tools: Vec<&str> = vec![];
+    for d in dumps {
+        if !tools.contains(&d.tool.as_str()) {
+            tools.push(&d.tool);
+        }
+    }
+    (!tools.is_empty()).then(|| tools.join(", "))
 }
 
 /// How a finished run went.
@@ -147,6 +163,7 @@ pub enum RunOutcome {
         file_path: String,
         snapshot_id: String,
         warnings: Vec<String>,
+        databases: Vec<coffer_types::DatabaseDump>,
     },
     Failed {
         error: String,
@@ -313,10 +330,11 @@ impl Db {
                 file_path,
                 snapshot_id,
                 warnings,
+                databases,
             } => sqlx::query(
                 "UPDATE backup_records SET status = 'success', phase = 'finalizing', size_bytes = ?2,
                      stored_bytes = ?3, checksum = ?4, file_path = ?5, snapshot_id = ?6, warnings = ?7,
-                     finished_at = ?8,
+                     finished_at = ?8, databases = ?9, backup_tool = ?10,
                      duration_ms = CAST(ROUND((julianday(?8) - julianday(started_at)) * 86400000) AS INTEGER)
                  WHERE id = ?1",
             )
@@ -327,7 +345,9 @@ impl Db {
             .bind(file_path)
             .bind(snapshot_id)
             .bind(serde_json::to_string(warnings).expect("strings serialize"))
-            .bind(ts(now)),
+            .bind(ts(now))
+            .bind(serde_json::to_string(databases).expect("dumps serialize"))
+            .bind(backup_tool(databases)),
             RunOutcome::Failed { error } => sqlx::query(
                 "UPDATE backup_records SET status = 'failed', error = ?2, finished_at = ?3,
                      duration_ms = CAST(ROUND((julianday(?3) - julianday(started_at)) * 86400000) AS INTEGER)

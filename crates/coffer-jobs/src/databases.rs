@@ -4,10 +4,11 @@
 //! tools into the original database or another one.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use coffer_repo::{BackupItem, Id, Repository};
 use coffer_sources::{Dump, SourceError, mysql, postgres};
-use coffer_types::{DbEngine, Source};
+use coffer_types::{DatabaseDump, DbEngine, Source};
 
 use crate::spec::FieldError;
 use crate::{Jobs, JobsError, Result};
@@ -35,8 +36,24 @@ impl Login {
     }
 }
 
-/// The logins of a run's database sources, by credential id: the folder name and the login.
-pub type Logins = HashMap<String, (String, Login)>;
+/// The logins of a run's database sources, by credential id (the folder name and the login),
+/// and the dumps the run made.
+#[derive(Clone, Debug, Default)]
+pub struct Logins {
+    logins: HashMap<String, (String, Login)>,
+    dumps: Arc<Mutex<Vec<DatabaseDump>>>,
+}
+
+impl Logins {
+    pub(crate) fn get(&self, credential_id: &str) -> Option<&(String, Login)> {
+        self.logins.get(credential_id)
+    }
+
+    /// The dumps read to their end so far, in order.
+    pub(crate) fn dumps(&self) -> Vec<DatabaseDump> {
+        self.dumps.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
 
 /// A name as one path component: `/` and `%` escaped, `.` and `..` never produced.
 fn component(name: &str) -> String {
@@ -59,10 +76,12 @@ pub(crate) fn dump_path(engine: DbEngine, folder: &str, database: &str) -> Strin
 }
 
 /// A dump that starts its tool only when the engine first reads it, so that the databases of
-/// a run are dumped one after the other.
+/// a run are dumped one after the other; a dump read to its end is logged with its size.
 struct Lazy<F: FnOnce() -> std::result::Result<Dump, SourceError>> {
     start: Option<F>,
     dump: Option<Dump>,
+    entry: DatabaseDump,
+    log: Arc<Mutex<Vec<DatabaseDump>>>,
 }
 
 impl<F: FnOnce() -> std::result::Result<Dump, SourceError>> std::io::Read for Lazy<F> {
@@ -70,23 +89,36 @@ impl<F: FnOnce() -> std::result::Result<Dump, SourceError>> std::io::Read for La
         if let Some(start) = self.start.take() {
             self.dump = Some(start().map_err(std::io::Error::other)?);
         }
-        match &mut self.dump {
-            Some(d) => d.read(buf),
-            None => Ok(0),
+        let n = match &mut self.dump {
+            Some(d) => d.read(buf)?,
+            None => return Ok(0),
+        };
+        self.entry.size_bytes += n as u64;
+        if n == 0 && !buf.is_empty() {
+            self.dump = None;
+            let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            log.push(self.entry.clone());
         }
+        Ok(n)
     }
 }
 
-fn lazy(
-    name: String,
-    start: impl FnOnce() -> std::result::Result<Dump, SourceError> + Send + 'static,
-) -> std::result::Result<BackupItem, String> {
-    let reader = Lazy {
-        start: Some(start),
-        dump: None,
-    };
-    BackupItem::named(&name, coffer_repo::Source::Stream(Box::new(reader)))
-        .map_err(|e| e.to_string())
+impl Logins {
+    fn lazy(
+        &self,
+        name: String,
+        entry: DatabaseDump,
+        start: impl FnOnce() -> std::result::Result<Dump, SourceError> + Send + 'static,
+    ) -> std::result::Result<BackupItem, String> {
+        let reader = Lazy {
+            start: Some(start),
+            dump: None,
+            entry,
+            log: self.dumps.clone(),
+        };
+        BackupItem::named(&name, coffer_repo::Source::Stream(Box::new(reader)))
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The engine items of a database source (blocking: asks the server for its databases, and
@@ -111,26 +143,40 @@ pub(crate) fn backup_items(
     };
     let mut items = vec![];
     let engine = login.engine();
+    let entry = |database: &str, tool: &str| DatabaseDump {
+        engine,
+        database: database.to_string(),
+        tool: tool.to_string(),
+        size_bytes: 0,
+    };
     match login {
         Login::Postgres(l) => {
             let major = l.server_major().map_err(|e| e.to_string())?;
             if database.is_none() {
                 let l = l.clone();
-                items.push(lazy(format!("postgres/{folder}/globals.sql"), move || {
-                    l.dump_globals(Some(major))
-                })?);
+                items.push(logins.lazy(
+                    format!("postgres/{folder}/globals.sql"),
+                    entry("(globals)", &format!("pg_dumpall {major}")),
+                    move || l.dump_globals(Some(major)),
+                )?);
             }
             for db in databases {
                 let l = l.clone();
-                items.push(lazy(dump_path(engine, folder, &db), move || {
+                let e = entry(&db, &format!("pg_dump {major}"));
+                items.push(logins.lazy(dump_path(engine, folder, &db), e, move || {
                     l.dump(&db, Some(major))
                 })?);
             }
         }
         Login::Mysql(l) => {
+            let tool = mysql::dump_tool();
+            let tool = tool
+                .file_name()
+                .map_or("mysqldump".into(), |n| n.to_string_lossy());
             for db in databases {
                 let l = l.clone();
-                items.push(lazy(dump_path(engine, folder, &db), move || l.dump(&db))?);
+                let e = entry(&db, &tool);
+                items.push(logins.lazy(dump_path(engine, folder, &db), e, move || l.dump(&db))?);
             }
         }
     }
@@ -171,9 +217,9 @@ pub(crate) fn restore(
 impl Jobs {
     /// The logins of the database sources among `sources`.
     pub(crate) async fn logins(&self, sources: &[Source]) -> Result<Logins> {
-        let mut logins = Logins::new();
+        let mut logins = Logins::default();
         for (credential_id, _, _) in sources.iter().filter_map(Source::database) {
-            if logins.contains_key(credential_id) {
+            if logins.logins.contains_key(credential_id) {
                 continue;
             }
             let c = self.db.credential(credential_id).await?;
@@ -195,7 +241,9 @@ impl Jobs {
                     tls: c.tls.as_str().to_string(),
                 }),
             };
-            logins.insert(credential_id.to_string(), (component(&c.name), login));
+            logins
+                .logins
+                .insert(credential_id.to_string(), (component(&c.name), login));
         }
         Ok(logins)
     }

@@ -326,9 +326,9 @@ impl Jobs {
             ("record".to_string(), rid.to_string()),
         ]
         .into();
-        let (t, scratch) = (target.clone(), self.scratch_dir());
+        let (t, scratch, l) = (target.clone(), self.scratch_dir(), logins.clone());
         let result = tokio::task::spawn_blocking(move || {
-            runner::backup(&t, &scratch, &sources, &logins, labels, safety, cancel)
+            runner::backup(&t, &scratch, &sources, &l, labels, safety, cancel)
         })
         .await
         .unwrap_or_else(|e| Err(format!("the backup stopped unexpectedly: {e}")));
@@ -340,6 +340,7 @@ impl Jobs {
                 file_path: format!("{}/snapshots/{}", target.location, s.snapshot_id),
                 snapshot_id: s.snapshot_id.to_string(),
                 warnings: s.warnings,
+                databases: logins.dumps(),
             },
             Err(error) => RunOutcome::Failed { error },
         }

@@ -511,7 +511,7 @@ fn in_place(
         let staging = parent.join(format!(".coffer-restore-{task}"));
         let result = (|| {
             let (f, b) = fill(&staging, item)?;
-            let inside = item.include(&Logins::new());
+            let inside = item.include(&Logins::default());
             let staged = staging.join(inside.trim_start_matches('/'));
             if std::fs::symlink_metadata(&staged).is_err() {
                 return Err(format!("{} is not in this archive", live.display()));
@@ -647,7 +647,7 @@ pub fn restore_archive(archive: &Path, plan: &[Restore], task: &str) -> Result<(
         plan,
         task,
         |staging, item| {
-            let include = PathBuf::from(item.include(&Logins::new()).trim_start_matches('/'));
+            let include = PathBuf::from(item.include(&Logins::default()).trim_start_matches('/'));
             let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
             let mut tar = tar::Archive::new(file);
             tar.set_preserve_permissions(true);

@@ -215,7 +215,7 @@ pub struct Record {
     pub stored_bytes: Option<u64>,
     /// SHA-256 (hex) of the canonical archive.
     pub checksum: Option<String>,
-    /// Where the snapshot lives: `<repository>#<snapshot id>`.
+    /// Where the snapshot lives: `<repository>/snapshots/<snapshot id>` (a path, or `s3://…`).
     pub file_path: Option<String>,
     pub snapshot_id: Option<String>,
     pub encrypted: bool,
@@ -227,6 +227,21 @@ pub struct Record {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The database dumps the record holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<DatabaseDump>,
+    /// The tools that made them (`pg_dump 15`, `mariadb-dump`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_tool: Option<String>,
+}
+
+/// One database dump in a record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseDump {
+    pub engine: crate::DbEngine,
+    pub database: String,
+    pub tool: String,
+    pub size_bytes: u64,
 }
 
 /// The answer to `POST .../verify`.

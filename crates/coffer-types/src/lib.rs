@@ -17,8 +17,8 @@ mod repositories;
 
 pub use credentials::{Credential, CredentialInput, CredentialUpdate, DbEngine, TlsMode};
 pub use jobs::{
-    Event, Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest, RestoreTask, Retention,
-    Source, VerifyResult,
+    DatabaseDump, Event, Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest,
+    RestoreTask, Retention, Source, VerifyResult,
 };
 pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};
 

@@ -1870,6 +1870,22 @@ fn a_postgres_database_is_dumped_restored_in_place_and_into_another_database() {
         .collect();
     let dump = format!("postgres/local pg/{}.dump", db.0);
     assert!(names.contains(&dump), "{names:?}");
+    // The record says which tool made which dump, and how large it is.
+    assert_eq!(
+        record.backup_tool.as_deref(),
+        Some("pg_dump 15"),
+        "{record:?}"
+    );
+    assert_eq!(record.databases.len(), 1);
+    assert_eq!(record.databases[0].database, db.0);
+    let in_archive = tar::Archive::new(&archive[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().display().to_string() == dump)
+        .unwrap()
+        .size();
+    assert_eq!(record.databases[0].size_bytes, in_archive);
 
     // Damage: a table dropped, rows changed. Restored in place: exactly as backed up.
     psql(
@@ -2102,6 +2118,15 @@ fn a_mariadb_database_is_dumped_restored_in_place_and_into_another_database() {
     let record = run_to_end(api, &job.id);
     assert_eq!(record.status, RecordStatus::Success, "{record:?}");
     assert!(api.verify_record(&job.id, &record.id).unwrap().ok);
+    assert_eq!(
+        record.backup_tool.as_deref(),
+        Some("mariadb-dump"),
+        "{record:?}"
+    );
+    assert!(
+        record.databases.len() == 1 && record.databases[0].size_bytes > 1_000_000,
+        "{record:?}"
+    );
 
     mariadb(
         &db.0,
