@@ -15,9 +15,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod docker;
+mod postgres;
 mod server;
 
 pub use docker::{BUSYBOX, docker, docker_engine, docker_ok, in_volume, volume_manifest};
+pub use postgres::{PG_PASSWORD, PgInstance};
 pub use server::{ServerProcess, with_database};
 pub use tempfile::{TempDir, tempdir};
 

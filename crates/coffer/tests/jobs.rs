@@ -2187,3 +2187,104 @@ fn a_mariadb_database_is_dumped_restored_in_place_and_into_another_database() {
     assert!(msg.contains("not postgres"), "{msg}");
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn postgres_failures_fail_the_record_and_keep_the_good_ones() {
+    let pg = coffer_testkit::PgInstance::start();
+    pg.sql("postgres", "CREATE DATABASE app");
+    pg.sql(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, 10000) i;",
+    );
+    let env = start();
+    let api = &env.api;
+    let cred = api
+        .create_credential(
+            &serde_json::from_value(json!({"name": "own pg", "engine": "postgres",
+                "host": "127.0.0.1", "port": pg.port, "user": "postgres",
+                "password": "not the password"}))
+            .unwrap(),
+        )
+        .unwrap();
+    let job = api
+        .create_job(
+            &serde_json::from_value(json!({"name": "app",
+                "sources": [{"type": "postgres", "credential_id": cred.id, "database": "app"}]}))
+            .unwrap(),
+        )
+        .unwrap();
+
+    // A wrong password: failed, in the server's words.
+    let failed = run_to_end(api, &job.id);
+    assert_eq!(failed.status, RecordStatus::Failed);
+    let error = failed.error.unwrap();
+    assert!(error.contains("password authentication failed"), "{error}");
+    assert!(!error.contains(coffer_testkit::PG_PASSWORD));
+
+    // The right one: a good record.
+    let right: coffer_types::CredentialUpdate =
+        serde_json::from_value(json!({"password": coffer_testkit::PG_PASSWORD})).unwrap();
+    api.update_credential(&cred.id, &right).unwrap();
+    let good = run_to_end(api, &job.id);
+    assert_eq!(good.status, RecordStatus::Success, "{good:?}");
+
+    // The server stopped in the middle of a dump: pg_dump waits for a lock that another
+    // session holds, then the server goes away.
+    let locker = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "app",
+        ])
+        .args([
+            "-c",
+            "BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);",
+        ])
+        .env("PGPASSWORD", coffer_testkit::PG_PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pg.sql(
+        "postgres",
+        "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation IS NOT NULL",
+    ) == "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was not taken"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = api.run_job(&job.id).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while pg.sql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'coffer' AND wait_event_type = 'Lock'") == "0" {
+        assert!(std::time::Instant::now() < deadline, "pg_dump never waited for the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pg.stop();
+    let stopped = api.wait_record(&job.id, &started.id, LONG).unwrap();
+    assert_eq!(stopped.status, RecordStatus::Failed, "{stopped:?}");
+    assert!(
+        stopped.error.as_deref().unwrap().contains("pg_dump"),
+        "{stopped:?}"
+    );
+    let mut locker = locker;
+    let _ = locker.kill();
+    let _ = locker.wait();
+
+    // Nothing good was lost.
+    assert_eq!(
+        api.record(&job.id, &good.id).unwrap().status,
+        RecordStatus::Success
+    );
+    assert!(api.verify_record(&job.id, &good.id).unwrap().ok);
+    assert!(env.server.stop().success());
+}
