@@ -11,22 +11,8 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-20s}
 CONNECTIONS=${CONNECTIONS:-32}
 command -v wrk >/dev/null || apt-get install -y wrk
-command -v jq >/dev/null || apt-get install -y jq
-cargo build --release -p coffer
-bin=${CARGO_TARGET_DIR:-target}/release/coffer
-
-work=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-B=http://127.0.0.1:$port
-printf 'a long benchmark password' >"$work/admin-password"
-COFFER_ADMIN_PASSWORD_FILE="$work/admin-password" COFFER_LOG=warn \
-    "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" &
-server=$!
-for _ in $(seq 100); do curl -sf "$B/api/health" >/dev/null && break; sleep 0.1; done
-
-token=$(curl -sf -X POST "$B/api/auth/login" -H 'Content-Type: application/json' \
-    -d '{"username": "admin", "password": "a long benchmark password"}' | jq -r .token)
+source bench/lib.sh
+start_coffer
 key=$(curl -sf -X POST "$B/api/keys" -H "Authorization: Bearer $token" \
     -H 'Content-Type: application/json' -d '{"name": "load"}' | jq -r .key)
 
