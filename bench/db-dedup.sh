@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Deduplication of database dumps (not part of CI): a PostgreSQL database of about 200 MB on
 # the machine's server (127.0.0.1:5432, trust auth), backed up ten times by a Coffer job with
-# about 1 % of its rows changed between runs. Prints each record's stored bytes next to the
-# dump's size; docs/benchmarks.md records a run.
+# about 1 % of its rows changed between runs: a contiguous range of rows (as when recent
+# records are edited), or with SCATTER=1 every hundredth row. Prints each record's stored bytes
+# next to the dump's size; docs/benchmarks.md records runs.
 #
 #   bench/db-dedup.sh              # PROFILE=dev to use the debug build (stored bytes do not
-#                                  # depend on the build)
+#   SCATTER=1 bench/db-dedup.sh    # depend on the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -43,5 +44,10 @@ for run in $(seq 1 10); do
     ratio=$(awk -v s="$stored" -v d="$dump" 'BEGIN { printf "%.1f", 100 * s / d }')
     printf '| %s | %s | %s | %s %% |\n' "$run" "$dump" "$stored" "$ratio"
     # About 1 % of the rows change before the next run.
-    pg -d "$DB" -c "UPDATE t SET a = md5(random()::text) WHERE id % 100 = $run"
+    if [ "${SCATTER:-0}" = 1 ]; then
+        pg -d "$DB" -c "UPDATE t SET a = md5(random()::text) WHERE id % 100 = $run"
+    else
+        first=$((run * ROWS / 12))
+        pg -d "$DB" -c "UPDATE t SET a = md5(random()::text) WHERE id > $first AND id <= $first + $ROWS / 100"
+    fi
 done
