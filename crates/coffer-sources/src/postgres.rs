@@ -157,26 +157,31 @@ impl Login {
     }
 
     /// Restore a custom-format dump read from `input` into `db`, which is dropped (with its
-    /// connections) and created anew first.
+    /// connections) and created anew first, with the owner it had. Objects keep their owners
+    /// and privileges, so the roles they name must exist.
     pub fn restore(
         &self,
         db: &str,
         input: &mut dyn Read,
         major: Option<u32>,
     ) -> Result<(), SourceError> {
+        let literal = format!("'{}'", db.replace('\'', "''"));
+        let owner = self.psql(
+            "postgres",
+            &format!("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {literal}"),
+        )?;
         self.psql(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
         )?;
-        self.psql("postgres", &format!("CREATE DATABASE {}", ident(db)))?;
+        let owned = if owner.is_empty() {
+            String::new()
+        } else {
+            format!(" OWNER {}", ident(&owner))
+        };
+        self.psql("postgres", &format!("CREATE DATABASE {}{owned}", ident(db)))?;
         let mut c = self.command(&tool("pg_restore", major));
-        c.args([
-            "--no-password",
-            "--exit-on-error",
-            "--no-owner",
-            "--dbname",
-            db,
-        ]);
+        c.args(["--no-password", "--exit-on-error", "--dbname", db]);
         child::feed(c, input, &format!("pg_restore into database {db}"))
     }
 }

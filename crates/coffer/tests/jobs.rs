@@ -1304,6 +1304,15 @@ fn sealed_downloads_stay_encrypted_and_open_with_the_key() {
     assert!(env.server.stop().success());
 }
 
+/// `prefix` made unique among concurrent tests (process id and time), as `prefix_pid_nanos`.
+fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
 /// A volume with a bit of everything: nested directories, a larger file, a symlink, a hard
 /// link, a file owned by another user with a narrow mode, an empty directory.
 fn fill_volume(volume: &str) {
@@ -1323,11 +1332,7 @@ struct Volume(String);
 impl Volume {
     fn new(labels: &[&str]) -> Volume {
         coffer_testkit::docker_engine();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("coffer-test-{}-{nanos}", std::process::id());
+        let name = unique_name("coffer-test-volume").replace('_', "-");
         let mut args = vec!["volume", "create"];
         for l in labels {
             args.extend(["--label", l]);
@@ -1777,11 +1782,7 @@ struct PgDatabase(String);
 
 impl PgDatabase {
     fn new(tag: &str) -> PgDatabase {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("coffer_{tag}_{}_{nanos}", std::process::id());
+        let name = unique_name(&format!("coffer_{tag}"));
         psql("postgres", &format!("CREATE DATABASE {name}"));
         PgDatabase(name)
     }
@@ -2046,11 +2047,7 @@ struct MyDatabase(String);
 
 impl MyDatabase {
     fn new(tag: &str) -> MyDatabase {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("coffer_{tag}_{}_{nanos}", std::process::id());
+        let name = unique_name(&format!("coffer_{tag}"));
         mariadb("", &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"));
         MyDatabase(name)
     }
