@@ -239,6 +239,7 @@ impl Jobs {
                     user: c.user,
                     password,
                     tls: c.tls.as_str().to_string(),
+                    scratch: self.scratch_dir(),
                 }),
             };
             logins

@@ -3,8 +3,9 @@
 //! `mariadb` (or `mysql`) client.
 //!
 //! The login reaches a tool only through an option file (`--defaults-extra-file`) of mode 0600
-//! in a private directory of mode 0700, removed when the tool ends — never a command line,
-//! never the environment, never a log.
+//! in a private directory of mode 0700 under `Login::scratch`, removed when the tool ends —
+//! never a command line, never the environment, never a log. (The caller's scratch directory
+//! is emptied at start-up, so not even a crash leaves one behind for long.)
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -25,6 +26,8 @@ pub struct Login {
     pub password: Option<String>,
     /// `disable`, `prefer`, `require` or `verify-full`.
     pub tls: String,
+    /// Where option files are made (each in a private directory of its own).
+    pub scratch: PathBuf,
 }
 
 impl std::fmt::Debug for Login {
@@ -87,7 +90,8 @@ impl Login {
         let err = |e: std::io::Error| failed("MySQL option file", e);
         let mut random = [0u8; 12];
         getrandom::fill(&mut random).map_err(|e| failed("MySQL option file", e))?;
-        let dir = std::env::temp_dir().join(format!(
+        std::fs::create_dir_all(&self.scratch).map_err(err)?;
+        let dir = self.scratch.join(format!(
             "coffer-mysql-{}",
             random
                 .iter()
