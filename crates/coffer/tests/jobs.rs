@@ -2124,6 +2124,14 @@ fn a_mariadb_database_is_dumped_restored_in_place_and_into_another_database() {
         record.databases.len() == 1 && record.databases[0].size_bytes > 1_000_000,
         "{record:?}"
     );
+    assert!(
+        !env.dir
+            .path()
+            .join("data/tmp")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "no option file (with the login) is left behind"
+    );
 
     mariadb(
         &db.0,
