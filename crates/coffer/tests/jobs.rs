@@ -2293,3 +2293,70 @@ fn postgres_failures_fail_the_record_and_keep_the_good_ones() {
     assert!(api.verify_record(&job.id, &good.id).unwrap().ok);
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn a_mariadb_backup_never_holds_half_a_transaction() {
+    let db = MyDatabase::new("tx");
+    mariadb(
+        &db.0,
+        "CREATE TABLE debit (id BIGINT PRIMARY KEY, amount INT NOT NULL) ENGINE=InnoDB;
+         CREATE TABLE credit (id BIGINT PRIMARY KEY, amount INT NOT NULL) ENGINE=InnoDB;
+         INSERT INTO debit SELECT seq, seq FROM seq_1_to_50000;
+         INSERT INTO credit SELECT seq, seq FROM seq_1_to_50000;",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (name, stop) = (db.0.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sql: String = (0..50)
+                    .map(|k| {
+                        let id = 100_000 + n * 50 + k;
+                        format!(
+                            "START TRANSACTION; INSERT INTO debit VALUES ({id}, 1); \
+                             DO SLEEP(0.001); INSERT INTO credit VALUES ({id}, 1); COMMIT;"
+                        )
+                    })
+                    .collect();
+                mariadb(&name, &sql);
+                n += 1;
+            }
+            n
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let env = start();
+    let api = &env.api;
+    let cred = api
+        .create_credential(
+            &serde_json::from_value(json!({"name": "my", "engine": "mysql",
+                "host": "127.0.0.1", "user": "root"}))
+            .unwrap(),
+        )
+        .unwrap();
+    let job = api
+        .create_job(
+            &serde_json::from_value(json!({"name": "ledger",
+                "sources": [{"type": "mysql", "credential_id": cred.id, "database": db.0}]}))
+            .unwrap(),
+        )
+        .unwrap();
+    let record = run_to_end(api, &job.id);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    let copy = MyDatabase(format!("{}_restored", db.0));
+    let task = restore(api, &job.id, &record.id, json!({"target_database": copy.0}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    let unmatched = mariadb(
+        &copy.0,
+        "SELECT (SELECT COUNT(*) FROM debit d LEFT JOIN credit c USING (id) WHERE c.id IS NULL)
+              + (SELECT COUNT(*) FROM credit c LEFT JOIN debit d USING (id) WHERE d.id IS NULL)",
+    );
+    assert_eq!(
+        unmatched, "0",
+        "every transaction is in the backup whole, or not at all"
+    );
+    assert!(env.server.stop().success());
+}
