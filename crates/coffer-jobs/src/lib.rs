@@ -65,7 +65,7 @@ pub struct Jobs {
     db: Db,
     /// Where local repositories may live.
     root: PathBuf,
-    /// Seals the secrets of registered repositories.
+    /// Seals the secrets of registered repositories and database credentials.
     vault: Vault,
     /// Cancellation flags of running records, by record id.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,

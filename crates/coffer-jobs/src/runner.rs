@@ -106,7 +106,9 @@ impl Drop for Scratch {
 }
 
 /// What the engine stores for one source. Files and trees keep their absolute paths; a SQLite
-/// database becomes the file `sqlite/<its path>` holding a consistent copy.
+/// database becomes the file `sqlite/<its path>` holding a consistent copy; a Docker volume the
+/// folder `volume/<name>` (its description goes into `labels`); a database source one dump
+/// stream per database (`postgres/…`, `mysql/…`).
 fn items(
     source: &Source,
     scratch_dir: &Path,
