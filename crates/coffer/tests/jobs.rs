@@ -2360,3 +2360,52 @@ fn a_mariadb_backup_never_holds_half_a_transaction() {
     );
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn a_postgres_restore_keeps_owners_and_privileges() {
+    let pg = coffer_testkit::PgInstance::start();
+    pg.sql(
+        "postgres",
+        "CREATE ROLE app_owner LOGIN; CREATE ROLE app_reader",
+    );
+    pg.sql("postgres", "CREATE DATABASE app OWNER app_owner");
+    pg.sql(
+        "app",
+        "CREATE TABLE t (id int PRIMARY KEY); ALTER TABLE t OWNER TO app_owner;
+         GRANT SELECT ON t TO app_reader; INSERT INTO t SELECT generate_series(1, 100);",
+    );
+    let owners = |db: &str| {
+        pg.sql(
+            db,
+            "SELECT pg_get_userbyid(d.datdba) || ' ' || t.tableowner || ' ' ||
+                    has_table_privilege('app_reader', 't', 'SELECT')
+             FROM pg_database d, pg_tables t WHERE d.datname = current_database() AND t.tablename = 't'",
+        )
+    };
+    assert_eq!(owners("app"), "app_owner app_owner true");
+    let env = start();
+    let api = &env.api;
+    let cred = api
+        .create_credential(
+            &serde_json::from_value(json!({"name": "own pg", "engine": "postgres",
+                "host": "127.0.0.1", "port": pg.port, "user": "postgres",
+                "password": coffer_testkit::PG_PASSWORD}))
+            .unwrap(),
+        )
+        .unwrap();
+    let job = api
+        .create_job(
+            &serde_json::from_value(json!({"name": "app",
+                "sources": [{"type": "postgres", "credential_id": cred.id, "database": "app"}]}))
+            .unwrap(),
+        )
+        .unwrap();
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    pg.sql("app", "DROP TABLE t");
+    let task = restore(api, &job.id, &record.id, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(owners("app"), "app_owner app_owner true");
+    assert_eq!(pg.sql("app", "SELECT count(*) FROM t"), "100");
+    assert!(env.server.stop().success());
+}
