@@ -15,10 +15,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod docker;
+mod mysql;
 mod postgres;
 mod server;
 
 pub use docker::{BUSYBOX, docker, docker_engine, docker_ok, in_volume, volume_manifest};
+pub use mysql::{MY_PASSWORD, MyInstance};
 pub use postgres::{PG_PASSWORD, PgInstance};
 pub use server::{ServerProcess, with_database};
 pub use tempfile::{TempDir, tempdir};

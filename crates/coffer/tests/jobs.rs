@@ -2409,3 +2409,93 @@ fn a_postgres_restore_keeps_owners_and_privileges() {
     assert_eq!(pg.sql("app", "SELECT count(*) FROM t"), "100");
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn mariadb_failures_fail_the_record_and_keep_the_good_ones() {
+    let mut my = coffer_testkit::MyInstance::start();
+    my.sql(
+        "SET SESSION max_recursive_iterations = 100000;
+         CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY, v TEXT) ENGINE=InnoDB;
+         INSERT INTO app.t WITH RECURSIVE s (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 10000)
+           SELECT n, MD5(n) FROM s;",
+    );
+    let env = start();
+    let api = &env.api;
+    let cred = api
+        .create_credential(
+            &serde_json::from_value(json!({"name": "own mariadb", "engine": "mysql",
+                "host": "127.0.0.1", "port": my.port, "user": "coffer",
+                "password": "not the password"}))
+            .unwrap(),
+        )
+        .unwrap();
+    let job = api
+        .create_job(
+            &serde_json::from_value(json!({"name": "app",
+                "sources": [{"type": "mysql", "credential_id": cred.id, "database": "app"}]}))
+            .unwrap(),
+        )
+        .unwrap();
+    let failed = run_to_end(api, &job.id);
+    assert_eq!(failed.status, RecordStatus::Failed);
+    let error = failed.error.unwrap();
+    assert!(error.contains("Access denied"), "{error}");
+
+    let right: coffer_types::CredentialUpdate =
+        serde_json::from_value(json!({"password": coffer_testkit::MY_PASSWORD})).unwrap();
+    api.update_credential(&cred.id, &right).unwrap();
+    let good = run_to_end(api, &job.id);
+    assert_eq!(good.status, RecordStatus::Success, "{good:?}");
+
+    // The server killed in the middle of a dump: the dump waits for a table another session
+    // has locked, then the server goes away.
+    let locker = std::process::Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &my.port.to_string(),
+            "-u",
+            "root",
+        ])
+        .args(["-e", "LOCK TABLES app.t WRITE; DO SLEEP(60);"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting = |state: &str| {
+        my.sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE '{state}%'"
+        )) != "0"
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !waiting("User sleep") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was not taken"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = api.run_job(&job.id).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !waiting("Waiting for table") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dump never waited for the lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    my.kill();
+    let stopped = api.wait_record(&job.id, &started.id, LONG).unwrap();
+    assert_eq!(stopped.status, RecordStatus::Failed, "{stopped:?}");
+    assert!(
+        stopped.error.as_deref().unwrap().contains("dump"),
+        "{stopped:?}"
+    );
+    let mut locker = locker;
+    let _ = locker.kill();
+    let _ = locker.wait();
+    assert!(api.verify_record(&job.id, &good.id).unwrap().ok);
+    assert!(env.server.stop().success());
+}

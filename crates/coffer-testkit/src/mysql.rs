@@ -1,0 +1,113 @@
+//! A MariaDB instance of a test's own (the machine's server must not be stopped and lets root
+//! in without a password): `mariadb-install-db` into a temporary directory, `mariadbd` on a free
+//! port of 127.0.0.1 as the `mysql` user, with a user `coffer` that has a password. Killed when
+//! dropped or on demand.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{TempDir, free_port, tempdir};
+
+/// The password of the user `coffer` in a test instance.
+pub const MY_PASSWORD: &str = "test-coffer-password";
+
+pub struct MyInstance {
+    dir: TempDir,
+    server: Option<Child>,
+    pub port: u16,
+}
+
+impl MyInstance {
+    /// Start an instance; panics with what to do when it cannot.
+    pub fn start() -> MyInstance {
+        let dir = tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let data = dir.path().join("data");
+        let out = Command::new("mariadb-install-db")
+            .arg("--user=mysql")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .output()
+            .expect("mariadb-install-db is needed (Debian's mariadb-server)");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let server = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg("--user=mysql")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .arg(format!("--log-error={}", dir.path().join("err").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd is needed (Debian's mariadb-server)");
+        let instance = MyInstance {
+            dir,
+            server: Some(server),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while instance.try_sql("SELECT 1").is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the test MariaDB does not answer: {}",
+                std::fs::read_to_string(instance.dir.path().join("err")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        instance.sql(&format!(
+            "CREATE USER 'coffer'@'%' IDENTIFIED BY '{MY_PASSWORD}';
+             GRANT ALL ON *.* TO 'coffer'@'%';
+             CREATE USER 'coffer'@'localhost' IDENTIFIED BY '{MY_PASSWORD}';
+             GRANT ALL ON *.* TO 'coffer'@'localhost';"
+        ));
+        instance
+    }
+
+    /// Run SQL as root; its output or the client's error.
+    pub fn try_sql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &self.port.to_string(),
+            ])
+            .args(["-u", "root", "-N", "-B", "-e", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Kill the server, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
+}
+
+impl Drop for MyInstance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
