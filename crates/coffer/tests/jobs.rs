@@ -1762,6 +1762,26 @@ fn database_credentials_keep_their_password_to_themselves() {
     assert!(env.server.stop().success());
 }
 
+/// A credential (`credential`, JSON) and a job (`job`, JSON) backing up its `database`.
+fn database_job(
+    api: &Client,
+    credential: serde_json::Value,
+    mut job: serde_json::Value,
+    database: impl serde::Serialize,
+) -> (coffer_types::Credential, coffer_types::Job) {
+    let cred = api
+        .create_credential(&serde_json::from_value(credential).unwrap())
+        .unwrap();
+    job["sources"] = json!([{"type": cred.engine, "credential_id": cred.id, "database": database}]);
+    if job["schedule"].is_null() {
+        job.as_object_mut().unwrap().remove("schedule");
+    }
+    let job = api
+        .create_job(&serde_json::from_value(job).unwrap())
+        .unwrap();
+    (cred, job)
+}
+
 /// `psql` as the superuser against the machine's PostgreSQL (127.0.0.1:5432, trust auth).
 fn psql(db: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
@@ -1845,20 +1865,13 @@ fn a_postgres_database_is_dumped_restored_in_place_and_into_another_database() {
     let original = pg_checksums(&db.0);
     let env = start();
     let api = &env.api;
-    let cred = api
-        .create_credential(
-            &serde_json::from_value(json!({"name": "local pg", "engine": "postgres",
-                "host": "127.0.0.1", "user": "postgres", "password": "not-needed-with-trust"}))
-            .unwrap(),
-        )
-        .unwrap();
-    let job = api
-        .create_job(
-            &serde_json::from_value(json!({"name": "app db", "schedule": "@daily",
-                "sources": [{"type": "postgres", "credential_id": cred.id, "database": db.0}]}))
-            .unwrap(),
-        )
-        .unwrap();
+    let (cred, job) = database_job(
+        api,
+        json!({"name": "local pg", "engine": "postgres",
+                "host": "127.0.0.1", "user": "postgres", "password": "not-needed-with-trust"}),
+        json!({"name": "app db", "schedule": "@daily"}),
+        &db.0,
+    );
     let record = run_to_end(api, &job.id);
     assert_eq!(record.status, RecordStatus::Success, "{record:?}");
     assert!(api.verify_record(&job.id, &record.id).unwrap().ok);
@@ -1977,20 +1990,13 @@ fn a_postgres_backup_never_holds_half_a_transaction() {
     std::thread::sleep(Duration::from_millis(300));
     let env = start();
     let api = &env.api;
-    let cred = api
-        .create_credential(
-            &serde_json::from_value(json!({"name": "pg", "engine": "postgres",
-                "host": "127.0.0.1", "user": "postgres"}))
-            .unwrap(),
-        )
-        .unwrap();
-    let job = api
-        .create_job(
-            &serde_json::from_value(json!({"name": "ledger",
-                "sources": [{"type": "postgres", "credential_id": cred.id, "database": db.0}]}))
-            .unwrap(),
-        )
-        .unwrap();
+    let (_, job) = database_job(
+        api,
+        json!({"name": "pg", "engine": "postgres",
+                "host": "127.0.0.1", "user": "postgres"}),
+        json!({"name": "ledger", "schedule": null}),
+        &db.0,
+    );
     let record = run_to_end(api, &job.id);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(writer.join().unwrap() > 0);
@@ -2204,21 +2210,14 @@ fn postgres_failures_fail_the_record_and_keep_the_good_ones() {
     );
     let env = start();
     let api = &env.api;
-    let cred = api
-        .create_credential(
-            &serde_json::from_value(json!({"name": "own pg", "engine": "postgres",
+    let (cred, job) = database_job(
+        api,
+        json!({"name": "own pg", "engine": "postgres",
                 "host": "127.0.0.1", "port": pg.port, "user": "postgres",
-                "password": "not the password"}))
-            .unwrap(),
-        )
-        .unwrap();
-    let job = api
-        .create_job(
-            &serde_json::from_value(json!({"name": "app",
-                "sources": [{"type": "postgres", "credential_id": cred.id, "database": "app"}]}))
-            .unwrap(),
-        )
-        .unwrap();
+                "password": "not the password"}),
+        json!({"name": "app", "schedule": null}),
+        "app",
+    );
 
     // A wrong password: failed, in the server's words.
     let failed = run_to_end(api, &job.id);
@@ -2328,20 +2327,13 @@ fn a_mariadb_backup_never_holds_half_a_transaction() {
     std::thread::sleep(Duration::from_millis(300));
     let env = start();
     let api = &env.api;
-    let cred = api
-        .create_credential(
-            &serde_json::from_value(json!({"name": "my", "engine": "mysql",
-                "host": "127.0.0.1", "user": "root"}))
-            .unwrap(),
-        )
-        .unwrap();
-    let job = api
-        .create_job(
-            &serde_json::from_value(json!({"name": "ledger",
-                "sources": [{"type": "mysql", "credential_id": cred.id, "database": db.0}]}))
-            .unwrap(),
-        )
-        .unwrap();
+    let (_, job) = database_job(
+        api,
+        json!({"name": "my", "engine": "mysql",
+                "host": "127.0.0.1", "user": "root"}),
+        json!({"name": "ledger", "schedule": null}),
+        &db.0,
+    );
     let record = run_to_end(api, &job.id);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(writer.join().unwrap() > 0);
@@ -2385,21 +2377,14 @@ fn a_postgres_restore_keeps_owners_and_privileges() {
     assert_eq!(owners("app"), "app_owner app_owner true");
     let env = start();
     let api = &env.api;
-    let cred = api
-        .create_credential(
-            &serde_json::from_value(json!({"name": "own pg", "engine": "postgres",
+    let (_, job) = database_job(
+        api,
+        json!({"name": "own pg", "engine": "postgres",
                 "host": "127.0.0.1", "port": pg.port, "user": "postgres",
-                "password": coffer_testkit::PG_PASSWORD}))
-            .unwrap(),
-        )
-        .unwrap();
-    let job = api
-        .create_job(
-            &serde_json::from_value(json!({"name": "app",
-                "sources": [{"type": "postgres", "credential_id": cred.id, "database": "app"}]}))
-            .unwrap(),
-        )
-        .unwrap();
+                "password": coffer_testkit::PG_PASSWORD}),
+        json!({"name": "app", "schedule": null}),
+        "app",
+    );
     let record = run_to_end(api, &job.id);
     assert_eq!(record.status, RecordStatus::Success, "{record:?}");
     pg.sql("app", "DROP TABLE t");
@@ -2421,21 +2406,14 @@ fn mariadb_failures_fail_the_record_and_keep_the_good_ones() {
     );
     let env = start();
     let api = &env.api;
-    let cred = api
-        .create_credential(
-            &serde_json::from_value(json!({"name": "own mariadb", "engine": "mysql",
+    let (cred, job) = database_job(
+        api,
+        json!({"name": "own mariadb", "engine": "mysql",
                 "host": "127.0.0.1", "port": my.port, "user": "coffer",
-                "password": "not the password"}))
-            .unwrap(),
-        )
-        .unwrap();
-    let job = api
-        .create_job(
-            &serde_json::from_value(json!({"name": "app",
-                "sources": [{"type": "mysql", "credential_id": cred.id, "database": "app"}]}))
-            .unwrap(),
-        )
-        .unwrap();
+                "password": "not the password"}),
+        json!({"name": "app", "schedule": null}),
+        "app",
+    );
     let failed = run_to_end(api, &job.id);
     assert_eq!(failed.status, RecordStatus::Failed);
     let error = failed.error.unwrap();
