@@ -121,13 +121,12 @@ impl Logins {
     }
 }
 
-/// The engine items of a database source (blocking: asks the server for its databases, and
-/// PostgreSQL for its version). With `keep_missing` (a safety record), a database that does
-/// not exist is no error: there is nothing to save.
+/// The engine items of a database source (blocking: asks a whole server for its databases,
+/// and PostgreSQL for its version). A safety record never gets here for a database that does
+/// not exist: the restore leaves such sources out first (`Jobs::existing`).
 pub(crate) fn backup_items(
     source: &Source,
     logins: &Logins,
-    keep_missing: bool,
 ) -> std::result::Result<Vec<BackupItem>, String> {
     let Some((credential_id, database, _)) = source.database() else {
         return Ok(vec![]);
@@ -135,11 +134,9 @@ pub(crate) fn backup_items(
     let (folder, login) = logins
         .get(credential_id)
         .ok_or_else(|| format!("credential {credential_id} is gone"))?;
-    let existing = login.databases().map_err(|e| e.to_string())?;
     let databases = match database {
-        Some(d) if keep_missing && !existing.iter().any(|e| e == d) => vec![],
         Some(d) => vec![d.to_string()],
-        None => existing,
+        None => login.databases().map_err(|e| e.to_string())?,
     };
     let mut items = vec![];
     let engine = login.engine();
