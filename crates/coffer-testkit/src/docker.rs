@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::find_binary;
+use crate::{find_binary, wait_until};
 
 /// An image with a static busybox as its only program, for containers a test runs.
 pub const BUSYBOX: &str = "coffer-test/busybox:1";
@@ -44,15 +44,14 @@ pub fn docker_engine() {
                 .stdout(log.try_clone().expect("log"))
                 .stderr(log)
                 .spawn();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !answers() {
-                assert!(
-                    Instant::now() < deadline,
-                    "dockerd did not answer within 60 s (see {})",
-                    std::env::temp_dir().join("coffer-test-dockerd.log").display()
-                );
-                std::thread::sleep(Duration::from_millis(250));
-            }
+            wait_until(Duration::from_secs(60), || {
+                answers().then_some(()).ok_or_else(|| {
+                    format!(
+                        "dockerd did not answer within 60 s (see {})",
+                        std::env::temp_dir().join("coffer-test-dockerd.log").display()
+                    )
+                })
+            });
         }
         if docker_ok(&["image", "inspect", BUSYBOX]).is_err() {
             import_busybox();

@@ -5,9 +5,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{TempDir, free_port, tempdir};
+use crate::{TempDir, free_port, tempdir, wait_until};
 
 /// The password of the user `coffer` in a test instance.
 pub const MY_PASSWORD: &str = "test-coffer-password";
@@ -55,15 +55,14 @@ impl MyInstance {
             server: Some(server),
             port,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while instance.try_sql("SELECT 1").is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the test MariaDB does not answer: {}",
-                std::fs::read_to_string(instance.dir.path().join("err")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(Duration::from_secs(60), || {
+            instance.try_sql("SELECT 1").map_err(|_| {
+                format!(
+                    "the test MariaDB does not answer: {}",
+                    std::fs::read_to_string(instance.dir.path().join("err")).unwrap_or_default()
+                )
+            })
+        });
         instance.sql(&format!(
             "CREATE USER 'coffer'@'%' IDENTIFIED BY '{MY_PASSWORD}';
              GRANT ALL ON *.* TO 'coffer'@'%';

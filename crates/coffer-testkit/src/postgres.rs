@@ -5,9 +5,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{TempDir, free_port, tempdir};
+use crate::{TempDir, free_port, tempdir, wait_until};
 
 /// The superuser's password in a test instance.
 pub const PG_PASSWORD: &str = "test-superuser-password";
@@ -90,14 +90,11 @@ impl PgInstance {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         let instance = PgInstance { dir, bin, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while instance.try_sql("postgres", "SELECT 1").is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the test PostgreSQL does not answer"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(Duration::from_secs(30), || {
+            instance
+                .try_sql("postgres", "SELECT 1")
+                .map_err(|e| format!("the test PostgreSQL does not answer: {e}"))
+        });
         instance
     }
 

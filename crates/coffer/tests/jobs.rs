@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use coffer_client::{AuditFilter, Client, ClientError, Credentials, RecordFilter, StatusCode};
-use coffer_testkit::{ServerProcess, TempDir, assert_same_tree, seeded, tempdir, with_database};
+use coffer_testkit::{
+    ServerProcess, TempDir, assert_same_tree, seeded, tempdir, wait_until, with_database,
+};
 use coffer_types::{JobInput, JobUpdate, Record, RecordStatus};
 use serde_json::json;
 use sha2::Digest;
@@ -613,22 +615,13 @@ fn restart_after_missed_slots(dir: &TempDir, server: ServerProcess, hours: i64) 
 
 /// The job's first record started by the scheduler, once it has ended.
 fn wait_for_scheduled(api: &Client, job: &str) -> Record {
-    let deadline = std::time::Instant::now() + LONG;
-    loop {
-        let done = api
-            .records(job, &RecordFilter::default())
+    wait_until(LONG, || {
+        api.records(job, &RecordFilter::default())
             .unwrap()
             .into_iter()
-            .find(|r| r.trigger == "schedule" && r.status != RecordStatus::Running);
-        if let Some(r) = done {
-            return r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the scheduler did not run the job"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .find(|r| r.trigger == "schedule" && r.status != RecordStatus::Running)
+            .ok_or_else(|| "the scheduler did not run the job".to_string())
+    })
 }
 
 /// `cp -a FROM TO`: a copy that keeps modes, owners, times and links.
@@ -1490,8 +1483,7 @@ fn a_docker_volume_job_backs_up_and_restores_into_a_recreated_volume() {
     let second = run_to_end(api, &job.id);
     assert_eq!(second.status, RecordStatus::Success, "{second:?}");
     assert!(second.stored_bytes.unwrap() < 200_000, "{second:?}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until(Duration::from_secs(10), || {
         let left = coffer_testkit::docker(&[
             "ps",
             "-aq",
@@ -1501,14 +1493,11 @@ fn a_docker_volume_job_backs_up_and_restores_into_a_recreated_volume() {
             &format!("volume={}", vol.0),
         ]);
         if left.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("temporary containers left: {left}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "temporary containers left: {left}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
 
     // A volume that does not exist fails its record clearly; the job keeps its schedule.
     let missing = api
@@ -2255,24 +2244,24 @@ fn postgres_failures_fail_the_record_and_keep_the_good_ones() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while pg.sql(
-        "postgres",
-        "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation IS NOT NULL",
-    ) == "0"
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lock was not taken"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Some row counted by `sql`, or `why` not.
+    let counted = |sql: &str, why: &str| match pg.sql("postgres", sql).as_str() {
+        "0" => Err(why.to_string()),
+        _ => Ok(()),
+    };
+    wait_until(Duration::from_secs(10), || {
+        counted(
+            "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation IS NOT NULL",
+            "the lock was not taken",
+        )
+    });
     let started = api.run_job(&job.id).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while pg.sql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'coffer' AND wait_event_type = 'Lock'") == "0" {
-        assert!(std::time::Instant::now() < deadline, "pg_dump never waited for the lock");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(20), || {
+        counted(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'coffer' AND wait_event_type = 'Lock'",
+            "pg_dump never waited for the lock",
+        )
+    });
     pg.stop();
     let stopped = api.wait_record(&job.id, &started.id, LONG).unwrap();
     assert_eq!(stopped.status, RecordStatus::Failed, "{stopped:?}");
@@ -2442,28 +2431,23 @@ fn mariadb_failures_fail_the_record_and_keep_the_good_ones() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let waiting = |state: &str| {
-        my.sql(&format!(
+    // A session in `state`, or `why` not.
+    let waiting = |state: &str, why: &str| match my
+        .sql(&format!(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE '{state}%'"
-        )) != "0"
+        ))
+        .as_str()
+    {
+        "0" => Err(why.to_string()),
+        _ => Ok(()),
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !waiting("User sleep") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lock was not taken"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(10), || {
+        waiting("User sleep", "the lock was not taken")
+    });
     let started = api.run_job(&job.id).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !waiting("Waiting for table") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the dump never waited for the lock"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(20), || {
+        waiting("Waiting for table", "the dump never waited for the lock")
+    });
     my.kill();
     let stopped = api.wait_record(&job.id, &started.id, LONG).unwrap();
     assert_eq!(stopped.status, RecordStatus::Failed, "{stopped:?}");
