@@ -1944,73 +1944,6 @@ fn a_postgres_database_is_dumped_restored_in_place_and_into_another_database() {
     assert!(env.server.stop().success());
 }
 
-#[test]
-fn a_postgres_backup_never_holds_half_a_transaction() {
-    let db = PgDatabase::new("tx");
-    psql(
-        &db.0,
-        "CREATE TABLE debit (id bigint PRIMARY KEY, amount int NOT NULL);
-         CREATE TABLE credit (id bigint PRIMARY KEY, amount int NOT NULL);
-         INSERT INTO debit SELECT i, i FROM generate_series(1, 50000) i;
-         INSERT INTO credit SELECT i, i FROM generate_series(1, 50000) i;",
-    );
-    // A writer moving money: one row into each table per transaction, all the time.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (name, stop) = (db.0.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let sql: String = (0..50)
-                    .map(|k| {
-                        let id = 100_000 + n * 50 + k;
-                        format!(
-                            "BEGIN; INSERT INTO debit VALUES ({id}, 1); \
-                             SELECT pg_sleep(0.001); INSERT INTO credit VALUES ({id}, 1); COMMIT;"
-                        )
-                    })
-                    .collect();
-                psql(&name, &sql);
-                n += 1;
-            }
-            n
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
-    let env = start();
-    let api = &env.api;
-    let (_, job) = database_job(
-        api,
-        json!({"name": "pg", "engine": "postgres",
-                "host": "127.0.0.1", "user": "postgres"}),
-        json!({"name": "ledger", "schedule": null}),
-        &db.0,
-    );
-    let record = run_to_end(api, &job.id);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(writer.join().unwrap() > 0);
-    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
-    let copy = PgDatabase(format!("{}_restored", db.0));
-    let task = restore(api, &job.id, &record.id, json!({"target_database": copy.0}));
-    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
-    let unmatched = psql(
-        &copy.0,
-        "SELECT count(*) FROM debit d FULL JOIN credit c USING (id)
-         WHERE d.id IS NULL OR c.id IS NULL",
-    );
-    assert_eq!(
-        unmatched, "0",
-        "every transaction is in the backup whole, or not at all"
-    );
-    assert!(
-        psql(&copy.0, "SELECT count(*) FROM debit")
-            .parse::<u64>()
-            .unwrap()
-            >= 50_000
-    );
-    assert!(env.server.stop().success());
-}
-
 /// The `mariadb` client as root against the machine's MariaDB (127.0.0.1:3306).
 fn mariadb(db: &str, sql: &str) -> String {
     let out = std::process::Command::new("mariadb")
@@ -2283,66 +2216,6 @@ fn postgres_failures_fail_the_record_and_keep_the_good_ones() {
 }
 
 #[test]
-fn a_mariadb_backup_never_holds_half_a_transaction() {
-    let db = MyDatabase::new("tx");
-    mariadb(
-        &db.0,
-        "CREATE TABLE debit (id BIGINT PRIMARY KEY, amount INT NOT NULL) ENGINE=InnoDB;
-         CREATE TABLE credit (id BIGINT PRIMARY KEY, amount INT NOT NULL) ENGINE=InnoDB;
-         INSERT INTO debit SELECT seq, seq FROM seq_1_to_50000;
-         INSERT INTO credit SELECT seq, seq FROM seq_1_to_50000;",
-    );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (name, stop) = (db.0.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let sql: String = (0..50)
-                    .map(|k| {
-                        let id = 100_000 + n * 50 + k;
-                        format!(
-                            "START TRANSACTION; INSERT INTO debit VALUES ({id}, 1); \
-                             DO SLEEP(0.001); INSERT INTO credit VALUES ({id}, 1); COMMIT;"
-                        )
-                    })
-                    .collect();
-                mariadb(&name, &sql);
-                n += 1;
-            }
-            n
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
-    let env = start();
-    let api = &env.api;
-    let (_, job) = database_job(
-        api,
-        json!({"name": "my", "engine": "mysql",
-                "host": "127.0.0.1", "user": "root"}),
-        json!({"name": "ledger", "schedule": null}),
-        &db.0,
-    );
-    let record = run_to_end(api, &job.id);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(writer.join().unwrap() > 0);
-    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
-    let copy = MyDatabase(format!("{}_restored", db.0));
-    let task = restore(api, &job.id, &record.id, json!({"target_database": copy.0}));
-    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
-    let unmatched = mariadb(
-        &copy.0,
-        "SELECT (SELECT COUNT(*) FROM debit d LEFT JOIN credit c USING (id) WHERE c.id IS NULL)
-              + (SELECT COUNT(*) FROM credit c LEFT JOIN debit d USING (id) WHERE d.id IS NULL)",
-    );
-    assert_eq!(
-        unmatched, "0",
-        "every transaction is in the backup whole, or not at all"
-    );
-    assert!(env.server.stop().success());
-}
-
-#[test]
 fn a_postgres_restore_keeps_owners_and_privileges() {
     let pg = coffer_testkit::PgInstance::start();
     pg.sql(
@@ -2460,4 +2333,108 @@ fn mariadb_failures_fail_the_record_and_keep_the_good_ones() {
     let _ = locker.wait();
     assert!(api.verify_record(&job.id, &good.id).unwrap().ok);
     assert!(env.server.stop().success());
+}
+
+/// Back `db` up (tables `debit` and `credit`, already filled) with `credential` while a writer
+/// commits one row into each table per transaction, with `pause` (SQL) between the two inserts;
+/// restore it as `copy` and check that every transaction is there whole, or not at all.
+fn assert_whole_transactions(
+    credential: serde_json::Value,
+    db: &str,
+    copy: &str,
+    sql: fn(&str, &str) -> String,
+    pause: &'static str,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (name, stop) = (db.to_string(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch: String = (0..50)
+                    .map(|k| {
+                        let id = 100_000 + n * 50 + k;
+                        format!(
+                            "START TRANSACTION; INSERT INTO debit VALUES ({id}, 1); \
+                             {pause}; INSERT INTO credit VALUES ({id}, 1); COMMIT;"
+                        )
+                    })
+                    .collect();
+                sql(&name, &batch);
+                n += 1;
+            }
+            n
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let env = start();
+    let api = &env.api;
+    let (_, job) = database_job(
+        api,
+        credential,
+        json!({"name": "ledger", "schedule": null}),
+        db,
+    );
+    let record = run_to_end(api, &job.id);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    let task = restore(api, &job.id, &record.id, json!({"target_database": copy}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    let unmatched = sql(
+        copy,
+        "SELECT (SELECT COUNT(*) FROM debit d LEFT JOIN credit c USING (id) WHERE c.id IS NULL)
+              + (SELECT COUNT(*) FROM credit c LEFT JOIN debit d USING (id) WHERE d.id IS NULL)",
+    );
+    assert_eq!(
+        unmatched, "0",
+        "every transaction is in the backup whole, or not at all"
+    );
+    assert!(
+        sql(copy, "SELECT COUNT(*) FROM debit")
+            .parse::<u64>()
+            .unwrap()
+            >= 50_000
+    );
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn a_postgres_backup_never_holds_half_a_transaction() {
+    let db = PgDatabase::new("tx");
+    psql(
+        &db.0,
+        "CREATE TABLE debit (id bigint PRIMARY KEY, amount int NOT NULL);
+         CREATE TABLE credit (id bigint PRIMARY KEY, amount int NOT NULL);
+         INSERT INTO debit SELECT i, i FROM generate_series(1, 50000) i;
+         INSERT INTO credit SELECT i, i FROM generate_series(1, 50000) i;",
+    );
+    let copy = PgDatabase(format!("{}_restored", db.0));
+    assert_whole_transactions(
+        json!({"name": "pg", "engine": "postgres", "host": "127.0.0.1", "user": "postgres"}),
+        &db.0,
+        &copy.0,
+        psql,
+        "SELECT pg_sleep(0.001)",
+    );
+}
+
+#[test]
+fn a_mariadb_backup_never_holds_half_a_transaction() {
+    let db = MyDatabase::new("tx");
+    mariadb(
+        &db.0,
+        "CREATE TABLE debit (id BIGINT PRIMARY KEY, amount INT NOT NULL) ENGINE=InnoDB;
+         CREATE TABLE credit (id BIGINT PRIMARY KEY, amount INT NOT NULL) ENGINE=InnoDB;
+         INSERT INTO debit SELECT seq, seq FROM seq_1_to_50000;
+         INSERT INTO credit SELECT seq, seq FROM seq_1_to_50000;",
+    );
+    let copy = MyDatabase(format!("{}_restored", db.0));
+    assert_whole_transactions(
+        json!({"name": "my", "engine": "mysql", "host": "127.0.0.1", "user": "root"}),
+        &db.0,
+        &copy.0,
+        mariadb,
+        "DO SLEEP(0.001)",
+    );
 }
