@@ -1,14 +1,16 @@
 //! Database sources: dumps streamed into the snapshot — PostgreSQL as
-//! `postgres/<credential>/<database>.dump` (custom format; `globals.sql` for a whole server),
-//! MySQL/MariaDB as `mysql/<credential>/<database>.sql` — and restored with the engine's own
-//! tools into the original database or another one.
+//! `postgres/<credential>/<database>.dump` (custom format), MySQL/MariaDB as
+//! `mysql/<credential>/<database>.sql`, and for a whole server its roles or accounts too
+//! (`postgres/<credential>/globals.sql`, `mysql/<credential>/%globals.sql`: no database's file
+//! can have either name) — restored with the engine's own tools into the original database or
+//! another one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use coffer_repo::{BackupItem, Id, Repository};
 use coffer_sources::{Dump, SourceError, mysql, postgres};
-use coffer_types::{DatabaseDump, DbEngine, Source};
+use coffer_types::{DatabaseDump, DbEngine, Record, Source};
 
 use crate::spec::FieldError;
 use crate::{Jobs, JobsError, Result};
@@ -49,6 +51,15 @@ impl Logins {
         self.logins.get(credential_id)
     }
 
+    /// As `get`, a missing one an error.
+    pub(crate) fn login(
+        &self,
+        credential_id: &str,
+    ) -> std::result::Result<&(String, Login), String> {
+        self.get(credential_id)
+            .ok_or_else(|| format!("credential {credential_id} is gone"))
+    }
+
     /// The dumps read to their end so far, in order.
     pub(crate) fn dumps(&self) -> Vec<DatabaseDump> {
         self.dumps.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -67,12 +78,82 @@ fn component(name: &str) -> String {
     }
 }
 
+/// The name a record's `databases` gives a whole server's roles or accounts.
+const GLOBALS: &str = "(globals)";
+
+/// The file name of a database's dump in its server's folder.
+fn dump_name(engine: DbEngine, database: &str) -> String {
+    match engine {
+        DbEngine::Postgres => format!("{}.dump", component(database)),
+        DbEngine::Mysql => format!("{}.sql", component(database)),
+    }
+}
+
+/// The file name of a whole server's roles or accounts in its folder.
+fn globals_name(engine: DbEngine) -> &'static str {
+    match engine {
+        DbEngine::Postgres => "globals.sql",
+        DbEngine::Mysql => "%globals.sql",
+    }
+}
+
 /// Where a database's dump lives in the snapshot.
 pub(crate) fn dump_path(engine: DbEngine, folder: &str, database: &str) -> String {
-    match engine {
-        DbEngine::Postgres => format!("postgres/{folder}/{}.dump", component(database)),
-        DbEngine::Mysql => format!("mysql/{folder}/{}.sql", component(database)),
+    format!(
+        "{}/{folder}/{}",
+        engine.as_str(),
+        dump_name(engine, database)
+    )
+}
+
+/// Where a whole server's roles or accounts live in the snapshot.
+pub(crate) fn globals_path(engine: DbEngine, folder: &str) -> String {
+    format!("{}/{folder}/{}", engine.as_str(), globals_name(engine))
+}
+
+/// What a record holds of a whole-server source.
+#[derive(Clone, Debug, Default)]
+pub struct ServerDumps {
+    /// Its roles or accounts.
+    pub globals: bool,
+    /// Its databases, in the order they were dumped.
+    pub databases: Vec<String>,
+}
+
+/// What snapshot `id` of `record` holds of each whole-server source among `sources`, by
+/// credential id (blocking: lists each server's folder in the snapshot).
+pub(crate) fn server_dumps(
+    repo: &Repository,
+    id: &Id,
+    record: &Record,
+    sources: &[Source],
+    logins: &Logins,
+) -> std::result::Result<HashMap<String, ServerDumps>, String> {
+    let mut servers = HashMap::new();
+    for (credential_id, database, _) in sources.iter().filter_map(Source::database) {
+        let Some((folder, login)) = logins.get(credential_id).filter(|_| database.is_none()) else {
+            continue;
+        };
+        let engine = login.engine();
+        let names = coffer_repo::list_dir(repo, id, &format!("{}/{folder}", engine.as_str()))
+            .map_err(|e| e.to_string())?;
+        let has = |name: &str| names.iter().any(|n| n == name.as_bytes());
+        let databases = record
+            .databases
+            .iter()
+            .filter(|d| d.engine == engine && d.database != GLOBALS)
+            .filter(|d| has(&dump_name(engine, &d.database)))
+            .map(|d| d.database.clone())
+            .collect();
+        servers.insert(
+            credential_id.to_string(),
+            ServerDumps {
+                globals: has(globals_name(engine)),
+                databases,
+            },
+        );
     }
+    Ok(servers)
 }
 
 /// A dump that starts its tool only when the engine first reads it, so that the databases of
@@ -131,9 +212,7 @@ pub(crate) fn backup_items(
     let Some((credential_id, database, _)) = source.database() else {
         return Ok(vec![]);
     };
-    let (folder, login) = logins
-        .get(credential_id)
-        .ok_or_else(|| format!("credential {credential_id} is gone"))?;
+    let (folder, login) = logins.login(credential_id)?;
     let databases = match database {
         Some(d) => vec![d.to_string()],
         None => login.databases().map_err(|e| e.to_string())?,
@@ -152,8 +231,8 @@ pub(crate) fn backup_items(
             if database.is_none() {
                 let l = l.clone();
                 items.push(logins.lazy(
-                    format!("postgres/{folder}/globals.sql"),
-                    entry("(globals)", &format!("pg_dumpall {major}")),
+                    globals_path(engine, folder),
+                    entry(GLOBALS, &format!("pg_dumpall {major}")),
                     move || l.dump_globals(Some(major)),
                 )?);
             }
@@ -170,6 +249,21 @@ pub(crate) fn backup_items(
             let tool = tool
                 .file_name()
                 .map_or("mysqldump".into(), |n| n.to_string_lossy());
+            if database.is_none() {
+                if mysql::dumps_users() {
+                    let l = l.clone();
+                    items.push(logins.lazy(
+                        globals_path(engine, folder),
+                        entry(GLOBALS, &tool),
+                        move || l.dump_users(),
+                    )?);
+                } else {
+                    tracing::warn!(
+                        tool = %tool,
+                        "users and grants are not backed up: only mariadb-dump can dump them"
+                    );
+                }
+            }
             for db in databases {
                 let l = l.clone();
                 let e = entry(&db, &tool);
@@ -189,19 +283,42 @@ pub(crate) fn restore(
     into: &str,
 ) -> std::result::Result<(u64, u64), String> {
     let path = dump_path(login.engine(), folder, database);
-    // The dump flows from the repository into the restore tool through a pipe: no copy on disk.
+    pipe(repo, id, &path, |input| match login {
+        Login::Postgres(l) => l.restore(database, into, input, l.server_major().ok()),
+        Login::Mysql(l) => l.restore(into, input),
+    })
+}
+
+/// Restore a whole server's roles (PostgreSQL) or accounts (MySQL/MariaDB) from the snapshot:
+/// those missing are created, all get what they had.
+pub(crate) fn restore_globals(
+    repo: &Repository,
+    id: &Id,
+    (folder, login): &(String, Login),
+) -> std::result::Result<(u64, u64), String> {
+    let path = globals_path(login.engine(), folder);
+    pipe(repo, id, &path, |input| match login {
+        Login::Postgres(l) => l.restore_globals(input),
+        Login::Mysql(l) => l.restore_users(input),
+    })
+}
+
+/// Feed the file at `path` of the snapshot to `tool` through a pipe (no copy on disk); one
+/// file and its size.
+fn pipe(
+    repo: &Repository,
+    id: &Id,
+    path: &str,
+    tool: impl FnOnce(&mut dyn std::io::Read) -> std::result::Result<(), SourceError>,
+) -> std::result::Result<(u64, u64), String> {
     let (mut reader, mut writer) = std::io::pipe().map_err(|e| e.to_string())?;
     std::thread::scope(|s| {
         let feeder = s.spawn(move || {
-            let r = coffer_repo::cat(repo, id, &path, &mut writer);
+            let r = coffer_repo::cat(repo, id, path, &mut writer);
             drop(writer);
             r
         });
-        let restored = match login {
-            Login::Postgres(l) => l.restore(into, &mut reader, l.server_major().ok()),
-            Login::Mysql(l) => l.restore(into, &mut reader),
-        }
-        .map_err(|e| e.to_string());
+        let restored = tool(&mut reader).map_err(|e| e.to_string());
         drop(reader);
         let size = feeder
             .join()

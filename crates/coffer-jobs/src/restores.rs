@@ -7,7 +7,7 @@ use std::sync::Arc;
 use coffer_db::RunOutcome;
 use coffer_types::{Job, Record, RestoreRequest, RestoreTask, Source};
 
-use crate::{FieldError, Jobs, JobsError, Result, runner, spec, volumes};
+use crate::{FieldError, Jobs, JobsError, Result, databases, runner, spec, volumes};
 
 impl Jobs {
     /// Restore a successful record: in place (after a `pre_restore` safety record of what is
@@ -26,17 +26,36 @@ impl Jobs {
             Some(t) => Some(spec::confine("target", t, &self.root)?),
             None => None,
         };
-        let mut plan = runner::plan_restore(&job.sources, &req.paths, &req.volumes, &req.databases)
-            .map_err(|message| FieldError {
-                field: if !req.databases.is_empty() {
-                    "databases"
-                } else if !req.volumes.is_empty() {
-                    "volumes"
-                } else {
-                    "paths"
-                },
-                message,
-            })?;
+        let logins = self.logins(&job.sources).await?;
+        let snapshot = record.snapshot_id.clone().unwrap_or_default();
+        let servers = {
+            let (repo, snapshot, logins) = (repo.clone(), snapshot.clone(), logins.clone());
+            let (record, sources) = (record.clone(), job.sources.clone());
+            tokio::task::spawn_blocking(move || {
+                let id = runner::snapshot_id(&snapshot)?;
+                databases::server_dumps(&repo.open()?, &id, &record, &sources, &logins)
+            })
+            .await
+            .map_err(|e| JobsError::Repository(e.to_string()))?
+            .map_err(JobsError::Repository)?
+        };
+        let mut plan = runner::plan_restore(
+            &job.sources,
+            &servers,
+            &req.paths,
+            &req.volumes,
+            &req.databases,
+        )
+        .map_err(|message| FieldError {
+            field: if !req.databases.is_empty() {
+                "databases"
+            } else if !req.volumes.is_empty() {
+                "volumes"
+            } else {
+                "paths"
+            },
+            message,
+        })?;
         if let Some(name) = &req.target_database {
             let mut dbs = plan
                 .iter_mut()
@@ -56,7 +75,6 @@ impl Jobs {
                 }
             }
         }
-        let logins = self.logins(&job.sources).await?;
         // In place, volumes that running containers use are refused now, or their containers
         // stopped by the task.
         let vols = match target {
@@ -83,7 +101,6 @@ impl Jobs {
             .db
             .create_restore(job_id, rid, &shown, &req.paths)
             .await?;
-        let snapshot = record.snapshot_id.clone().unwrap_or_default();
         let t = task.id.clone();
         let stop = (vols, req.stop_containers);
         self.spawn_restore(job, task.clone(), safety, stop, move || {
@@ -121,7 +138,13 @@ impl Jobs {
                 "its SHA-256 is {sha}, not the {expected} that was given: the upload is damaged"
             )));
         }
-        let plan = runner::plan_restore(&job.sources, &[], &[], &[]).map_err(refuse)?;
+        if job.sources.iter().any(|s| s.database().is_some()) {
+            return Err(refuse(
+                "databases are restored from records, not from uploaded archives".into(),
+            ));
+        }
+        let plan = runner::plan_restore(&job.sources, &Default::default(), &[], &[], &[])
+            .map_err(refuse)?;
         let vols = runner::volumes_in(&plan);
         if !stop_containers && let Err(e) = volumes::make_unused(&vols, false).await {
             let _ = std::fs::remove_file(&archive);

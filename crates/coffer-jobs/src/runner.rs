@@ -1,7 +1,7 @@
 //! The blocking side of a run: open (or create) the job's repository and back its sources up;
 //! verify and dump a record's snapshot. Called on the blocking thread pool.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,7 +55,7 @@ impl Target {
         self.key.clone().map(Secret::Password)
     }
 
-    fn open(&self) -> Result<Repository, String> {
+    pub(crate) fn open(&self) -> Result<Repository, String> {
         Repository::open(self.backend()?, self.secret().as_ref()).map_err(|e| e.to_string())
     }
 
@@ -193,7 +193,7 @@ pub fn backup(
     coffer_repo::backup(&repo, items, opts).map_err(|e| e.to_string())
 }
 
-fn snapshot_id(id: &str) -> Result<Id, String> {
+pub(crate) fn snapshot_id(id: &str) -> Result<Id, String> {
     id.parse::<Id>()
         .map_err(|_| format!("the record names an invalid snapshot {id:?}"))
 }
@@ -335,6 +335,8 @@ pub enum Restore {
         database: String,
         into: String,
     },
+    /// A whole server's roles or accounts, restored before its databases.
+    Globals { credential_id: String },
 }
 
 impl Restore {
@@ -350,6 +352,10 @@ impl Restore {
                 ..
             } => match logins.get(credential_id) {
                 Some((folder, login)) => databases::dump_path(login.engine(), folder, database),
+                None => String::new(),
+            },
+            Restore::Globals { credential_id } => match logins.get(credential_id) {
+                Some((folder, login)) => databases::globals_path(login.engine(), folder),
                 None => String::new(),
             },
         }
@@ -373,31 +379,42 @@ pub fn volumes_in(plan: &[Restore]) -> Vec<String> {
 
 /// What to restore for `paths`, `volumes` and `databases` (all empty: every source). Each path
 /// must be a source, or lie inside a path source; each volume a volume source; each database a
-/// database source.
+/// database source or one that `servers` (by credential id) says the record holds of a whole
+/// server. A whole server comes back as its roles or accounts, then its databases.
 pub fn plan_restore(
     sources: &[Source],
+    servers: &HashMap<String, databases::ServerDumps>,
     paths: &[String],
     volumes: &[String],
     databases: &[String],
 ) -> Result<Vec<Restore>, String> {
+    let database = |credential_id: &str, d: &str| Restore::Database {
+        credential_id: credential_id.to_string(),
+        database: d.to_string(),
+        into: d.to_string(),
+    };
     let all: Vec<Restore> = sources
         .iter()
-        .map(|s| match s {
-            Source::Path { path, .. } => Ok(Restore::Path(PathBuf::from(path))),
-            Source::Sqlite { path } => Ok(Restore::Sqlite(PathBuf::from(path))),
-            Source::Volume { name } => Ok(Restore::Volume(name.clone())),
+        .flat_map(|s| match s {
+            Source::Path { path, .. } => vec![Restore::Path(PathBuf::from(path))],
+            Source::Sqlite { path } => vec![Restore::Sqlite(PathBuf::from(path))],
+            Source::Volume { name } => vec![Restore::Volume(name.clone())],
             Source::Postgres { .. } | Source::Mysql { .. } => match s.database() {
-                Some((credential_id, Some(d), _)) => Ok(Restore::Database {
-                    credential_id: credential_id.to_string(),
-                    database: d.to_string(),
-                    into: d.to_string(),
-                }),
-                _ => Err(
-                    "restoring a whole database server is not supported yet: restore its databases from a job that names them".to_string(),
-                ),
+                Some((credential_id, Some(d), _)) => vec![database(credential_id, d)],
+                Some((credential_id, None, _)) => {
+                    let server = servers.get(credential_id).cloned().unwrap_or_default();
+                    let globals = server.globals.then(|| Restore::Globals {
+                        credential_id: credential_id.to_string(),
+                    });
+                    globals
+                        .into_iter()
+                        .chain(server.databases.iter().map(|d| database(credential_id, d)))
+                        .collect()
+                }
+                None => vec![],
             },
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
     if paths.is_empty() && volumes.is_empty() && databases.is_empty() {
         return Ok(all);
     }
@@ -476,11 +493,9 @@ pub fn restore(
                 credential_id,
                 database,
                 into,
-            } => {
-                let login = logins
-                    .get(credential_id)
-                    .ok_or_else(|| format!("credential {credential_id} is gone"))?;
-                databases::restore(&repo, &id, login, database, into)
+            } => databases::restore(&repo, &id, logins.login(credential_id)?, database, into),
+            Restore::Globals { credential_id } => {
+                databases::restore_globals(&repo, &id, logins.login(credential_id)?)
             }
             _ => unreachable!("in_place handles files"),
         },
@@ -500,7 +515,7 @@ fn in_place(
     for item in plan {
         let live = match item {
             Restore::Path(live) | Restore::Sqlite(live) => live,
-            Restore::Volume(_) | Restore::Database { .. } => {
+            Restore::Volume(_) | Restore::Database { .. } | Restore::Globals { .. } => {
                 let (f, b) = other(item)?;
                 total = (total.0 + f, total.1 + b);
                 continue;

@@ -176,6 +176,28 @@ pub fn dump_dir(
     }
 }
 
+/// The names in the directory at `path` inside a snapshot (the dumps of a database server,
+/// say), in the tree's order; empty when there is no such directory.
+pub fn list_dir(repo: &Repository, snapshot_id: &Id, path: &str) -> Result<Vec<Vec<u8>>> {
+    let _lock = lock::acquire(repo, LockKind::Read)?;
+    let snap = snapshot::load(repo, snapshot_id)?;
+    let index = index::Index::load(repo)?;
+    let reader = reader::BlobReader::new(repo, &index);
+    Ok(match node_at(&reader, &snap, path)? {
+        Some(Node {
+            kind: NodeKind::Dir,
+            subtree: Some(sub),
+            ..
+        }) => reader
+            .tree(&sub)?
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect(),
+        _ => vec![],
+    })
+}
+
 /// Write the content of the file at `path` inside a snapshot (a database dump, say) to `out`.
 /// Every blob is checked as it is read; damage is an error. Returns its size.
 pub fn cat(repo: &Repository, snapshot_id: &Id, path: &str, out: &mut dyn Write) -> Result<u64> {

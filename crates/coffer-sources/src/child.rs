@@ -33,14 +33,21 @@ fn collect(stderr: Option<std::process::ChildStderr>) -> std::thread::JoinHandle
     })
 }
 
-/// Whether a tool reported an error on stderr (even when it exited with 0).
-fn reports_error(stderr: &str) -> bool {
+/// Whether a tool reported an error on stderr (even when it exited with 0), other than those
+/// `tolerated` accepts.
+fn reports_error(stderr: &str, tolerated: fn(&str) -> bool) -> bool {
     stderr.lines().any(|l| {
-        l.contains("error:")
+        (l.contains("error:")
             || l.contains("Got error")
             || l.contains("FATAL:")
-            || l.contains("ERROR")
+            || l.contains("ERROR"))
+            && !tolerated(l)
     })
+}
+
+/// No error line is acceptable.
+pub(crate) fn none(_: &str) -> bool {
+    false
 }
 
 /// A dump tool's output as it writes it. Its end is an error unless the tool exited
@@ -93,7 +100,7 @@ impl Dump {
             .take()
             .and_then(|t| t.join().ok())
             .unwrap_or_default();
-        if status.success() && !reports_error(&errors) {
+        if status.success() && !reports_error(&errors, none) {
             return Ok(());
         }
         Err(std::io::Error::other(format!(
@@ -126,8 +133,14 @@ impl Drop for Dump {
     }
 }
 
-/// Run a restore tool with `input` on its stdin; an error with its own words if it fails.
-pub(crate) fn feed(mut c: Command, input: &mut dyn Read, what: &str) -> Result<(), SourceError> {
+/// Run a restore tool with `input` on its stdin; an error with its own words if it fails or
+/// reports an error line that `tolerated` does not accept.
+pub(crate) fn feed(
+    mut c: Command,
+    input: &mut dyn Read,
+    what: &str,
+    tolerated: fn(&str) -> bool,
+) -> Result<(), SourceError> {
     let mut child = c
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -142,7 +155,7 @@ pub(crate) fn feed(mut c: Command, input: &mut dyn Read, what: &str) -> Result<(
         .wait()
         .map_err(|e| failed(what, format!("waiting for it: {e}")))?;
     let errors = stderr.join().unwrap_or_default();
-    if !status.success() || reports_error(&errors) {
+    if !status.success() || reports_error(&errors, tolerated) {
         return Err(failed(what, format!("{} ({status})", errors.trim())));
     }
     copied.map_err(|e| failed(what, e))?;

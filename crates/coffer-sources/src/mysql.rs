@@ -59,6 +59,12 @@ pub fn dump_tool() -> PathBuf {
     tool(&["mariadb-dump", "mysqldump"])
 }
 
+/// Whether this node's dump tool can dump accounts: `mariadb-dump` can, MySQL's own
+/// `mysqldump` cannot.
+pub fn dumps_users() -> bool {
+    dump_tool().file_name().is_some_and(|n| n == "mariadb-dump")
+}
+
 fn client() -> PathBuf {
     tool(&["mariadb", "mysql"])
 }
@@ -210,6 +216,26 @@ impl Login {
         )
     }
 
+    /// The server's accounts (users, roles, their grants) as SQL that creates those missing and
+    /// grants what was granted: `mariadb-dump --system=users` (see `dumps_users`).
+    pub fn dump_users(&self) -> Result<Dump, SourceError> {
+        let options = self.option_file()?;
+        let mut c = self.command(&dump_tool(), &options);
+        c.args(["--system=users", "--insert-ignore", "--skip-dump-date"]);
+        Dump::start(
+            c,
+            "mariadb-dump --system=users".into(),
+            Some(Box::new(options)),
+        )
+    }
+
+    /// Apply accounts dumped by `dump_users`, read from `input`.
+    pub fn restore_users(&self, input: &mut dyn Read) -> Result<(), SourceError> {
+        let options = self.option_file()?;
+        let c = self.command(&client(), &options);
+        child::feed(c, input, "restoring users and grants", child::none)
+    }
+
     /// Restore a dump read from `input` into `db`, which is dropped and created anew first.
     pub fn restore(&self, db: &str, input: &mut dyn Read) -> Result<(), SourceError> {
         self.sql(
@@ -222,6 +248,6 @@ impl Login {
         let options = self.option_file()?;
         let mut c = self.command(&client(), &options);
         c.args(["--default-character-set=utf8mb4", "--", db]);
-        child::feed(c, input, &format!("restoring database {db}"))
+        child::feed(c, input, &format!("restoring database {db}"), child::none)
     }
 }

@@ -67,6 +67,41 @@ pub fn tool(name: &str, server_major: Option<u32>) -> PathBuf {
     }
 }
 
+/// The major version of an installed tool, from its `--version` line
+/// (`pg_dump (PostgreSQL) 15.4 (Debian 15.4-1)` → 15).
+fn tool_major(path: &Path) -> Option<u32> {
+    let out = Command::new(path).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    version.split(['.', '-']).next()?.parse().ok()
+}
+
+/// Why a dump tool of major version `own` cannot dump a server of major version `server`
+/// (it is older: PostgreSQL's dump tools refuse newer servers), with the package to install.
+fn too_old(name: &str, own: u32, server: u32) -> Option<String> {
+    (own < server).then(|| {
+        format!(
+            "{name} {own} cannot dump a PostgreSQL {server} server; install the PostgreSQL \
+             {server} client tools on this node (Debian: apt-get install postgresql-client-{server})"
+        )
+    })
+}
+
+/// The dump tool `name` for a server of major version `major`: refused, with what to install,
+/// when the newest one here is older than the server.
+fn dump_tool(name: &str, major: Option<u32>) -> Result<PathBuf, SourceError> {
+    let path = tool(name, major);
+    if let Some(server) = major
+        && let Some(own) = tool_major(&path)
+        && let Some(why) = too_old(name, own, server)
+    {
+        return Err(failed(name, why));
+    }
+    Ok(path)
+}
+
 impl Login {
     fn command(&self, tool: &Path) -> Command {
         let mut c = Command::new(tool);
@@ -138,7 +173,7 @@ impl Login {
 
     /// `pg_dump` of one database as a stream.
     pub fn dump(&self, db: &str, major: Option<u32>) -> Result<Dump, SourceError> {
-        let mut c = self.command(&tool("pg_dump", major));
+        let mut c = self.command(&dump_tool("pg_dump", major)?);
         c.args([
             "--format=custom",
             "--compress=0",
@@ -151,37 +186,89 @@ impl Login {
 
     /// `pg_dumpall --globals-only` (roles, tablespaces) as a stream.
     pub fn dump_globals(&self, major: Option<u32>) -> Result<Dump, SourceError> {
-        let mut c = self.command(&tool("pg_dumpall", major));
+        let mut c = self.command(&dump_tool("pg_dumpall", major)?);
         c.args(["--globals-only", "--no-password"]);
         Dump::start(c, "pg_dumpall --globals-only".into(), None)
     }
 
-    /// Restore a custom-format dump read from `input` into `db`, which is dropped (with its
-    /// connections) and created anew first, with the owner it had. Objects keep their owners
-    /// and privileges, so the roles they name must exist.
+    /// Apply a `pg_dumpall --globals-only` script read from `input`: roles and tablespaces
+    /// come back as recorded (passwords included); those that exist already are altered, not
+    /// created again.
+    pub fn restore_globals(&self, input: &mut dyn Read) -> Result<(), SourceError> {
+        let mut c = self.command(&tool("psql", None));
+        c.args([
+            "--no-password",
+            "--no-psqlrc",
+            "--quiet",
+            "--dbname",
+            "postgres",
+        ]);
+        child::feed(c, input, "restoring roles and tablespaces", |l| {
+            l.contains("already exists")
+        })
+    }
+
+    /// Restore the custom-format dump of database `db` read from `input` into `into`, which
+    /// is dropped (with its connections) first. Restored under its own name, the database is
+    /// created by the dump itself, as it was: owner, encoding, locale, privileges, settings;
+    /// under another name it is created plainly. Objects keep their owners and privileges, so
+    /// the roles they name must exist.
     pub fn restore(
         &self,
         db: &str,
+        into: &str,
         input: &mut dyn Read,
         major: Option<u32>,
     ) -> Result<(), SourceError> {
-        let literal = format!("'{}'", db.replace('\'', "''"));
-        let owner = self.psql(
-            "postgres",
-            &format!("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {literal}"),
-        )?;
-        self.psql(
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
-        )?;
-        let owned = if owner.is_empty() {
-            String::new()
+        // Connected to another database than the one dropped (`postgres` itself, say).
+        let admin = if into == "postgres" {
+            "template1"
         } else {
-            format!(" OWNER {}", ident(&owner))
+            "postgres"
         };
-        self.psql("postgres", &format!("CREATE DATABASE {}{owned}", ident(db)))?;
+        self.psql(
+            admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(into)),
+        )?;
         let mut c = self.command(&tool("pg_restore", major));
-        c.args(["--no-password", "--exit-on-error", "--dbname", db]);
-        child::feed(c, input, &format!("pg_restore into database {db}"))
+        c.args(["--no-password", "--exit-on-error"]);
+        if db == into {
+            c.args(["--create", "--dbname", admin]);
+        } else {
+            self.psql(admin, &format!("CREATE DATABASE {}", ident(into)))?;
+            c.args(["--dbname", into]);
+        }
+        child::feed(
+            c,
+            input,
+            &format!("pg_restore into database {into}"),
+            child::none,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_dump_tool_says_what_to_install() {
+        assert_eq!(too_old("pg_dump", 15, 15), None);
+        assert_eq!(too_old("pg_dump", 16, 15), None);
+        let why = too_old("pg_dump", 15, 17).unwrap();
+        assert!(
+            why.contains("pg_dump 15 cannot dump a PostgreSQL 17 server"),
+            "{why}"
+        );
+        assert!(
+            why.contains("apt-get install postgresql-client-17"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_installed_tools_tell_their_version() {
+        let own = tool_major(&tool("pg_dump", None)).expect("pg_dump --version");
+        assert!(own >= 10, "{own}");
     }
 }

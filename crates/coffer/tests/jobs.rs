@@ -1752,16 +1752,22 @@ fn database_credentials_keep_their_password_to_themselves() {
 }
 
 /// A credential (`credential`, JSON) and a job (`job`, JSON) backing up its `database`.
+/// A credential and a job backing up `database` with it (`None`: the whole server).
 fn database_job(
     api: &Client,
     credential: serde_json::Value,
     mut job: serde_json::Value,
-    database: impl serde::Serialize,
+    database: Option<&str>,
 ) -> (coffer_types::Credential, coffer_types::Job) {
     let cred = api
         .create_credential(&serde_json::from_value(credential).unwrap())
         .unwrap();
-    job["sources"] = json!([{"type": cred.engine, "credential_id": cred.id, "database": database}]);
+    let mut source = json!({"type": cred.engine, "credential_id": cred.id});
+    match database {
+        Some(d) => source["database"] = json!(d),
+        None => source["all"] = json!(true),
+    }
+    job["sources"] = json!([source]);
     if job["schedule"].is_null() {
         job.as_object_mut().unwrap().remove("schedule");
     }
@@ -1859,7 +1865,7 @@ fn a_postgres_database_is_dumped_restored_in_place_and_into_another_database() {
         json!({"name": "local pg", "engine": "postgres",
                 "host": "127.0.0.1", "user": "postgres", "password": "not-needed-with-trust"}),
         json!({"name": "app db", "schedule": "@daily"}),
-        &db.0,
+        Some(&db.0),
     );
     let record = run_to_end(api, &job.id);
     assert_eq!(record.status, RecordStatus::Success, "{record:?}");
@@ -2138,7 +2144,7 @@ fn postgres_failures_fail_the_record_and_keep_the_good_ones() {
                 "host": "127.0.0.1", "port": pg.port, "user": "postgres",
                 "password": "not the password"}),
         json!({"name": "app", "schedule": null}),
-        "app",
+        Some("app"),
     );
 
     // A wrong password: failed, in the server's words.
@@ -2245,7 +2251,7 @@ fn a_postgres_restore_keeps_owners_and_privileges() {
                 "host": "127.0.0.1", "port": pg.port, "user": "postgres",
                 "password": coffer_testkit::PG_PASSWORD}),
         json!({"name": "app", "schedule": null}),
-        "app",
+        Some("app"),
     );
     let record = run_to_end(api, &job.id);
     assert_eq!(record.status, RecordStatus::Success, "{record:?}");
@@ -2254,6 +2260,186 @@ fn a_postgres_restore_keeps_owners_and_privileges() {
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
     assert_eq!(owners("app"), "app_owner app_owner true");
     assert_eq!(pg.sql("app", "SELECT count(*) FROM t"), "100");
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn a_whole_postgres_server_comes_back_with_its_roles_and_databases() {
+    let pg = coffer_testkit::PgInstance::start();
+    pg.sql(
+        "postgres",
+        "CREATE ROLE shop_owner LOGIN PASSWORD 'shop-secret'; CREATE ROLE auditor;
+         CREATE TABLE notes (n text); INSERT INTO notes VALUES ('kept in postgres itself');",
+    );
+    pg.sql("postgres", "CREATE DATABASE shop OWNER shop_owner");
+    pg.sql("postgres", "CREATE DATABASE blog");
+    pg.sql(
+        "shop",
+        "CREATE TABLE items (id int PRIMARY KEY, name text); ALTER TABLE items OWNER TO shop_owner;
+         GRANT SELECT ON items TO auditor;
+         INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 5000) i;",
+    );
+    pg.sql(
+        "blog",
+        "CREATE TABLE posts (id serial PRIMARY KEY, body text);
+         INSERT INTO posts (body) SELECT md5(i::text) FROM generate_series(1, 3000) i;",
+    );
+    // Roles (with whether they have a password), databases with their owners, and the data.
+    // (What cannot be read, say a database that is gone, is shown as psql's error.)
+    let q = |db: &str, sql: &str| pg.try_sql(db, sql).unwrap_or_else(|e| e);
+    let state = || {
+        [
+            q(
+                "postgres",
+                "SELECT string_agg(rolname || ' ' || rolcanlogin || ' ' || (rolpassword IS NOT NULL), ', ' ORDER BY rolname)
+                 FROM pg_authid WHERE rolname NOT LIKE 'pg\\_%'",
+            ),
+            q(
+                "postgres",
+                "SELECT string_agg(datname || ' ' || pg_get_userbyid(datdba), ', ' ORDER BY datname)
+                 FROM pg_database WHERE NOT datistemplate",
+            ),
+            q("postgres", "SELECT string_agg(n, ',') FROM notes"),
+            q(
+                "shop",
+                "SELECT md5(string_agg(name, ',' ORDER BY id)) || ' ' || has_table_privilege('auditor', 'items', 'SELECT') FROM items",
+            ),
+            q("blog", "SELECT md5(string_agg(body, ',' ORDER BY id)) FROM posts"),
+        ]
+        .join("\n")
+    };
+    let before = state();
+    let env = start();
+    let api = &env.api;
+    let (_, job) = database_job(
+        api,
+        json!({"name": "whole pg", "engine": "postgres",
+                "host": "127.0.0.1", "port": pg.port, "user": "postgres",
+                "password": coffer_testkit::PG_PASSWORD}),
+        json!({"name": "everything", "schedule": null}),
+        None,
+    );
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    let dumped: BTreeSet<&str> = record
+        .databases
+        .iter()
+        .map(|d| d.database.as_str())
+        .collect();
+    assert_eq!(
+        dumped,
+        BTreeSet::from(["(globals)", "blog", "postgres", "shop"]),
+        "{record:?}"
+    );
+
+    // A database and the roles it needs are gone, another changed, a table of `postgres` too.
+    pg.sql("postgres", "DROP DATABASE shop WITH (FORCE)");
+    pg.sql(
+        "postgres",
+        "DROP ROLE shop_owner; DROP ROLE auditor; DROP TABLE notes",
+    );
+    pg.sql("blog", "DELETE FROM posts WHERE id % 2 = 0");
+    assert_ne!(state(), before);
+
+    // In place: roles first, then every database, owners and privileges as they were.
+    let task = restore(api, &job.id, &record.id, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(state(), before);
+
+    // One database of the whole server into a new one; into a directory, the dumps as files.
+    let task = restore(
+        api,
+        &job.id,
+        &record.id,
+        json!({"databases": ["blog"], "target_database": "blog_copy"}),
+    );
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(pg.sql("blog_copy", "SELECT count(*) FROM posts"), "3000");
+    let task = restore(api, &job.id, &record.id, json!({"target": "files"}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    let files = env.dir.path().join("data/files/postgres/whole pg");
+    let globals = std::fs::read_to_string(files.join("globals.sql")).unwrap();
+    assert!(globals.contains("CREATE ROLE shop_owner"), "{globals}");
+    assert!(files.join("shop.dump").is_file());
+    let (status, message) = err(api.restore_record(
+        &job.id,
+        &record.id,
+        &serde_json::from_value(json!({"databases": ["nope"]})).unwrap(),
+    ));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn a_whole_mariadb_server_comes_back_with_its_users_and_databases() {
+    let my = coffer_testkit::MyInstance::start();
+    my.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name TEXT);
+         INSERT INTO shop.items VALUES (1, 'kettle'), (2, 'théière'), (3, NULL);
+         CREATE DATABASE blog; CREATE TABLE blog.posts (id INT AUTO_INCREMENT PRIMARY KEY, body TEXT);
+         INSERT INTO blog.posts (body) VALUES ('one'), ('two'), ('three'), ('four');
+         CREATE USER 'reader'@'%' IDENTIFIED BY 'reader-secret';
+         GRANT SELECT ON shop.* TO 'reader'@'%';",
+    );
+    let state = || {
+        [
+            my.sql("CHECKSUM TABLE shop.items, blog.posts"),
+            my.sql("SHOW GRANTS FOR 'reader'@'%'"),
+        ]
+        .join("\n")
+    };
+    let before = state();
+    let env = start();
+    let api = &env.api;
+    let (_, job) = database_job(
+        api,
+        json!({"name": "whole mariadb", "engine": "mysql",
+                "host": "127.0.0.1", "port": my.port, "user": "root"}),
+        json!({"name": "everything", "schedule": null}),
+        None,
+    );
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    let dumped: BTreeSet<&str> = record
+        .databases
+        .iter()
+        .map(|d| d.database.as_str())
+        .collect();
+    assert_eq!(
+        dumped,
+        BTreeSet::from(["(globals)", "blog", "shop"]),
+        "{record:?}"
+    );
+
+    my.sql("DROP DATABASE shop; DROP USER 'reader'@'%'; DELETE FROM blog.posts WHERE id > 2");
+    let task = restore(api, &job.id, &record.id, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(state(), before);
+    // The restored user logs in with the password it had.
+    let out = std::process::Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &my.port.to_string(),
+        ])
+        .args([
+            "-u",
+            "reader",
+            "-N",
+            "-B",
+            "-e",
+            "SELECT name FROM shop.items WHERE id = 2",
+        ])
+        .env("MYSQL_PWD", "reader-secret")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "théière",
+        "{out:?}"
+    );
     assert!(env.server.stop().success());
 }
 
@@ -2274,7 +2460,7 @@ fn mariadb_failures_fail_the_record_and_keep_the_good_ones() {
                 "host": "127.0.0.1", "port": my.port, "user": "coffer",
                 "password": "not the password"}),
         json!({"name": "app", "schedule": null}),
-        "app",
+        Some("app"),
     );
     let failed = run_to_end(api, &job.id);
     assert_eq!(failed.status, RecordStatus::Failed);
@@ -2373,7 +2559,7 @@ fn assert_whole_transactions(
         api,
         credential,
         json!({"name": "ledger", "schedule": null}),
-        db,
+        Some(db),
     );
     let record = run_to_end(api, &job.id);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
