@@ -5,7 +5,7 @@
 //! can have either name) — restored with the engine's own tools into the original database or
 //! another one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use coffer_repo::{BackupItem, Id, Repository};
@@ -120,16 +120,34 @@ pub struct ServerDumps {
     pub databases: Vec<String>,
 }
 
-/// What snapshot `id` of `record` holds of each whole-server source among `sources`, by
-/// credential id (blocking: lists each server's folder in the snapshot).
-pub(crate) fn server_dumps(
+/// The snapshot label keeping the folder a credential's dumps went into (its name then).
+fn folder_label(credential_id: &str) -> String {
+    format!("credential:{credential_id}")
+}
+
+/// How to restore the database sources among `sources` from snapshot `id` of `record`
+/// (blocking): `logins` with the folders the snapshot recorded (a credential renamed since
+/// still finds its dumps), and what the record holds of each whole-server source, by
+/// credential id (from each server's folder in the snapshot).
+pub(crate) fn recorded(
     repo: &Repository,
     id: &Id,
     record: &Record,
     sources: &[Source],
-    logins: &Logins,
-) -> std::result::Result<HashMap<String, ServerDumps>, String> {
+    mut logins: Logins,
+) -> std::result::Result<(Logins, HashMap<String, ServerDumps>), String> {
     let mut servers = HashMap::new();
+    if logins.logins.is_empty() {
+        return Ok((logins, servers));
+    }
+    let labels = coffer_repo::snapshot::load(repo, id)
+        .map_err(|e| e.to_string())?
+        .labels;
+    for (credential_id, (folder, _)) in logins.logins.iter_mut() {
+        if let Some(recorded) = labels.get(&folder_label(credential_id)) {
+            folder.clone_from(recorded);
+        }
+    }
     for (credential_id, database, _) in sources.iter().filter_map(Source::database) {
         let Some((folder, login)) = logins.get(credential_id).filter(|_| database.is_none()) else {
             continue;
@@ -153,7 +171,7 @@ pub(crate) fn server_dumps(
             },
         );
     }
-    Ok(servers)
+    Ok((logins, servers))
 }
 
 /// A dump that starts its tool only when the engine first reads it, so that the databases of
@@ -203,16 +221,19 @@ impl Logins {
 }
 
 /// The engine items of a database source (blocking: asks a whole server for its databases,
-/// and PostgreSQL for its version). A safety record never gets here for a database that does
-/// not exist: the restore leaves such sources out first (`Jobs::existing`).
+/// and PostgreSQL for its version); the folder they go into is kept in `labels`. A safety
+/// record never gets here for a database that does not exist: the restore leaves such sources
+/// out first (`Jobs::existing`).
 pub(crate) fn backup_items(
     source: &Source,
     logins: &Logins,
+    labels: &mut BTreeMap<String, String>,
 ) -> std::result::Result<Vec<BackupItem>, String> {
     let Some((credential_id, database, _)) = source.database() else {
         return Ok(vec![]);
     };
     let (folder, login) = logins.login(credential_id)?;
+    labels.insert(folder_label(credential_id), folder.clone());
     let databases = match database {
         Some(d) => vec![d.to_string()],
         None => login.databases().map_err(|e| e.to_string())?,

@@ -149,7 +149,7 @@ fn items(
         }
         Source::Volume { name } => volumes::backup_item(name, labels),
         Source::Postgres { .. } | Source::Mysql { .. } => {
-            return databases::backup_items(source, logins);
+            return databases::backup_items(source, logins, labels);
         }
     };
     one.map(|item| vec![item])

@@ -2311,7 +2311,7 @@ fn a_whole_postgres_server_comes_back_with_its_roles_and_databases() {
     let before = state();
     let env = start();
     let api = &env.api;
-    let (_, job) = database_job(
+    let (cred, job) = database_job(
         api,
         json!({"name": "whole pg", "engine": "postgres",
                 "host": "127.0.0.1", "port": pg.port, "user": "postgres",
@@ -2341,7 +2341,11 @@ fn a_whole_postgres_server_comes_back_with_its_roles_and_databases() {
     pg.sql("blog", "DELETE FROM posts WHERE id % 2 = 0");
     assert_ne!(state(), before);
 
-    // In place: roles first, then every database, owners and privileges as they were.
+    // In place: roles first, then every database, owners and privileges as they were (the
+    // credential renamed since: the record still knows where its dumps are).
+    let renamed: coffer_types::CredentialUpdate =
+        serde_json::from_value(json!({"name": "renamed pg"})).unwrap();
+    api.update_credential(&cred.id, &renamed).unwrap();
     let task = restore(api, &job.id, &record.id, json!({}));
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
     assert_eq!(state(), before);
