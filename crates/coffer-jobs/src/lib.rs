@@ -321,11 +321,14 @@ impl Jobs {
                 };
             }
         };
-        let labels = [
+        let mut labels: std::collections::BTreeMap<_, _> = [
             (runner::JOB_LABEL.to_string(), job.id.clone()),
             ("record".to_string(), rid.to_string()),
         ]
         .into();
+        if safety {
+            labels.insert(runner::SAFETY_LABEL.to_string(), "true".to_string());
+        }
         let (t, scratch, l) = (target.clone(), self.scratch_dir(), logins.clone());
         let result = tokio::task::spawn_blocking(move || {
             runner::backup(&t, &scratch, &sources, &l, labels, safety, cancel)

@@ -262,8 +262,16 @@ impl Retention {
     }
 }
 
-/// The job's snapshots that `retention` no longer keeps (nothing is removed here). The newest
-/// snapshot is always kept.
+/// The label of a snapshot taken before a restore.
+pub const SAFETY_LABEL: &str = "pre_restore";
+
+/// How many of a job's snapshots taken before a restore are kept; they do not count towards
+/// its retention, so that restoring never costs the job its regular history.
+const SAFETY_KEPT: usize = 3;
+
+/// The job's snapshots that `retention` no longer keeps (nothing is removed here): regular
+/// ones by the job's retention, the newest always kept; those taken before a restore beyond
+/// the newest `SAFETY_KEPT`.
 pub fn expired(
     target: &Target,
     job_id: &str,
@@ -274,13 +282,21 @@ pub fn expired(
         return Ok(vec![]);
     }
     let repo = target.open()?;
-    let mut mine: Vec<(Id, coffer_repo::Snapshot)> = coffer_repo::snapshot::list(&repo)
+    let (mut safety, mut mine): (Vec<_>, Vec<_>) = coffer_repo::snapshot::list(&repo)
         .map_err(|e| e.to_string())?
         .snapshots
         .into_iter()
         .filter(|(_, s)| s.labels.get(JOB_LABEL).map(String::as_str) == Some(job_id))
-        .collect();
-    mine.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
+        .partition(|(_, s)| s.labels.contains_key(SAFETY_LABEL));
+    let newest_first = |a: &(Id, coffer_repo::Snapshot), b: &(Id, coffer_repo::Snapshot)| {
+        b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0))
+    };
+    mine.sort_by(newest_first);
+    safety.sort_by(newest_first);
+    let old_safety = safety
+        .iter()
+        .skip(SAFETY_KEPT)
+        .map(|(id, _)| id.to_string());
     let kept_by_rules: Option<HashSet<Id>> = (!retention.rules.is_empty()).then(|| {
         forget::decide(&mine, &retention.rules, tz)
             .into_iter()
@@ -301,6 +317,7 @@ pub fn expired(
                 || kept_by_rules.as_ref().is_some_and(|k| !k.contains(id))
         })
         .map(|(_, (id, _))| id.to_string())
+        .chain(old_safety)
         .collect())
 }
 

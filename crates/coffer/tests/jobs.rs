@@ -527,18 +527,38 @@ fn retention_keeps_exactly_the_newest_successful_records() {
             .collect();
         assert_eq!(repo_snapshots(&env.api, &dest), snaps, "after run {i}");
     }
+    // A restore's safety record does not count: the next run still keeps the two newest
+    // regular records, and the safety record too.
+    let latest = good.last().unwrap().id.clone();
+    let task = restore(&env.api, &job.id, &latest, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    std::fs::write(src.join("a.txt"), "version 4").unwrap();
+    let newest = run_to_end(&env.api, &job.id);
+    assert_eq!(newest.status, RecordStatus::Success, "{newest:?}");
+    let kept: Vec<(String, String)> = env
+        .api
+        .records(&job.id, &RecordFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.trigger))
+        .collect();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert_eq!(kept[0], (newest.id.clone(), "manual".to_string()));
+    assert_eq!(kept[1].1, "pre_restore");
+    assert_eq!(kept[2], (latest, "manual".to_string()));
+
     // A failed run removes nothing good.
     let moved = env.dir.path().join("moved");
     std::fs::rename(&src, &moved).unwrap();
     let failed = run_to_end(&env.api, &job.id);
     assert_eq!(failed.status, RecordStatus::Failed);
     let all = env.api.records(&job.id, &RecordFilter::default()).unwrap();
-    assert_eq!(all.len(), 3);
+    assert_eq!(all.len(), 4);
     assert_eq!(
         all.iter()
             .filter(|r| r.status == RecordStatus::Success)
             .count(),
-        2
+        3
     );
     for r in all.iter().filter(|r| r.status == RecordStatus::Success) {
         assert!(
@@ -557,7 +577,7 @@ fn retention_keeps_exactly_the_newest_successful_records() {
     let runs = series("coffer_backup_runs_total");
     assert!(
         runs.iter()
-            .any(|l| l.contains("status=\"success\"") && l.ends_with(" 4")),
+            .any(|l| l.contains("status=\"success\"") && l.ends_with(" 6")),
         "{runs:?}"
     );
     assert!(
