@@ -12,6 +12,7 @@ use coffer_repo::{BackupItem, Id, Repository};
 use coffer_sources::{Dump, SourceError, mysql, postgres};
 use coffer_types::{DatabaseDump, DbEngine, Record, Source};
 
+use crate::runner::{self, Target};
 use crate::spec::FieldError;
 use crate::{Jobs, JobsError, Result};
 
@@ -125,13 +126,12 @@ fn folder_label(credential_id: &str) -> String {
     format!("credential:{credential_id}")
 }
 
-/// How to restore the database sources among `sources` from snapshot `id` of `record`
-/// (blocking): `logins` with the folders the snapshot recorded (a credential renamed since
-/// still finds its dumps), and what the record holds of each whole-server source, by
-/// credential id (from each server's folder in the snapshot).
+/// How to restore the database sources among `sources` from `record` (blocking; the
+/// repository is read only when there are some): `logins` with the folders the record's
+/// snapshot kept (a credential renamed since still finds its dumps), and what the record holds
+/// of each whole-server source, by credential id (from each server's folder in the snapshot).
 pub(crate) fn recorded(
-    repo: &Repository,
-    id: &Id,
+    target: &Target,
     record: &Record,
     sources: &[Source],
     mut logins: Logins,
@@ -140,6 +140,8 @@ pub(crate) fn recorded(
     if logins.logins.is_empty() {
         return Ok((logins, servers));
     }
+    let repo = &target.open()?;
+    let id = &runner::snapshot_id(record.snapshot_id.as_deref().unwrap_or_default())?;
     let labels = coffer_repo::snapshot::load(repo, id)
         .map_err(|e| e.to_string())?
         .labels;

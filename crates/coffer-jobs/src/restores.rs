@@ -29,11 +29,9 @@ impl Jobs {
         let logins = self.logins(&job.sources).await?;
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
         let (logins, servers) = {
-            let (repo, snapshot) = (repo.clone(), snapshot.clone());
-            let (record, sources) = (record.clone(), job.sources.clone());
+            let (repo, record, sources) = (repo.clone(), record.clone(), job.sources.clone());
             tokio::task::spawn_blocking(move || {
-                let id = runner::snapshot_id(&snapshot)?;
-                databases::recorded(&repo.open()?, &id, &record, &sources, logins)
+                databases::recorded(&repo, &record, &sources, logins)
             })
             .await
             .map_err(|e| JobsError::Repository(e.to_string()))?
