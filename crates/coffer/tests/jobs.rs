@@ -2283,6 +2283,30 @@ fn a_postgres_restore_keeps_owners_and_privileges() {
     assert!(env.server.stop().success());
 }
 
+/// A job backing up the whole server of `credential`, and its first record, which must have
+/// dumped exactly `dumped` (the roles or accounts as `(globals)`).
+fn whole_server_record(
+    api: &Client,
+    credential: serde_json::Value,
+    dumped: &[&str],
+) -> (coffer_types::Credential, coffer_types::Job, Record) {
+    let (cred, job) = database_job(
+        api,
+        credential,
+        json!({"name": "everything", "schedule": null}),
+        None,
+    );
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    let names: BTreeSet<&str> = record
+        .databases
+        .iter()
+        .map(|d| d.database.as_str())
+        .collect();
+    assert_eq!(names, dumped.iter().copied().collect(), "{record:?}");
+    (cred, job, record)
+}
+
 #[test]
 fn a_whole_postgres_server_comes_back_with_its_roles_and_databases() {
     let pg = coffer_testkit::PgInstance::start();
@@ -2331,25 +2355,12 @@ fn a_whole_postgres_server_comes_back_with_its_roles_and_databases() {
     let before = state();
     let env = start();
     let api = &env.api;
-    let (cred, job) = database_job(
+    let (cred, job, record) = whole_server_record(
         api,
         json!({"name": "whole pg", "engine": "postgres",
                 "host": "127.0.0.1", "port": pg.port, "user": "postgres",
                 "password": coffer_testkit::PG_PASSWORD}),
-        json!({"name": "everything", "schedule": null}),
-        None,
-    );
-    let record = run_to_end(api, &job.id);
-    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
-    let dumped: BTreeSet<&str> = record
-        .databases
-        .iter()
-        .map(|d| d.database.as_str())
-        .collect();
-    assert_eq!(
-        dumped,
-        BTreeSet::from(["(globals)", "blog", "postgres", "shop"]),
-        "{record:?}"
+        &["(globals)", "blog", "postgres", "shop"],
     );
 
     // A database and the roles it needs are gone, another changed, a table of `postgres` too.
@@ -2415,24 +2426,11 @@ fn a_whole_mariadb_server_comes_back_with_its_users_and_databases() {
     let before = state();
     let env = start();
     let api = &env.api;
-    let (_, job) = database_job(
+    let (_, job, record) = whole_server_record(
         api,
         json!({"name": "whole mariadb", "engine": "mysql",
                 "host": "127.0.0.1", "port": my.port, "user": "root"}),
-        json!({"name": "everything", "schedule": null}),
-        None,
-    );
-    let record = run_to_end(api, &job.id);
-    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
-    let dumped: BTreeSet<&str> = record
-        .databases
-        .iter()
-        .map(|d| d.database.as_str())
-        .collect();
-    assert_eq!(
-        dumped,
-        BTreeSet::from(["(globals)", "blog", "shop"]),
-        "{record:?}"
+        &["(globals)", "blog", "shop"],
     );
 
     my.sql("DROP DATABASE shop; DROP USER 'reader'@'%'; DELETE FROM blog.posts WHERE id > 2");
