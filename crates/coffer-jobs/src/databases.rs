@@ -150,10 +150,12 @@ pub(crate) fn recorded(
             folder.clone_from(recorded);
         }
     }
-    for (credential_id, database, _) in sources.iter().filter_map(Source::database) {
-        let Some((folder, login)) = logins.get(credential_id).filter(|_| database.is_none()) else {
-            continue;
-        };
+    let whole_servers = sources
+        .iter()
+        .filter_map(Source::database)
+        .filter(|(_, database, _)| database.is_none());
+    for (credential_id, _, _) in whole_servers {
+        let (folder, login) = logins.login(credential_id)?;
         let engine = login.engine();
         let names = coffer_repo::list_dir(repo, id, &format!("{}/{folder}", engine.as_str()))
             .map_err(|e| e.to_string())?;

@@ -137,9 +137,7 @@ impl Jobs {
             )));
         }
         if job.sources.iter().any(|s| s.database().is_some()) {
-            return Err(refuse(
-                "databases are restored from records, not from uploaded archives".into(),
-            ));
+            return Err(refuse(runner::NO_DATABASES_IN_UPLOADS.into()));
         }
         let plan = runner::plan_restore(&job.sources, &Default::default(), &[], &[], &[])
             .map_err(refuse)?;

@@ -568,6 +568,10 @@ fn in_place(
     Ok(total)
 }
 
+/// Why a job with database sources cannot restore from an uploaded archive.
+pub(crate) const NO_DATABASES_IN_UPLOADS: &str =
+    "databases are restored from records, not from uploaded archives";
+
 /// Check an uploaded archive before anything is written: every entry a relative path without
 /// `..`, links staying inside the archive. Returns its SHA-256 (hex).
 pub fn check_archive(archive: &Path) -> Result<String, String> {
@@ -719,7 +723,7 @@ pub fn restore_archive(archive: &Path, plan: &[Restore], task: &str) -> Result<(
         },
         |item| match item {
             Restore::Volume(name) => volumes::restore_from_archive(archive, name),
-            _ => Err("databases are restored from records, not from uploaded archives".into()),
+            _ => Err(NO_DATABASES_IN_UPLOADS.into()),
         },
     )
 }

@@ -1797,6 +1797,25 @@ fn database_job(
     (cred, job)
 }
 
+/// A job naming a database that does not exist with `cred` fails its record, in the words of
+/// the dump tool (`tool` appears in the error, with the database's name).
+fn assert_missing_database_fails(api: &Client, cred: &coffer_types::Credential, tool: &str) {
+    let missing = api
+        .create_job(
+            &serde_json::from_value(json!({"name": "missing db",
+                "sources": [{"type": cred.engine, "credential_id": cred.id, "database": "coffer_no_such_db"}]}))
+            .unwrap(),
+        )
+        .unwrap();
+    let failed = run_to_end(api, &missing.id);
+    assert_eq!(failed.status, RecordStatus::Failed);
+    let error = failed.error.unwrap();
+    assert!(
+        error.contains(tool) && error.contains("coffer_no_such_db"),
+        "{error}"
+    );
+}
+
 /// `psql` as the superuser against the machine's PostgreSQL (127.0.0.1:5432, trust auth).
 fn psql(db: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
@@ -1950,21 +1969,7 @@ fn a_postgres_database_is_dumped_restored_in_place_and_into_another_database() {
     assert_eq!(pg_checksums(&copy.0), original);
     assert_eq!(pg_checksums(&db.0), before);
 
-    // A database that does not exist: a failed record with pg_dump's own words.
-    let missing = api
-        .create_job(
-            &serde_json::from_value(json!({"name": "missing db",
-                "sources": [{"type": "postgres", "credential_id": cred.id, "database": "coffer_no_such_db"}]}))
-            .unwrap(),
-        )
-        .unwrap();
-    let failed = run_to_end(api, &missing.id);
-    assert_eq!(failed.status, RecordStatus::Failed);
-    let error = failed.error.unwrap();
-    assert!(
-        error.contains("pg_dump") && error.contains("coffer_no_such_db"),
-        "{error}"
-    );
+    assert_missing_database_fails(api, &cred, "pg_dump");
     assert_eq!(err(api.delete_credential(&cred.id)).0, StatusCode::CONFLICT);
     assert!(!env.server.log().contains("not-needed-with-trust"));
     assert!(env.server.stop().success());
@@ -2121,21 +2126,7 @@ fn a_mariadb_database_is_dumped_restored_in_place_and_into_another_database() {
     assert_eq!(my_checksums(&copy.0), original);
     assert_eq!(my_checksums(&db.0), before);
 
-    // A database that does not exist: a failed record with the tool's own words.
-    let missing = api
-        .create_job(
-            &serde_json::from_value(json!({"name": "missing",
-                "sources": [{"type": "mysql", "credential_id": cred.id, "database": "coffer_no_such_db"}]}))
-            .unwrap(),
-        )
-        .unwrap();
-    let failed = run_to_end(api, &missing.id);
-    assert_eq!(failed.status, RecordStatus::Failed);
-    let error = failed.error.unwrap();
-    assert!(
-        error.contains("dump") && error.contains("coffer_no_such_db"),
-        "{error}"
-    );
+    assert_missing_database_fails(api, &cred, "dump");
     // A credential of the wrong engine is refused.
     let (status, msg) = err(api.create_job(
         &serde_json::from_value(json!({"name": "wrong engine",
