@@ -1,16 +1,18 @@
 //! Database sources: dumps streamed into the snapshot — PostgreSQL as
 //! `postgres/<credential>/<database>.dump` (custom format), MySQL/MariaDB as
-//! `mysql/<credential>/<database>.sql`, and for a whole server its roles or accounts too
-//! (`postgres/<credential>/globals.sql`, `mysql/<credential>/%globals.sql`: no database's file
-//! can have either name) — restored with the engine's own tools into the original database or
-//! another one.
+//! `mysql/<credential>/<database>.mydumper/` (mydumper's files) or
+//! `mysql/<credential>/<database>.sql` (mariadb-dump's script), and for a whole server its
+//! roles or accounts too (`postgres/<credential>/globals.sql`, `mysql/<credential>/%globals.sql`:
+//! no database's dump can have either name) — restored with the tools that match the dump, into
+//! the original database or another one.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use coffer_repo::{BackupItem, Id, Repository};
-use coffer_sources::{Dump, SourceError, mysql, postgres};
-use coffer_types::{DatabaseDump, DbEngine, Record, Source};
+use coffer_sources::{SourceError, mysql, postgres};
+use coffer_types::{DatabaseDump, DbEngine, MysqlTool, Record, Source};
 
 use crate::runner::{self, Target};
 use crate::spec::FieldError;
@@ -40,11 +42,13 @@ impl Login {
 }
 
 /// The logins of a run's database sources, by credential id (the folder name and the login),
-/// and the dumps the run made.
+/// and the dumps the run made; for a restore, also what the record holds in each folder.
 #[derive(Clone, Debug, Default)]
 pub struct Logins {
     logins: HashMap<String, (String, Login)>,
     dumps: Arc<Mutex<Vec<DatabaseDump>>>,
+    /// The names in each credential's folder of the snapshot restored (see `recorded`).
+    held: HashMap<String, Vec<Vec<u8>>>,
 }
 
 impl Logins {
@@ -65,6 +69,28 @@ impl Logins {
     pub(crate) fn dumps(&self) -> Vec<DatabaseDump> {
         self.dumps.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// The format of the record's dump of `database` through `credential_id`, if it holds one.
+    fn recorded_format(&self, credential_id: &str, database: &str) -> Option<Format> {
+        let (_, login) = self.get(credential_id)?;
+        let names = self.held.get(credential_id)?;
+        Format::of(login.engine())
+            .iter()
+            .copied()
+            .find(|f| names.iter().any(|n| *n == f.file_name(database).as_bytes()))
+    }
+
+    /// Where the record's dump of `database` through `credential_id` lives in the snapshot
+    /// (empty for an unknown credential).
+    pub(crate) fn dump_path(&self, credential_id: &str, database: &str) -> String {
+        let Some((folder, login)) = self.get(credential_id) else {
+            return String::new();
+        };
+        let format = self
+            .recorded_format(credential_id, database)
+            .unwrap_or(Format::of(login.engine())[0]);
+        format.path(folder, database)
+    }
 }
 
 /// A name as one path component: `/` and `%` escaped, `.` and `..` never produced.
@@ -82,11 +108,47 @@ fn component(name: &str) -> String {
 /// The name a record's `databases` gives a whole server's roles or accounts.
 const GLOBALS: &str = "(globals)";
 
-/// The file name of a database's dump in its server's folder.
-fn dump_name(engine: DbEngine, database: &str) -> String {
-    match engine {
-        DbEngine::Postgres => format!("{}.dump", component(database)),
-        DbEngine::Mysql => format!("{}.sql", component(database)),
+/// How a database's dump is kept in its server's folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// pg_dump's custom format: `<database>.dump`.
+    PgCustom,
+    /// mydumper's files: the directory `<database>.mydumper`.
+    Mydumper,
+    /// mariadb-dump's SQL script: `<database>.sql`.
+    Sql,
+}
+
+impl Format {
+    /// The formats of an engine's dumps.
+    fn of(engine: DbEngine) -> &'static [Format] {
+        match engine {
+            DbEngine::Postgres => &[Format::PgCustom],
+            DbEngine::Mysql => &[Format::Mydumper, Format::Sql],
+        }
+    }
+
+    fn engine(self) -> DbEngine {
+        match self {
+            Format::PgCustom => DbEngine::Postgres,
+            Format::Mydumper | Format::Sql => DbEngine::Mysql,
+        }
+    }
+
+    /// The name of a database's dump in its server's folder.
+    fn file_name(self, database: &str) -> String {
+        let extension = match self {
+            Format::PgCustom => "dump",
+            Format::Mydumper => "mydumper",
+            Format::Sql => "sql",
+        };
+        format!("{}.{extension}", component(database))
+    }
+
+    /// Where a database's dump lives in the snapshot.
+    fn path(self, folder: &str, database: &str) -> String {
+        let engine = self.engine().as_str();
+        format!("{engine}/{folder}/{}", self.file_name(database))
     }
 }
 
@@ -96,15 +158,6 @@ fn globals_name(engine: DbEngine) -> &'static str {
         DbEngine::Postgres => "globals.sql",
         DbEngine::Mysql => "%globals.sql",
     }
-}
-
-/// Where a database's dump lives in the snapshot.
-pub(crate) fn dump_path(engine: DbEngine, folder: &str, database: &str) -> String {
-    format!(
-        "{}/{folder}/{}",
-        engine.as_str(),
-        dump_name(engine, database)
-    )
 }
 
 /// Where a whole server's roles or accounts live in the snapshot.
@@ -128,8 +181,8 @@ fn folder_label(credential_id: &str) -> String {
 
 /// How to restore the database sources among `sources` from `record` (blocking; the
 /// repository is read only when there are some): `logins` with the folders the record's
-/// snapshot kept (a credential renamed since still finds its dumps), and what the record holds
-/// of each whole-server source, by credential id (from each server's folder in the snapshot).
+/// snapshot kept (a credential renamed since still finds its dumps) and what each holds, and
+/// what the record holds of each whole-server source, by credential id.
 pub(crate) fn recorded(
     target: &Target,
     record: &Record,
@@ -145,32 +198,35 @@ pub(crate) fn recorded(
     let labels = coffer_repo::snapshot::load(repo, id)
         .map_err(|e| e.to_string())?
         .labels;
-    for (credential_id, (folder, _)) in logins.logins.iter_mut() {
+    for (credential_id, (folder, login)) in logins.logins.iter_mut() {
         if let Some(recorded) = labels.get(&folder_label(credential_id)) {
             folder.clone_from(recorded);
         }
+        let names =
+            coffer_repo::list_dir(repo, id, &format!("{}/{folder}", login.engine().as_str()))
+                .map_err(|e| e.to_string())?;
+        logins.held.insert(credential_id.clone(), names);
     }
     let whole_servers = sources
         .iter()
         .filter_map(Source::database)
         .filter(|(_, database, _)| database.is_none());
-    for (credential_id, _, _) in whole_servers {
-        let (folder, login) = logins.login(credential_id)?;
-        let engine = login.engine();
-        let names = coffer_repo::list_dir(repo, id, &format!("{}/{folder}", engine.as_str()))
-            .map_err(|e| e.to_string())?;
-        let has = |name: &str| names.iter().any(|n| n == name.as_bytes());
+    for (credential_id, _, engine) in whole_servers {
         let databases = record
             .databases
             .iter()
             .filter(|d| d.engine == engine && d.database != GLOBALS)
-            .filter(|d| has(&dump_name(engine, &d.database)))
+            .filter(|d| logins.recorded_format(credential_id, &d.database).is_some())
             .map(|d| d.database.clone())
             .collect();
+        let globals = globals_name(engine).as_bytes();
         servers.insert(
             credential_id.to_string(),
             ServerDumps {
-                globals: has(globals_name(engine)),
+                globals: logins
+                    .held
+                    .get(credential_id)
+                    .is_some_and(|names| names.iter().any(|n| n == globals)),
                 databases,
             },
         );
@@ -180,14 +236,14 @@ pub(crate) fn recorded(
 
 /// A dump that starts its tool only when the engine first reads it, so that the databases of
 /// a run are dumped one after the other; a dump read to its end is logged with its size.
-struct Lazy<F: FnOnce() -> std::result::Result<Dump, SourceError>> {
+struct Lazy<R, F: FnOnce() -> std::result::Result<R, SourceError>> {
     start: Option<F>,
-    dump: Option<Dump>,
+    dump: Option<R>,
     entry: DatabaseDump,
     log: Arc<Mutex<Vec<DatabaseDump>>>,
 }
 
-impl<F: FnOnce() -> std::result::Result<Dump, SourceError>> std::io::Read for Lazy<F> {
+impl<R: Read, F: FnOnce() -> std::result::Result<R, SourceError>> Read for Lazy<R, F> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if let Some(start) = self.start.take() {
             self.dump = Some(start().map_err(std::io::Error::other)?);
@@ -207,11 +263,14 @@ impl<F: FnOnce() -> std::result::Result<Dump, SourceError>> std::io::Read for La
 }
 
 impl Logins {
-    fn lazy(
+    /// The item `name` of the snapshot, read from the dump `start` makes: a stream stored as a
+    /// file, or a tar stream as a directory (`as_source` says which).
+    fn lazy<R: Read + Send + 'static>(
         &self,
         name: String,
         entry: DatabaseDump,
-        start: impl FnOnce() -> std::result::Result<Dump, SourceError> + Send + 'static,
+        as_source: fn(Box<dyn Read + Send>) -> coffer_repo::Source,
+        start: impl FnOnce() -> std::result::Result<R, SourceError> + Send + 'static,
     ) -> std::result::Result<BackupItem, String> {
         let reader = Lazy {
             start: Some(start),
@@ -219,8 +278,7 @@ impl Logins {
             entry,
             log: self.dumps.clone(),
         };
-        BackupItem::named(&name, coffer_repo::Source::Stream(Box::new(reader)))
-            .map_err(|e| e.to_string())
+        BackupItem::named(&name, as_source(Box::new(reader))).map_err(|e| e.to_string())
     }
 }
 
@@ -250,6 +308,7 @@ pub(crate) fn backup_items(
         tool: tool.to_string(),
         size_bytes: 0,
     };
+    let stream = coffer_repo::Source::Stream;
     match login {
         Login::Postgres(l) => {
             let major = l.server_major().map_err(|e| e.to_string())?;
@@ -258,60 +317,88 @@ pub(crate) fn backup_items(
                 items.push(logins.lazy(
                     globals_path(engine, folder),
                     entry(GLOBALS, &format!("pg_dumpall {major}")),
+                    stream,
                     move || l.dump_globals(Some(major)),
                 )?);
             }
             for db in databases {
                 let l = l.clone();
                 let e = entry(&db, &format!("pg_dump {major}"));
-                items.push(logins.lazy(dump_path(engine, folder, &db), e, move || {
-                    l.dump(&db, Some(major))
-                })?);
+                let path = Format::PgCustom.path(folder, &db);
+                items.push(logins.lazy(path, e, stream, move || l.dump(&db, Some(major)))?);
             }
         }
         Login::Mysql(l) => {
-            let tool = mysql::dump_tool();
-            let tool = tool
-                .file_name()
-                .map_or("mysqldump".into(), |n| n.to_string_lossy());
             if database.is_none() {
                 if mysql::dumps_users() {
                     let l = l.clone();
                     items.push(logins.lazy(
                         globals_path(engine, folder),
-                        entry(GLOBALS, &tool),
+                        entry(GLOBALS, "mariadb-dump"),
+                        stream,
                         move || l.dump_users(),
                     )?);
                 } else {
                     tracing::warn!(
-                        tool = %tool,
                         "users and grants are not backed up: only mariadb-dump can dump them"
                     );
                 }
             }
+            let mydumper = match source {
+                Source::Mysql {
+                    backup_tool: Some(tool),
+                    ..
+                } => *tool == MysqlTool::Mydumper,
+                _ => mysql::mydumper_installed(),
+            };
+            let tool = if mydumper {
+                "mydumper".to_string()
+            } else {
+                mysql::dump_tool()
+                    .file_name()
+                    .map_or("mysqldump".into(), |n| n.to_string_lossy().into_owned())
+            };
             for db in databases {
                 let l = l.clone();
                 let e = entry(&db, &tool);
-                items.push(logins.lazy(dump_path(engine, folder, &db), e, move || l.dump(&db))?);
+                items.push(if mydumper {
+                    let path = Format::Mydumper.path(folder, &db);
+                    logins.lazy(path, e, coffer_repo::Source::Tar, move || l.dump_dir(&db))?
+                } else {
+                    let path = Format::Sql.path(folder, &db);
+                    logins.lazy(path, e, stream, move || l.dump(&db))?
+                });
             }
         }
     }
     Ok(items)
 }
 
-/// Restore `database`'s dump from the snapshot into `into` (dropped and created anew).
+/// Restore the record's dump of `database` through `credential_id` into `into` (dropped and
+/// created anew), with the tools that match the dump.
 pub(crate) fn restore(
     repo: &Repository,
     id: &Id,
-    (folder, login): &(String, Login),
+    logins: &Logins,
+    credential_id: &str,
     database: &str,
     into: &str,
 ) -> std::result::Result<(u64, u64), String> {
-    let path = dump_path(login.engine(), folder, database);
-    pipe(repo, id, &path, |input| match login {
-        Login::Postgres(l) => l.restore(database, into, input, l.server_major().ok()),
-        Login::Mysql(l) => l.restore(into, input),
-    })
+    let (folder, login) = logins.login(credential_id)?;
+    let format = logins
+        .recorded_format(credential_id, database)
+        .ok_or_else(|| format!("the record holds no dump of database {database}"))?;
+    let path = format.path(folder, database);
+    match (format, login) {
+        (Format::Mydumper, Login::Mysql(l)) => pipe(
+            |out| coffer_repo::dump_dir(repo, id, &path, out),
+            |input| l.load_dir(database, into, input),
+        ),
+        (_, Login::Postgres(l)) => pipe(file(repo, id, &path), |input| {
+            l.restore(database, into, input, l.server_major().ok())
+        }),
+        (_, Login::Mysql(l)) => pipe(file(repo, id, &path), |input| l.restore(into, input)),
+    }
 }
 
 /// Restore a whole server's roles (PostgreSQL) or accounts (MySQL/MariaDB) from the snapshot:
@@ -322,35 +409,51 @@ pub(crate) fn restore_globals(
     (folder, login): &(String, Login),
 ) -> std::result::Result<(u64, u64), String> {
     let path = globals_path(login.engine(), folder);
-    pipe(repo, id, &path, |input| match login {
+    pipe(file(repo, id, &path), |input| match login {
         Login::Postgres(l) => l.restore_globals(input),
         Login::Mysql(l) => l.restore_users(input),
     })
 }
 
-/// Feed the file at `path` of the snapshot to `tool` through a pipe (no copy on disk); one
-/// file and its size.
+/// A reader for `pipe` of the file at `path` in the snapshot: one file, its size.
+fn file<'a>(
+    repo: &'a Repository,
+    id: &'a Id,
+    path: &'a str,
+) -> impl FnOnce(&mut std::io::PipeWriter) -> coffer_repo::Result<(u64, u64)> + Send + 'a {
+    move |out| coffer_repo::cat(repo, id, path, out).map(|size| (1, size))
+}
+
+/// Feed what `read` writes from the snapshot (a dump) to `tool` through a pipe (no copy on
+/// disk); the files and bytes `read` wrote.
 fn pipe(
-    repo: &Repository,
-    id: &Id,
-    path: &str,
-    tool: impl FnOnce(&mut dyn std::io::Read) -> std::result::Result<(), SourceError>,
+    read: impl FnOnce(&mut std::io::PipeWriter) -> coffer_repo::Result<(u64, u64)> + Send,
+    tool: impl FnOnce(&mut dyn Read) -> std::result::Result<(), SourceError>,
 ) -> std::result::Result<(u64, u64), String> {
     let (mut reader, mut writer) = std::io::pipe().map_err(|e| e.to_string())?;
     std::thread::scope(|s| {
         let feeder = s.spawn(move || {
-            let r = coffer_repo::cat(repo, id, path, &mut writer);
+            let r = read(&mut writer);
             drop(writer);
             r
         });
         let restored = tool(&mut reader).map_err(|e| e.to_string());
         drop(reader);
-        let size = feeder
+        let read = feeder
             .join()
-            .map_err(|_| "reading the dump crashed".to_string())?
-            .map_err(|e| e.to_string())?;
-        restored.map(|()| (1, size))
+            .map_err(|_| "reading the dump crashed".to_string())?;
+        match (restored, read) {
+            (Ok(()), read) => read.map_err(|e| e.to_string()),
+            // Damage found while reading comes first; the tool then failed on a cut input.
+            (Err(tool), Err(e)) if !broken_pipe(&e) => Err(format!("{e} ({tool})")),
+            (Err(tool), _) => Err(tool),
+        }
     })
+}
+
+/// Whether reading stopped because the tool had closed its input (having failed).
+fn broken_pipe(e: &coffer_repo::Error) -> bool {
+    matches!(e, coffer_repo::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 impl Jobs {

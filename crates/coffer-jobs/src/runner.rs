@@ -367,10 +367,7 @@ impl Restore {
                 credential_id,
                 database,
                 ..
-            } => match logins.get(credential_id) {
-                Some((folder, login)) => databases::dump_path(login.engine(), folder, database),
-                None => String::new(),
-            },
+            } => logins.dump_path(credential_id, database),
             Restore::Globals { credential_id } => match logins.get(credential_id) {
                 Some((folder, login)) => databases::globals_path(login.engine(), folder),
                 None => String::new(),
@@ -510,7 +507,7 @@ pub fn restore(
                 credential_id,
                 database,
                 into,
-            } => databases::restore(&repo, &id, logins.login(credential_id)?, database, into),
+            } => databases::restore(&repo, &id, logins, credential_id, database, into),
             Restore::Globals { credential_id } => {
                 databases::restore_globals(&repo, &id, logins.login(credential_id)?)
             }

@@ -487,3 +487,37 @@ fn tar_streams_keep_hard_links_and_refuse_entries_that_leave_their_directory() {
         2
     );
 }
+
+/// A tar stream whose source fails only after its last entry (a dump tool that exits with an
+/// error once it has written everything it could) fails the backup: no snapshot is written.
+#[test]
+fn a_tar_stream_that_fails_at_its_end_fails_the_backup() {
+    struct FailsAtEnd(std::io::Cursor<Vec<u8>>);
+    impl std::io::Read for FailsAtEnd {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(std::io::Error::other("the tool exited with status 1")),
+                n => Ok(n),
+            }
+        }
+    }
+    let dir = tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.sql"), seeded(10_000, "a")).unwrap();
+    let repo = new_repo(&dir.path().join("repo"), true);
+    let archive = gnu_tar_create(&src);
+    let item = BackupItem::named(
+        "mysql/db.mydumper",
+        Source::Tar(Box::new(FailsAtEnd(std::io::Cursor::new(archive)))),
+    )
+    .unwrap();
+    let err = backup(&repo, vec![item], BackupOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("exited with status 1"), "{err}");
+    assert!(
+        coffer_repo::snapshot::list(&repo)
+            .unwrap()
+            .snapshots
+            .is_empty()
+    );
+}

@@ -4,13 +4,15 @@
 //! failed dump as a complete one.
 
 use std::io::{Read, Write};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 
 use crate::{SourceError, failed};
 
 /// The last 8 KiB a child writes to stderr, read on a thread of its own (a full pipe would
 /// stop the child).
-fn collect(stderr: Option<std::process::ChildStderr>) -> std::thread::JoinHandle<String> {
+pub(crate) fn collect(
+    stderr: Option<std::process::ChildStderr>,
+) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut text = String::new();
         let Some(mut err) = stderr else {
@@ -40,9 +42,22 @@ fn reports_error(stderr: &str, tolerated: fn(&str) -> bool) -> bool {
         (l.contains("error:")
             || l.contains("Got error")
             || l.contains("FATAL:")
+            || l.contains("CRITICAL")
             || l.contains("ERROR"))
             && !tolerated(l)
     })
+}
+
+/// How a dump tool that exited with `status` and wrote `errors` to stderr went: an error in
+/// its own words unless it succeeded and reported no error.
+pub(crate) fn outcome(what: &str, status: ExitStatus, errors: &str) -> std::io::Result<()> {
+    if status.success() && !reports_error(errors, none) {
+        return Ok(());
+    }
+    Err(std::io::Error::other(format!(
+        "{what} failed ({status}): {}",
+        errors.trim()
+    )))
 }
 
 /// No error line is acceptable.
@@ -100,14 +115,7 @@ impl Dump {
             .take()
             .and_then(|t| t.join().ok())
             .unwrap_or_default();
-        if status.success() && !reports_error(&errors, none) {
-            return Ok(());
-        }
-        Err(std::io::Error::other(format!(
-            "{} failed ({status}): {}",
-            self.what,
-            errors.trim()
-        )))
+        outcome(&self.what, status, &errors)
     }
 }
 

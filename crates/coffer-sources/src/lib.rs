@@ -1,16 +1,18 @@
 //! Sources of backups beyond plain files. Each turns what a job names into something the
 //! engine can store: a consistent copy of a SQLite database taken while applications keep
-//! writing to it; a Docker volume read (and written back) through the Docker Engine API.
-//! Database dumps come next, in this crate, which is the only one that starts child processes
-//! or talks to Docker.
+//! writing to it; a Docker volume read (and written back) through the Docker Engine API;
+//! PostgreSQL and MySQL/MariaDB dumps made (and restored) by the servers' own tools. This is
+//! the only crate that starts child processes or talks to Docker.
 
 mod child;
+mod dirdump;
 pub mod docker;
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
 pub use child::Dump;
+pub use dirdump::DirDump;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

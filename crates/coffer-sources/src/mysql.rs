@@ -1,11 +1,15 @@
-//! MySQL and MariaDB through their own tools: `mariadb-dump` (or `mysqldump`) with
-//! `--single-transaction --routines --triggers --events` per database, restored with the
-//! `mariadb` (or `mysql`) client.
+//! MySQL and MariaDB through their own tools, each database dumped on its own:
+//! - `mydumper` (where installed): the tables dumped in parallel into a directory of files,
+//!   streamed to the engine as a tar archive while it writes them (see `dirdump`), restored
+//!   with `myloader`;
+//! - `mariadb-dump` (or `mysqldump`) with `--single-transaction --routines --triggers
+//!   --events`: one SQL script, restored with the `mariadb` (or `mysql`) client.
 //!
-//! The login reaches a tool only through an option file (`--defaults-extra-file`) of mode 0600
-//! in a private directory of mode 0700 under `Login::scratch`, removed when the tool ends —
-//! never a command line, never the environment, never a log. (The caller's scratch directory
-//! is emptied at start-up, so not even a crash leaves one behind for long.)
+//! The login reaches a tool only through an option file (`--defaults-extra-file`, mydumper's
+//! `--defaults-file`) of mode 0600 in a private directory of mode 0700 under `Login::scratch`,
+//! removed when the tool ends — never a command line, never the environment, never a log.
+//! (The caller's scratch directory is emptied at start-up, so not even a crash leaves one
+//! behind for long.) A mydumper dump is written into the same private directory.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -13,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::child::{self, Dump};
+use crate::dirdump::{self, DirDump, Listing};
 use crate::{SourceError, failed};
 
 /// Where and as whom to connect.
@@ -44,14 +49,47 @@ impl std::fmt::Debug for Login {
 }
 
 /// The first of `names` found on `PATH`.
-fn tool(names: &[&str]) -> PathBuf {
+fn find(names: &[&str]) -> Option<PathBuf> {
     let dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
     names
         .iter()
         .find_map(|n| dirs.iter().map(|d| d.join(n)).find(|p| p.is_file()))
-        .unwrap_or_else(|| PathBuf::from(names[0]))
+}
+
+/// The first of `names` found on `PATH`, else the first name (to fail when started).
+fn tool(names: &[&str]) -> PathBuf {
+    find(names).unwrap_or_else(|| PathBuf::from(names[0]))
+}
+
+/// Whether `mydumper` (and with it `myloader`: Debian ships them together) is installed.
+pub fn mydumper_installed() -> bool {
+    find(&["mydumper"]).is_some()
+}
+
+/// mydumper or myloader, or an error naming the package when it is not installed.
+fn mydumper_tool(name: &str, what: &str) -> Result<PathBuf, SourceError> {
+    find(&[name]).ok_or_else(|| {
+        failed(
+            what,
+            format!("{name} is not installed on this node (Debian: apt-get install mydumper)"),
+        )
+    })
+}
+
+/// mydumper's rule for the names of the files it has closed (see `dirdump::Settled`): a table's
+/// data goes into numbered files of at most `--chunk-filesize`, and when the first turns out
+/// to be the only one it is renamed from `<db>.<table>.00001.sql` to `<db>.<table>.sql`; the
+/// `metadata.partial` it keeps open is renamed `metadata` at the end.
+fn mydumper_settled(name: &str, files: &Listing) -> bool {
+    if name.ends_with(".partial") {
+        return false;
+    }
+    match name.strip_suffix(".00001.sql") {
+        Some(stem) => files.contains_key(std::ffi::OsStr::new(&format!("{stem}.00002.sql"))),
+        None => true,
+    }
 }
 
 /// The dump tool this node uses.
@@ -142,9 +180,13 @@ impl Login {
     }
 
     fn command(&self, tool: &Path, options: &OptionFile) -> Command {
+        let flag = match tool.file_name().and_then(|n| n.to_str()) {
+            Some("mydumper" | "myloader") => "--defaults-file",
+            _ => "--defaults-extra-file",
+        };
         let mut c = Command::new(tool);
         // Must come first; the environment must not add a password of its own.
-        c.arg(format!("--defaults-extra-file={}", options.file.display()))
+        c.arg(format!("{flag}={}", options.file.display()))
             .env_remove("MYSQL_PWD")
             .env_remove("MYSQL_HOST");
         c
@@ -216,6 +258,34 @@ impl Login {
         )
     }
 
+    /// A dump of one database by mydumper, as a tar stream of its directory (see `dirdump`):
+    /// the tables dumped in parallel within one consistent snapshot (`--trx-consistency-only`:
+    /// InnoDB tables are consistent, as with `--single-transaction`), in files of at most
+    /// 64 MiB so that the disk holds no more than a few at a time; empty tables are kept as
+    /// empty files. mydumper takes a global read lock for a moment (the RELOAD privilege).
+    pub fn dump_dir(&self, db: &str) -> Result<DirDump, SourceError> {
+        let what = format!("mydumper of database {db}");
+        let tool = mydumper_tool("mydumper", &what)?;
+        let options = self.option_file()?;
+        let out = options.dir.join("dump");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&out)
+            .map_err(|e| failed(&what, e))?;
+        let mut c = self.command(&tool, &options);
+        c.arg(format!("--database={db}"))
+            .arg(format!("--outputdir={}", out.display()))
+            .args([
+                "--triggers",
+                "--events",
+                "--routines",
+                "--trx-consistency-only",
+                "--build-empty-files",
+                "--chunk-filesize=64",
+            ]);
+        DirDump::start(c, out, what, mydumper_settled, Box::new(options))
+    }
+
     /// The server's accounts (users, roles, their grants) as SQL that creates those missing and
     /// grants what was granted: `mariadb-dump --system=users` (see `dumps_users`).
     pub fn dump_users(&self) -> Result<Dump, SourceError> {
@@ -249,5 +319,48 @@ impl Login {
         let mut c = self.command(&client(), &options);
         c.args(["--default-character-set=utf8mb4", "--", db]);
         child::feed(c, input, &format!("restoring database {db}"), child::none)
+    }
+
+    /// Restore a mydumper dump, read as a tar stream from `input`, into `into`: unpacked into a
+    /// private directory (myloader reads only directories) before anything is dropped; then
+    /// `into` is dropped and myloader creates it as the dump says (its character set too) and
+    /// loads it, into the binary log like the client's restores.
+    pub fn load_dir(&self, db: &str, into: &str, input: &mut dyn Read) -> Result<(), SourceError> {
+        let what = format!("restoring database {into} with myloader");
+        let tool = mydumper_tool("myloader", &what)?;
+        let options = self.option_file()?;
+        let dir = options.dir.join("dump");
+        dirdump::unpack(input, &dir).map_err(|e| failed(&what, e))?;
+        self.sql(None, &format!("DROP DATABASE IF EXISTS {}", ident(into)))?;
+        let mut c = self.command(&tool, &options);
+        c.arg(format!("--directory={}", dir.display()))
+            .arg(format!("--source-db={db}"))
+            .arg(format!("--database={into}"))
+            .args(["--overwrite-tables", "--enable-binlog"]);
+        child::feed(c, &mut std::io::empty(), &what, child::none)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mydumper_files_are_taken_only_under_their_final_names() {
+        let files = |names: &[&str]| -> Listing {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| ((*n).into(), (0, i as u64)))
+                .collect()
+        };
+        let now = files(&["db.a.00001.sql", "db.b.00001.sql", "db.b.00002.sql"]);
+        // `db.a` may still turn out to have one chunk only, and be renamed `db.a.sql`.
+        assert!(!mydumper_settled("db.a.00001.sql", &now));
+        assert!(mydumper_settled("db.b.00001.sql", &now));
+        assert!(mydumper_settled("db.b.00002.sql", &now));
+        assert!(mydumper_settled("db.a-schema.sql", &now));
+        assert!(!mydumper_settled("metadata.partial", &now));
+        assert!(mydumper_settled("metadata", &now));
     }
 }

@@ -25,15 +25,33 @@ impl MyInstance {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
             .expect("chmod");
         let data = dir.path().join("data");
-        let out = Command::new("mariadb-install-db")
-            .arg("--user=mysql")
-            .arg(format!("--datadir={}", data.display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
-            .output()
-            .expect("mariadb-install-db is needed (Debian's mariadb-server)");
+        // Its bootstrap server sometimes crashes when several run at once (MariaDB 10.11): one
+        // at a time across the test processes, and a failed one is tried again.
+        let lock = std::fs::File::create(std::env::temp_dir().join("coffer-test-mariadb-install"))
+            .expect("lock file");
+        lock.lock().expect("lock");
+        let mut out = None;
+        for _ in 0..3 {
+            let _ = std::fs::remove_dir_all(&data);
+            let o = Command::new("mariadb-install-db")
+                .arg("--no-defaults")
+                .arg("--user=mysql")
+                .arg(format!("--datadir={}", data.display()))
+                .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+                .output()
+                .expect("mariadb-install-db is needed (Debian's mariadb-server)");
+            let ok = o.status.success();
+            out = Some(o);
+            if ok {
+                break;
+            }
+        }
+        drop(lock);
+        let out = out.expect("tried");
         assert!(
             out.status.success(),
-            "mariadb-install-db failed: {}",
+            "mariadb-install-db failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();

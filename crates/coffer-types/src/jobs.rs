@@ -39,7 +39,21 @@ pub enum Source {
         database: Option<String>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         all: bool,
+        /// The dump tool; by default `mydumper` where it is installed, else `mariadb-dump`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backup_tool: Option<MysqlTool>,
     },
+}
+
+/// Which tool dumps a `mysql` source (a restore uses the tool that matches the dump).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MysqlTool {
+    /// `mydumper`: the tables dumped in parallel, a file each; restored with `myloader`.
+    Mydumper,
+    /// `mariadb-dump` (or MySQL's `mysqldump`): one SQL script; restored with the client.
+    #[serde(alias = "mysqldump")]
+    MariadbDump,
 }
 
 impl Source {

@@ -17,7 +17,7 @@ mod repositories;
 
 pub use credentials::{Credential, CredentialInput, CredentialUpdate, DbEngine, TlsMode};
 pub use jobs::{
-    DatabaseDump, Event, Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest,
+    DatabaseDump, Event, Job, JobInput, JobUpdate, MysqlTool, Record, RecordStatus, RestoreRequest,
     RestoreTask, Retention, Source, VerifyResult,
 };
 pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};

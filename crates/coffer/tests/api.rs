@@ -993,15 +993,13 @@ fn metrics_and_nodes_describe_the_server() {
         !nodes[0].docker.detail.is_empty(),
         "Docker reachable or not, with the reason"
     );
-    let pg_dump = nodes[0].tools.iter().find(|t| t.name == "pg_dump").unwrap();
-    assert!(
-        pg_dump.path.is_some()
-            && pg_dump
-                .version
-                .as_deref()
-                .is_some_and(|v| v.contains("PostgreSQL")),
-        "the node lists its dump tools with their versions: {pg_dump:?}"
-    );
+    for (name, version) in [("pg_dump", "PostgreSQL"), ("mydumper", "mydumper 0.")] {
+        let tool = nodes[0].tools.iter().find(|t| t.name == name).unwrap();
+        assert!(
+            tool.path.is_some() && tool.version.as_deref().is_some_and(|v| v.contains(version)),
+            "the node lists its dump tools with their versions: {tool:?}"
+        );
+    }
     assert!(env.server.stop().success());
 }
 

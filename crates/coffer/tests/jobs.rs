@@ -1771,22 +1771,20 @@ fn database_credentials_keep_their_password_to_themselves() {
     assert!(env.server.stop().success());
 }
 
-/// A credential (`credential`, JSON) and a job (`job`, JSON) backing up its `database`.
-/// A credential and a job backing up `database` with it (`None`: the whole server).
+/// A credential (`credential`, JSON) and a job (`job`, JSON) with one database source through
+/// it: `source` gives the source's other fields (`{"database": …}` or `{"all": true}`, and
+/// `backup_tool`).
 fn database_job(
     api: &Client,
     credential: serde_json::Value,
     mut job: serde_json::Value,
-    database: Option<&str>,
+    mut source: serde_json::Value,
 ) -> (coffer_types::Credential, coffer_types::Job) {
     let cred = api
         .create_credential(&serde_json::from_value(credential).unwrap())
         .unwrap();
-    let mut source = json!({"type": cred.engine, "credential_id": cred.id});
-    match database {
-        Some(d) => source["database"] = json!(d),
-        None => source["all"] = json!(true),
-    }
+    source["type"] = json!(cred.engine);
+    source["credential_id"] = json!(cred.id);
     job["sources"] = json!([source]);
     if job["schedule"].is_null() {
         job.as_object_mut().unwrap().remove("schedule");
@@ -1798,13 +1796,17 @@ fn database_job(
 }
 
 /// A job naming a database that does not exist with `cred` fails its record, in the words of
-/// the dump tool (`tool` appears in the error, with the database's name).
+/// the dump tool (`tool` appears in the error, with the database's name; for MySQL it is the
+/// source's `backup_tool`).
 fn assert_missing_database_fails(api: &Client, cred: &coffer_types::Credential, tool: &str) {
+    let mut source = json!({"type": cred.engine, "credential_id": cred.id,
+                            "database": "coffer_no_such_db"});
+    if cred.engine == coffer_types::DbEngine::Mysql {
+        source["backup_tool"] = json!(tool);
+    }
     let missing = api
         .create_job(
-            &serde_json::from_value(json!({"name": "missing db",
-                "sources": [{"type": cred.engine, "credential_id": cred.id, "database": "coffer_no_such_db"}]}))
-            .unwrap(),
+            &serde_json::from_value(json!({"name": "missing db", "sources": [source]})).unwrap(),
         )
         .unwrap();
     let failed = run_to_end(api, &missing.id);
@@ -1904,7 +1906,7 @@ fn a_postgres_database_is_dumped_restored_in_place_and_into_another_database() {
         json!({"name": "local pg", "engine": "postgres",
                 "host": "127.0.0.1", "user": "postgres", "password": "not-needed-with-trust"}),
         json!({"name": "app db", "schedule": "@daily"}),
-        Some(&db.0),
+        json!({"database": db.0}),
     );
     let record = run_to_end(api, &job.id);
     assert_eq!(record.status, RecordStatus::Success, "{record:?}");
@@ -2033,7 +2035,17 @@ fn my_checksums(db: &str) -> String {
 }
 
 #[test]
-fn a_mariadb_database_is_dumped_restored_in_place_and_into_another_database() {
+fn a_mariadb_database_is_dumped_by_mydumper_restored_in_place_and_into_another_database() {
+    mariadb_round_trip("mydumper");
+}
+
+#[test]
+fn a_mariadb_database_is_dumped_by_mariadb_dump_restored_in_place_and_into_another_database() {
+    mariadb_round_trip("mariadb-dump");
+}
+
+/// Back a database up with `tool`; restore it in place, then into another database.
+fn mariadb_round_trip(tool: &str) {
     let db = MyDatabase::new("my");
     mariadb(
         &db.0,
@@ -2067,18 +2079,15 @@ fn a_mariadb_database_is_dumped_restored_in_place_and_into_another_database() {
     let job = api
         .create_job(
             &serde_json::from_value(json!({"name": "shop db", "schedule": "@daily",
-                "sources": [{"type": "mysql", "credential_id": cred.id, "database": db.0}]}))
+                "sources": [{"type": "mysql", "credential_id": cred.id, "database": db.0,
+                             "backup_tool": tool}]}))
             .unwrap(),
         )
         .unwrap();
     let record = run_to_end(api, &job.id);
     assert_eq!(record.status, RecordStatus::Success, "{record:?}");
     assert!(api.verify_record(&job.id, &record.id).unwrap().ok);
-    assert_eq!(
-        record.backup_tool.as_deref(),
-        Some("mariadb-dump"),
-        "{record:?}"
-    );
+    assert_eq!(record.backup_tool.as_deref(), Some(tool), "{record:?}");
     assert!(
         record.databases.len() == 1 && record.databases[0].size_bytes > 1_000_000,
         "{record:?}"
@@ -2126,7 +2135,7 @@ fn a_mariadb_database_is_dumped_restored_in_place_and_into_another_database() {
     assert_eq!(my_checksums(&copy.0), original);
     assert_eq!(my_checksums(&db.0), before);
 
-    assert_missing_database_fails(api, &cred, "dump");
+    assert_missing_database_fails(api, &cred, tool);
     // A credential of the wrong engine is refused.
     let (status, msg) = err(api.create_job(
         &serde_json::from_value(json!({"name": "wrong engine",
@@ -2155,7 +2164,7 @@ fn postgres_failures_fail_the_record_and_keep_the_good_ones() {
                 "host": "127.0.0.1", "port": pg.port, "user": "postgres",
                 "password": "not the password"}),
         json!({"name": "app", "schedule": null}),
-        Some("app"),
+        json!({"database": "app"}),
     );
 
     // A wrong password: failed, in the server's words.
@@ -2262,7 +2271,7 @@ fn a_postgres_restore_keeps_owners_and_privileges() {
                 "host": "127.0.0.1", "port": pg.port, "user": "postgres",
                 "password": coffer_testkit::PG_PASSWORD}),
         json!({"name": "app", "schedule": null}),
-        Some("app"),
+        json!({"database": "app"}),
     );
     let record = run_to_end(api, &job.id);
     assert_eq!(record.status, RecordStatus::Success, "{record:?}");
@@ -2285,7 +2294,7 @@ fn whole_server_record(
         api,
         credential,
         json!({"name": "everything", "schedule": null}),
-        None,
+        json!({"all": true}),
     );
     let record = run_to_end(api, &job.id);
     assert_eq!(record.status, RecordStatus::Success, "{record:?}");
@@ -2423,6 +2432,12 @@ fn a_whole_mariadb_server_comes_back_with_its_users_and_databases() {
                 "host": "127.0.0.1", "port": my.port, "user": "root"}),
         &["(globals)", "blog", "shop"],
     );
+    assert_eq!(
+        record.backup_tool.as_deref(),
+        Some("mariadb-dump, mydumper"),
+        "mariadb-dump dumps the accounts, mydumper the databases where it is installed \
+         (scripts/test installs it): {record:?}"
+    );
 
     my.sql("DROP DATABASE shop; DROP USER 'reader'@'%'; DELETE FROM blog.posts WHERE id > 2");
     let task = restore(api, &job.id, &record.id, json!({}));
@@ -2453,11 +2468,29 @@ fn a_whole_mariadb_server_comes_back_with_its_users_and_databases() {
         "théière",
         "{out:?}"
     );
+    // Into a directory: mydumper's files, as myloader reads them.
+    let task = restore(api, &job.id, &record.id, json!({"target": "files"}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    let files = env.dir.path().join("data/files/mysql/whole mariadb");
+    let items = std::fs::read(files.join("shop.mydumper/shop.items.sql")).unwrap();
+    assert!(items.windows(6).any(|w| w == b"kettle"), "{items:?}");
+    assert!(files.join("%globals.sql").is_file());
     assert!(env.server.stop().success());
 }
 
 #[test]
-fn mariadb_failures_fail_the_record_and_keep_the_good_ones() {
+fn mydumper_failures_fail_the_record_and_keep_the_good_ones() {
+    mariadb_failures("mydumper");
+}
+
+#[test]
+fn mariadb_dump_failures_fail_the_record_and_keep_the_good_ones() {
+    mariadb_failures("mariadb-dump");
+}
+
+/// With `tool`: a wrong password fails a record; the server killed while the dump waits for a
+/// lock fails one too, and the good record before it still verifies.
+fn mariadb_failures(tool: &str) {
     let mut my = coffer_testkit::MyInstance::start();
     my.sql(
         "SET SESSION max_recursive_iterations = 100000;
@@ -2473,7 +2506,7 @@ fn mariadb_failures_fail_the_record_and_keep_the_good_ones() {
                 "host": "127.0.0.1", "port": my.port, "user": "coffer",
                 "password": "not the password"}),
         json!({"name": "app", "schedule": null}),
-        Some("app"),
+        json!({"database": "app", "backup_tool": tool}),
     );
     let failed = run_to_end(api, &job.id);
     assert_eq!(failed.status, RecordStatus::Failed);
@@ -2518,13 +2551,14 @@ fn mariadb_failures_fail_the_record_and_keep_the_good_ones() {
     });
     let started = api.run_job(&job.id).unwrap();
     wait_until(Duration::from_secs(20), || {
-        waiting("Waiting for table", "the dump never waited for the lock")
+        // The table lock (mariadb-dump) or the global read lock (mydumper).
+        waiting("Waiting for", "the dump never waited for the lock")
     });
     my.kill();
     let stopped = api.wait_record(&job.id, &started.id, LONG).unwrap();
     assert_eq!(stopped.status, RecordStatus::Failed, "{stopped:?}");
     assert!(
-        stopped.error.as_deref().unwrap().contains("dump"),
+        stopped.error.as_deref().unwrap().contains(tool),
         "{stopped:?}"
     );
     let mut locker = locker;
@@ -2534,11 +2568,13 @@ fn mariadb_failures_fail_the_record_and_keep_the_good_ones() {
     assert!(env.server.stop().success());
 }
 
-/// Back `db` up (tables `debit` and `credit`, already filled) with `credential` while a writer
+/// Back `db` up (tables `debit` and `credit`, already filled) with `credential` and the source
+/// fields `source` (its `database` is `db`) while a writer
 /// commits one row into each table per transaction, with `pause` (SQL) between the two inserts;
 /// restore it as `copy` and check that every transaction is there whole, or not at all.
 fn assert_whole_transactions(
     credential: serde_json::Value,
+    source: serde_json::Value,
     db: &str,
     copy: &str,
     sql: fn(&str, &str) -> String,
@@ -2572,7 +2608,7 @@ fn assert_whole_transactions(
         api,
         credential,
         json!({"name": "ledger", "schedule": null}),
-        Some(db),
+        source,
     );
     let record = run_to_end(api, &job.id);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -2611,6 +2647,7 @@ fn a_postgres_backup_never_holds_half_a_transaction() {
     let copy = PgDatabase(format!("{}_restored", db.0));
     assert_whole_transactions(
         json!({"name": "pg", "engine": "postgres", "host": "127.0.0.1", "user": "postgres"}),
+        json!({"database": db.0}),
         &db.0,
         &copy.0,
         psql,
@@ -2619,7 +2656,16 @@ fn a_postgres_backup_never_holds_half_a_transaction() {
 }
 
 #[test]
-fn a_mariadb_backup_never_holds_half_a_transaction() {
+fn a_mydumper_backup_never_holds_half_a_transaction() {
+    mariadb_whole_transactions("mydumper");
+}
+
+#[test]
+fn a_mariadb_dump_backup_never_holds_half_a_transaction() {
+    mariadb_whole_transactions("mariadb-dump");
+}
+
+fn mariadb_whole_transactions(tool: &str) {
     let db = MyDatabase::new("tx");
     mariadb(
         &db.0,
@@ -2631,6 +2677,7 @@ fn a_mariadb_backup_never_holds_half_a_transaction() {
     let copy = MyDatabase(format!("{}_restored", db.0));
     assert_whole_transactions(
         json!({"name": "my", "engine": "mysql", "host": "127.0.0.1", "user": "root"}),
+        json!({"database": db.0, "backup_tool": tool}),
         &db.0,
         &copy.0,
         mariadb,

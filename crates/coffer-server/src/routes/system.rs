@@ -89,11 +89,13 @@ pub async fn nodes(
 
 /// The dump and client tools database sources need, found on `PATH`.
 fn find_tools() -> Vec<Tool> {
-    const TOOLS: [&str; 9] = [
+    const TOOLS: [&str; 11] = [
         "pg_dump",
         "pg_dumpall",
         "pg_restore",
         "psql",
+        "mydumper",
+        "myloader",
         "mariadb-dump",
         "mysqldump",
         "mariadb",

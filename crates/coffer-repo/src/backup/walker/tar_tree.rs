@@ -226,6 +226,9 @@ impl Walker<'_> {
                 }
             }
         }
+        // Read on to the stream's end: a source may report its failure only there (a dump
+        // tool's exit status), after an archive that looks complete.
+        std::io::copy(&mut tar.into_inner(), &mut std::io::sink()).map_err(io)?;
         self.link(&mut root, links, &what);
         // The hasher reads the contents back from the repository.
         self.pipeline.flush()?;
