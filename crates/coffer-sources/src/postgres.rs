@@ -10,7 +10,7 @@
 //! fails (non-zero exit, a signal, an error on stderr) turns the end of its stream into an
 //! error, so a failed dump can never be stored as a complete one.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -44,6 +44,58 @@ impl std::fmt::Debug for Login {
 /// A database name as an SQL identifier.
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A globals script without the password of one role: the ` PASSWORD '…'` of the
+/// `ALTER ROLE <role> WITH …;` line pg_dumpall writes for it (its name bare or quoted) is left
+/// out, so the role keeps the password it has.
+struct KeepPassword<R> {
+    input: R,
+    /// The line's start for the role: `ALTER ROLE <name> WITH `, bare and quoted.
+    starts: [String; 2],
+    line: Vec<u8>,
+    at: usize,
+}
+
+impl<R: BufRead> KeepPassword<R> {
+    fn new(input: R, role: &str) -> Self {
+        KeepPassword {
+            input,
+            starts: [role.to_string(), ident(role)].map(|r| format!("ALTER ROLE {r} WITH ")),
+            line: vec![],
+            at: 0,
+        }
+    }
+}
+
+impl<R: BufRead> Read for KeepPassword<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.line.len() {
+            self.line.clear();
+            self.at = 0;
+            if self.input.read_until(b'\n', &mut self.line)? == 0 {
+                return Ok(0);
+            }
+            if self
+                .starts
+                .iter()
+                .any(|s| self.line.starts_with(s.as_bytes()))
+            {
+                let clause = b" PASSWORD '";
+                if let Some(from) = self.line.windows(clause.len()).position(|w| w == clause)
+                    && let Some(len) = self.line[from + clause.len()..]
+                        .iter()
+                        .position(|b| *b == b'\'')
+                {
+                    self.line.drain(from..from + clause.len() + len + 1);
+                }
+            }
+        }
+        let n = buf.len().min(self.line.len() - self.at);
+        buf[..n].copy_from_slice(&self.line[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// The installed tool `name`: the one of the server's major version if present, else the
@@ -193,8 +245,10 @@ impl Login {
 
     /// Apply a `pg_dumpall --globals-only` script read from `input`: roles and tablespaces
     /// come back as recorded (passwords included); those that exist already are altered, not
-    /// created again.
+    /// created again. The password of this login's own role is left as it is now: set back to
+    /// the recorded one, it would lock this restore (and later runs) out.
     pub fn restore_globals(&self, input: &mut dyn Read) -> Result<(), SourceError> {
+        let mut input = KeepPassword::new(std::io::BufReader::new(input), &self.user);
         let mut c = self.command(&tool("psql", None));
         c.args([
             "--no-password",
@@ -203,7 +257,7 @@ impl Login {
             "--dbname",
             "postgres",
         ]);
-        child::feed(c, input, "restoring roles and tablespaces", |l| {
+        child::feed(c, &mut input, "restoring roles and tablespaces", |l| {
             l.contains("already exists")
         })
     }
@@ -250,6 +304,30 @@ impl Login {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_logins_own_password_is_kept_out_of_a_globals_restore() {
+        let script = "CREATE ROLE backup;\n\
+            ALTER ROLE backup WITH SUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$4096:old';\n\
+            ALTER ROLE backups WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:other';\n\
+            ALTER ROLE \"Backup Admin\" WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:x';\n";
+        let filtered = |role: &str| {
+            let mut out = String::new();
+            KeepPassword::new(script.as_bytes(), role)
+                .read_to_string(&mut out)
+                .unwrap();
+            out
+        };
+        assert_eq!(
+            filtered("backup"),
+            script.replace(" PASSWORD 'SCRAM-SHA-256$4096:old'", "")
+        );
+        assert_eq!(
+            filtered("Backup Admin"),
+            script.replace(" PASSWORD 'SCRAM-SHA-256$4096:x'", "")
+        );
+        assert_eq!(filtered("nobody"), script);
+    }
 
     #[test]
     fn an_older_dump_tool_says_what_to_install() {

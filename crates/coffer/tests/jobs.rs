@@ -2313,6 +2313,7 @@ fn a_whole_postgres_server_comes_back_with_its_roles_and_databases() {
     pg.sql(
         "postgres",
         "CREATE ROLE shop_owner LOGIN PASSWORD 'shop-secret'; CREATE ROLE auditor;
+         CREATE ROLE backup_admin SUPERUSER LOGIN PASSWORD 'at-backup-time';
          CREATE TABLE notes (n text); INSERT INTO notes VALUES ('kept in postgres itself');",
     );
     pg.sql("postgres", "CREATE DATABASE shop OWNER shop_owner");
@@ -2358,8 +2359,8 @@ fn a_whole_postgres_server_comes_back_with_its_roles_and_databases() {
     let (cred, job, record) = whole_server_record(
         api,
         json!({"name": "whole pg", "engine": "postgres",
-                "host": "127.0.0.1", "port": pg.port, "user": "postgres",
-                "password": coffer_testkit::PG_PASSWORD}),
+                "host": "127.0.0.1", "port": pg.port, "user": "backup_admin",
+                "password": "at-backup-time"}),
         &["(globals)", "blog", "postgres", "shop"],
     );
 
@@ -2372,10 +2373,15 @@ fn a_whole_postgres_server_comes_back_with_its_roles_and_databases() {
     pg.sql("blog", "DELETE FROM posts WHERE id % 2 = 0");
     assert_ne!(state(), before);
 
-    // In place: roles first, then every database, owners and privileges as they were (the
-    // credential renamed since: the record still knows where its dumps are).
+    // In place: roles first, then every database, owners and privileges as they were. The
+    // credential was renamed since (the record still knows where its dumps are) and its role's
+    // password changed (the restore keeps the new one, or it could not go on).
+    pg.sql(
+        "postgres",
+        "ALTER ROLE backup_admin PASSWORD 'changed-since'",
+    );
     let renamed: coffer_types::CredentialUpdate =
-        serde_json::from_value(json!({"name": "renamed pg"})).unwrap();
+        serde_json::from_value(json!({"name": "renamed pg", "password": "changed-since"})).unwrap();
     api.update_credential(&cred.id, &renamed).unwrap();
     let task = restore(api, &job.id, &record.id, json!({}));
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
