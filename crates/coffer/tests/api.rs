@@ -532,7 +532,7 @@ fn every_route_is_documented_and_enforces_its_role() {
                 assert_eq!(r.status, 403, "{method} {template} as {role}: {}", r.text);
                 assert_eq!(r.json()["code"], "forbidden");
             } else if *template == "/api/ws" {
-                // Allowed, but a plain request is not a WebSocket handshake (tests/jobs.rs
+                // Allowed, but a plain request is not a WebSocket handshake (tests/jobs/
                 // opens real WebSockets).
                 assert_eq!(r.status, 400, "{method} {template} as {role}: {}", r.text);
                 assert!(r.text.contains("WebSocket"), "{}", r.text);

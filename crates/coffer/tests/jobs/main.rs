@@ -1,0 +1,157 @@
+//! Backup jobs through the API, black-box, against a real server process: one test binary,
+//! one module per topic (runs, restores, volumes and storage, databases), sharing the helpers
+//! below.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use coffer_client::{AuditFilter, Client, ClientError, Credentials, RecordFilter, StatusCode};
+use coffer_testkit::{
+    ServerProcess, TempDir, assert_same_tree, seeded, tempdir, wait_until, with_database,
+};
+use coffer_types::{JobInput, JobUpdate, Record, RecordStatus};
+use serde_json::json;
+use sha2::Digest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_coffer");
+const PASSWORD: &str = "the admin's long password";
+const LONG: Duration = Duration::from_secs(120);
+
+struct Env {
+    dir: TempDir,
+    server: ServerProcess,
+    api: Client,
+    token: String,
+}
+
+fn start_in(dir: &TempDir) -> ServerProcess {
+    ServerProcess::start(
+        BIN,
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+        &[("COFFER_ADMIN_PASSWORD", PASSWORD)],
+    )
+}
+
+fn token(server: &ServerProcess) -> String {
+    Client::new(server.url())
+        .login("admin", PASSWORD)
+        .unwrap()
+        .token
+}
+
+fn login(server: &ServerProcess) -> Client {
+    Client::new(server.url()).with(Credentials::Bearer(token(server)))
+}
+
+fn start() -> Env {
+    let dir = tempdir().unwrap();
+    let server = start_in(&dir);
+    let token = token(&server);
+    let api = Client::new(server.url()).with(Credentials::Bearer(token.clone()));
+    Env {
+        dir,
+        server,
+        api,
+        token,
+    }
+}
+
+/// A small tree of files under `root`.
+fn source_tree(root: &Path, mib: usize) -> std::path::PathBuf {
+    let src = root.join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello").unwrap();
+    std::fs::write(src.join("sub/big.bin"), seeded(mib * 1024 * 1024, "big")).unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    src
+}
+
+fn path_job(name: &str, path: &Path, extra: serde_json::Value) -> JobInput {
+    let mut v = json!({ "name": name, "sources": [{ "type": "path", "path": path }] });
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(v).unwrap()
+}
+
+fn err<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (StatusCode, String) {
+    match r {
+        Err(ClientError::Api { status, body, .. }) => (status, body.error),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn sha256(b: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+fn run_to_end(api: &Client, job: &str) -> Record {
+    let started = api.run_job(job).unwrap();
+    assert_eq!(started.status, RecordStatus::Running);
+    api.wait_record(job, &started.id, LONG).unwrap()
+}
+
+fn restore(
+    api: &Client,
+    job: &str,
+    rid: &str,
+    req: serde_json::Value,
+) -> coffer_types::RestoreTask {
+    let req: coffer_types::RestoreRequest = serde_json::from_value(req).unwrap();
+    let task = api.restore_record(job, rid, &req).unwrap();
+    assert_eq!(task.status, RecordStatus::Running);
+    api.wait_restore(job, &task.id, LONG).unwrap()
+}
+
+/// `prefix` made unique among concurrent tests (process id and time), as `prefix_pid_nanos`.
+fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// A SQLite database `app.db` in WAL mode under `dir`, after `statements`.
+fn sqlite_db(dir: &Path, statements: &[&str]) -> std::path::PathBuf {
+    let db = dir.join("app.db");
+    std::fs::write(&db, b"").unwrap();
+    with_database(&db, async |pool| {
+        for sql in ["PRAGMA journal_mode=WAL"].iter().chain(statements) {
+            sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    });
+    db
+}
+
+/// `cp -a FROM TO`: a copy that keeps modes, owners, times and links.
+fn copy_tree(from: &Path, to: &Path) {
+    let ok = std::process::Command::new("cp")
+        .args(["-a", from.to_str().unwrap(), to.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Pack files of a repository, with their sizes.
+fn packs(dest: &str) -> std::collections::BTreeMap<std::path::PathBuf, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for d in std::fs::read_dir(Path::new(dest).join("data")).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            out.insert(f.path(), f.metadata().unwrap().len());
+        }
+    }
+    out
+}
+
+mod databases;
+mod restores;
+mod runs;
+mod volumes;
