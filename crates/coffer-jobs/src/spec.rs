@@ -147,6 +147,22 @@ fn check_sources(sources: &[Source]) -> Result<(), FieldError> {
             }
         }
     }
+    // Overlapping database sources would dump a database twice into the same place.
+    let databases: Vec<_> = sources.iter().filter_map(Source::database).collect();
+    for (i, (credential_id, database, _)) in databases.iter().enumerate() {
+        let overlaps = databases[..i].iter().any(|(c, d, _)| {
+            c == credential_id && (d.is_none() || database.is_none() || d == database)
+        });
+        if overlaps {
+            return Err(field(
+                "sources",
+                format!(
+                    "database sources through credential {credential_id:?} overlap: name each \
+                     database once, or take them all with one \"all\": true source"
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -202,6 +202,17 @@ fn job_input_is_validated_field_by_field() {
             json!({"sources": [{"type": "path", "path": "/srv", "exclude": ["*.tmp"]}]}),
             "sources",
         ),
+        // A database taken twice through one credential, by name and by a whole server.
+        (
+            json!({"sources": [{"type": "mysql", "credential_id": "c", "database": "shop"},
+                               {"type": "mysql", "credential_id": "c", "all": true}]}),
+            "sources: database sources through credential \"c\" overlap",
+        ),
+        (
+            json!({"sources": [{"type": "postgres", "credential_id": "c", "database": "app"},
+                               {"type": "postgres", "credential_id": "c", "database": "app"}]}),
+            "sources: database sources through credential \"c\" overlap",
+        ),
     ] {
         let (status, msg) = err(env.api.create_job(&path_job("j", &src, extra.clone())));
         assert_eq!(status, StatusCode::BAD_REQUEST, "{extra}");
@@ -224,6 +235,19 @@ fn job_input_is_validated_field_by_field() {
         )
         .unwrap();
     assert_eq!(r.status, 400);
+    let r = env
+        .api
+        .raw(
+            "POST",
+            "/api/backup-jobs",
+            Some(
+                &json!({"name": "x", "sources": [{"type": "mysql", "credential_id": "c",
+                                                   "database": "a", "backup_tool": "pg_dump"}]}),
+            ),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.text.contains("mariadb-dump"), "{}", r.text);
     let r = env
         .api
         .raw(
