@@ -389,6 +389,8 @@ pub(crate) fn restore(
         .recorded_format(credential_id, database)
         .ok_or_else(|| format!("the record holds no dump of database {database}"))?;
     let path = format.path(folder, database);
+    // The database is dropped before its dump is read: a lost pack must stop the restore first.
+    coffer_repo::check_present(repo, id, &path).map_err(|e| e.to_string())?;
     match (format, login) {
         (Format::Mydumper, Login::Mysql(l)) => pipe(
             |out| coffer_repo::dump_dir(repo, id, &path, out),

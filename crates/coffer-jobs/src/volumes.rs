@@ -141,6 +141,8 @@ pub(crate) async fn start_again(stopped: Stopped) {
 /// Restore the volume `name` from the snapshot: recreated as recorded, then filled through a
 /// temporary container. Returns files and bytes.
 pub(crate) fn restore(repo: &Repository, id: &Id, name: &str) -> Result<(u64, u64), String> {
+    // The volume is recreated before it is filled: a lost pack must stop the restore first.
+    coffer_repo::check_present(repo, id, &folder(name)).map_err(|e| e.to_string())?;
     let snap = coffer_repo::snapshot::load(repo, id).map_err(|e| e.to_string())?;
     let info = snap
         .labels

@@ -198,6 +198,41 @@ pub fn list_dir(repo: &Repository, snapshot_id: &Id, path: &str) -> Result<Vec<V
     })
 }
 
+/// Check, without reading any data, that everything the file or directory at `path` inside a
+/// snapshot needs is in the index and in a pack that exists: before a restore destroys what it
+/// replaces (a database, a volume), so that a lost pack stops it first. (Damage inside a pack
+/// still shows only when the data is read.)
+pub fn check_present(repo: &Repository, snapshot_id: &Id, path: &str) -> Result<()> {
+    let _lock = lock::acquire(repo, LockKind::Read)?;
+    let snap = snapshot::load(repo, snapshot_id)?;
+    let index = index::Index::load(repo)?;
+    let reader = reader::BlobReader::new(repo, &index);
+    let packs = repo::list_packs(repo)?;
+    let Some(node) = node_at(&reader, &snap, path)? else {
+        return Err(Error::Invalid(format!("{path} is not in this snapshot")));
+    };
+    let mut pending = vec![node];
+    while let Some(node) = pending.pop() {
+        for c in &node.content {
+            if let Content::Chunk { id, .. } = c {
+                let loc = index
+                    .lookup(id)
+                    .ok_or_else(|| Error::MissingBlob(id.to_hex()))?;
+                if !packs.contains_key(&loc.pack) {
+                    return Err(Error::damaged(
+                        repo::pack_name(&loc.pack),
+                        format!("the pack is missing (needed for blob {})", id.short()),
+                    ));
+                }
+            }
+        }
+        if let Some(sub) = node.subtree.filter(|_| node.kind == NodeKind::Dir) {
+            pending.extend(reader.tree(&sub)?.nodes.iter().cloned());
+        }
+    }
+    Ok(())
+}
+
 /// Write the content of the file at `path` inside a snapshot (a database dump, say) to `out`.
 /// Every blob is checked as it is read; damage is an error. Returns its size.
 pub fn cat(repo: &Repository, snapshot_id: &Id, path: &str, out: &mut dyn Write) -> Result<u64> {

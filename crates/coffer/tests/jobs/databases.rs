@@ -526,6 +526,53 @@ fn postgres_failures_fail_the_record_and_keep_the_good_ones() {
     assert!(env.server.stop().success());
 }
 
+/// A record whose dump lost its pack is refused before the database it would replace is
+/// dropped (mariadb-dump's restore drops it before the client reads anything): that database
+/// stays as it is. The original is gone, so the safety record has nothing to take (and so
+/// never trips over the lost pack itself).
+#[test]
+fn a_lost_pack_stops_a_database_restore_before_anything_is_dropped() {
+    let db = MyDatabase::new("lost");
+    mariadb(
+        &db.0,
+        "CREATE TABLE t (id INT PRIMARY KEY, v TEXT) ENGINE=InnoDB;
+         INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_20000;",
+    );
+    let env = start();
+    let api = &env.api;
+    let (_, job) = database_job(
+        api,
+        json!({"name": "my", "engine": "mysql", "host": "127.0.0.1", "user": "root"}),
+        json!({"name": "lost", "schedule": null}),
+        json!({"database": db.0, "backup_tool": "mariadb-dump"}),
+    );
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    // Trees and data live in separate packs; the dump's data is in the largest.
+    let (largest, _) = packs(job.dest_path.as_deref().unwrap())
+        .into_iter()
+        .max_by_key(|(_, size)| *size)
+        .unwrap();
+    std::fs::remove_file(&largest).unwrap();
+    mariadb("", &format!("DROP DATABASE {}", db.0));
+    let copy = MyDatabase(format!("{}_copy", db.0));
+    mariadb("", &format!("CREATE DATABASE {}", copy.0));
+    mariadb(
+        &copy.0,
+        "CREATE TABLE kept (n INT); INSERT INTO kept VALUES (1), (2), (3);",
+    );
+    let task = restore(api, &job.id, &record.id, json!({"target_database": copy.0}));
+    assert_eq!(task.status, RecordStatus::Failed, "{task:?}");
+    let error = task.error.unwrap_or_default();
+    assert!(error.contains("the pack is missing"), "{error}");
+    assert_eq!(
+        mariadb(&copy.0, "SELECT COUNT(*) FROM kept"),
+        "3",
+        "the database was left alone"
+    );
+    assert!(env.server.stop().success());
+}
+
 #[test]
 fn a_postgres_restore_keeps_owners_and_privileges() {
     let pg = coffer_testkit::PgInstance::start();
