@@ -43,6 +43,16 @@ fn find_binary(name: &str) -> Option<PathBuf> {
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
+/// A finished SQL client's answer: its stdout, trimmed, if it succeeded; else its stderr.
+pub fn sql_output(out: std::process::Output) -> Result<String, String> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
 /// Poll `check` every 50 ms until it gives a value; after `timeout`, fail with its last
 /// complaint.
 pub fn wait_until<T>(timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{TempDir, free_port, tempdir, wait_until};
+use crate::{TempDir, free_port, sql_output, tempdir, wait_until};
 
 /// The password of the user `coffer` in a test instance.
 pub const MY_PASSWORD: &str = "test-coffer-password";
@@ -30,24 +30,24 @@ impl MyInstance {
         let lock = std::fs::File::create(std::env::temp_dir().join("coffer-test-mariadb-install"))
             .expect("lock file");
         lock.lock().expect("lock");
-        let mut out = None;
-        for _ in 0..3 {
+        let install = || {
             let _ = std::fs::remove_dir_all(&data);
-            let o = Command::new("mariadb-install-db")
+            Command::new("mariadb-install-db")
                 .arg("--no-defaults")
                 .arg("--user=mysql")
                 .arg(format!("--datadir={}", data.display()))
                 .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
                 .output()
-                .expect("mariadb-install-db is needed (Debian's mariadb-server)");
-            let ok = o.status.success();
-            out = Some(o);
-            if ok {
+                .expect("mariadb-install-db is needed (Debian's mariadb-server)")
+        };
+        let mut out = install();
+        for _ in 1..3 {
+            if out.status.success() {
                 break;
             }
+            out = install();
         }
         drop(lock);
-        let out = out.expect("tried");
         assert!(
             out.status.success(),
             "mariadb-install-db failed: {}{}",
@@ -103,11 +103,7 @@ impl MyInstance {
             .args(["-u", "root", "-N", "-B", "-e", sql])
             .output()
             .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
+        sql_output(out)
     }
 
     pub fn sql(&self, sql: &str) -> String {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{TempDir, free_port, tempdir, wait_until};
+use crate::{TempDir, free_port, sql_output, tempdir, wait_until};
 
 /// The superuser's password in a test instance.
 pub const PG_PASSWORD: &str = "test-superuser-password";
@@ -123,11 +123,7 @@ impl PgInstance {
             .env("PGPASSWORD", PG_PASSWORD)
             .output()
             .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
+        sql_output(out)
     }
 
     pub fn sql(&self, db: &str, sql: &str) -> String {

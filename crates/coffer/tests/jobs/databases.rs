@@ -110,12 +110,8 @@ fn psql(db: &str, sql: &str) -> String {
         .args(["-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-c", sql])
         .output()
         .expect("psql is installed (PostgreSQL client)");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {} (is PostgreSQL running on 127.0.0.1:5432?)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    coffer_testkit::sql_output(out)
+        .unwrap_or_else(|e| panic!("psql {sql}: {e} (is PostgreSQL running on 127.0.0.1:5432?)"))
 }
 
 /// A database of the test's own, dropped at the end.
@@ -280,12 +276,8 @@ fn mariadb(db: &str, sql: &str) -> String {
         .args((!db.is_empty()).then_some(db))
         .output()
         .expect("the mariadb client is installed");
-    assert!(
-        out.status.success(),
-        "mariadb {sql}: {} (is MariaDB running on 127.0.0.1:3306?)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    coffer_testkit::sql_output(out)
+        .unwrap_or_else(|e| panic!("mariadb {sql}: {e} (is MariaDB running on 127.0.0.1:3306?)"))
 }
 
 /// A MariaDB database of the test's own, dropped at the end.
