@@ -354,9 +354,7 @@ pub(crate) fn backup_items(
             let tool = if mydumper {
                 "mydumper".to_string()
             } else {
-                mysql::dump_tool()
-                    .file_name()
-                    .map_or("mysqldump".into(), |n| n.to_string_lossy().into_owned())
+                mysql::dump_tool_name()
             };
             for db in databases {
                 let l = l.clone();

@@ -93,14 +93,24 @@ fn mydumper_settled(name: &str, files: &Listing) -> bool {
 }
 
 /// The dump tool this node uses.
-pub fn dump_tool() -> PathBuf {
+fn dump_tool() -> PathBuf {
     tool(&["mariadb-dump", "mysqldump"])
+}
+
+/// Its name, as records show it: `mariadb-dump` or `mysqldump`.
+pub fn dump_tool_name() -> String {
+    name_of(&dump_tool())
+}
+
+fn name_of(tool: &Path) -> String {
+    tool.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
 /// Whether this node's dump tool can dump accounts: `mariadb-dump` can, MySQL's own
 /// `mysqldump` cannot.
 pub fn dumps_users() -> bool {
-    dump_tool().file_name().is_some_and(|n| n == "mariadb-dump")
+    dump_tool_name() == "mariadb-dump"
 }
 
 fn client() -> PathBuf {
@@ -248,9 +258,7 @@ impl Login {
             "--",
             db,
         ]);
-        let name = tool
-            .file_name()
-            .map_or("mariadb-dump".into(), |n| n.to_string_lossy().into_owned());
+        let name = name_of(&tool);
         Dump::start(
             c,
             format!("{name} of database {db}"),
