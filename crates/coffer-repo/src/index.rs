@@ -198,6 +198,35 @@ impl Index {
             .is_some_and(|l| !self.packs[l.pack as usize].condemned)
     }
 
+    /// Forget the blobs of packs that are not in `listed` (pack id → size) or are shorter than
+    /// their blobs need, so that they count as not stored. Returns those packs' names, sorted.
+    pub(crate) fn forget_lost_packs(&mut self, listed: &HashMap<Id, u64>) -> Vec<String> {
+        let mut needed = vec![0u64; self.packs.len()];
+        for l in self.blobs.values() {
+            let end = l.entry.offset as u64 + l.entry.length as u64;
+            needed[l.pack as usize] = needed[l.pack as usize].max(end);
+        }
+        let lost: Vec<bool> = self
+            .packs
+            .iter()
+            .zip(&needed)
+            .map(|(p, &end)| listed.get(&p.id).is_none_or(|&size| size < end))
+            .collect();
+        if !lost.contains(&true) {
+            return vec![];
+        }
+        self.blobs.retain(|_, l| !lost[l.pack as usize]);
+        let mut names: Vec<String> = self
+            .packs
+            .iter()
+            .zip(&lost)
+            .filter(|(_, lost)| **lost)
+            .map(|(p, _)| repo::pack_name(&p.id))
+            .collect();
+        names.sort();
+        names
+    }
+
     pub(crate) fn packs(&self) -> &[PackRef] {
         &self.packs
     }

@@ -244,6 +244,26 @@ fn deleted_pack(f: Fixture) {
     assert_restores(&f, &f.cli, &f.b, &f.src_b);
 }
 
+/// A backup after a pack was lost does not build on it: the unchanged files whose data it held
+/// are read and stored again (with a warning), so the new snapshot is complete.
+fn deleted_pack_is_stored_again(f: Fixture) {
+    std::fs::remove_file(f.objects.join(&f.pack_a)).unwrap();
+    let out = f.cli.json(&["backup", f.src_a.to_str().unwrap()]);
+    assert_eq!(out["parent"], f.a.as_str(), "A is the parent: {out}");
+    assert!(
+        out["stored_bytes"].as_u64().unwrap() > 3 * 1024 * 1024,
+        "{out}"
+    );
+    let warnings = out["warnings"].to_string();
+    assert!(
+        warnings.contains(&f.pack_a) && warnings.contains("missing"),
+        "{warnings}"
+    );
+    let again = out["snapshot_id"].as_str().unwrap();
+    assert_eq!(f.cli.json(&["verify", again])["ok"], true);
+    assert_restores(&f, &f.cli, again, &f.src_a);
+}
+
 fn damaged_index(f: Fixture) {
     let index = list(&f.objects, "index");
     let victim = &index[0];
@@ -315,6 +335,7 @@ damage_tests!(
     damaged_pack,
     truncated_pack,
     deleted_pack,
+    deleted_pack_is_stored_again,
     damaged_index,
     damaged_snapshot,
     damaged_key_file

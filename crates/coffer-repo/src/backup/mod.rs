@@ -230,7 +230,11 @@ pub fn backup(
     let time = opts.time.unwrap_or_else(Utc::now);
     let host = opts.host.clone().unwrap_or_else(repo::hostname);
     let _lock = lock::acquire(repo, LockKind::Backup)?;
-    let index = Arc::new(Index::load(repo)?);
+    let mut index = Index::load(repo)?;
+    // Data in a lost pack is not reused: it is stored again when the files still have it, and
+    // the new snapshot never depends on a pack that is gone.
+    let lost = index.forget_lost_packs(&repo::list_packs(repo)?);
+    let index = Arc::new(index);
     let paths: Vec<String> = items.iter().map(|i| i.label.clone()).collect();
     let parent = choose_parent(repo, &opts.parent, &host, &paths)?;
     let reader = BlobReader::new(repo, &index);
@@ -282,6 +286,12 @@ pub fn backup(
     let (root, stats, mut warnings) = walked?;
     let hashed = hashed?;
     warnings.extend(hashed.warnings);
+    if !lost.is_empty() {
+        warnings.push(format!(
+            "missing or truncated packs: {}: what this backup still had of their data was stored again; run verify to see which older snapshots they damage",
+            lost.join(", ")
+        ));
+    }
 
     let cp_data = encode_checkpoints(&hashed.checkpoints);
     let cp_id = repo.blob_id(&cp_data);

@@ -481,7 +481,7 @@ impl<'a> Walker<'a> {
             self.count_file(0);
             return Ok(Some(node));
         }
-        match prev.filter(|p| unchanged(p, &node)) {
+        match prev.filter(|p| unchanged(p, &node) && self.all_stored(&p.content)) {
             Some(p) => {
                 node.content = p.content.clone();
                 node.xattrs = p.xattrs.clone();
@@ -703,6 +703,16 @@ impl<'a> Walker<'a> {
             self.send(HashMsg::Bytes(chunk))?;
         }
         Ok(())
+    }
+
+    /// Whether every chunk of `content` is stored, so that an unchanged file may reuse it.
+    /// False when the parent's data was in a pack that is lost or about to be pruned: the
+    /// file is then read again.
+    fn all_stored(&self, content: &[Content]) -> bool {
+        content.iter().all(|c| match c {
+            Content::Chunk { id, .. } => self.index.has_blob(id) || self.queued.contains(id),
+            Content::Hole { .. } => true,
+        })
     }
 
     fn store_tree(&mut self, nodes: Vec<Node>) -> Result<Id> {
