@@ -20,7 +20,8 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -332,23 +333,30 @@ pub struct Damage {
     pub error: String,
 }
 
-/// Blobs decoded ahead of the archive writer, at most.
-const LOOKAHEAD: usize = 6;
+/// Segments decoded ahead of the archive writer, at most.
+const LOOKAHEAD: usize = 4;
+/// A segment closes once its blobs reach this many bytes, or it holds `SEGMENT_PIECES` pieces.
+const SEGMENT_BYTES: usize = 512 * 1024;
+const SEGMENT_PIECES: usize = 192;
 
 /// One step of writing an archive, in order.
 enum Piece {
     /// Header bytes of the next entry, and its path (for damage reports).
     Header(Vec<u8>, Arc<str>),
     Zeros(u64),
-    /// A blob being decoded by a worker.
-    Blob(u32, crossbeam_channel::Receiver<Result<bytes::Bytes>>),
+    /// A blob of the given length; a worker fills in its data.
+    Blob(Id, u32, Option<Result<bytes::Bytes>>),
 }
+
+/// Consecutive pieces decoded by one worker: handing each small file's blob to another thread
+/// on its own would cost more than decoding it.
+type Segment = Vec<Piece>;
 
 /// Write the canonical archive of the snapshot whose root tree is `root` to `out`.
 ///
 /// A producer thread walks the trees and hands blobs to worker threads, which read, decrypt,
 /// decompress and check them ahead of this thread, which writes everything in order. Memory
-/// stays bounded by `LOOKAHEAD` blobs.
+/// stays bounded by `LOOKAHEAD` segments of about `SEGMENT_BYTES`.
 ///
 /// With `damage: None` the first unreadable blob is an error (dump never writes wrong data
 /// silently). With `Some`, damaged blobs are recorded, replaced by zeros, and the walk goes on,
@@ -392,88 +400,104 @@ fn write_tree(
     out: &mut dyn Write,
     mut damage: Option<&mut Vec<Damage>>,
 ) -> Result<u64> {
-    use crossbeam_channel::{Sender, bounded};
     let io = |e: std::io::Error| Error::io("archive output", e);
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8);
+    // std's channels, not crossbeam's: they put a waiting thread to sleep at once, where
+    // crossbeam's spin and yield first, which on two cores takes the CPU from the very threads
+    // being waited for.
     std::thread::scope(|s| {
-        let (work_tx, work_rx) = bounded::<(Id, u32, Sender<Result<bytes::Bytes>>)>(LOOKAHEAD);
-        let (piece_tx, piece_rx) = bounded::<Piece>(LOOKAHEAD);
+        let (work_tx, work_rx) = sync_channel::<(Segment, SyncSender<Segment>)>(LOOKAHEAD);
+        // The workers take turns at the queue; the others sleep on the lock.
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        let (segment_tx, segment_rx) = sync_channel::<Receiver<Segment>>(LOOKAHEAD);
         for _ in 0..workers {
             let work_rx = work_rx.clone();
             s.spawn(move || {
-                for (id, len, tx) in work_rx {
-                    let _ = tx.send(reader.chunk(&id, len));
+                // The lock is released as soon as a segment is taken.
+                let next = || work_rx.lock().expect("work queue").recv();
+                while let Ok((mut segment, tx)) = next() {
+                    for piece in &mut segment {
+                        if let Piece::Blob(id, len, data) = piece {
+                            *data = Some(reader.chunk(id, *len));
+                        }
+                    }
+                    let _ = tx.send(segment);
                 }
             });
         }
         let producer = s.spawn(move || -> Result<()> {
             let mut walk = ArchiveWalk::of_tree(reader, root);
-            let hung_up = || Error::Interrupted;
+            let (mut segment, mut bytes) = (Segment::new(), 0usize);
+            let send = |segment: Segment| -> Result<()> {
+                let (tx, rx) = sync_channel(1);
+                work_tx
+                    .send((segment, tx))
+                    .map_err(|_| Error::Interrupted)?;
+                segment_tx.send(rx).map_err(|_| Error::Interrupted)
+            };
             while let Some(entry) = walk.next_entry()? {
                 let header = entry_header(&entry.path, &entry.node, entry.link.as_deref());
                 let path: Arc<str> = String::from_utf8_lossy(&entry.path).into();
-                piece_tx
-                    .send(Piece::Header(header, path))
-                    .map_err(|_| hung_up())?;
-                if !entry.has_content() {
-                    continue;
-                }
-                for c in &entry.node.content {
-                    let piece = match *c {
-                        Content::Hole { len } => Piece::Zeros(len),
-                        Content::Chunk { id, len } => {
-                            let (tx, rx) = bounded(1);
-                            work_tx.send((id, len, tx)).map_err(|_| hung_up())?;
-                            Piece::Blob(len, rx)
+                segment.push(Piece::Header(header, path));
+                if entry.has_content() {
+                    for c in &entry.node.content {
+                        segment.push(match *c {
+                            Content::Hole { len } => Piece::Zeros(len),
+                            Content::Chunk { id, len } => {
+                                bytes += len as usize;
+                                Piece::Blob(id, len, None)
+                            }
+                        });
+                        if bytes >= SEGMENT_BYTES || segment.len() >= SEGMENT_PIECES {
+                            send(std::mem::take(&mut segment))?;
+                            bytes = 0;
                         }
-                    };
-                    piece_tx.send(piece).map_err(|_| hung_up())?;
+                    }
+                    segment.push(Piece::Zeros(padding(entry.node.size)));
                 }
-                piece_tx
-                    .send(Piece::Zeros(padding(entry.node.size)))
-                    .map_err(|_| hung_up())?;
             }
-            Ok(())
+            send(segment)
         });
         let mut size = 0u64;
         let mut path: Arc<str> = Arc::from("");
         let written = (|| -> Result<()> {
-            for piece in piece_rx.iter() {
-                match piece {
-                    Piece::Header(h, p) => {
-                        out.write_all(&h).map_err(io)?;
-                        size += h.len() as u64;
-                        path = p;
-                    }
-                    Piece::Zeros(n) => {
-                        write_zeros(out, n).map_err(io)?;
-                        size += n;
-                    }
-                    Piece::Blob(len, rx) => {
-                        let result = rx.recv().unwrap_or(Err(Error::Interrupted));
-                        match result {
-                            Ok(bytes) => out.write_all(&bytes).map_err(io)?,
-                            Err(e) => match damage.as_deref_mut() {
-                                Some(list) if e.is_damage() => {
-                                    list.push(Damage {
-                                        file: path.to_string(),
-                                        error: e.to_string(),
-                                    });
-                                    write_zeros(out, len as u64).map_err(io)?;
-                                }
-                                _ => return Err(with_file(e, &path)),
-                            },
+            for rx in segment_rx.iter() {
+                for piece in rx.recv().map_err(|_| Error::Interrupted)? {
+                    match piece {
+                        Piece::Header(h, p) => {
+                            out.write_all(&h).map_err(io)?;
+                            size += h.len() as u64;
+                            path = p;
                         }
-                        size += len as u64;
+                        Piece::Zeros(n) => {
+                            write_zeros(out, n).map_err(io)?;
+                            size += n;
+                        }
+                        Piece::Blob(_, len, data) => {
+                            match data.unwrap_or(Err(Error::Interrupted)) {
+                                Ok(bytes) => out.write_all(&bytes).map_err(io)?,
+                                Err(e) => match damage.as_deref_mut() {
+                                    Some(list) if e.is_damage() => {
+                                        list.push(Damage {
+                                            file: path.to_string(),
+                                            error: e.to_string(),
+                                        });
+                                        write_zeros(out, len as u64).map_err(io)?;
+                                    }
+                                    _ => return Err(with_file(e, &path)),
+                                },
+                            }
+                            size += len as u64;
+                        }
                     }
                 }
             }
             Ok(())
         })();
         // On an early return the producer sees the closed channel and stops.
-        drop(piece_rx);
+        drop(segment_rx);
         let produced = producer
             .join()
             .map_err(|_| Error::Invalid("the archive walker crashed".into()))?;

@@ -74,6 +74,8 @@ pub struct Index {
     pub(crate) files: Vec<Id>,
     /// Index files that could not be read, with why.
     pub(crate) damaged: Vec<Error>,
+    /// The packs in storage (id → size), listed before the index files were read.
+    pub(crate) listed: HashMap<Id, u64>,
 }
 
 pub(crate) fn encode_file(packs: &[PackEntries]) -> Vec<u8> {
@@ -127,9 +129,17 @@ impl Index {
     /// Load every index file; packs named in pending prune plans are marked condemned.
     /// Damaged index files are recorded in `damaged`, not fatal: their packs can still be found
     /// by `add_unindexed_packs`.
+    ///
+    /// A blob stored twice is read from the copy in a pack that storage holds in full, else
+    /// from one that is not condemned: after a pack was lost, the next backup stores its data
+    /// again, and every reader (and prune, which keeps the packs of these locations) then uses
+    /// the new copy.
     pub fn load(repo: &Repository) -> Result<Index> {
         let condemned = crate::prune::condemned_packs(repo)?;
-        let mut index = Index::default();
+        let mut index = Index {
+            listed: repo::list_packs(repo)?,
+            ..Index::default()
+        };
         for f in repo.backend().list(INDEX)? {
             let Some(id) = repo::id_of_name(&f.name) else {
                 continue;
@@ -170,13 +180,21 @@ impl Index {
                 entry: *b,
             };
             match self.blobs.get(&b.id) {
-                // Prefer a location that is not about to be deleted.
-                Some(old) if !self.packs[old.pack as usize].condemned || condemned => {}
+                Some(old) if self.rank(old) >= self.rank(&loc) => {}
                 _ => {
                     self.blobs.insert(b.id, loc);
                 }
             }
         }
+    }
+
+    /// How good a location is to read from: in a pack that storage holds in full first, then
+    /// in one that is not about to be deleted.
+    fn rank(&self, l: &BlobLoc) -> (bool, bool) {
+        let pack = &self.packs[l.pack as usize];
+        let end = l.entry.offset as u64 + l.entry.length as u64;
+        let present = self.listed.get(&pack.id).is_some_and(|&size| size >= end);
+        (present, !pack.condemned)
     }
 
     /// Where the blob is stored, for reading.
@@ -198,9 +216,9 @@ impl Index {
             .is_some_and(|l| !self.packs[l.pack as usize].condemned)
     }
 
-    /// Forget the blobs of packs that are not in `listed` (pack id → size) or are shorter than
-    /// their blobs need, so that they count as not stored. Returns those packs' names, sorted.
-    pub(crate) fn forget_lost_packs(&mut self, listed: &HashMap<Id, u64>) -> Vec<String> {
+    /// Forget the blobs of packs that storage did not list or lists shorter than their blobs
+    /// need, so that they count as not stored. Returns those packs' names, sorted.
+    pub(crate) fn forget_lost_packs(&mut self) -> Vec<String> {
         let mut needed = vec![0u64; self.packs.len()];
         for l in self.blobs.values() {
             let end = l.entry.offset as u64 + l.entry.length as u64;
@@ -210,7 +228,7 @@ impl Index {
             .packs
             .iter()
             .zip(&needed)
-            .map(|(p, &end)| listed.get(&p.id).is_none_or(|&size| size < end))
+            .map(|(p, &end)| self.listed.get(&p.id).is_none_or(|&size| size < end))
             .collect();
         if !lost.contains(&true) {
             return vec![];
@@ -251,7 +269,7 @@ impl Index {
     pub(crate) fn add_unindexed_packs(&mut self, repo: &Repository) -> Result<usize> {
         let condemned = crate::prune::condemned_packs(repo)?;
         let mut added = 0;
-        for (id, size) in repo::list_packs(repo)? {
+        for (id, size) in self.listed.clone() {
             if self.has_pack(&id) {
                 continue;
             }

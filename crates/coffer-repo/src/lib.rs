@@ -207,7 +207,6 @@ pub fn check_present(repo: &Repository, snapshot_id: &Id, path: &str) -> Result<
     let snap = snapshot::load(repo, snapshot_id)?;
     let index = index::Index::load(repo)?;
     let reader = reader::BlobReader::new(repo, &index);
-    let packs = repo::list_packs(repo)?;
     let Some(node) = node_at(&reader, &snap, path)? else {
         return Err(Error::Invalid(format!("{path} is not in this snapshot")));
     };
@@ -218,7 +217,7 @@ pub fn check_present(repo: &Repository, snapshot_id: &Id, path: &str) -> Result<
                 let loc = index
                     .lookup(id)
                     .ok_or_else(|| Error::MissingBlob(id.to_hex()))?;
-                if !packs.contains_key(&loc.pack) {
+                if !index.listed.contains_key(&loc.pack) {
                     return Err(Error::damaged(
                         repo::pack_name(&loc.pack),
                         format!("the pack is missing (needed for blob {})", id.short()),

@@ -158,7 +158,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
             .collect::<Result<_>>()?,
     };
     let reader = BlobReader::with_blob_cache(repo, &index, SHARED_BLOB_CACHE);
-    let listed = repo::list_packs(repo)?;
+    let listed = &index.listed;
 
     // Every pack the selected snapshots need, found through their trees, with the snapshots
     // that use it, to name them if the pack turns out damaged.

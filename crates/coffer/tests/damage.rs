@@ -245,7 +245,8 @@ fn deleted_pack(f: Fixture) {
 }
 
 /// A backup after a pack was lost does not build on it: the unchanged files whose data it held
-/// are read and stored again (with a warning), so the new snapshot is complete.
+/// are read and stored again (with a warning), so the new snapshot is complete, and snapshot A,
+/// whose data that was, is whole again.
 fn deleted_pack_is_stored_again(f: Fixture) {
     std::fs::remove_file(f.objects.join(&f.pack_a)).unwrap();
     let out = f.cli.json(&["backup", f.src_a.to_str().unwrap()]);
@@ -260,8 +261,15 @@ fn deleted_pack_is_stored_again(f: Fixture) {
         "{warnings}"
     );
     let again = out["snapshot_id"].as_str().unwrap();
-    assert_eq!(f.cli.json(&["verify", again])["ok"], true);
+    let verified = f.cli.run(&["--json", "verify", again]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
     assert_restores(&f, &f.cli, again, &f.src_a);
+    assert_eq!(f.cli.json(&["verify"])["ok"], true);
+    assert_restores(&f, &f.cli, &f.a, &f.src_a);
 }
 
 fn damaged_index(f: Fixture) {

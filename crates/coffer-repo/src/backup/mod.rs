@@ -233,7 +233,7 @@ pub fn backup(
     let mut index = Index::load(repo)?;
     // Data in a lost pack is not reused: it is stored again when the files still have it, and
     // the new snapshot never depends on a pack that is gone.
-    let lost = index.forget_lost_packs(&repo::list_packs(repo)?);
+    let lost = index.forget_lost_packs();
     let index = Arc::new(index);
     let paths: Vec<String> = items.iter().map(|i| i.label.clone()).collect();
     let parent = choose_parent(repo, &opts.parent, &host, &paths)?;
