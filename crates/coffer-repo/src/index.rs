@@ -57,6 +57,8 @@ pub(crate) struct PackRef {
     pub id: Id,
     pub seed: Seed,
     pub condemned: bool,
+    /// Storage listed the pack, at least as long as its blobs need.
+    pub held: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -161,14 +163,27 @@ impl Index {
     }
 
     pub(crate) fn add_pack(&mut self, p: &PackEntries, condemned: bool) {
+        let end = p
+            .blobs
+            .iter()
+            .map(|b| b.offset as u64 + b.length as u64)
+            .max();
+        let held = self
+            .listed
+            .get(&p.id)
+            .is_some_and(|&size| end.unwrap_or(0) <= size);
         let pos = match self.pack_pos.get(&p.id) {
-            Some(&pos) => pos,
+            Some(&pos) => {
+                self.packs[pos as usize].held &= held;
+                pos
+            }
             None => {
                 let pos = self.packs.len() as u32;
                 self.packs.push(PackRef {
                     id: p.id,
                     seed: p.seed,
                     condemned,
+                    held,
                 });
                 self.pack_pos.insert(p.id, pos);
                 pos
@@ -192,9 +207,7 @@ impl Index {
     /// in one that is not about to be deleted.
     fn rank(&self, l: &BlobLoc) -> (bool, bool) {
         let pack = &self.packs[l.pack as usize];
-        let end = l.entry.offset as u64 + l.entry.length as u64;
-        let present = self.listed.get(&pack.id).is_some_and(|&size| size >= end);
-        (present, !pack.condemned)
+        (pack.held, !pack.condemned)
     }
 
     /// Where the blob is stored, for reading.
@@ -219,27 +232,12 @@ impl Index {
     /// Forget the blobs of packs that storage did not list or lists shorter than their blobs
     /// need, so that they count as not stored. Returns those packs' names, sorted.
     pub(crate) fn forget_lost_packs(&mut self) -> Vec<String> {
-        let mut needed = vec![0u64; self.packs.len()];
-        for l in self.blobs.values() {
-            let end = l.entry.offset as u64 + l.entry.length as u64;
-            needed[l.pack as usize] = needed[l.pack as usize].max(end);
-        }
-        let lost: Vec<bool> = self
-            .packs
+        let packs = &self.packs;
+        self.blobs.retain(|_, l| packs[l.pack as usize].held);
+        let mut names: Vec<String> = packs
             .iter()
-            .zip(&needed)
-            .map(|(p, &end)| self.listed.get(&p.id).is_none_or(|&size| size < end))
-            .collect();
-        if !lost.contains(&true) {
-            return vec![];
-        }
-        self.blobs.retain(|_, l| !lost[l.pack as usize]);
-        let mut names: Vec<String> = self
-            .packs
-            .iter()
-            .zip(&lost)
-            .filter(|(_, lost)| **lost)
-            .map(|(p, _)| repo::pack_name(&p.id))
+            .filter(|p| !p.held)
+            .map(|p| repo::pack_name(&p.id))
             .collect();
         names.sort();
         names
@@ -269,10 +267,13 @@ impl Index {
     pub(crate) fn add_unindexed_packs(&mut self, repo: &Repository) -> Result<usize> {
         let condemned = crate::prune::condemned_packs(repo)?;
         let mut added = 0;
-        for (id, size) in self.listed.clone() {
-            if self.has_pack(&id) {
-                continue;
-            }
+        let unindexed: Vec<(Id, u64)> = self
+            .listed
+            .iter()
+            .filter(|(id, _)| !self.has_pack(id))
+            .map(|(id, size)| (*id, *size))
+            .collect();
+        for (id, size) in unindexed {
             if let Ok((seed, blobs)) = read_trailer(repo, &repo::pack_name(&id), size) {
                 self.add_pack(&PackEntries { id, seed, blobs }, condemned.contains(&id));
                 added += 1;
