@@ -370,11 +370,7 @@ fn mariadb_round_trip(tool: &str) {
         "{record:?}"
     );
     assert!(
-        !env.dir
-            .path()
-            .join("data/tmp")
-            .read_dir()
-            .is_ok_and(|mut d| d.next().is_some()),
+        scratch_is_empty(env.dir.path()),
         "no option file (with the login) is left behind"
     );
 

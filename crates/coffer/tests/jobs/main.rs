@@ -151,6 +151,13 @@ fn packs(dest: &str) -> std::collections::BTreeMap<std::path::PathBuf, u64> {
     out
 }
 
+/// Whether the server's scratch directory (`data/tmp` of its data directory) holds nothing.
+fn scratch_is_empty(dir: &Path) -> bool {
+    !dir.join("data/tmp")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some())
+}
+
 mod databases;
 mod restores;
 mod runs;

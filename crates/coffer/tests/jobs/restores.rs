@@ -347,14 +347,7 @@ fn an_uploaded_archive_is_checked_then_restored_in_place() {
         (safety.trigger.as_str(), safety.status),
         ("pre_restore", RecordStatus::Success)
     );
-    assert!(
-        !env.dir
-            .path()
-            .join("data/tmp")
-            .read_dir()
-            .is_ok_and(|mut d| d.next().is_some()),
-        "the upload is removed"
-    );
+    assert!(scratch_is_empty(env.dir.path()), "the upload is removed");
     assert!(env.server.stop().success());
 
     // Uploads are size-limited.

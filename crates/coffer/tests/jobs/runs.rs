@@ -655,13 +655,7 @@ fn a_scheduled_sqlite_job_copies_a_consistent_database_while_it_is_written() {
         .join("sqlite")
         .join(db.strip_prefix("/").unwrap());
     assert_eq!(std::fs::read(&db).unwrap(), std::fs::read(&copy).unwrap());
-    assert!(
-        !dir.path()
-            .join("data/tmp")
-            .read_dir()
-            .is_ok_and(|mut d| d.next().is_some()),
-        "temporary copies are removed"
-    );
+    assert!(scratch_is_empty(dir.path()), "temporary copies are removed");
 
     // A database that is not there fails the record with a clear error.
     let missing: JobInput = serde_json::from_value(json!({
