@@ -13,8 +13,8 @@ use coffer_types::{
     SettingValue, SetupRequest, UpdateUser, User, VerifyResult,
 };
 use coffer_types::{
-    Credential, CredentialInput, CredentialUpdate, Repository, RepositoryInput, RepositoryUpdate,
-    RestoreRequest, RestoreTask,
+    Credential, CredentialInput, CredentialUpdate, Repository, RepositoryInput, RepositoryKey,
+    RepositoryUpdate, RestoreRequest, RestoreTask,
 };
 use reqwest::Method;
 use reqwest::blocking::{Client as Http, RequestBuilder};
@@ -85,6 +85,8 @@ pub struct AuditFilter {
 #[derive(Clone, Debug, Default)]
 pub struct RecordFilter {
     pub status: Option<RecordStatus>,
+    /// `backups` (the server's default), `pre_restore`, `schedule`, `manual`, `adopted`, `all`.
+    pub trigger: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub limit: Option<u32>,
@@ -358,6 +360,11 @@ impl Client {
         self.get(&format!("/api/settings/{key}"))
     }
 
+    /// The key of the job repositories, for safe keeping (admins).
+    pub fn repository_key(&self) -> Result<RepositoryKey> {
+        self.get("/api/admin/repository-key")
+    }
+
     pub fn put_setting(&self, key: &str, value: serde_json::Value) -> Result<Setting> {
         let body = SettingValue { value };
         self.send(
@@ -431,8 +438,12 @@ impl Client {
         )
     }
 
-    pub fn delete_job(&self, id: &str) -> Result<()> {
-        self.send(self.request(Method::DELETE, &format!("/api/backup-jobs/{id}")))
+    /// Delete a job; its data stays in the repository unless `keep_data` is false.
+    pub fn delete_job(&self, id: &str, keep_data: bool) -> Result<()> {
+        self.send(
+            self.request(Method::DELETE, &format!("/api/backup-jobs/{id}"))
+                .query(&[("keep_data", keep_data)]),
+        )
     }
 
     /// Start a run now; the answer is the new (running) record.
@@ -443,6 +454,7 @@ impl Client {
     pub fn records(&self, job: &str, f: &RecordFilter) -> Result<Vec<Record>> {
         let q = query([
             ("status", f.status.map(|s| s.as_str().to_string())),
+            ("trigger", f.trigger.clone()),
             ("since", f.since.map(|t| t.to_rfc3339())),
             ("until", f.until.map(|t| t.to_rfc3339())),
             ("limit", f.limit.map(|l| l.to_string())),

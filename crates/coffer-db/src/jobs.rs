@@ -32,8 +32,10 @@ struct JobRow {
 const JOB_COLUMNS: &str = "j.id, j.name, j.node_id, j.sources, j.schedule, j.timezone,
     j.retention_count, j.retention_days, j.retention, j.dest_path, j.repository_id, j.encrypted,
     j.enabled, j.created_at, j.updated_at,
-    (SELECT started_at FROM backup_records r WHERE r.job_id = j.id ORDER BY started_at DESC LIMIT 1) AS last_run,
-    (SELECT status FROM backup_records r WHERE r.job_id = j.id ORDER BY started_at DESC LIMIT 1) AS last_status";
+    (SELECT started_at FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
+        ORDER BY started_at DESC LIMIT 1) AS last_run,
+    (SELECT status FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
+        ORDER BY started_at DESC LIMIT 1) AS last_status";
 
 fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| DbError::Corrupt(format!("{what}: {e}")))
@@ -170,10 +172,27 @@ pub enum RunOutcome {
     },
 }
 
+/// The trigger of a safety record, taken before a restore. Safety records are no backups of
+/// the job: they are not its last run, not listed among its records unless asked for, and are
+/// kept for a time of their own.
+pub const SAFETY_TRIGGER: &str = "pre_restore";
+
+/// Which records a query wants by their trigger.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TriggerFilter {
+    /// The job's backups: every record but safety records.
+    #[default]
+    Backups,
+    Any,
+    /// Records of this trigger (`schedule`, `manual`, `adopted`, `pre_restore`).
+    Is(String),
+}
+
 /// Filters for a job's records; they come newest first.
 #[derive(Clone, Debug, Default)]
 pub struct RecordQuery {
     pub status: Option<RecordStatus>,
+    pub trigger: TriggerFilter,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub limit: u32,
@@ -403,6 +422,8 @@ impl Db {
             "SELECT {RECORD_COLUMNS} FROM backup_records
              WHERE job_id = ?1 AND (?2 IS NULL OR status = ?2)
                AND (?3 IS NULL OR started_at >= ?3) AND (?4 IS NULL OR started_at <= ?4)
+               AND CASE ?6 WHEN 'any' THEN 1 WHEN 'backups' THEN trigger != '{SAFETY_TRIGGER}'
+                   ELSE trigger = ?7 END
              ORDER BY started_at DESC, id DESC LIMIT ?5"
         )))
         .bind(job_id)
@@ -410,6 +431,15 @@ impl Db {
         .bind(q.since.map(ts))
         .bind(q.until.map(ts))
         .bind(q.limit as i64)
+        .bind(match &q.trigger {
+            TriggerFilter::Backups => "backups",
+            TriggerFilter::Any => "any",
+            TriggerFilter::Is(_) => "is",
+        })
+        .bind(match &q.trigger {
+            TriggerFilter::Is(t) => Some(t.as_str()),
+            _ => None,
+        })
         .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(record).collect()
@@ -433,6 +463,43 @@ impl Db {
         }
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// Records of snapshots a deleted job left in a repository, taken over by job `job_id`;
+    /// returns how many. A record keeps its id unless another record has it.
+    pub async fn adopt_records(&self, job_id: &str, records: &[Record]) -> Result<u64> {
+        let mut tx = self.pool().begin().await?;
+        for r in records {
+            for id in [r.id.clone(), new_id()] {
+                let done = sqlx::query(
+                    "INSERT OR IGNORE INTO backup_records (id, job_id, status, phase, size_bytes,
+                         stored_bytes, checksum, file_path, snapshot_id, encrypted, trigger,
+                         started_at, finished_at, duration_ms, warnings)
+                     VALUES (?1, ?2, 'success', 'complete', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                         ?12, ?13)",
+                )
+                .bind(&id)
+                .bind(job_id)
+                .bind(r.size_bytes.map(|n| n as i64))
+                .bind(r.stored_bytes.map(|n| n as i64))
+                .bind(&r.checksum)
+                .bind(&r.file_path)
+                .bind(&r.snapshot_id)
+                .bind(r.encrypted)
+                .bind(&r.trigger)
+                .bind(ts(r.started_at))
+                .bind(r.finished_at.map(ts))
+                .bind(r.duration_ms.map(|n| n as i64))
+                .bind(serde_json::to_string(&r.warnings).expect("strings serialize"))
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 1 {
+                    break;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(records.len() as u64)
     }
 
     pub async fn delete_record(&self, job_id: &str, id: &str) -> Result<()> {

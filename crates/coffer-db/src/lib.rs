@@ -25,8 +25,9 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditQuery, NewAuditEntry};
-pub use jobs::{RecordQuery, RunOutcome};
+pub use jobs::{RecordQuery, RunOutcome, SAFETY_TRIGGER, TriggerFilter};
 pub use keys::KeyRecord;
+pub use restores::Restored;
 pub use users::Session;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +38,10 @@ pub enum DbError {
     Conflict(String),
     #[error("the metadata database was written by a newer Coffer (schema {0}); upgrade Coffer")]
     NewerVersion(i64),
+    #[error("the disk holding the metadata database is full")]
+    DiskFull,
     #[error("metadata database: {0}")]
-    Storage(#[from] sqlx::Error),
+    Storage(sqlx::Error),
     #[error("metadata database migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("metadata database holds an invalid value: {0}")]
@@ -46,6 +49,25 @@ pub enum DbError {
 }
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        // SQLITE_FULL (13), also as an extended code; or the file system's ENOSPC.
+        let full = match &e {
+            sqlx::Error::Database(d) => d
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| c & 0xff == 13),
+            sqlx::Error::Io(io) => io.raw_os_error() == Some(28),
+            _ => false,
+        };
+        if full {
+            DbError::DiskFull
+        } else {
+            DbError::Storage(e)
+        }
+    }
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -190,6 +212,24 @@ impl Db {
         .execute(&self.pool)
         .await?;
         self.setting(key).await?.ok_or(DbError::NotFound("setting"))
+    }
+
+    pub async fn delete_setting(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM settings WHERE key = ?1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A secret the server keeps for itself, if it exists.
+    pub async fn find_secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// A secret the server keeps for itself, created with `make` on first use.

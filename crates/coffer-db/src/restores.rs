@@ -20,6 +20,17 @@ struct TaskRow {
     started_at: String,
     finished_at: Option<String>,
     error: Option<String>,
+    warnings: String,
+    safety_record_removed: bool,
+}
+
+/// What a finished restore did.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    pub files: u64,
+    pub bytes: u64,
+    /// What was left out or changed on the way.
+    pub warnings: Vec<String>,
 }
 
 fn task(r: TaskRow) -> Result<RestoreTask> {
@@ -39,11 +50,17 @@ fn task(r: TaskRow) -> Result<RestoreTask> {
         started_at: parse_ts(&r.started_at)?,
         finished_at: parse_opt_ts(r.finished_at)?,
         error: r.error,
+        warnings: serde_json::from_str(&r.warnings)
+            .map_err(|e| DbError::Corrupt(format!("restore warnings: {e}")))?,
+        safety_record_removed: r.safety_record_removed,
     })
 }
 
 const COLUMNS: &str = "id, job_id, record_id, status, phase, target, paths, safety_record_id,
-    files, bytes, started_at, finished_at, error";
+    files, bytes, started_at, finished_at, error, warnings,
+    (safety_record_id IS NOT NULL AND NOT EXISTS
+        (SELECT 1 FROM backup_records r WHERE r.id = restore_tasks.safety_record_id))
+        AS safety_record_removed";
 
 impl Db {
     pub async fn create_restore(
@@ -87,19 +104,26 @@ impl Db {
         Ok(())
     }
 
-    /// Finish a restore: counts on success, the error on failure.
+    /// Finish a restore: counts and warnings on success, the error on failure.
     pub async fn finish_restore(
         &self,
         id: &str,
-        outcome: std::result::Result<(u64, u64), String>,
+        outcome: std::result::Result<Restored, String>,
     ) -> Result<()> {
-        let (status, phase, files, bytes, error) = match outcome {
-            Ok((f, b)) => ("success", "complete", Some(f as i64), Some(b as i64), None),
-            Err(e) => ("failed", "failed", None, None, Some(e)),
+        let (status, phase, files, bytes, error, warnings) = match outcome {
+            Ok(r) => (
+                "success",
+                "complete",
+                Some(r.files as i64),
+                Some(r.bytes as i64),
+                None,
+                r.warnings,
+            ),
+            Err(e) => ("failed", "failed", None, None, Some(e), vec![]),
         };
         sqlx::query(
             "UPDATE restore_tasks SET status = ?2, phase = ?3, files = ?4, bytes = ?5, error = ?6,
-                 finished_at = ?7 WHERE id = ?1",
+                 finished_at = ?7, warnings = ?8 WHERE id = ?1",
         )
         .bind(id)
         .bind(status)
@@ -108,6 +132,7 @@ impl Db {
         .bind(bytes)
         .bind(error)
         .bind(ts(Utc::now()))
+        .bind(serde_json::to_string(&warnings).expect("strings serialize"))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -134,16 +159,13 @@ impl Db {
         rows.into_iter().map(task).collect()
     }
 
-    /// Mark restores a stopped server left running as failed.
-    pub async fn fail_interrupted_restores(&self, error: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE restore_tasks SET status = 'failed', phase = 'failed', error = ?1, finished_at = ?2
-             WHERE status = 'running'",
-        )
-        .bind(error)
-        .bind(ts(Utc::now()))
-        .execute(self.pool())
+    /// Restores a stopped server left running (their process is gone).
+    pub async fn interrupted_restores(&self) -> Result<Vec<RestoreTask>> {
+        let rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM restore_tasks WHERE status = 'running'"
+        )))
+        .fetch_all(self.pool())
         .await?;
-        Ok(done.rows_affected())
+        rows.into_iter().map(task).collect()
     }
 }

@@ -88,7 +88,7 @@ impl Db {
     /// The user and the password hash to check a login against.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<(User, String)>> {
         let row: Option<(String, String, String, String, String, String)> = sqlx::query_as(
-            "SELECT id, username, role, created_at, updated_at, password_hash FROM users WHERE username = ?1",
+            "SELECT id, username, role, created_at, updated_at, password_hash FROM users WHERE username = ?1 COLLATE NOCASE",
         )
         .bind(username)
         .fetch_optional(self.pool())

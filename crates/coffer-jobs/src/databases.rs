@@ -388,7 +388,7 @@ pub(crate) fn restore(
         .ok_or_else(|| format!("the record holds no dump of database {database}"))?;
     let path = format.path(folder, database);
     // The database is dropped before its dump is read: a lost pack must stop the restore first.
-    coffer_repo::check_present(repo, id, &path).map_err(|e| e.to_string())?;
+    coffer_repo::check_present(repo, id, std::slice::from_ref(&path)).map_err(|e| e.to_string())?;
     match (format, login) {
         (Format::Mydumper, Login::Mysql(l)) => pipe(
             |out| coffer_repo::dump_dir(repo, id, &path, out),
@@ -536,4 +536,24 @@ impl Jobs {
         .await
         .unwrap_or(false)
     }
+}
+
+/// Whether the server behind `credential_id` has a database named `name`.
+pub(crate) async fn has_database(
+    logins: &Logins,
+    credential_id: &str,
+    name: &str,
+) -> Result<bool, String> {
+    let (_, login) = logins
+        .get(credential_id)
+        .ok_or_else(|| format!("there is no credential {credential_id:?}"))?;
+    let (login, name) = (login.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || {
+        login
+            .databases()
+            .map(|dbs| dbs.contains(&name))
+            .map_err(|e| format!("the databases of the server cannot be listed: {e}"))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }

@@ -12,11 +12,17 @@
 
 mod credentials;
 mod databases;
+mod inplace;
+mod keys;
+mod places;
 mod repos;
 mod restores;
+mod upload;
 mod vault;
 mod volumes;
 
+pub use keys::KEY_SETTING;
+pub use places::Roots;
 pub use vault::Vault;
 pub use volumes::docker_check;
 pub mod runner;
@@ -31,14 +37,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use coffer_db::{Db, DbError, RecordQuery, RunOutcome};
-use coffer_types::{Event, Job, JobInput, JobUpdate, Record, Source, VerifyResult};
+use coffer_types::{Event, Job, JobInput, JobUpdate, Record, Role, Source, VerifyResult};
 
 pub use coffer_repo::sealed::sealed_len;
 pub use scheduler::{Due, due};
 pub use spec::{FieldError, Schedule};
-
-/// The setting that holds the key of job repositories (created on first use).
-pub const ENCRYPTION_KEY_SETTING: &str = "backup_encryption_key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobsError {
@@ -52,21 +55,53 @@ pub enum JobsError {
     /// The repository could not be read or written.
     #[error("{0}")]
     Repository(String),
-    /// What a restore would overwrite is in use (a volume of a running container).
+    /// What a restore would overwrite is in use (a volume of a running container, a SQLite
+    /// database a process holds open).
     #[error("{0}")]
     Busy(String),
+    /// Another process holds the repository's exclusive lock (a prune), longer than we wait.
+    #[error("{0}")]
+    Locked(String),
+    /// What the request would create or replace exists, and the request did not say to
+    /// replace it.
+    #[error("{0}")]
+    Exists(String),
 }
 
 pub type Result<T, E = JobsError> = std::result::Result<T, E>;
+
+/// How the job service is set up.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// The server's data directory (it exists).
+    pub data_dir: PathBuf,
+    /// Where jobs may read and write beyond the data directory's own places.
+    pub roots: Roots,
+    /// How long the safety records taken before restores are kept.
+    pub safety_record_days: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("the data directory's folders cannot be made: {0}")]
+    DataDir(#[from] std::io::Error),
+    #[error(transparent)]
+    Jobs(#[from] JobsError),
+}
 
 /// Jobs, runs and the scheduler, over the metadata store.
 #[derive(Debug)]
 pub struct Jobs {
     db: Db,
-    /// Where local repositories may live.
-    root: PathBuf,
+    /// Where jobs may read and write.
+    places: places::Places,
+    safety_record_days: u32,
     /// Seals the secrets of registered repositories and database credentials.
     vault: Vault,
+    /// One prune at a time per repository (by location) from this server.
+    prunes: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Cancellation flags of running records, by record id.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     wake: tokio::sync::Notify,
@@ -74,30 +109,39 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// The job service; records a previous process left running are marked failed.
-    pub async fn start(db: Db, root: PathBuf, vault: Vault) -> coffer_db::Result<Arc<Jobs>> {
+    /// The job service. What a previous process left running is marked failed, and what it
+    /// left half-done on disk is cleaned up (see `restores::clean_up_after_crash`).
+    pub async fn start(
+        db: Db,
+        config: JobsConfig,
+        vault: Vault,
+    ) -> std::result::Result<Arc<Jobs>, StartError> {
+        let places = places::Places::new(&config.data_dir, config.roots)?;
         let n = db
             .fail_interrupted_records("the server stopped while this record was running")
-            .await?
-            + db.fail_interrupted_restores("the server stopped while this restore was running")
-                .await?;
+            .await?;
         if n > 0 {
             tracing::warn!(
                 records = n,
                 "marked records interrupted by a stop as failed"
             );
         }
+        keys::move_out_of_settings(&db, &vault).await?;
         // Database copies, uploads and temporary containers a killed run left behind.
-        let _ = std::fs::remove_dir_all(root.join("tmp"));
+        let _ = std::fs::remove_dir_all(places.scratch());
         tokio::spawn(volumes::remove_leftovers());
-        Ok(Arc::new(Jobs {
+        let jobs = Arc::new(Jobs {
             db,
-            root,
+            places,
+            safety_record_days: config.safety_record_days,
             vault,
+            prunes: Default::default(),
             running: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(256).0,
-        }))
+        });
+        jobs.clean_up_after_crash().await?;
+        Ok(jobs)
     }
 
     /// Live events from now on. A subscriber that falls more than 256 events behind misses
@@ -127,7 +171,7 @@ impl Jobs {
 
     /// Where runs keep temporary copies (SQLite databases); emptied at start-up.
     pub fn scratch_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.places.scratch()
     }
 
     fn with_next_run(job: Job) -> Job {
@@ -152,7 +196,28 @@ impl Jobs {
         Ok(Self::with_next_run(self.db.job(id).await?))
     }
 
-    pub async fn create(&self, input: JobInput) -> Result<Job> {
+    /// The directories of the local repositories in use: jobs' own (`dest_path`) and
+    /// registered ones, but for job `except`'s.
+    async fn repository_dirs(&self, except: Option<&str>) -> Result<Vec<PathBuf>> {
+        let own = self
+            .db
+            .jobs()
+            .await?
+            .into_iter()
+            .filter(|j| Some(j.id.as_str()) != except)
+            .filter_map(|j| j.dest_path.map(PathBuf::from));
+        let registered = self
+            .db
+            .repositories()
+            .await?
+            .into_iter()
+            .filter_map(|r| r.url.strip_prefix("file://").map(PathBuf::from));
+        Ok(own.chain(registered).collect())
+    }
+
+    /// A new job, made by someone with `role`. With `adopt`, the job takes over the id and
+    /// the data a deleted job left in the repository (its records come back).
+    pub async fn create(&self, input: JobInput, role: Role) -> Result<Job> {
         let repository = match &input.repository_id {
             Some(id) => Some(self.db.repository(id).await.map_err(|e| match e {
                 coffer_db::DbError::NotFound(_) => JobsError::Field(FieldError {
@@ -163,16 +228,72 @@ impl Jobs {
             })?),
             None => None,
         };
-        let job = spec::new_job(input, coffer_db::new_id(), &self.root, repository.as_ref())?;
+        let adopt = input.adopt.clone();
+        let id = match &adopt {
+            Some(old) => {
+                spec::plain("adopt", old)?;
+                if self.db.job(old).await.is_ok() {
+                    return Err(JobsError::Exists(format!(
+                        "job {old:?} exists: only a deleted job's data can be adopted"
+                    )));
+                }
+                old.clone()
+            }
+            None => coffer_db::new_id(),
+        };
+        let taken = self.repository_dirs(None).await?;
+        let job = spec::new_job(input, id, &self.places, role, repository.as_ref(), &taken)?;
         self.check_credentials(&job.sources).await?;
+        // Only a repository of the job's own can hold data that would be orphaned beside it.
+        let left = match adopt.is_some() || job.dest_path.is_some() {
+            true => self.left_behind(&job).await?,
+            false => vec![],
+        };
+        let adopted = match adopt {
+            Some(old) => {
+                let found = left.into_iter().find(|(id, _)| *id == old);
+                let Some((_, records)) = found else {
+                    return Err(JobsError::Field(FieldError {
+                        field: "adopt",
+                        message: format!("the repository holds no data of a job {old:?}"),
+                    }));
+                };
+                records
+            }
+            None if job.dest_path.is_some() && !left.is_empty() => {
+                let ids: Vec<String> = left
+                    .iter()
+                    .map(|(id, r)| format!("{id:?} ({} records)", r.len()))
+                    .collect();
+                return Err(JobsError::Exists(format!(
+                    "the repository at {} holds the data of deleted jobs: {}; give \"adopt\": \
+                     \"<job id>\" to take one over, or choose another dest_path",
+                    job.dest_path.as_deref().unwrap_or_default(),
+                    ids.join(", ")
+                )));
+            }
+            None => vec![],
+        };
         let job = self.db.create_job(&job).await?;
+        if !adopted.is_empty() {
+            let n = self.db.adopt_records(&job.id, &adopted).await?;
+            tracing::info!(job = %job.id, records = n, "adopted the records of a deleted job");
+        }
         self.wake.notify_one();
         Ok(Self::with_next_run(job))
     }
 
-    pub async fn update(&self, id: &str, u: JobUpdate) -> Result<Job> {
+    /// The records that the data of deleted jobs in `job`'s repository makes, by job id.
+    async fn left_behind(&self, job: &Job) -> Result<Vec<(String, Vec<Record>)>> {
+        let target = self.target(job).await?;
+        let existing: std::collections::HashSet<String> =
+            self.db.jobs().await?.into_iter().map(|j| j.id).collect();
+        blocking(move || runner::left_behind(&target, &existing)).await
+    }
+
+    pub async fn update(&self, id: &str, u: JobUpdate, role: Role) -> Result<Job> {
         let before = self.db.job(id).await?;
-        let after = spec::update_job(before.clone(), u)?;
+        let after = spec::update_job(before.clone(), u, &self.places, role)?;
         self.check_credentials(&after.sources).await?;
         let job = self.db.update_job(&after).await?;
         // A new schedule (or re-enabling) starts from now: no burst of "missed" runs.
@@ -185,9 +306,13 @@ impl Jobs {
         Ok(Self::with_next_run(job))
     }
 
-    pub async fn delete(&self, id: &str) -> Result<()> {
+    /// Delete a job and its records. With `keep_data` its data stays in the repository (a new
+    /// job can adopt it); otherwise its snapshots are removed, and a repository of its own that
+    /// holds nothing else any more goes with them.
+    pub async fn delete(&self, id: &str, keep_data: bool) -> Result<()> {
         let running = RecordQuery {
             status: Some(coffer_types::RecordStatus::Running),
+            trigger: coffer_db::TriggerFilter::Any,
             limit: 1,
             ..RecordQuery::default()
         };
@@ -196,8 +321,31 @@ impl Jobs {
                 "the job is running: wait for the run to finish, then delete it".into(),
             ));
         }
+        let job = self.db.job(id).await?;
+        let target = match keep_data {
+            true => None,
+            false => Some(self.target(&job).await?),
+        };
+        // The records go first: a record never names data that is gone.
         self.db.delete_job(id).await?;
-        Ok(())
+        let Some(target) = target else {
+            return Ok(());
+        };
+        let removed = async {
+            let job_id = job.id.clone();
+            let t = target.clone();
+            let snapshots = blocking(move || runner::snapshots_of(&t, &job_id)).await?;
+            self.forget_and_prune(&target, snapshots).await?;
+            if job.dest_path.is_some() {
+                blocking(move || runner::remove_if_empty(&target)).await?;
+            }
+            Ok::<_, JobsError>(())
+        };
+        removed.await.map_err(|e| {
+            JobsError::Repository(format!(
+                "the job is deleted, but its data could not be removed: {e}"
+            ))
+        })
     }
 
     pub async fn records(&self, job_id: &str, q: &RecordQuery) -> Result<Vec<Record>> {
@@ -207,29 +355,6 @@ impl Jobs {
 
     pub async fn record(&self, job_id: &str, rid: &str) -> Result<Record> {
         Ok(self.db.record(job_id, rid).await?)
-    }
-
-    /// The key of encrypted job repositories, created on first use and kept in the settings.
-    async fn key(&self, job: &Job) -> Result<Option<String>> {
-        if !job.encrypted {
-            return Ok(None);
-        }
-        // Read first: only the very first use writes (the insert is atomic if two race).
-        let v = match self.db.setting(ENCRYPTION_KEY_SETTING).await? {
-            Some(v) => v,
-            None => {
-                let fresh = serde_json::Value::String(hex::encode(random_key()));
-                self.db
-                    .setting_or_insert(ENCRYPTION_KEY_SETTING, &fresh)
-                    .await?
-            }
-        };
-        match v.value {
-            serde_json::Value::String(k) if !k.is_empty() => Ok(Some(k)),
-            _ => Err(JobsError::Unusable(format!(
-                "the setting {ENCRYPTION_KEY_SETTING} must be a non-empty string"
-            ))),
-        }
     }
 
     /// Start a run now (`trigger`: `manual` or `schedule`); a conflict if one is running.
@@ -268,7 +393,10 @@ impl Jobs {
         } else {
             tracing::info!(job = %job.id, record = %rid, "backup succeeded");
         }
-        record_metrics(job, &outcome, started.elapsed());
+        // A safety record is no backup of the job: monitoring must not count it as one.
+        if !safety {
+            record_metrics(job, &outcome, started.elapsed());
+        }
         let success = matches!(outcome, RunOutcome::Success { .. });
         if let Err(e) = self.db.finish_record(rid, &outcome).await {
             tracing::error!(record = %rid, error = %e, "could not finish the record");
@@ -308,6 +436,11 @@ impl Jobs {
         cancel: Arc<AtomicBool>,
     ) -> RunOutcome {
         let prepared = async {
+            for s in &sources {
+                if let Source::Path { path, .. } | Source::Sqlite { path } = s {
+                    self.places.check_source_now(path)?;
+                }
+            }
             let target = self.target(job).await?;
             let logins = self.logins(&sources).await?;
             self.db.set_record_phase(rid, "reading").await?;
@@ -323,7 +456,7 @@ impl Jobs {
         };
         let mut labels: std::collections::BTreeMap<_, _> = [
             (runner::JOB_LABEL.to_string(), job.id.clone()),
-            ("record".to_string(), rid.to_string()),
+            (runner::RECORD_LABEL.to_string(), rid.to_string()),
         ]
         .into();
         if safety {
@@ -349,23 +482,17 @@ impl Jobs {
         }
     }
 
-    /// After a successful record: drop the records the job's retention no longer keeps, then
-    /// their snapshots, then the data nothing uses any more. Records go first: a record must
-    /// never name a snapshot that is gone, while a snapshot without a record is only retried.
+    /// After a successful record or a restore: drop the records the job's retention no longer
+    /// keeps (and the safety records older than their time), then their snapshots, then the
+    /// data nothing uses any more. Records go first: a record must never name a snapshot that
+    /// is gone, while a snapshot without a record is only retried.
     async fn apply_retention(&self, job: &Job) -> Result<()> {
-        let policy = retention_of(job);
-        if policy.is_empty() {
-            return Ok(());
-        }
+        let policy = retention_of(job, self.safety_record_days);
         let tz: chrono_tz::Tz = job.timezone.parse().unwrap_or(chrono_tz::UTC);
         let target = self.target(job).await?;
         let job_id = job.id.clone();
         let t = target.clone();
-        let expired =
-            tokio::task::spawn_blocking(move || runner::expired(&t, &job_id, &policy, &tz))
-                .await
-                .map_err(|e| JobsError::Repository(e.to_string()))?
-                .map_err(JobsError::Repository)?;
+        let expired = blocking(move || runner::expired(&t, &job_id, &policy, &tz)).await?;
         if expired.is_empty() {
             return Ok(());
         }
@@ -374,10 +501,46 @@ impl Jobs {
             .delete_records_of_snapshots(&job.id, &expired)
             .await?;
         tracing::info!(job = %job.id, records = n, snapshots = expired.len(), "retention removed old records");
-        tokio::task::spawn_blocking(move || runner::forget_and_prune(&target, &expired))
+        self.forget_and_prune(&target, expired).await
+    }
+
+    /// Forget `snapshots`, then prune. From this server one prune runs at a time per
+    /// repository; another process's prune is waited for up to `PRUNE_WAIT`. A prune only
+    /// frees space nothing uses: one that cannot run now leaves that to the next, which is no
+    /// failure of what was asked.
+    async fn forget_and_prune(
+        &self,
+        target: &runner::Target,
+        snapshots: Vec<String>,
+    ) -> Result<()> {
+        if snapshots.is_empty() {
+            return Ok(());
+        }
+        let t = target.clone();
+        blocking(move || runner::forget(&t, &snapshots)).await?;
+        let one = self
+            .prunes
+            .lock()
             .await
-            .map_err(|e| JobsError::Repository(e.to_string()))?
-            .map_err(JobsError::Repository)
+            .entry(target.location.to_string())
+            .or_default()
+            .clone();
+        let _one = one.lock().await;
+        let deadline = std::time::Instant::now() + PRUNE_WAIT;
+        loop {
+            let t = target.clone();
+            match blocking(move || runner::prune(&t)).await {
+                Err(JobsError::Locked(who)) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(%who, "waiting for another prune");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(repository = %target.location, error = %e, "pruning failed; the next prune frees the space");
+                    return Ok(());
+                }
+                Ok(()) => return Ok(()),
+            }
+        }
     }
 
     /// A successful record, its job, and the job's repository.
@@ -455,7 +618,8 @@ impl Jobs {
     }
 
     /// Delete a record, then its snapshot and the data nothing else uses (record first, as in
-    /// retention).
+    /// retention). Once the record is gone the deletion has happened: a repository that cannot
+    /// be reached now keeps the snapshot until the next retention pass removes it.
     pub async fn delete_record(&self, job_id: &str, rid: &str) -> Result<()> {
         let record = self.db.record(job_id, rid).await?;
         if record.status == coffer_types::RecordStatus::Running {
@@ -466,13 +630,57 @@ impl Jobs {
         let job = self.db.job(job_id).await?;
         self.db.delete_record(job_id, rid).await?;
         if let Some(snapshot) = record.snapshot_id {
-            let target = self.target(&job).await?;
-            tokio::task::spawn_blocking(move || runner::forget_and_prune(&target, &[snapshot]))
-                .await
-                .map_err(|e| JobsError::Repository(e.to_string()))?
-                .map_err(JobsError::Repository)?;
+            let removed = async {
+                let target = self.target(&job).await?;
+                self.forget_and_prune(&target, vec![snapshot]).await
+            };
+            if let Err(e) = removed.await {
+                tracing::warn!(job = %job_id, record = %rid, error = %e, "the record is deleted; its snapshot is removed later");
+            }
         }
         Ok(())
+    }
+}
+
+/// How long a prune waits for another process's prune of the same repository.
+const PRUNE_WAIT: Duration = Duration::from_secs(30);
+
+/// Run blocking repository work on the blocking pool.
+pub(crate) async fn blocking<T, E>(
+    f: impl FnOnce() -> std::result::Result<T, E> + Send + 'static,
+) -> Result<T>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    JobsError: From<E>,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| JobsError::Repository(format!("the operation stopped unexpectedly: {e}")))?
+        .map_err(JobsError::from)
+}
+
+impl From<String> for JobsError {
+    fn from(message: String) -> Self {
+        JobsError::Repository(message)
+    }
+}
+
+impl From<coffer_repo::Error> for JobsError {
+    fn from(e: coffer_repo::Error) -> Self {
+        match e {
+            coffer_repo::Error::Locked(who) => JobsError::Locked(format!(
+                "the repository is locked by {who}: try again when it is done"
+            )),
+            coffer_repo::Error::NotInSnapshot(path) => JobsError::Field(FieldError {
+                field: "paths",
+                message: format!("{path} is not in this record"),
+            }),
+            damage if damage.is_damage() => {
+                JobsError::Unusable(format!("the record's data is damaged: {damage}"))
+            }
+            other => JobsError::Repository(other.to_string()),
+        }
     }
 }
 
@@ -498,10 +706,11 @@ fn record_metrics(job: &Job, outcome: &RunOutcome, took: Duration) {
     }
 }
 
-/// The job's retention fields.
-fn retention_of(job: &Job) -> runner::Retention {
+/// The job's retention fields, and how long its safety records are kept.
+fn retention_of(job: &Job, safety_days: u32) -> runner::Retention {
     let r = job.retention.clone().unwrap_or_default();
     runner::Retention {
+        safety_days,
         count: job.retention_count,
         days: job.retention_days,
         rules: coffer_repo::forget::RetentionPolicy {

@@ -23,19 +23,29 @@ fn field(name: &'static str, message: impl Into<String>) -> JobsError {
 }
 
 impl Jobs {
-    /// `url` parsed: S3 locations as given, local ones confined to the data directory and
-    /// written as `file:///…`.
-    fn repository_url(&self, url: &str) -> Result<String> {
+    /// `url` parsed: S3 locations as given, local ones inside a repository root, clear of
+    /// the other local repositories (but `own`, the one being changed), written as
+    /// `file:///…`.
+    async fn repository_url(&self, url: &str, own: Option<&str>) -> Result<String> {
         match Location::parse(url).map_err(|e| field("url", e))? {
             s3 @ Location::S3 { .. } => Ok(s3.to_string()),
             Location::Local(_) => {
                 let Some(path) = url.strip_prefix("file://") else {
                     return Err(field(
                         "url",
-                        "use s3://bucket/prefix or file:///path (inside the data directory)",
+                        "use s3://bucket/prefix or file:///path (inside a repository root)",
                     ));
                 };
-                let inside = spec::confine("url", path, &self.root)?;
+                let own = own
+                    .and_then(|u| u.strip_prefix("file://"))
+                    .map(PathBuf::from);
+                let taken: Vec<PathBuf> = self
+                    .repository_dirs(None)
+                    .await?
+                    .into_iter()
+                    .filter(|d| Some(d) != own.as_ref())
+                    .collect();
+                let inside = self.places.repository("url", path, &taken)?;
                 Ok(format!("file://{}", inside.display()))
             }
         }
@@ -70,7 +80,7 @@ impl Jobs {
         Self::check_endpoint(input.endpoint.as_deref())?;
         let r = Repository {
             name: spec::name(&input.name)?,
-            url: self.repository_url(&input.url)?,
+            url: self.repository_url(&input.url, None).await?,
             endpoint: input.endpoint,
             region: input.region,
             access_key_id: input.access_key_id,
@@ -92,7 +102,10 @@ impl Jobs {
         if let Some(name) = u.name {
             r.name = spec::name(&name)?;
         }
-        let url = u.url.map(|url| self.repository_url(&url)).transpose()?;
+        let url = match u.url {
+            Some(url) => Some(self.repository_url(&url, Some(&r.url)).await?),
+            None => None,
+        };
         let moved = url.as_ref().is_some_and(|u| *u != r.url)
             || u.encrypted.is_some_and(|e| e != r.encrypted);
         if moved && r.jobs > 0 {

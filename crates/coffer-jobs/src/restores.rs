@@ -1,17 +1,51 @@
 //! Restores: of a record (in place after a safety record, or elsewhere) and of an uploaded
 //! archive; each a task recorded in `restore_tasks` and announced when it ends.
+//!
+//! Everything a restore can check is checked before anything changes and before its safety
+//! record is taken: the request, what it would replace (a volume of a running container, a
+//! SQLite database a process holds open, a database under another name that exists), and that
+//! the record or the upload holds every item. A request that fails these takes no safety
+//! record and leaves nothing behind.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use coffer_db::RunOutcome;
+use coffer_db::{Restored, RunOutcome};
 use coffer_types::{Job, Record, RestoreRequest, RestoreTask, Source};
 
-use crate::{FieldError, Jobs, JobsError, Result, databases, runner, spec, volumes};
+use crate::inplace::{self, sqlite_unused};
+use crate::runner::Restore;
+use crate::upload::{self, NO_DATABASES_IN_UPLOADS};
+use crate::{FieldError, Jobs, JobsError, Result, blocking, databases, runner, spec, volumes};
+
+/// How a restore task runs in the background.
+struct Task {
+    job: Job,
+    task: RestoreTask,
+    /// The safety record to take first (in place only).
+    safety: Option<Record>,
+    /// Volumes to make unused first, and whether to stop their containers for it.
+    volumes: Vec<String>,
+    stop_containers: bool,
+}
+
+/// Refuse in-place restores of SQLite databases that processes hold open, unless `force`.
+fn sqlite_unused_in(plan: &[Restore], force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    for item in plan {
+        if let Restore::Sqlite(db) = item {
+            sqlite_unused(db).map_err(JobsError::Busy)?;
+        }
+    }
+    Ok(())
+}
 
 impl Jobs {
     /// Restore a successful record: in place (after a `pre_restore` safety record of what is
-    /// about to be overwritten) or into an alternative target. Answers at once with the task.
+    /// about to be overwritten), into another database, or into an alternative target
+    /// directory. Answers at once with the task.
     pub async fn restore(
         self: &Arc<Self>,
         job_id: &str,
@@ -23,19 +57,17 @@ impl Jobs {
             spec::absolute("paths", p)?;
         }
         let target = match &req.target {
-            Some(t) => Some(spec::confine("target", t, &self.root)?),
+            Some(t) => {
+                let repositories = self.repository_dirs(None).await?;
+                Some(self.places.restore_target(t, &repositories)?)
+            }
             None => None,
         };
         let logins = self.logins(&job.sources).await?;
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
         let (logins, servers) = {
             let (repo, record, sources) = (repo.clone(), record.clone(), job.sources.clone());
-            tokio::task::spawn_blocking(move || {
-                databases::recorded(&repo, &record, &sources, logins)
-            })
-            .await
-            .map_err(|e| JobsError::Repository(e.to_string()))?
-            .map_err(JobsError::Repository)?
+            blocking(move || databases::recorded(&repo, &record, &sources, logins)).await?
         };
         let mut plan = runner::plan_restore(
             &job.sources,
@@ -57,10 +89,10 @@ impl Jobs {
         if let Some(name) = &req.target_database {
             let mut dbs = plan
                 .iter_mut()
-                .filter(|r| matches!(r, runner::Restore::Database { .. }));
+                .filter(|r| matches!(r, Restore::Database { .. }));
             match (dbs.next(), dbs.next(), &target) {
-                (Some(runner::Restore::Database { into, .. }), None, None)
-                    if !name.is_empty() && !name.contains('\0') =>
+                (Some(Restore::Database { into, .. }), None, None)
+                    if !name.is_empty() && !name.chars().any(char::is_control) =>
                 {
                     *into = name.clone();
                 }
@@ -72,25 +104,43 @@ impl Jobs {
                     .into());
                 }
             }
+            if let Some(Restore::Database { credential_id, .. }) = plan.first()
+                && !req.replace
+                && databases::has_database(&logins, credential_id, name).await?
+            {
+                return Err(JobsError::Exists(format!(
+                    "the database {name:?} exists: restore with \"replace\": true to replace \
+                     it, or name another target_database"
+                )));
+            }
         }
-        // In place, volumes that running containers use are refused now, or their containers
-        // stopped by the task.
-        let vols = match target {
-            None => runner::volumes_in(&plan),
-            Some(_) => vec![],
+        // The record must hold every item, and every pack their data needs.
+        {
+            let (repo, snapshot, plan, logins) =
+                (repo.clone(), snapshot.clone(), plan.clone(), logins.clone());
+            blocking(move || runner::check_restorable(&repo, &snapshot, &plan, &logins)).await?;
+        }
+        let in_place = target.is_none() && req.target_database.is_none();
+        // In place, what is in use is refused now (or its containers stopped by the task).
+        let vols = match in_place {
+            true => runner::volumes_in(&plan),
+            false => vec![],
         };
+        if in_place {
+            sqlite_unused_in(&plan, req.force)?;
+        }
         if !req.stop_containers {
             volumes::make_unused(&vols, false).await?;
         }
         // The safety record is started first: a running job makes the restore a conflict
         // before anything happens.
-        let safety = match target {
-            None => Some(
+        let safety = match in_place {
+            true => Some(
                 self.db
-                    .start_record(job_id, "pre_restore", job.encrypted)
+                    .start_record(job_id, coffer_db::SAFETY_TRIGGER, job.encrypted)
                     .await?,
             ),
-            Some(_) => None,
+            false => None,
         };
         let shown = target
             .as_ref()
@@ -100,55 +150,54 @@ impl Jobs {
             .create_restore(job_id, rid, &shown, &req.paths)
             .await?;
         let t = task.id.clone();
-        let stop = (vols, req.stop_containers);
-        self.spawn_restore(job, task.clone(), safety, stop, move || {
-            runner::restore(&repo, &snapshot, &plan, &logins, target.as_deref(), &t)
+        let force = req.force;
+        let run = Task {
+            job,
+            task: task.clone(),
+            safety,
+            volumes: vols,
+            stop_containers: req.stop_containers,
+        };
+        self.spawn_restore(run, move || {
+            runner::restore(
+                &repo,
+                &snapshot,
+                &plan,
+                &logins,
+                target.as_deref(),
+                &t,
+                force,
+            )
         });
         Ok(task)
     }
 
     /// Restore every source of the job in place from an uploaded archive (as `download`
     /// produces it) at `archive`, which the restore removes when done. The archive is checked
-    /// first (entries and links stay inside the target; its SHA-256 equals `checksum` when
-    /// given): nothing is written for an archive that fails.
+    /// first (entries and links stay inside the target; it holds every source; its SHA-256
+    /// equals `checksum` when given): nothing is written, and no safety record taken, for an
+    /// archive that fails.
     pub async fn restore_upload(
         self: &Arc<Self>,
         job_id: &str,
         archive: PathBuf,
         checksum: Option<String>,
         stop_containers: bool,
+        force: bool,
     ) -> Result<RestoreTask> {
-        let job = self.db.job(job_id).await?;
-        let refuse = |message: String| {
-            let _ = std::fs::remove_file(&archive);
-            JobsError::Field(FieldError {
-                field: "archive",
-                message,
-            })
+        let checked = self
+            .check_upload(job_id, &archive, checksum, stop_containers, force)
+            .await;
+        let (job, plan, vols) = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&archive);
+                return Err(e);
+            }
         };
-        let a = archive.clone();
-        let sha = tokio::task::spawn_blocking(move || runner::check_archive(&a))
-            .await
-            .map_err(|e| JobsError::Repository(e.to_string()))?
-            .map_err(refuse)?;
-        if let Some(expected) = checksum.filter(|c| !c.eq_ignore_ascii_case(&sha)) {
-            return Err(refuse(format!(
-                "its SHA-256 is {sha}, not the {expected} that was given: the upload is damaged"
-            )));
-        }
-        if job.sources.iter().any(|s| s.database().is_some()) {
-            return Err(refuse(runner::NO_DATABASES_IN_UPLOADS.into()));
-        }
-        let plan = runner::plan_restore(&job.sources, &Default::default(), &[], &[], &[])
-            .map_err(refuse)?;
-        let vols = runner::volumes_in(&plan);
-        if !stop_containers && let Err(e) = volumes::make_unused(&vols, false).await {
-            let _ = std::fs::remove_file(&archive);
-            return Err(e);
-        }
         let safety = match self
             .db
-            .start_record(job_id, "pre_restore", job.encrypted)
+            .start_record(job_id, coffer_db::SAFETY_TRIGGER, job.encrypted)
             .await
         {
             Ok(s) => s,
@@ -159,63 +208,89 @@ impl Jobs {
         };
         let task = self.db.create_restore(job_id, "upload", "/", &[]).await?;
         let t = task.id.clone();
-        self.spawn_restore(
+        let run = Task {
             job,
-            task.clone(),
-            Some(safety),
-            (vols, stop_containers),
-            move || {
-                let result = runner::restore_archive(&archive, &plan, &t);
-                let _ = std::fs::remove_file(&archive);
-                result
-            },
-        );
+            task: task.clone(),
+            safety: Some(safety),
+            volumes: vols,
+            stop_containers,
+        };
+        self.spawn_restore(run, move || {
+            let result = upload::restore_archive(&archive, &plan, &t, force);
+            let _ = std::fs::remove_file(&archive);
+            result
+        });
         Ok(task)
     }
 
-    /// Run a restore task: the volumes in `in_use.0` made unused (their running containers
-    /// stopped when `in_use.1`, else refused), the safety record (if any), then `work` on the
-    /// blocking pool, and stopped containers started again; the outcome is recorded and
-    /// announced.
+    /// Everything an upload restore checks before it changes anything: the job, the archive,
+    /// and what it would replace. Returns the job, the plan and the volumes it restores.
+    async fn check_upload(
+        &self,
+        job_id: &str,
+        archive: &Path,
+        checksum: Option<String>,
+        stop_containers: bool,
+        force: bool,
+    ) -> Result<(Job, Vec<Restore>, Vec<String>)> {
+        let job = self.db.job(job_id).await?;
+        let refuse = |message: String| {
+            JobsError::Field(FieldError {
+                field: "archive",
+                message,
+            })
+        };
+        if job.sources.iter().any(|s| s.database().is_some()) {
+            return Err(refuse(NO_DATABASES_IN_UPLOADS.into()));
+        }
+        let plan = runner::plan_restore(&job.sources, &Default::default(), &[], &[], &[])
+            .map_err(refuse)?;
+        let needed = runner::needed(&plan, &Default::default());
+        let a = archive.to_path_buf();
+        let sha = tokio::task::spawn_blocking(move || upload::check_archive(&a, &needed))
+            .await
+            .map_err(|e| JobsError::Repository(e.to_string()))?
+            .map_err(refuse)?;
+        if let Some(expected) = checksum.filter(|c| !c.eq_ignore_ascii_case(&sha)) {
+            return Err(refuse(format!(
+                "its SHA-256 is {sha}, not the {expected} that was given: the upload is damaged"
+            )));
+        }
+        sqlite_unused_in(&plan, force)?;
+        let vols = runner::volumes_in(&plan);
+        if !stop_containers {
+            volumes::make_unused(&vols, false).await?;
+        }
+        Ok((job, plan, vols))
+    }
+
+    /// Run a restore task: its volumes made unused (their running containers stopped when
+    /// asked, else refused), the safety record (if any), then `work` on the blocking pool, and
+    /// stopped containers started again; the outcome is recorded and announced, and the job's
+    /// safety records past their time are removed.
     fn spawn_restore(
         self: &Arc<Self>,
-        job: Job,
-        task: RestoreTask,
-        safety: Option<Record>,
-        in_use: (Vec<String>, bool),
-        work: impl FnOnce() -> std::result::Result<(u64, u64), String> + Send + 'static,
+        run: Task,
+        work: impl FnOnce() -> std::result::Result<Restored, String> + Send + 'static,
     ) {
         let jobs = self.clone();
-        let tid = task.id.clone();
         tokio::spawn(async move {
-            let stopped = volumes::make_unused(&in_use.0, in_use.1).await;
+            let Task {
+                job,
+                task,
+                safety,
+                volumes: vols,
+                stop_containers,
+            } = run;
+            let tid = task.id.clone();
+            let stopped = volumes::make_unused(&vols, stop_containers).await;
             let outcome = async {
                 let stopped = stopped.as_ref().map_err(|e| e.to_string())?;
-                if !in_use.0.is_empty() {
+                if !vols.is_empty() {
                     tracing::info!(restore = %tid, containers = stopped.len(), "volumes unused");
                 }
                 if let Some(s) = &safety {
-                    jobs.db
-                        .set_restore_phase(&tid, "safety_snapshot", Some(&s.id))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let present = jobs.existing(&job.sources).await;
-                    if present.is_empty() {
-                        // Nothing there to save (the data is gone, the usual reason to restore).
-                        let nothing = RunOutcome::Failed {
-                            error: "nothing to save before the restore: no source exists".into(),
-                        };
-                        jobs.db
-                            .finish_record(&s.id, &nothing)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    } else if let RunOutcome::Failed { error } =
-                        jobs.backup_record(&job, present, &s.id, true).await
-                    {
-                        return Err(format!(
-                            "the safety snapshot failed, so nothing was overwritten: {error}"
-                        ));
-                    }
+                    jobs.take_safety_record(&job, &tid, s).await?;
                 }
                 jobs.db
                     .set_restore_phase(&tid, "restoring", None)
@@ -245,7 +320,44 @@ impl Jobs {
             if let Err(e) = jobs.db.finish_restore(&tid, outcome).await {
                 tracing::error!(restore = %tid, error = %e, "could not finish the restore");
             }
+            if safety.is_some()
+                && let Err(e) = jobs.apply_retention(&job).await
+            {
+                tracing::warn!(job = %job.id, error = %e, "removing old safety records failed");
+            }
         });
+    }
+
+    /// The safety record `s` of restore task `tid`: a backup of what the restore is about to
+    /// overwrite, or nothing when none of it exists any more.
+    async fn take_safety_record(
+        &self,
+        job: &Job,
+        tid: &str,
+        s: &Record,
+    ) -> std::result::Result<(), String> {
+        self.db
+            .set_restore_phase(tid, "safety_snapshot", Some(&s.id))
+            .await
+            .map_err(|e| e.to_string())?;
+        let present = self.existing(&job.sources).await;
+        if present.is_empty() {
+            // Nothing there to save (the data is gone, the usual reason to restore).
+            let nothing = RunOutcome::Failed {
+                error: "nothing to save before the restore: no source exists".into(),
+            };
+            return self
+                .db
+                .finish_record(&s.id, &nothing)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        match self.backup_record(job, present, &s.id, true).await {
+            RunOutcome::Failed { error } => Err(format!(
+                "the safety snapshot failed, so nothing was overwritten: {error}"
+            )),
+            RunOutcome::Success { .. } => Ok(()),
+        }
     }
 
     pub async fn restore_task(&self, job_id: &str, tid: &str) -> Result<RestoreTask> {
@@ -276,5 +388,49 @@ impl Jobs {
     pub async fn restore_tasks(&self, job_id: &str) -> Result<Vec<RestoreTask>> {
         self.db.job(job_id).await?;
         Ok(self.db.restores(job_id).await?)
+    }
+
+    /// At start-up, for each restore a stop interrupted: undo what it left half-done and
+    /// remove its debris — in place, an item moved aside goes back and staging directories
+    /// go (`inplace::recover`); in a target directory, its temporary files — then mark it
+    /// failed.
+    pub(crate) async fn clean_up_after_crash(&self) -> Result<()> {
+        for task in self.db.interrupted_restores().await? {
+            let live: Vec<PathBuf> = match self.db.job(&task.job_id).await {
+                Ok(job) if task.target == "/" => match task.paths.is_empty() {
+                    true => job
+                        .sources
+                        .iter()
+                        .filter_map(|s| match s {
+                            Source::Path { path, .. } | Source::Sqlite { path } => {
+                                Some(PathBuf::from(path))
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                    false => task.paths.iter().map(PathBuf::from).collect(),
+                },
+                _ => vec![],
+            };
+            let (id, target) = (task.id.clone(), PathBuf::from(&task.target));
+            let done = blocking(move || {
+                let mut done = inplace::recover(&id, &live);
+                if target != Path::new("/") {
+                    done.extend(coffer_repo::restore::remove_leftovers(&target));
+                }
+                Ok::<_, JobsError>(done)
+            })
+            .await?;
+            for what in &done {
+                tracing::warn!(restore = %task.id, "after an interrupted restore: {what}");
+            }
+            self.db
+                .finish_restore(
+                    &task.id,
+                    Err("the server stopped while this restore was running".into()),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

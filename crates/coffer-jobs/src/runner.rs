@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use coffer_db::Restored;
 use coffer_repo::forget::{self, RetentionPolicy};
 use coffer_repo::prune::{self, PruneOptions};
 use coffer_repo::verify::{self, VerifyOptions};
@@ -17,7 +18,7 @@ use coffer_repo::{
 use coffer_types::{Source, VerifyResult};
 
 use crate::databases::{self, Logins};
-use crate::volumes;
+use crate::{inplace, volumes};
 
 /// The repository key is 256 random bits, not a human password: a light KDF is enough.
 const KDF: KdfParams = KdfParams {
@@ -56,7 +57,13 @@ impl Target {
     }
 
     pub(crate) fn open(&self) -> Result<Repository, String> {
-        Repository::open(self.backend()?, self.secret().as_ref()).map_err(|e| e.to_string())
+        self.repo().map_err(|e| e.to_string())
+    }
+
+    /// The repository, with the engine's typed error.
+    fn repo(&self) -> coffer_repo::Result<Repository> {
+        let backend = self.location.open(self.s3.clone())?;
+        Repository::open(backend, self.secret().as_ref())
     }
 
     /// Open the repository, creating it on the first run.
@@ -157,6 +164,8 @@ fn items(
 
 /// The label that ties a snapshot to its job (retention works per job).
 pub const JOB_LABEL: &str = "job";
+/// The label that names the record a snapshot was made for.
+pub const RECORD_LABEL: &str = "record";
 
 /// Back `sources` up into the repository at `target` (created on first use). With
 /// `keep_unreadable` (safety records before a restore), a SQLite file that cannot be read as a
@@ -254,49 +263,37 @@ pub struct Retention {
     /// Calendar rules (keep the newest of each day, week, ...); a record must be kept by one of
     /// them, when any is given.
     pub rules: RetentionPolicy,
-}
-
-impl Retention {
-    pub fn is_empty(&self) -> bool {
-        self.count.is_none() && self.days.is_none() && self.rules.is_empty()
-    }
+    /// Safety records (taken before restores) are kept this many days, apart from the rest.
+    pub safety_days: u32,
 }
 
 /// The label of a snapshot taken before a restore.
 pub const SAFETY_LABEL: &str = "pre_restore";
 
-/// How many of a job's snapshots taken before a restore are kept; they do not count towards
-/// its retention, so that restoring never costs the job its regular history.
-const SAFETY_KEPT: usize = 3;
-
 /// The job's snapshots that `retention` no longer keeps (nothing is removed here): regular
-/// ones by the job's retention, the newest always kept; those taken before a restore beyond
-/// the newest `SAFETY_KEPT`.
+/// ones by the job's retention, the newest always kept; those taken before a restore once they
+/// are older than their days. Safety snapshots do not count towards the job's retention, so
+/// that restoring never costs the job its regular history.
 pub fn expired(
     target: &Target,
     job_id: &str,
     retention: &Retention,
     tz: &chrono_tz::Tz,
 ) -> Result<Vec<String>, String> {
-    if retention.is_empty() {
-        return Ok(vec![]);
-    }
     let repo = target.open()?;
-    let (mut safety, mut mine): (Vec<_>, Vec<_>) = coffer_repo::snapshot::list(&repo)
+    let (safety, mut mine): (Vec<_>, Vec<_>) = coffer_repo::snapshot::list(&repo)
         .map_err(|e| e.to_string())?
         .snapshots
         .into_iter()
         .filter(|(_, s)| s.labels.get(JOB_LABEL).map(String::as_str) == Some(job_id))
         .partition(|(_, s)| s.labels.contains_key(SAFETY_LABEL));
-    let newest_first = |a: &(Id, coffer_repo::Snapshot), b: &(Id, coffer_repo::Snapshot)| {
-        b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0))
-    };
-    mine.sort_by(newest_first);
-    safety.sort_by(newest_first);
+    let now = chrono::Utc::now();
+    let safety_limit = now - chrono::TimeDelta::days(i64::from(retention.safety_days));
     let old_safety = safety
         .iter()
-        .skip(SAFETY_KEPT)
+        .filter(|(_, s)| s.time < safety_limit)
         .map(|(id, _)| id.to_string());
+    mine.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
     let kept_by_rules: Option<HashSet<Id>> = (!retention.rules.is_empty()).then(|| {
         forget::decide(&mine, &retention.rules, tz)
             .into_iter()
@@ -304,7 +301,6 @@ pub fn expired(
             .map(|d| d.id)
             .collect()
     });
-    let now = chrono::Utc::now();
     Ok(mine
         .iter()
         .enumerate()
@@ -321,20 +317,132 @@ pub fn expired(
         .collect())
 }
 
-/// Remove snapshots from the repository, then the data no remaining snapshot uses.
-pub fn forget_and_prune(target: &Target, snapshots: &[String]) -> Result<(), String> {
-    if snapshots.is_empty() {
-        return Ok(());
+/// The repository at `target`, or none where there is no repository yet.
+fn existing(target: &Target) -> coffer_repo::Result<Option<Repository>> {
+    match target.repo() {
+        Err(coffer_repo::Error::NotARepository(_)) => Ok(None),
+        other => other.map(Some),
     }
-    let repo = target.open()?;
+}
+
+/// Every snapshot of job `job_id` (its safety snapshots too).
+pub fn snapshots_of(target: &Target, job_id: &str) -> coffer_repo::Result<Vec<String>> {
+    let Some(repo) = existing(target)? else {
+        return Ok(vec![]);
+    };
+    Ok(coffer_repo::snapshot::list(&repo)?
+        .snapshots
+        .into_iter()
+        .filter(|(_, s)| s.labels.get(JOB_LABEL).map(String::as_str) == Some(job_id))
+        .map(|(id, _)| id.to_string())
+        .collect())
+}
+
+/// Remove snapshots from the repository (their data stays until a prune).
+pub fn forget(target: &Target, snapshots: &[String]) -> coffer_repo::Result<()> {
+    let repo = target.repo()?;
     let ids = snapshots
         .iter()
-        .map(|s| snapshot_id(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    forget::forget_ids(&repo, &ids, false).map_err(|e| e.to_string())?;
-    prune::prune(&repo, &PruneOptions { dry_run: false })
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map(|s| {
+            s.parse::<Id>()
+                .map_err(|_| coffer_repo::Error::SnapshotNotFound(s.clone()))
+        })
+        .collect::<coffer_repo::Result<Vec<_>>>()?;
+    forget::forget_ids(&repo, &ids, false)?;
+    Ok(())
+}
+
+/// Remove the data no snapshot uses any more (`Error::Locked` while another prune runs).
+pub fn prune(target: &Target) -> coffer_repo::Result<()> {
+    prune::prune(&target.repo()?, &PruneOptions { dry_run: false }).map(|_| ())
+}
+
+/// Remove a local repository that holds no snapshot any more, with the folders it made.
+pub fn remove_if_empty(target: &Target) -> coffer_repo::Result<()> {
+    let Location::Local(dir) = &target.location else {
+        return Ok(());
+    };
+    let Some(repo) = existing(target)? else {
+        return Ok(());
+    };
+    if !coffer_repo::snapshot::list(&repo)?.snapshots.is_empty() {
+        return Ok(());
+    }
+    coffer_repo::destroy(&repo)?;
+    // The folders the repository made, then the directory itself, as far as they are empty (a
+    // directory the user named may hold other things).
+    for sub in coffer_repo::FOLDERS {
+        remove_empty_dirs(&dir.join(sub));
+    }
+    let _ = std::fs::remove_dir(dir);
+    Ok(())
+}
+
+/// Remove `dir` and the directories below it, bottom up, as far as they are empty.
+fn remove_empty_dirs(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_dirs(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// The data deleted jobs left in the repository at `target`: per job id (label `job`) not in
+/// `existing_jobs`, the records its snapshots make (newest first). Nothing when there is no
+/// repository yet.
+pub fn left_behind(
+    target: &Target,
+    existing_jobs: &HashSet<String>,
+) -> coffer_repo::Result<Vec<(String, Vec<coffer_types::Record>)>> {
+    let Some(repo) = existing(target)? else {
+        return Ok(vec![]);
+    };
+    let mut by_job: BTreeMap<String, Vec<coffer_types::Record>> = BTreeMap::new();
+    for (id, s) in coffer_repo::snapshot::list(&repo)?
+        .snapshots
+        .into_iter()
+        .rev()
+    {
+        let Some(job) = s
+            .labels
+            .get(JOB_LABEL)
+            .filter(|j| !existing_jobs.contains(*j))
+        else {
+            continue;
+        };
+        let record = coffer_types::Record {
+            id: s
+                .labels
+                .get(RECORD_LABEL)
+                .cloned()
+                .unwrap_or_else(coffer_db::new_id),
+            job_id: job.clone(),
+            status: coffer_types::RecordStatus::Success,
+            phase: "complete".into(),
+            size_bytes: Some(s.size_bytes),
+            stored_bytes: Some(s.stored_bytes),
+            checksum: Some(s.checksum.clone()),
+            file_path: Some(format!("{}/snapshots/{id}", target.location)),
+            snapshot_id: Some(id.to_string()),
+            encrypted: repo.is_encrypted(),
+            trigger: match s.labels.contains_key(SAFETY_LABEL) {
+                true => coffer_db::SAFETY_TRIGGER.into(),
+                false => "adopted".into(),
+            },
+            started_at: s.time,
+            finished_at: Some(s.time + chrono::TimeDelta::milliseconds(s.duration_ms as i64)),
+            duration_ms: Some(s.duration_ms),
+            error: None,
+            warnings: s.warnings.clone(),
+            databases: vec![],
+            backup_tool: None,
+        };
+        by_job.entry(job.clone()).or_default().push(record);
+    }
+    Ok(by_job.into_iter().collect())
 }
 
 /// One thing to restore: where it lives on the node, and its path inside the snapshot.
@@ -358,7 +466,7 @@ pub enum Restore {
 
 impl Restore {
     /// The path inside the snapshot.
-    fn include(&self, logins: &Logins) -> String {
+    pub(crate) fn include(&self, logins: &Logins) -> String {
         match self {
             Restore::Path(p) => p.display().to_string(),
             Restore::Sqlite(p) => format!("sqlite{}", p.display()),
@@ -460,12 +568,29 @@ pub fn plan_restore(
         .collect()
 }
 
+/// The paths inside the snapshot (or an uploaded archive) that restoring `plan` reads.
+pub fn needed(plan: &[Restore], logins: &Logins) -> Vec<String> {
+    plan.iter().map(|r| r.include(logins)).collect()
+}
+
+/// Check, before anything is changed, that the snapshot holds every item of `plan` and every
+/// pack their data needs.
+pub fn check_restorable(
+    target: &Target,
+    snapshot: &str,
+    plan: &[Restore],
+    logins: &Logins,
+) -> coffer_repo::Result<()> {
+    let id = snapshot
+        .parse::<Id>()
+        .map_err(|_| coffer_repo::Error::SnapshotNotFound(snapshot.into()))?;
+    coffer_repo::check_present(&target.repo()?, &id, &needed(plan, logins))
+}
+
 /// Restore `plan` from `snapshot`: into `target` (keeping absolute paths below it), or in
-/// place. In place, each item is restored next to where it lives, then swapped in with
-/// renames, so it ends up exactly as recorded (files that were not in the record are gone)
-/// and a failure part-way leaves the original in place. A SQLite database is checked with
-/// `PRAGMA integrity_check` before it replaces the file, and its old `-wal`/`-shm` files are
-/// removed so that they are never applied to the restored database. Returns files and bytes.
+/// place (see `inplace`): each item ends up exactly as recorded (files that were not in the
+/// record are gone), and a failure part-way leaves the original in place. A SQLite database
+/// is checked with `PRAGMA integrity_check` before it replaces the file.
 pub fn restore(
     target: &Target,
     snapshot: &str,
@@ -473,10 +598,11 @@ pub fn restore(
     logins: &Logins,
     into: Option<&Path>,
     task: &str,
-) -> Result<(u64, u64), String> {
+    force: bool,
+) -> Result<Restored, String> {
     let repo = target.open()?;
     let id = snapshot_id(snapshot)?;
-    let run = |into: &Path, include: Vec<String>| -> Result<(u64, u64), String> {
+    let run = |into: &Path, include: Vec<String>| -> Result<Restored, String> {
         let s = coffer_repo::restore::restore(
             &repo,
             &id,
@@ -491,266 +617,35 @@ pub fn restore(
             let names: Vec<String> = s.damaged.iter().map(|d| format!("{d:?}")).collect();
             return Err(format!("damaged data, not restored: {}", names.join("; ")));
         }
-        Ok((s.files, s.bytes))
+        Ok(Restored {
+            files: s.files,
+            bytes: s.bytes,
+            warnings: s.warnings,
+        })
     };
     if let Some(t) = into {
         std::fs::create_dir_all(t).map_err(|e| format!("{}: {e}", t.display()))?;
-        return run(t, plan.iter().map(|r| r.include(logins)).collect());
+        return run(t, needed(plan, logins));
     }
-    in_place(
+    inplace::in_place(
         plan,
         task,
+        force,
         |staging, item| run(staging, vec![item.include(logins)]),
-        |item| match item {
-            Restore::Volume(name) => volumes::restore(&repo, &id, name),
-            Restore::Database {
-                credential_id,
-                database,
-                into,
-            } => databases::restore(&repo, &id, logins, credential_id, database, into),
-            Restore::Globals { credential_id } => {
-                databases::restore_globals(&repo, &id, logins.login(credential_id)?)
+        |item| {
+            match item {
+                Restore::Volume(name) => volumes::restore(&repo, &id, name),
+                Restore::Database {
+                    credential_id,
+                    database,
+                    into,
+                } => databases::restore(&repo, &id, logins, credential_id, database, into),
+                Restore::Globals { credential_id } => {
+                    databases::restore_globals(&repo, &id, logins.login(credential_id)?)
+                }
+                _ => unreachable!("in_place handles files"),
             }
-            _ => unreachable!("in_place handles files"),
+            .map(inplace::counts)
         },
     )
-}
-
-/// Restore each item of `plan` in place: `fill` writes a file or tree (with its path inside
-/// the archive) under a staging directory beside it, then it is checked and swapped in by
-/// renames; `other` restores a Docker volume or a database.
-fn in_place(
-    plan: &[Restore],
-    task: &str,
-    mut fill: impl FnMut(&Path, &Restore) -> Result<(u64, u64), String>,
-    mut other: impl FnMut(&Restore) -> Result<(u64, u64), String>,
-) -> Result<(u64, u64), String> {
-    let mut total = (0, 0);
-    for item in plan {
-        let live = match item {
-            Restore::Path(live) | Restore::Sqlite(live) => live,
-            Restore::Volume(_) | Restore::Database { .. } | Restore::Globals { .. } => {
-                let (f, b) = other(item)?;
-                total = (total.0 + f, total.1 + b);
-                continue;
-            }
-        };
-        let parent = live
-            .parent()
-            .ok_or_else(|| format!("{} cannot be restored in place", live.display()))?;
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        let staging = parent.join(format!(".coffer-restore-{task}"));
-        let result = (|| {
-            let (f, b) = fill(&staging, item)?;
-            let inside = item.include(&Logins::default());
-            let staged = staging.join(inside.trim_start_matches('/'));
-            if std::fs::symlink_metadata(&staged).is_err() {
-                return Err(format!("{} is not in this archive", live.display()));
-            }
-            if let Restore::Sqlite(db) = item {
-                coffer_sources::sqlite::check(&staged).map_err(|e| e.to_string())?;
-                for suffix in ["-wal", "-shm"] {
-                    let mut side = db.clone().into_os_string();
-                    side.push(suffix);
-                    let _ = std::fs::remove_file(PathBuf::from(side));
-                }
-            }
-            swap_in(&staged, live, task)?;
-            Ok((f, b))
-        })();
-        let _ = std::fs::remove_dir_all(&staging);
-        let (f, b) = result?;
-        total = (total.0 + f, total.1 + b);
-    }
-    Ok(total)
-}
-
-/// Why a job with database sources cannot restore from an uploaded archive.
-pub(crate) const NO_DATABASES_IN_UPLOADS: &str =
-    "databases are restored from records, not from uploaded archives";
-
-/// Check an uploaded archive before anything is written: every entry a relative path without
-/// `..`, links staying inside the archive. Returns its SHA-256 (hex).
-pub fn check_archive(archive: &Path) -> Result<String, String> {
-    use sha2::Digest;
-    let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
-    let mut hasher = sha2::Sha256::new();
-    let reader = HashingReader {
-        inner: file,
-        hasher: &mut hasher,
-    };
-    let mut tar = tar::Archive::new(reader);
-    let bad = |what: &str, p: &Path| format!("the archive is refused: {what} {}", p.display());
-    for entry in tar
-        .entries()
-        .map_err(|e| format!("not a tar archive: {e}"))?
-    {
-        let entry = entry.map_err(|e| format!("the archive is damaged or truncated: {e}"))?;
-        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
-        let escapes = |p: &Path| {
-            p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir)
-        };
-        if path.as_os_str().is_empty() || escapes(&path) {
-            return Err(bad("an entry leaves the target:", &path));
-        }
-        if let Some(link) = entry.link_name().map_err(|e| e.to_string())? {
-            let kind = entry.header().entry_type();
-            // A symlink is resolved from its directory, a hard link from the archive root.
-            let resolved = if kind.is_symlink() {
-                path.parent().unwrap_or(Path::new("")).join(&link)
-            } else {
-                link.to_path_buf()
-            };
-            if link.is_absolute() || !stays_inside(&resolved) {
-                return Err(bad("a link points outside the target:", &path));
-            }
-        }
-    }
-    // Hash what follows the last entry too (the end-of-archive blocks).
-    let mut rest = tar.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| e.to_string())?;
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// Whether a relative path, followed component by component, never climbs above its root.
-fn stays_inside(p: &Path) -> bool {
-    let mut depth: i64 = 0;
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => depth -= 1,
-            std::path::Component::Normal(_) => depth += 1,
-            std::path::Component::CurDir => {}
-            _ => return false,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
-}
-
-struct HashingReader<'a, R> {
-    inner: R,
-    hasher: &'a mut sha2::Sha256,
-}
-
-impl<R: std::io::Read> std::io::Read for HashingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use sha2::Digest;
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-/// The exact modification time of a pax header (`mtime=SECONDS.FRACTION`), which the plain
-/// header rounds to seconds.
-fn pax_mtime<R: std::io::Read>(entry: &mut tar::Entry<'_, R>) -> Option<rustix::fs::Timespec> {
-    let exts = entry.pax_extensions().ok()??;
-    let value = exts
-        .filter_map(Result::ok)
-        .find(|e| e.key() == Ok("mtime"))?
-        .value()
-        .ok()?
-        .to_string();
-    let (secs, frac) = value.split_once('.').unwrap_or((&value, "0"));
-    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-    Some(rustix::fs::Timespec {
-        tv_sec: secs.parse().ok()?,
-        tv_nsec: digits.parse().ok()?,
-    })
-}
-
-/// Set the modification time of `path` itself (not of a symlink's target).
-fn set_mtime(path: &Path, t: rustix::fs::Timespec) -> std::io::Result<()> {
-    let times = rustix::fs::Timestamps {
-        last_access: t,
-        last_modification: t,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        path,
-        &times,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(std::io::Error::from)
-}
-
-/// Restore `plan` in place from an uploaded (and checked) archive.
-pub fn restore_archive(archive: &Path, plan: &[Restore], task: &str) -> Result<(u64, u64), String> {
-    in_place(
-        plan,
-        task,
-        |staging, item| {
-            let include = PathBuf::from(item.include(&Logins::default()).trim_start_matches('/'));
-            let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
-            let mut tar = tar::Archive::new(file);
-            tar.set_preserve_permissions(true);
-            tar.set_preserve_mtime(true);
-            tar.set_preserve_ownerships(rustix::process::geteuid().is_root());
-            tar.set_unpack_xattrs(true);
-            std::fs::create_dir_all(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
-            let (mut files, mut bytes) = (0, 0);
-            for entry in tar.entries().map_err(|e| e.to_string())? {
-                let mut entry = entry.map_err(|e| e.to_string())?;
-                let path = entry.path().map_err(|e| e.to_string())?.into_owned();
-                if !path.starts_with(&include) {
-                    continue;
-                }
-                if entry.header().entry_type().is_file() {
-                    files += 1;
-                    bytes += entry.size();
-                }
-                let mtime = pax_mtime(&mut entry);
-                let unpacked = entry
-                    .unpack_in(staging)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                if !unpacked {
-                    return Err(format!(
-                        "the archive is refused: {} leaves the target",
-                        path.display()
-                    ));
-                }
-                if let Some(t) = mtime {
-                    set_mtime(&staging.join(&path), t)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                }
-            }
-            Ok((files, bytes))
-        },
-        |item| match item {
-            Restore::Volume(name) => volumes::restore_from_archive(archive, name),
-            _ => Err(NO_DATABASES_IN_UPLOADS.into()),
-        },
-    )
-}
-
-/// Put `staged` where `live` is, by renames in the same directory; the old one is removed
-/// only once the new one is in place.
-fn swap_in(staged: &Path, live: &Path, task: &str) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("{}: {e}", live.display());
-    let old = live.with_file_name(format!(
-        ".coffer-old-{task}-{}",
-        live.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let had = std::fs::symlink_metadata(live).is_ok();
-    if had {
-        std::fs::rename(live, &old).map_err(err)?;
-    }
-    if let Err(e) = std::fs::rename(staged, live) {
-        if had {
-            let _ = std::fs::rename(&old, live);
-        }
-        return Err(err(e));
-    }
-    if had {
-        let removed = match std::fs::symlink_metadata(&old) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&old),
-            _ => std::fs::remove_file(&old),
-        };
-        removed.map_err(err)?;
-    }
-    Ok(())
 }

@@ -5,9 +5,11 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use coffer_types::{Job, JobInput, JobUpdate, Repository, Source};
+use coffer_types::{Job, JobInput, JobUpdate, Repository, Role, Source};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
+
+use crate::places::Places;
 
 /// Input that cannot make a valid job: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,17 +82,33 @@ fn check_schedule(schedule: Option<&str>, timezone: &str) -> Result<(), FieldErr
     }
 }
 
-/// The name of a job or repository: 1 to 200 characters, trimmed.
+/// The name of a job, repository or credential: 1 to 200 characters, trimmed, without
+/// control characters.
 pub fn name(name: &str) -> Result<String, FieldError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(field("name", "give it a name of 1 to 200 characters"));
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(field(
+            "name",
+            "give it a name of 1 to 200 characters, without control characters",
+        ));
     }
     Ok(name.to_string())
 }
 
-/// `path` must be absolute and without `..` (reported under `field`).
+/// `text` must hold no control characters such as NUL (reported under `field`).
+pub fn plain(field_name: &'static str, text: &str) -> Result<(), FieldError> {
+    if text.chars().any(char::is_control) {
+        return Err(field(
+            field_name,
+            format!("{text:?} holds control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// `path` must be absolute, without `..` and control characters (reported under `field`).
 pub fn absolute(field_name: &'static str, path: &str) -> Result<(), FieldError> {
+    plain(field_name, path)?;
     let p = Path::new(path);
     if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
         return Err(field(
@@ -101,7 +119,16 @@ pub fn absolute(field_name: &'static str, path: &str) -> Result<(), FieldError> 
     Ok(())
 }
 
-fn check_sources(sources: &[Source]) -> Result<(), FieldError> {
+/// Check `sources` as named by someone with `role`. Path and SQLite sources are judged by
+/// `places` (Coffer's own files never; outside the source roots only for admins); those
+/// already in `before` (the job's sources until now) only for Coffer's own files, so that an
+/// operator can change a job an admin made without being refused for its paths.
+fn check_sources(
+    sources: &[Source],
+    places: &Places,
+    role: Role,
+    before: &[Source],
+) -> Result<(), FieldError> {
     if sources.is_empty() {
         return Err(field(
             "sources",
@@ -116,7 +143,14 @@ fn check_sources(sources: &[Source]) -> Result<(), FieldError> {
                     "exclude patterns are not supported by this version yet",
                 ));
             }
-            Source::Path { path, .. } | Source::Sqlite { path } => absolute("sources", path)?,
+            Source::Path { path, .. } | Source::Sqlite { path } => {
+                let judged_as = if before.contains(s) {
+                    Role::Admin
+                } else {
+                    role
+                };
+                places.source(path, judged_as)?;
+            }
             Source::Postgres { database, all, .. } | Source::Mysql { database, all, .. } => {
                 match (database, all) {
                     (Some(d), false) if !d.is_empty() && !d.contains('\0') => {}
@@ -176,43 +210,16 @@ fn check_retention(count: Option<u32>, days: Option<u32>) -> Result<(), FieldErr
     Ok(())
 }
 
-/// `dest` resolved against `root` and proven to stay inside it: no `..`, and no symlink on the
-/// way that leads out.
-pub fn confine(field_name: &'static str, dest: &str, root: &Path) -> Result<PathBuf, FieldError> {
-    let outside = || {
-        field(
-            field_name,
-            format!(
-                "{dest:?} is outside the allowed directory {}",
-                root.display()
-            ),
-        )
-    };
-    let p = Path::new(dest);
-    if p.components().any(|c| c == Component::ParentDir) {
-        return Err(field(field_name, "'..' is not allowed"));
-    }
-    let root = std::fs::canonicalize(root).map_err(|e| field(field_name, e.to_string()))?;
-    let joined = root.join(p);
-    // The deepest part that exists must resolve inside the root.
-    let mut existing = joined.as_path();
-    while !existing.exists() {
-        existing = existing.parent().ok_or_else(outside)?;
-    }
-    let real = std::fs::canonicalize(existing).map_err(|e| field(field_name, e.to_string()))?;
-    if !real.starts_with(&root) || !joined.starts_with(&root) {
-        return Err(outside());
-    }
-    Ok(real.join(joined.strip_prefix(existing).unwrap_or(Path::new(""))))
-}
-
-/// A new job from `input`, with id `id`; `root` is where local repositories may live;
-/// `repository` is the registered repository `input.repository_id` names.
-pub fn new_job(
+/// A new job from `input`, with id `id`, made by someone with `role`; `repository` is the
+/// registered repository `input.repository_id` names; `taken` are the directories of the
+/// local repositories in use (which a new `dest_path` must not overlap).
+pub(crate) fn new_job(
     input: JobInput,
     id: String,
-    root: &Path,
+    places: &Places,
+    role: Role,
     repository: Option<&Repository>,
+    taken: &[PathBuf],
 ) -> Result<Job, FieldError> {
     let name = name(&input.name)?;
     let node_id = input.node_id.unwrap_or_else(|| "local".into());
@@ -229,7 +236,7 @@ pub fn new_job(
             .into_iter()
             .map(|name| Source::Volume { name }),
     );
-    check_sources(&sources)?;
+    check_sources(&sources, places, role, &[])?;
     let timezone = input.timezone.unwrap_or_else(|| "UTC".into());
     let schedule = input.schedule.filter(|s| !s.trim().is_empty());
     check_schedule(schedule.as_deref(), &timezone)?;
@@ -255,10 +262,23 @@ pub fn new_job(
             (None, r.encrypted)
         }
         None => {
-            let dest = match &input.dest_path {
-                Some(d) => confine("dest_path", d, root)?,
-                None => confine("dest_path", &format!("backups/{id}"), root)?,
-            };
+            let default = format!("{}/{id}", crate::places::BACKUPS);
+            let dest = places.repository(
+                "dest_path",
+                input.dest_path.as_deref().unwrap_or(&default),
+                taken,
+            )?;
+            let backs_itself_up = sources.iter().any(|s| match s {
+                Source::Path { path, .. } => crate::places::resolve(Path::new(path))
+                    .is_ok_and(|p| crate::places::overlap(&p, &dest)),
+                _ => false,
+            });
+            if backs_itself_up {
+                return Err(field(
+                    "dest_path",
+                    "the repository would lie inside (or contain) one of the job's own sources",
+                ));
+            }
             (
                 Some(dest.display().to_string()),
                 input.encrypted.unwrap_or(true),
@@ -289,8 +309,13 @@ pub fn new_job(
     })
 }
 
-/// `job` with the fields of `u` replaced.
-pub fn update_job(mut job: Job, u: JobUpdate) -> Result<Job, FieldError> {
+/// `job` with the fields of `u` replaced, by someone with `role`.
+pub(crate) fn update_job(
+    mut job: Job,
+    u: JobUpdate,
+    places: &Places,
+    role: Role,
+) -> Result<Job, FieldError> {
     if let Some(name) = u.name {
         job.name = self::name(&name)?;
     }
@@ -301,7 +326,7 @@ pub fn update_job(mut job: Job, u: JobUpdate) -> Result<Job, FieldError> {
             sources.retain(|s| !matches!(s, Source::Volume { .. }));
             sources.extend(volumes.into_iter().map(|name| Source::Volume { name }));
         }
-        check_sources(&sources)?;
+        check_sources(&sources, places, role, &job.sources)?;
         job.sources = sources;
     }
     if let Some(tz) = u.timezone {
@@ -357,34 +382,5 @@ mod tests {
                 "{expr} {tz}"
             );
         }
-    }
-
-    #[test]
-    fn destinations_stay_inside_the_root() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        assert!(
-            confine("dest_path", "backups/a", r)
-                .unwrap()
-                .starts_with(std::fs::canonicalize(r).unwrap())
-        );
-        assert_eq!(
-            confine("dest_path", "../x", r).unwrap_err().field,
-            "dest_path"
-        );
-        assert_eq!(
-            confine("dest_path", "/etc", r).unwrap_err().field,
-            "dest_path"
-        );
-        std::os::unix::fs::symlink("/tmp", r.join("escape")).unwrap();
-        assert_eq!(
-            confine("dest_path", "escape/x", r).unwrap_err().field,
-            "dest_path"
-        );
-        let inside = std::fs::canonicalize(r).unwrap().join("b/c");
-        assert_eq!(
-            confine("dest_path", inside.to_str().unwrap(), r).unwrap(),
-            inside
-        );
     }
 }

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use coffer_repo::{BackupItem, Id, Repository};
 use coffer_sources::docker::{Container, Docker, DockerError, VolumeInfo};
 
+use coffer_db::Restored;
+
+use crate::upload::{self, Refused};
 use crate::{ChannelWriter, JobsError};
 
 /// The folder of a volume in a snapshot.
@@ -142,7 +145,7 @@ pub(crate) async fn start_again(stopped: Stopped) {
 /// temporary container. Returns files and bytes.
 pub(crate) fn restore(repo: &Repository, id: &Id, name: &str) -> Result<(u64, u64), String> {
     // The volume is recreated before it is filled: a lost pack must stop the restore first.
-    coffer_repo::check_present(repo, id, &folder(name)).map_err(|e| e.to_string())?;
+    coffer_repo::check_present(repo, id, &[folder(name)]).map_err(|e| e.to_string())?;
     let snap = coffer_repo::snapshot::load(repo, id).map_err(|e| e.to_string())?;
     let info = snap
         .labels
@@ -155,18 +158,18 @@ pub(crate) fn restore(repo: &Repository, id: &Id, name: &str) -> Result<(u64, u6
 
 /// Restore the volume `name` from its folder in an uploaded (and checked) archive; the volume
 /// is recreated as it is now.
-pub(crate) fn restore_from_archive(archive: &Path, name: &str) -> Result<(u64, u64), String> {
+pub(crate) fn restore_from_archive(archive: &Path, name: &str) -> Result<Restored, String> {
     refill(name, None, |out| volume_tar(archive, name, out))
 }
 
 /// Recreate the volume `name` (as `info` describes it; else as it is now, or as a plain local
 /// volume) and fill it with the tar stream (`./…`) that `write` produces. Nothing is written
 /// while a running container uses it.
-fn refill(
+fn refill<T>(
     name: &str,
     info: Option<VolumeInfo>,
-    write: impl FnOnce(&mut ChannelWriter) -> Result<(u64, u64), String>,
-) -> Result<(u64, u64), String> {
+    write: impl FnOnce(&mut ChannelWriter) -> Result<T, String>,
+) -> Result<T, String> {
     let rt = tokio::runtime::Handle::current();
     let docker = rt
         .block_on(async {
@@ -210,9 +213,10 @@ fn refill(
     Ok(counts)
 }
 
-/// The entries of `volume/<name>/` in `archive`, as a tar of their own (`./…`), PAX records
-/// (exact times, extended attributes) kept. Returns files and bytes.
-fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<(u64, u64), String> {
+/// The entries of `volume/<name>/` in `archive` (an upload), as a tar of their own (`./…`),
+/// PAX records (exact times, extended attributes) kept, but none of what an upload may not
+/// bring (`upload::refused`).
+fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<Restored, String> {
     let err = |e: std::io::Error| e.to_string();
     let prefix = PathBuf::from(folder(name));
     let inside = |p: &Path| {
@@ -222,7 +226,7 @@ fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<(u64, u
     };
     let mut tar = tar::Archive::new(std::fs::File::open(archive).map_err(err)?);
     let mut b = tar::Builder::new(out);
-    let (mut files, mut bytes, mut found) = (0, 0, false);
+    let (mut done, mut found) = (Restored::default(), false);
     for entry in tar.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
         let path = entry.path().map_err(err)?.into_owned();
@@ -230,6 +234,18 @@ fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<(u64, u
             continue;
         };
         found = true;
+        let mut h = entry.header().clone();
+        match upload::refused(&h, &path) {
+            Some(Refused::Skip(warning)) => {
+                done.warnings.push(warning);
+                continue;
+            }
+            Some(Refused::Strip(warning)) => {
+                done.warnings.push(warning);
+                h.set_mode(h.mode().map_err(err)? & !upload::SET_ID_BITS);
+            }
+            None => {}
+        }
         // What the PAX header said beyond names and sizes, which the builder writes itself.
         let mut pax = Vec::new();
         if let Some(exts) = entry.pax_extensions().map_err(err)? {
@@ -248,7 +264,6 @@ fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<(u64, u
             h.set_cksum();
             b.append(&h, &pax[..]).map_err(err)?;
         }
-        let mut h = entry.header().clone();
         let kind = h.entry_type();
         if kind.is_hard_link() || kind.is_symlink() {
             let target = entry
@@ -266,8 +281,8 @@ fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<(u64, u
             b.append_link(&mut h, &new, &target).map_err(err)?;
         } else {
             if kind.is_file() {
-                files += 1;
-                bytes += entry.size();
+                done.files += 1;
+                done.bytes += entry.size();
             }
             b.append_data(&mut h, &new, &mut entry).map_err(err)?;
         }
@@ -279,5 +294,5 @@ fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<(u64, u
         ));
     }
     b.finish().map_err(err)?;
-    Ok((files, bytes))
+    Ok(done)
 }

@@ -46,6 +46,9 @@ pub enum Error {
     #[error("no snapshot matches {0:?}")]
     SnapshotNotFound(String),
 
+    #[error("{0} is not in this snapshot")]
+    NotInSnapshot(String),
+
     #[error("{0:?} matches more than one snapshot; give more characters of the id")]
     AmbiguousSnapshot(String),
 

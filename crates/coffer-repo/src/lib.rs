@@ -198,19 +198,23 @@ pub fn list_dir(repo: &Repository, snapshot_id: &Id, path: &str) -> Result<Vec<V
     })
 }
 
-/// Check, without reading any data, that everything the file or directory at `path` inside a
-/// snapshot needs is in the index and in a pack that exists: before a restore destroys what it
-/// replaces (a database, a volume), so that a lost pack stops it first. (Damage inside a pack
-/// still shows only when the data is read.)
-pub fn check_present(repo: &Repository, snapshot_id: &Id, path: &str) -> Result<()> {
+/// Check, without reading any data, that the files or directories at `paths` inside a
+/// snapshot exist (`Error::NotInSnapshot` names one that does not) and that everything they
+/// need is in the index and in a pack that exists: before a restore destroys what it replaces,
+/// so that a lost pack stops it first. (Damage inside a pack still shows only when the data is
+/// read.)
+pub fn check_present(repo: &Repository, snapshot_id: &Id, paths: &[String]) -> Result<()> {
     let _lock = lock::acquire(repo, LockKind::Read)?;
     let snap = snapshot::load(repo, snapshot_id)?;
     let index = index::Index::load(repo)?;
     let reader = reader::BlobReader::new(repo, &index);
-    let Some(node) = node_at(&reader, &snap, path)? else {
-        return Err(Error::Invalid(format!("{path} is not in this snapshot")));
-    };
-    let mut pending = vec![node];
+    let mut pending = vec![];
+    for path in paths {
+        match node_at(&reader, &snap, path)? {
+            Some(node) => pending.push(node),
+            None => return Err(Error::NotInSnapshot(path.clone())),
+        }
+    }
     while let Some(node) = pending.pop() {
         for c in &node.content {
             if let Content::Chunk { id, .. } = c {
@@ -258,6 +262,38 @@ pub fn cat(repo: &Repository, snapshot_id: &Id, path: &str, out: &mut dyn Write)
     }
     out.flush().map_err(io)?;
     Ok(node.size)
+}
+
+/// The folders of a repository, beside its `config`.
+pub const FOLDERS: [&str; 6] = [
+    repo::KEYS,
+    repo::DATA,
+    repo::INDEX,
+    repo::SNAPSHOTS,
+    repo::LOCKS,
+    repo::PLANS,
+];
+
+/// Delete a whole repository that holds no snapshot any more: its config first (from then on
+/// it is no repository), then every object. Refused while it holds snapshots or a live
+/// process uses it.
+pub fn destroy(repo: &Repository) -> Result<()> {
+    if !snapshot::list(repo)?.snapshots.is_empty() {
+        return Err(Error::Invalid(
+            "the repository still holds snapshots".into(),
+        ));
+    }
+    if let Some((_, user)) = lock::live_locks(repo)?.first() {
+        return Err(Error::Locked(user.describe()));
+    }
+    let backend = repo.backend();
+    backend.delete(repo::CONFIG)?;
+    for folder in FOLDERS {
+        for object in backend.list(folder)? {
+            backend.delete(&object.name)?;
+        }
+    }
+    Ok(())
 }
 
 /// Locks held right now by live processes.

@@ -357,13 +357,52 @@ fn worker(reader: &BlobReader, shared: &Shared, jobs: Receiver<FileJob>) {
     }
 }
 
+/// The name of a file being restored, before it is renamed into place.
+fn temporary_name(random: &[u8; 8]) -> String {
+    format!("{TEMPORARY_PREFIX}{}", hex::encode(random))
+}
+
+const TEMPORARY_PREFIX: &str = ".coffer-restore-";
+
+/// Remove what a restore into `target` that was killed left behind: its temporary files
+/// (`.coffer-restore-` and 16 hex digits), anywhere below `target`. Returns what it did.
+pub fn remove_leftovers(target: &Path) -> Vec<String> {
+    let is_temporary = |name: &std::ffi::OsStr| {
+        name.to_str()
+            .and_then(|n| n.strip_prefix(TEMPORARY_PREFIX))
+            .is_some_and(|rest| rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let (mut removed, mut pending) = (0, vec![target.to_path_buf()]);
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => pending.push(e.path()),
+                Ok(t) if t.is_file() && is_temporary(&e.file_name()) => {
+                    removed += usize::from(fs::remove_file(e.path()).is_ok());
+                }
+                _ => {}
+            }
+        }
+    }
+    match removed {
+        0 => vec![],
+        n => vec![format!(
+            "removed {n} temporary files under {}",
+            target.display()
+        )],
+    }
+}
+
 /// Write one file to a temporary name next to its destination, then rename it into place.
 fn restore_file(reader: &BlobReader, shared: &Shared, job: &FileJob) -> Result<()> {
     let (node, dest) = (&job.node, &job.dest);
     let dir = dest.parent().expect("restored files have a parent");
     let mut rnd = [0u8; 8];
     crate::crypto::fill_random(&mut rnd);
-    let tmp = dir.join(format!(".coffer-restore-{}", hex::encode(rnd)));
+    let tmp = dir.join(temporary_name(&rnd));
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)

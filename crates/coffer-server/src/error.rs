@@ -24,6 +24,13 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    /// What the request would replace is in use (a running container's volume, an open
+    /// SQLite database).
+    #[error("{0}")]
+    InUse(String),
+    /// Another process holds the repository's lock longer than the server waits.
+    #[error("{0}")]
+    RepositoryLocked(String),
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
@@ -32,8 +39,12 @@ pub enum ApiError {
     RangeNotSatisfiable(String),
     #[error("too many attempts: try again in {retry_after_secs} seconds")]
     TooManyRequests { retry_after_secs: u64 },
-    #[error("the server cannot serve this now: its data directory or database is not usable")]
+    /// The server cannot serve now; the message says why (it is shown).
+    #[error("{0}")]
     Unavailable(String),
+    /// A disk Coffer writes to is full; the message says which.
+    #[error("{0}")]
+    DiskFull(String),
     #[error("internal error: the server log has the details under this request's id")]
     Internal(String),
 }
@@ -46,12 +57,15 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::InUse(_) | ApiError::RepositoryLocked(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,11 +79,14 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::InUse(_) => "in_use",
+            ApiError::RepositoryLocked(_) => "repository_locked",
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::DiskFull(_) => "disk_full",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -81,7 +98,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) | ApiError::Unavailable(detail) = &self {
+        if let ApiError::Internal(detail)
+        | ApiError::Unavailable(detail)
+        | ApiError::DiskFull(detail) = &self
+        {
             tracing::error!(code = self.code(), %detail, "request failed");
         }
         let body = ErrorBody {
@@ -97,11 +117,28 @@ impl IntoResponse for ApiError {
     }
 }
 
+fn e_full() -> String {
+    "the disk of the data directory is full: free some space, then try again".into()
+}
+
+impl ApiError {
+    /// An I/O failure of the server's own files: a full disk says so, anything else is
+    /// internal.
+    pub fn io(e: std::io::Error) -> ApiError {
+        if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+            ApiError::DiskFull(e_full())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             DbError::Conflict(msg) => ApiError::Conflict(msg),
+            DbError::DiskFull => ApiError::DiskFull(e_full()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -7,6 +7,7 @@
 //! or the address is taken.
 
 mod auth;
+mod conn;
 mod error;
 mod extract;
 mod metrics;
@@ -22,6 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 use coffer_db::Db;
 use coffer_types::{NewPassword, Username};
 
+pub use coffer_jobs::Roots;
+pub use conn::Timeouts;
 pub use error::ApiError;
 
 use crate::auth::TokenKeys;
@@ -42,6 +45,12 @@ pub struct ServerConfig {
     pub max_upload_bytes: u64,
     /// Create this administrator at boot if there are no users yet (unattended setup).
     pub initial_admin: Option<(Username, NewPassword)>,
+    /// How long clients may take to send headers and bodies.
+    pub timeouts: Timeouts,
+    /// Where jobs may read and write beyond the data directory's own places.
+    pub roots: coffer_jobs::Roots,
+    /// How long the safety records taken before restores are kept.
+    pub safety_record_days: u32,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +63,9 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_upload_bytes: 64 << 30,
             initial_admin: None,
+            timeouts: Timeouts::default(),
+            roots: coffer_jobs::Roots::default(),
+            safety_record_days: 7,
         }
     }
 }
@@ -66,12 +78,20 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the data directory {} is readable by others and could not be made private: {source}", path.display())]
+    NotPrivate {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the metadata database {} cannot be opened: {source}", path.display())]
     Database {
         path: PathBuf,
         #[source]
         source: coffer_db::DbError,
     },
+    #[error("the job service cannot start: {0}")]
+    Jobs(#[from] coffer_jobs::StartError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -93,6 +113,7 @@ pub(crate) struct AppState {
     pub session_ttl: Duration,
     pub max_body_bytes: usize,
     pub max_upload_bytes: u64,
+    pub timeouts: Timeouts,
     pub login_limiter: RateLimiter,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub openapi: OnceLock<serde_json::Value>,
@@ -131,14 +152,48 @@ fn prepare_data_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
+/// The files of the data directory that hold secrets (the signing key and sealed secrets in
+/// the database, the server key).
+const SECRET_FILES: [&str; 4] = ["coffer.db", "coffer.db-wal", "coffer.db-shm", "server.key"];
+
+/// Make the data directory and its secret files private to Coffer's user where others could
+/// read them (a directory that existed before, files of an earlier version), saying so.
+fn make_private(dir: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    let entries = std::iter::once((dir.to_path_buf(), 0o700))
+        .chain(SECRET_FILES.iter().map(|f| (dir.join(f), 0o600)));
+    for (path, private) in entries {
+        let mode = match std::fs::metadata(&path) {
+            Ok(m) => m.permissions().mode() & 0o777,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(StartError::NotPrivate { path, source }),
+        };
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(private)).map_err(
+                |source| StartError::NotPrivate {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+            tracing::warn!(path = %path.display(), was = format!("{mode:o}"), now = format!("{private:o}"),
+                "others could read this: made it private");
+        }
+    }
+    Ok(())
+}
+
 impl Server {
     /// Boot: data directory, metadata database, secrets, then the socket. Each step is logged.
     pub async fn bind(config: ServerConfig) -> Result<Server, StartError> {
+        // Every file and directory the server makes is private to it; what it restores gets
+        // the modes that were recorded.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         tracing::info!(data_dir = %config.data_dir.display(), "preparing the data directory");
         prepare_data_dir(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
+        make_private(&config.data_dir)?;
         let db_path = config.data_dir.join("coffer.db");
         let db_error = |source| StartError::Database {
             path: db_path.clone(),
@@ -155,16 +210,20 @@ impl Server {
                 .await
                 .map_err(db_error)?;
         }
-        tracing::info!("starting the job service");
         let vault = coffer_jobs::Vault::open_or_create(&config.data_dir).map_err(|source| {
             StartError::DataDir {
                 path: config.data_dir.clone(),
                 source,
             }
         })?;
-        let jobs = coffer_jobs::Jobs::start(db.clone(), config.data_dir.clone(), vault)
-            .await
-            .map_err(db_error)?;
+        make_private(&config.data_dir)?;
+        let jobs_config = coffer_jobs::JobsConfig {
+            data_dir: config.data_dir.clone(),
+            roots: config.roots.clone(),
+            safety_record_days: config.safety_record_days,
+        };
+        tracing::info!(roots = ?config.roots, "starting the job service");
+        let jobs = coffer_jobs::Jobs::start(db.clone(), jobs_config, vault).await?;
         let dummy_hash = tokio::task::spawn_blocking(auth::dummy_hash)
             .await
             .expect("hashing does not panic");
@@ -186,6 +245,7 @@ impl Server {
             session_ttl: config.session_ttl,
             max_body_bytes: config.max_body_bytes,
             max_upload_bytes: config.max_upload_bytes,
+            timeouts: config.timeouts,
             login_limiter: RateLimiter::new(10, Duration::from_secs(60)),
             metrics: metrics::handle(),
             openapi: OnceLock::new(),
@@ -200,10 +260,7 @@ impl Server {
 
     /// Serve and schedule until `shutdown` completes; then finish the requests in flight, ask
     /// running records to stop, and wait for them to be recorded.
-    pub async fn run(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -218,15 +275,10 @@ impl Server {
                 .clone()
                 .scheduler(until_stopped(stopped.clone()), Duration::from_secs(30)),
         );
+        let timeouts = self.state.timeouts;
         let app = routes::router(self.state);
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(until_stopped(stopped))
-        .await;
+        conn::serve(self.listener, app, timeouts, until_stopped(stopped)).await;
         let _ = scheduler.await;
-        served
     }
 }
 

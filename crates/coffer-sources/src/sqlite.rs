@@ -88,3 +88,62 @@ mod tests {
         assert!(copy(&dir.path().join("missing.db"), &dir.path().join("c3.db")).is_err());
     }
 }
+
+/// A process that has a file open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: u32,
+    /// Its command name (`/proc/<pid>/comm`).
+    pub name: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (pid {})", self.name, self.pid)
+    }
+}
+
+/// The processes other than this one that have the database at `db` open, or its `-wal` or
+/// `-shm` file: an application that would go on writing into a file a restore replaced.
+/// Read from `/proc/<pid>/fd`, so only processes this one may inspect are seen (all, as root).
+pub fn holders(db: &Path) -> Vec<Holder> {
+    let Ok(real) = std::fs::canonicalize(db) else {
+        return vec![];
+    };
+    let files: Vec<std::path::PathBuf> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut p = real.clone().into_os_string();
+            p.push(suffix);
+            p.into()
+        })
+        .collect();
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|target| files.contains(&target));
+        if holds {
+            let name = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            out.push(Holder {
+                pid,
+                name: name.trim().to_string(),
+            });
+        }
+    }
+    out
+}

@@ -129,6 +129,10 @@ pub struct JobInput {
     pub encrypted: Option<bool>,
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// The id of a deleted job whose data the repository still holds: the new job takes over
+    /// that id and the records of that data.
+    #[serde(default)]
+    pub adopt: Option<String>,
 }
 
 /// A change to a job: `PUT /api/backup-jobs/{id}` replaces the fields given.
@@ -233,7 +237,9 @@ pub struct Record {
     pub file_path: Option<String>,
     pub snapshot_id: Option<String>,
     pub encrypted: bool,
-    /// Why the record was made: `schedule`, `manual`, `pre_restore`.
+    /// Why the record was made: `schedule`, `manual`, `adopted` (a deleted job's data taken
+    /// over), or `pre_restore` (a safety record taken before a restore, which is no backup of
+    /// the job).
     pub trigger: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -291,10 +297,17 @@ pub struct RestoreRequest {
     /// then those containers are stopped first and started again afterwards.
     #[serde(default)]
     pub stop_containers: bool,
-    /// Restore the job's one database into this database instead of the original (created,
-    /// or replaced if it exists); the original is left alone.
+    /// Restore the job's one database into this database instead of the original (created;
+    /// one that exists is replaced only with `replace`); the original is left alone.
     #[serde(default)]
     pub target_database: Option<String>,
+    /// Replace the `target_database` if it exists (otherwise that is refused with 409).
+    #[serde(default)]
+    pub replace: bool,
+    /// Restore a SQLite database in place even while processes hold it open (otherwise that
+    /// is refused with 409, naming them: their later writes would be lost).
+    #[serde(default)]
+    pub force: bool,
     /// Restore into this directory (inside the allowed root, by default the data directory)
     /// instead of in place; sources keep their absolute paths below it.
     #[serde(default)]
@@ -315,11 +328,17 @@ pub struct RestoreTask {
     pub paths: Vec<String>,
     /// The `pre_restore` record taken of the data before it was overwritten.
     pub safety_record_id: Option<String>,
+    /// The safety record is gone (its time ran out, or it was deleted).
+    #[serde(default)]
+    pub safety_record_removed: bool,
     pub files: Option<u64>,
     pub bytes: Option<u64>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// What the restore left out or changed on the way (special files of an uploaded archive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A live event on `GET /api/ws`, one JSON text message each.

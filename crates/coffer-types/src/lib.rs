@@ -321,6 +321,20 @@ pub struct Rotated {
     pub rotated: bool,
 }
 
+/// The key every encrypted job repository opens with, for safe keeping: `coffer
+/// --password-file` with it opens the repositories, `coffer decrypt --key-file` the sealed
+/// downloads.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct RepositoryKey {
+    pub key: String,
+}
+
+impl fmt::Debug for RepositoryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RepositoryKey(<secret>)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,6 +81,7 @@ fn classify(e: &anyhow::Error) -> (&'static str, Option<&'static str>) {
             Some("list them with `coffer snapshots`"),
         ),
         Error::AmbiguousSnapshot(_) => ("ambiguous_snapshot", None),
+        Error::NotInSnapshot(_) => ("not_in_snapshot", None),
         Error::Invalid(_) => ("invalid", None),
         Error::Interrupted => ("interrupted", None),
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => (

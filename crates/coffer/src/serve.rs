@@ -28,6 +28,12 @@ struct FileConfig {
     max_body_kib: Option<usize>,
     max_upload_mib: Option<u64>,
     admin_username: Option<String>,
+    header_timeout_secs: Option<u64>,
+    body_idle_timeout_secs: Option<u64>,
+    source_roots: Option<Vec<PathBuf>>,
+    repository_roots: Option<Vec<PathBuf>>,
+    restore_roots: Option<Vec<PathBuf>>,
+    safety_record_days: Option<u32>,
 }
 
 /// `COFFER_<NAME>`, parsed.
@@ -44,6 +50,28 @@ where
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(e) => bail!("{var}: {e}"),
     }
+}
+
+/// A list of directories from `COFFER_<NAME>` (separated by `:`, as in `PATH`), or the file's;
+/// each must be absolute.
+fn roots(name: &str, file: Option<Vec<PathBuf>>) -> Result<Vec<PathBuf>> {
+    let var: Option<String> = env(name)?;
+    let roots = match var {
+        Some(v) => v
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        None => file.unwrap_or_default(),
+    };
+    if let Some(bad) = roots.iter().find(|r| !r.is_absolute()) {
+        bail!(
+            "{} (COFFER_{name}): {} is not an absolute path",
+            name.to_lowercase(),
+            bad.display()
+        );
+    }
+    Ok(roots)
 }
 
 /// A secret from `COFFER_<NAME>` or from the file named by `COFFER_<NAME>_FILE` (one trailing
@@ -78,6 +106,17 @@ fn config(args: ServeArgs) -> Result<ServerConfig> {
     let session_hours = env("SESSION_HOURS")?.or(file.session_hours);
     let max_body_kib = env("MAX_BODY_KIB")?.or(file.max_body_kib);
     let max_upload_mib: Option<u64> = env("MAX_UPLOAD_MIB")?.or(file.max_upload_mib);
+    let header_timeout: Option<u64> = env("HEADER_TIMEOUT_SECS")?.or(file.header_timeout_secs);
+    let body_idle: Option<u64> = env("BODY_IDLE_TIMEOUT_SECS")?.or(file.body_idle_timeout_secs);
+    let roots = coffer_server::Roots {
+        sources: roots("SOURCE_ROOTS", file.source_roots)?,
+        repositories: roots("REPOSITORY_ROOTS", file.repository_roots)?,
+        restores: roots("RESTORE_ROOTS", file.restore_roots)?,
+    };
+    let safety_record_days: Option<u32> = env("SAFETY_RECORD_DAYS")?.or(file.safety_record_days);
+    if safety_record_days == Some(0) {
+        bail!("safety_record_days (COFFER_SAFETY_RECORD_DAYS) must be at least 1");
+    }
     let admin_password = secret("ADMIN_PASSWORD")?;
     let admin_username: Option<String> = env("ADMIN_USERNAME")?.or(file.admin_username);
     let initial_admin = match (admin_password, admin_username) {
@@ -114,7 +153,18 @@ fn config(args: ServeArgs) -> Result<ServerConfig> {
             .map(|m| m << 20)
             .unwrap_or(defaults.max_upload_bytes),
         initial_admin,
+        timeouts: coffer_server::Timeouts {
+            header: seconds(header_timeout).unwrap_or(defaults.timeouts.header),
+            body_idle: seconds(body_idle).unwrap_or(defaults.timeouts.body_idle),
+        },
+        roots,
+        safety_record_days: safety_record_days.unwrap_or(defaults.safety_record_days),
     })
+}
+
+/// A positive number of seconds.
+fn seconds(secs: Option<u64>) -> Option<Duration> {
+    secs.filter(|s| *s > 0).map(Duration::from_secs)
 }
 
 /// Log to stderr; `COFFER_LOG` filters (e.g. `debug`, `coffer_server=trace`).
@@ -154,7 +204,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let shutdown = shutdown_signal()?;
         let server = Server::bind(config).await?;
         tracing::info!(addr = %server.local_addr()?, "listening");
-        server.run(shutdown).await.context("serving")?;
+        server.run(shutdown).await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -32,12 +32,13 @@ fn start() -> Env {
     Env { server, dir, api }
 }
 
+/// Operators may back up what lies in the test's directory (its source root).
 fn start_in(dir: &TempDir) -> ServerProcess {
     ServerProcess::start(
         BIN,
         dir.path(),
         &["--listen", "127.0.0.1:0", "--data-dir", "data"],
-        &[],
+        &[("COFFER_SOURCE_ROOTS", dir.path().to_str().unwrap())],
     )
 }
 
@@ -227,6 +228,7 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/settings/{key}", Some(Role::Admin)),
     ("PUT", "/api/settings/{key}", Some(Role::Admin)),
     ("GET", "/api/audit", Some(Role::Admin)),
+    ("GET", "/api/admin/repository-key", Some(Role::Admin)),
     ("GET", "/api/backup-jobs", Some(Role::Viewer)),
     ("POST", "/api/backup-jobs", Some(Role::Operator)),
     ("GET", "/api/backup-jobs/{id}", Some(Role::Viewer)),
@@ -370,7 +372,7 @@ fn every_route_is_documented_and_enforces_its_role() {
     std::fs::write(src.join("file"), b"data").unwrap();
     let (job, rec) = finished_record(&admin, &src);
     let elsewhere: coffer_types::RestoreRequest =
-        serde_json::from_value(json!({"target": "matrix-restore"})).unwrap();
+        serde_json::from_value(json!({"target": "restores/matrix"})).unwrap();
     let task = admin.restore_record(&job, &rec, &elsewhere).unwrap();
     let (_, archive) = admin.download_record(&job, &rec).unwrap();
 
@@ -457,7 +459,7 @@ fn every_route_is_documented_and_enforces_its_role() {
                     let (j, r) = finished_record(&clients[2], &src);
                     (
                         format!("/api/backup-jobs/{j}/records/{r}/restore"),
-                        json!({"target": "matrix-restore"}),
+                        json!({"target": "restores/matrix"}),
                     )
                 }
                 ("POST", "/api/repositories") => (

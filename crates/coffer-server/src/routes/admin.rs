@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use coffer_db::AuditQuery;
-use coffer_types::{AuditEntry, ErrorBody, Rotated, Setting, SettingValue};
+use coffer_types::{AuditEntry, ErrorBody, RepositoryKey, Rotated, Setting, SettingValue};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -39,12 +39,19 @@ pub async fn settings(
     Ok(Json(state.db.settings().await?))
 }
 
-/// Setting names: 1 to 64 lowercase letters, digits, `_`, `.` or `-`.
+/// Setting names: 1 to 64 lowercase letters, digits, `_`, `.` or `-`; the repository key is
+/// none (it was one in earlier versions).
 fn setting_key(key: &str) -> Result<&str, ApiError> {
     let ok = (1..=64).contains(&key.len())
         && key
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    if key == coffer_jobs::KEY_SETTING {
+        return Err(ApiError::Conflict(format!(
+            "{key} is not a setting: the repository key belongs to the jobs (replacing it would \
+             lock every encrypted repository); export it with GET /api/admin/repository-key"
+        )));
+    }
     ok.then_some(key).ok_or_else(|| {
         ApiError::BadRequest(
             "a setting name is 1 to 64 lowercase letters, digits, '_', '.' or '-'".into(),
@@ -52,9 +59,22 @@ fn setting_key(key: &str) -> Result<&str, ApiError> {
     })
 }
 
+/// The key every encrypted job repository opens with, for safe keeping (keep it away from
+/// this machine: with the repositories, it is everything needed to read them).
+#[utoipa::path(get, path = "/api/admin/repository-key", tag = "admin", security(("bearer" = ["admin"])),
+    responses((status = 200, body = RepositoryKey), (status = 403, body = ErrorBody)))]
+pub async fn repository_key(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+) -> Result<Json<RepositoryKey>, ApiError> {
+    let key = state.jobs.export_repository_key().await?;
+    Ok(Json(RepositoryKey { key }))
+}
+
 #[utoipa::path(get, path = "/api/settings/{key}", tag = "admin", security(("bearer" = ["admin"])),
     params(("key" = String, Path, description = "Setting name")),
-    responses((status = 200, body = Setting), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Setting), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Not a setting (the repository key)")))]
 pub async fn get_setting(
     State(state): State<Arc<AppState>>,
     _: Auth<Admin>,
@@ -72,7 +92,8 @@ pub async fn get_setting(
 /// Set a setting to any JSON value: `{"value": ...}`.
 #[utoipa::path(put, path = "/api/settings/{key}", tag = "admin", security(("bearer" = ["admin"])), request_body = SettingValue,
     params(("key" = String, Path, description = "Setting name")),
-    responses((status = 200, body = Setting), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Setting), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Not a setting (the repository key)")))]
 pub async fn put_setting(
     State(state): State<Arc<AppState>>,
     _: Auth<Admin>,

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use coffer_db::RecordQuery;
+use coffer_db::{RecordQuery, TriggerFilter};
 use coffer_jobs::JobsError;
 use coffer_types::{
     ErrorBody, Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest, RestoreTask,
@@ -19,14 +19,16 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::auth::{Auth, Operator, Viewer};
 use crate::error::ApiError;
-use crate::extract::{Json, Path, Query};
+use crate::extract::{Json, OptionalJson, Path, Query};
 
 impl From<JobsError> for ApiError {
     fn from(e: JobsError) -> Self {
         match e {
             JobsError::Field(f) => ApiError::BadRequest(f.to_string()),
             JobsError::Db(e) => e.into(),
-            JobsError::Unusable(msg) | JobsError::Busy(msg) => ApiError::Conflict(msg),
+            JobsError::Unusable(msg) | JobsError::Exists(msg) => ApiError::Conflict(msg),
+            JobsError::Busy(msg) => ApiError::InUse(msg),
+            JobsError::Locked(msg) => ApiError::RepositoryLocked(msg),
             JobsError::Repository(msg) => ApiError::Internal(msg),
         }
     }
@@ -45,10 +47,11 @@ pub async fn list(
     responses((status = 201, body = Job), (status = 400, body = ErrorBody, description = "Names the invalid field")))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
-    _: Auth<Operator>,
+    Auth(caller, ..): Auth<Operator>,
     Json(input): Json<JobInput>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
-    Ok((StatusCode::CREATED, Json(state.jobs.create(input).await?)))
+    let job = state.jobs.create(input, caller.role).await?;
+    Ok((StatusCode::CREATED, Json(job)))
 }
 
 #[utoipa::path(get, path = "/api/backup-jobs/{id}", tag = "jobs", security(("bearer" = ["viewer"])),
@@ -68,23 +71,33 @@ pub async fn get(
     responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
     State(state): State<Arc<AppState>>,
-    _: Auth<Operator>,
+    Auth(caller, ..): Auth<Operator>,
     Path(id): Path<String>,
     Json(u): Json<JobUpdate>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(state.jobs.update(&id, u).await?))
+    Ok(Json(state.jobs.update(&id, u, caller.role).await?))
 }
 
-/// Delete a job and its records (the repository itself is left in place).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    /// Keep the job's data in its repository (the default): a new job can take it over with
+    /// `"adopt": "<this job's id>"`. `false` removes the job's snapshots, and its own
+    /// repository once it holds nothing else.
+    keep_data: Option<bool>,
+}
+
+/// Delete a job and its records; its data stays unless `keep_data=false`.
 #[utoipa::path(delete, path = "/api/backup-jobs/{id}", tag = "jobs", security(("bearer" = ["operator"])),
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = String, Path, description = "Job id"), DeleteParams),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "A run is in progress")))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     _: Auth<Operator>,
     Path(id): Path<String>,
+    Query(p): Query<DeleteParams>,
 ) -> Result<StatusCode, ApiError> {
-    state.jobs.delete(&id).await?;
+    state.jobs.delete(&id, p.keep_data.unwrap_or(true)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -109,6 +122,10 @@ pub struct RecordParams {
     /// `running`, `success` or `failed`.
     #[param(value_type = Option<String>)]
     status: Option<RecordStatus>,
+    /// Which records by why they were made: `backups` (the default: every record but the
+    /// safety records taken before restores), `pre_restore` (only those), `schedule`,
+    /// `manual`, `adopted`, or `all`.
+    trigger: Option<String>,
     /// Records started at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
     /// Records started at or before this time (RFC 3339).
@@ -131,8 +148,21 @@ pub async fn records(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::BadRequest("limit: use 1 to 200".into()));
     }
+    let trigger = match p.trigger.as_deref() {
+        None | Some("backups") => TriggerFilter::Backups,
+        Some("all") => TriggerFilter::Any,
+        Some(t @ ("schedule" | "manual" | "adopted" | "pre_restore")) => {
+            TriggerFilter::Is(t.to_string())
+        }
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "trigger: {other:?} is not one of backups, pre_restore, schedule, manual, adopted, all"
+            )));
+        }
+    };
     let q = RecordQuery {
         status: p.status,
+        trigger,
         since: p.since,
         until: p.until,
         limit,
@@ -288,15 +318,8 @@ pub async fn restore(
     State(state): State<Arc<AppState>>,
     _: Auth<Operator>,
     Path((id, rid)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    OptionalJson(req): OptionalJson<RestoreRequest>,
 ) -> Result<(StatusCode, Json<RestoreTask>), ApiError> {
-    // The body is optional: empty means "everything, in place".
-    let req: RestoreRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RestoreRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid restore request: {e}")))?
-    };
     Ok((
         StatusCode::ACCEPTED,
         Json(state.jobs.restore(&id, &rid, req).await?),
@@ -352,7 +375,7 @@ pub async fn restore_upload(
     let dir = state.jobs.scratch_dir();
     tokio::fs::create_dir_all(&dir)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::io)?;
     let path = dir.join(format!(
         "upload-{}.tar",
         hex::encode(crate::auth::random_bytes::<16>())
@@ -411,7 +434,13 @@ pub async fn restore_upload(
     }
     let task = state
         .jobs
-        .restore_upload(&id, path, checksum, params.stop_containers.unwrap_or(false))
+        .restore_upload(
+            &id,
+            path,
+            checksum,
+            params.stop_containers.unwrap_or(false),
+            params.force.unwrap_or(false),
+        )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(task)))
 }
@@ -422,6 +451,9 @@ pub struct UploadParams {
     /// Stop running containers that use the job's volumes, and start them again afterwards
     /// (otherwise such a restore is refused with 409).
     stop_containers: Option<bool>,
+    /// Replace SQLite databases even while processes hold them open (otherwise refused with
+    /// 409, naming the processes).
+    force: Option<bool>,
 }
 
 /// Stream an upload to `path` (synced), refusing more than `limit` bytes and interrupted
@@ -434,9 +466,7 @@ async fn store_upload<E: std::fmt::Display>(
     use tokio::io::AsyncWriteExt;
     use tokio_stream::StreamExt;
     let mut stream = std::pin::pin!(stream);
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .map_err(ApiError::internal)?;
+    let mut file = tokio::fs::File::create(path).await.map_err(ApiError::io)?;
     let mut size: u64 = 0;
     while let Some(chunk) = stream.next().await {
         let chunk =
@@ -447,7 +477,7 @@ async fn store_upload<E: std::fmt::Display>(
                 "the archive is larger than the {limit} bytes this server accepts"
             )));
         }
-        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+        file.write_all(&chunk).await.map_err(ApiError::io)?;
     }
-    file.sync_all().await.map_err(ApiError::internal)
+    file.sync_all().await.map_err(ApiError::io)
 }

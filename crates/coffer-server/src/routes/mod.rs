@@ -18,8 +18,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -74,17 +76,62 @@ impl Modify for SecuritySchemes {
 
 /// The OpenAPI document as served. Each operation names its least role once, as the scope of
 /// `bearer`; the session cookie and API keys are equivalent alternatives with the same scope.
+/// The answers every operation of a kind can give are added here, once: 401 (and 403 above
+/// viewer) where authentication is needed, 400 where a request has parameters or a body, 413
+/// and 415 where it has a JSON body.
 fn openapi_json(api: &utoipa::openapi::OpenApi) -> serde_json::Value {
     let mut doc = serde_json::to_value(api).expect("the OpenAPI document serializes");
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         for op in paths.values_mut().filter_map(|p| p.as_object_mut()) {
             for op in op.values_mut() {
-                let Some(scopes) = op.pointer("/security/0/bearer").cloned() else {
-                    continue;
-                };
-                op["security"] = serde_json::json!([
-                    { "bearer": scopes }, { "cookie": scopes }, { "api_key": scopes }
-                ]);
+                let scopes = op.pointer("/security/0/bearer").cloned();
+                let json_body = op
+                    .pointer("/requestBody/content/application~1json")
+                    .is_some();
+                let has_params = op
+                    .get("parameters")
+                    .and_then(|p| p.as_array())
+                    .is_some_and(|p| !p.is_empty());
+                let mut common = vec![];
+                if let Some(scopes) = &scopes {
+                    common.push(("401", "Not authenticated"));
+                    if scopes
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|r| r != "viewer"))
+                    {
+                        common.push(("403", "The caller's role is too low"));
+                    }
+                }
+                if json_body || has_params {
+                    common.push((
+                        "400",
+                        "The request is not valid; the message names the field",
+                    ));
+                }
+                if json_body {
+                    common.push(("413", "The body is too large"));
+                    common.push((
+                        "415",
+                        "The body is not JSON (Content-Type: application/json)",
+                    ));
+                }
+                let responses = op["responses"]
+                    .as_object_mut()
+                    .expect("every operation answers");
+                for (status, description) in common {
+                    responses.entry(status).or_insert_with(|| {
+                        serde_json::json!({
+                            "description": description,
+                            "content": { "application/json": { "schema":
+                                { "$ref": "#/components/schemas/ErrorBody" } } }
+                        })
+                    });
+                }
+                if let Some(scopes) = scopes {
+                    op["security"] = serde_json::json!([
+                        { "bearer": scopes }, { "cookie": scopes }, { "api_key": scopes }
+                    ]);
+                }
             }
         }
     }
@@ -112,6 +159,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(admin::settings))
         .routes(routes!(admin::get_setting, admin::put_setting))
         .routes(routes!(admin::audit))
+        .routes(routes!(admin::repository_key))
         .routes(routes!(jobs::list, jobs::create))
         .routes(routes!(jobs::get, jobs::update, jobs::delete))
         .routes(routes!(jobs::run))
@@ -160,6 +208,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             RandomRequestId,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        // Answers carry tokens, keys and private data: no cache may keep them.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .with_state(state)
 }
 

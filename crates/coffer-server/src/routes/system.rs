@@ -17,25 +17,49 @@ use crate::auth::{Auth, Viewer};
 use crate::error::ApiError;
 use crate::extract::Json;
 
-/// 200 while the data directory and the metadata database are usable, 503 otherwise.
+/// 200 while the data directory can be written and the metadata database answers; 503 with
+/// the reason otherwise (a full disk, a data directory that cannot be written, a database that
+/// does not answer).
 #[utoipa::path(get, path = "/api/health", tag = "system",
     responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
     let dir = state.data_dir.clone();
-    tokio::task::spawn_blocking(move || std::fs::read_dir(&dir).map(|_| ()))
+    let written = tokio::task::spawn_blocking(move || write_probe(&dir))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::Unavailable(format!("data directory: {e}")))?;
-    state
-        .db
-        .ping()
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(ApiError::internal)?;
+    if let Err(e) = written {
+        let why = match ApiError::io(e) {
+            ApiError::DiskFull(_) => "the disk is full".to_string(),
+            other => other.to_string(),
+        };
+        return Err(ApiError::Unavailable(format!(
+            "the data directory cannot be written: {why}"
+        )));
+    }
+    if let Err(e) = state.db.ping().await {
+        tracing::error!(error = %e, "the metadata database does not answer");
+        return Err(ApiError::Unavailable(
+            "the metadata database does not answer".into(),
+        ));
+    }
     Ok(Json(Health {
         status: "ok".into(),
         version: state.version.into(),
         uptime_seconds: state.started.elapsed().as_secs(),
     }))
+}
+
+/// Write (and sync) a page into the data directory and remove it again: a full disk or a
+/// read-only file system shows here, not only at the next write that matters.
+fn write_probe(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let probe = dir.join(".coffer-health");
+    let written = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(&[0u8; 4096])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    written
 }
 
 /// The modules this server provides.

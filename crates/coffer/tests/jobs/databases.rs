@@ -549,10 +549,23 @@ fn a_lost_pack_stops_a_database_restore_before_anything_is_dropped() {
         &copy.0,
         "CREATE TABLE kept (n INT); INSERT INTO kept VALUES (1), (2), (3);",
     );
-    let task = restore(api, &job.id, &record.id, json!({"target_database": copy.0}));
-    assert_eq!(task.status, RecordStatus::Failed, "{task:?}");
-    let error = task.error.unwrap_or_default();
+    let into = |req: serde_json::Value| {
+        err(api.restore_record(&job.id, &record.id, &serde_json::from_value(req).unwrap()))
+    };
+    // An existing database is replaced only when the request says so ...
+    let (status, error) = into(json!({"target_database": copy.0}));
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
+    assert!(error.contains("\"replace\": true"), "{error}");
+    // ... and not at all when the record's data is not all there: that is found first.
+    let (status, error) = into(json!({"target_database": copy.0, "replace": true}));
+    assert_eq!(status, StatusCode::CONFLICT, "{error}");
     assert!(error.contains("the pack is missing"), "{error}");
+    let tasks = api.raw(
+        "GET",
+        &format!("/api/backup-jobs/{}/restores", job.id),
+        None,
+    );
+    assert_eq!(tasks.unwrap().json(), json!([]), "no restore was started");
     assert_eq!(
         mariadb(&copy.0, "SELECT COUNT(*) FROM kept"),
         "3",
@@ -716,9 +729,14 @@ fn a_whole_postgres_server_comes_back_with_its_roles_and_databases() {
     );
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
     assert_eq!(pg.sql("blog_copy", "SELECT count(*) FROM posts"), "3000");
-    let task = restore(api, &job.id, &record.id, json!({"target": "files"}));
+    let task = restore(
+        api,
+        &job.id,
+        &record.id,
+        json!({"target": "restores/files"}),
+    );
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
-    let files = env.dir.path().join("data/files/postgres/whole pg");
+    let files = env.dir.path().join("data/restores/files/postgres/whole pg");
     let globals = std::fs::read_to_string(files.join("globals.sql")).unwrap();
     assert!(globals.contains("CREATE ROLE shop_owner"), "{globals}");
     assert!(files.join("shop.dump").is_file());
@@ -795,9 +813,17 @@ fn a_whole_mariadb_server_comes_back_with_its_users_and_databases() {
         "{out:?}"
     );
     // Into a directory: mydumper's files, as myloader reads them.
-    let task = restore(api, &job.id, &record.id, json!({"target": "files"}));
+    let task = restore(
+        api,
+        &job.id,
+        &record.id,
+        json!({"target": "restores/files"}),
+    );
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
-    let files = env.dir.path().join("data/files/mysql/whole mariadb");
+    let files = env
+        .dir
+        .path()
+        .join("data/restores/files/mysql/whole mariadb");
     let items = std::fs::read(files.join("shop.mydumper/shop.items.sql")).unwrap();
     assert!(items.windows(6).any(|w| w == b"kettle"), "{items:?}");
     assert!(files.join("%globals.sql").is_file());

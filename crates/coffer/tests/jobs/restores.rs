@@ -35,12 +35,14 @@ fn restores_replace_in_place_after_a_safety_record_or_go_to_another_directory() 
         ("pre_restore", RecordStatus::Success)
     );
     // ... and can itself be restored, elsewhere, to undo the restore.
-    let undo = restore(api, &job.id, &safety.id, json!({"target": "undo"}));
+    let undo = restore(api, &job.id, &safety.id, json!({"target": "restores/undo"}));
     assert_eq!(undo.status, RecordStatus::Success, "{undo:?}");
     let data = std::fs::canonicalize(env.dir.path().join("data")).unwrap();
     assert_same_tree(
         &damaged,
-        &data.join("undo").join(src.strip_prefix("/").unwrap()),
+        &data
+            .join("restores/undo")
+            .join(src.strip_prefix("/").unwrap()),
     );
 
     // Everything gone: restore still works (nothing to save first).
@@ -203,7 +205,12 @@ fn live_events_tell_about_runs_restores_and_failed_verifies() {
     assert!(f.4.unwrap().contains("src"));
     std::fs::rename(env.dir.path().join("gone"), &src).unwrap();
 
-    let task = restore(&env.api, &job.id, &ok.id, json!({"target": "elsewhere"}));
+    let task = restore(
+        &env.api,
+        &job.id,
+        &ok.id,
+        json!({"target": "restores/elsewhere"}),
+    );
     let r = next();
     assert_eq!((r.0, r.1, r.2), event("restore.completed", &ok.id));
     assert_eq!(r.3, Some(task.id));
@@ -411,10 +418,9 @@ fn sealed_downloads_stay_encrypted_and_open_with_the_key() {
         "the file contents do not show"
     );
 
-    // `coffer decrypt` opens it with the key an admin exports from the settings.
-    let key = env.dir.path().join("key.json");
-    let setting = env.api.setting("backup_encryption_key").unwrap().value;
-    std::fs::write(&key, setting.to_string()).unwrap();
+    // `coffer decrypt` opens it with the key an admin exports.
+    let key = env.dir.path().join("key.txt");
+    std::fs::write(&key, env.api.repository_key().unwrap().key).unwrap();
     let sealed_file = env.dir.path().join("archive.tar.sealed");
     std::fs::write(&sealed_file, &sealed).unwrap();
     let decrypt = |file: &Path| {

@@ -281,7 +281,7 @@ fn job_input_is_validated_field_by_field() {
         "UTC",
         "a refused change changes nothing"
     );
-    env.api.delete_job(&job.id).unwrap();
+    env.api.delete_job(&job.id, true).unwrap();
     assert_eq!(err(env.api.job(&job.id)).0, StatusCode::NOT_FOUND);
     assert_eq!(err(env.api.run_job(&job.id)).0, StatusCode::NOT_FOUND);
     assert!(env.server.stop().success());
@@ -413,10 +413,10 @@ fn a_scheduled_run_missed_while_the_server_was_down_runs_once_at_start() {
 
 /// The ids of the snapshots in a job's repository, read with the command line.
 fn repo_snapshots(api: &Client, dest: &str) -> BTreeSet<String> {
-    let key = api.setting("backup_encryption_key").unwrap().value;
+    let key = api.repository_key().unwrap().key;
     let out = std::process::Command::new(BIN)
         .args(["--json", "--repo", dest, "snapshots"])
-        .env("COFFER_PASSWORD", key.as_str().unwrap())
+        .env("COFFER_PASSWORD", key)
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -461,24 +461,36 @@ fn retention_keeps_exactly_the_newest_successful_records() {
         assert_eq!(repo_snapshots(&env.api, &dest), snaps, "after run {i}");
     }
     // A restore's safety record does not count: the next run still keeps the two newest
-    // regular records, and the safety record too.
+    // regular records, and the safety record too — listed on its own, never as a backup.
     let latest = good.last().unwrap().id.clone();
     let task = restore(&env.api, &job.id, &latest, json!({}));
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
     std::fs::write(src.join("a.txt"), "version 4").unwrap();
     let newest = run_to_end(&env.api, &job.id);
     assert_eq!(newest.status, RecordStatus::Success, "{newest:?}");
-    let kept: Vec<(String, String)> = env
-        .api
-        .records(&job.id, &RecordFilter::default())
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.id, r.trigger))
-        .collect();
-    assert_eq!(kept.len(), 3, "{kept:?}");
-    assert_eq!(kept[0], (newest.id.clone(), "manual".to_string()));
-    assert_eq!(kept[1].1, "pre_restore");
-    assert_eq!(kept[2], (latest, "manual".to_string()));
+    let listed = |trigger: Option<&str>| -> Vec<(String, String)> {
+        let f = RecordFilter {
+            trigger: trigger.map(str::to_string),
+            ..RecordFilter::default()
+        };
+        env.api
+            .records(&job.id, &f)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.trigger))
+            .collect()
+    };
+    assert_eq!(
+        listed(None),
+        vec![
+            (newest.id.clone(), "manual".to_string()),
+            (latest.clone(), "manual".to_string())
+        ]
+    );
+    let safety = listed(Some("pre_restore"));
+    assert_eq!(safety.len(), 1, "{safety:?}");
+    assert_eq!(Some(&safety[0].0), task.safety_record_id.as_ref());
+    assert_eq!(listed(Some("all")).len(), 3);
 
     // A failed run removes nothing good.
     let moved = env.dir.path().join("moved");
@@ -486,12 +498,12 @@ fn retention_keeps_exactly_the_newest_successful_records() {
     let failed = run_to_end(&env.api, &job.id);
     assert_eq!(failed.status, RecordStatus::Failed);
     let all = env.api.records(&job.id, &RecordFilter::default()).unwrap();
-    assert_eq!(all.len(), 4);
+    assert_eq!(all.len(), 3);
     assert_eq!(
         all.iter()
             .filter(|r| r.status == RecordStatus::Success)
             .count(),
-        3
+        2
     );
     for r in all.iter().filter(|r| r.status == RecordStatus::Success) {
         assert!(
@@ -510,7 +522,7 @@ fn retention_keeps_exactly_the_newest_successful_records() {
     let runs = series("coffer_backup_runs_total");
     assert!(
         runs.iter()
-            .any(|l| l.contains("status=\"success\"") && l.ends_with(" 6")),
+            .any(|l| l.contains("status=\"success\"") && l.ends_with(" 5")),
         "{runs:?}"
     );
     assert!(

@@ -166,9 +166,14 @@ fn a_docker_volume_job_backs_up_and_restores_into_a_recreated_volume() {
     assert_eq!(coffer_testkit::volume_manifest(&vol.0), original);
 
     // Elsewhere: into a directory, as files.
-    let task = restore(api, &job.id, &record.id, json!({"target": "restored"}));
+    let task = restore(
+        api,
+        &job.id,
+        &record.id,
+        json!({"target": "restores/volumes"}),
+    );
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
-    let out = env.dir.path().join("data/restored").join(&folder);
+    let out = env.dir.path().join("data/restores/volumes").join(&folder);
     assert_eq!(std::fs::read(out.join("app/a.txt")).unwrap(), b"hello\n");
     assert_eq!(
         std::fs::read_link(out.join("app/link")).unwrap(),
@@ -296,9 +301,14 @@ fn jobs_write_to_a_registered_s3_repository_whose_secret_never_leaves() {
     assert!(api.verify_record(&job.id, &record.id).unwrap().ok);
     let (_, archive) = api.download_record(&job.id, &record.id).unwrap();
     assert_eq!(Some(sha256(&archive)), record.checksum);
-    let task = restore(api, &job.id, &record.id, json!({"target": "from-s3"}));
+    let task = restore(
+        api,
+        &job.id,
+        &record.id,
+        json!({"target": "restores/from-s3"}),
+    );
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
-    let restored = env.dir.path().join("data/from-s3");
+    let restored = env.dir.path().join("data/restores/from-s3");
     assert_same_tree(&src, &restored.join(src.strip_prefix("/").unwrap()));
 
     // In use: it cannot be deleted or moved.
@@ -341,7 +351,7 @@ fn jobs_write_to_a_registered_s3_repository_whose_secret_never_leaves() {
     assert!(audit.text.contains("/api/repositories") && !audit.text.contains(&s3.secret_key));
 
     // Once no job uses it, it can go (its data stays in the bucket).
-    api.delete_job(&job.id).unwrap();
+    api.delete_job(&job.id, true).unwrap();
     api.delete_repository(&repo.id).unwrap();
     assert_eq!(err(api.repository(&repo.id)).0, StatusCode::NOT_FOUND);
     assert!(s3.object_file(&bucket, "team/config").is_file());

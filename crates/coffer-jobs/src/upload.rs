@@ -1,0 +1,239 @@
+//! Restores from an uploaded archive (as `download` produces it). Such an archive comes from
+//! outside, so it is checked before anything is written — every entry stays inside the target,
+//! links too, and every item the restore replaces is in it — and it never brings what could
+//! give the uploader more rights on the host than writing files: device nodes and FIFOs are
+//! left out, setuid and setgid bits dropped, each with a warning. (A restore of a recorded
+//! snapshot keeps what was recorded.)
+
+use std::path::{Component, Path, PathBuf};
+
+use coffer_db::Restored;
+
+use crate::databases::Logins;
+use crate::inplace::in_place;
+use crate::runner::Restore;
+use crate::volumes;
+
+/// Why a job with database sources cannot restore from an uploaded archive.
+pub(crate) const NO_DATABASES_IN_UPLOADS: &str =
+    "databases are restored from records, not from uploaded archives";
+
+/// The mode bits an uploaded file never gets.
+pub(crate) const SET_ID_BITS: u32 = 0o6000;
+
+/// What an uploaded entry may not bring.
+pub(crate) enum Refused {
+    /// A device node or FIFO: left out.
+    Skip(String),
+    /// Setuid or setgid bits: dropped.
+    Strip(String),
+}
+
+/// Whether the entry at `path` with `header` brings something an upload may not.
+pub(crate) fn refused(header: &tar::Header, path: &Path) -> Option<Refused> {
+    use tar::EntryType::{Block, Char, Fifo};
+    let kind = header.entry_type();
+    if matches!(kind, Char | Block | Fifo) {
+        return Some(Refused::Skip(format!(
+            "{}: left out (an uploaded archive never creates device nodes or FIFOs)",
+            path.display()
+        )));
+    }
+    let mode = header.mode().unwrap_or(0);
+    (mode & SET_ID_BITS != 0).then(|| {
+        Refused::Strip(format!(
+            "{}: setuid/setgid bits dropped (an uploaded archive never sets them)",
+            path.display()
+        ))
+    })
+}
+
+/// Check an uploaded archive before anything is written: every entry a relative path without
+/// `..`, links staying inside the archive, and each of `needed` (paths inside the archive, the
+/// items the restore replaces) present. Returns its SHA-256 (hex).
+pub fn check_archive(archive: &Path, needed: &[String]) -> Result<String, String> {
+    use sha2::Digest;
+    let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
+    let mut hasher = sha2::Sha256::new();
+    let reader = HashingReader {
+        inner: file,
+        hasher: &mut hasher,
+    };
+    let mut tar = tar::Archive::new(reader);
+    let bad = |what: &str, p: &Path| format!("the archive is refused: {what} {}", p.display());
+    let needed: Vec<PathBuf> = needed
+        .iter()
+        .map(|n| PathBuf::from(n.trim_start_matches('/')))
+        .collect();
+    let mut found = vec![false; needed.len()];
+    for entry in tar
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?
+    {
+        let entry = entry.map_err(|e| format!("the archive is damaged or truncated: {e}"))?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let escapes =
+            |p: &Path| p.is_absolute() || p.components().any(|c| c == Component::ParentDir);
+        if path.as_os_str().is_empty() || escapes(&path) {
+            return Err(bad("an entry leaves the target:", &path));
+        }
+        if let Some(link) = entry.link_name().map_err(|e| e.to_string())? {
+            let kind = entry.header().entry_type();
+            // A symlink is resolved from its directory, a hard link from the archive root.
+            let resolved = if kind.is_symlink() {
+                path.parent().unwrap_or(Path::new("")).join(&link)
+            } else {
+                link.to_path_buf()
+            };
+            if link.is_absolute() || !stays_inside(&resolved) {
+                return Err(bad("a link points outside the target:", &path));
+            }
+        }
+        for (n, f) in needed.iter().zip(found.iter_mut()) {
+            *f |= path.starts_with(n);
+        }
+    }
+    if let Some((n, _)) = needed.iter().zip(&found).find(|(_, f)| !**f) {
+        return Err(format!(
+            "the archive holds nothing of /{}: it is not an archive of this job",
+            n.display()
+        ));
+    }
+    // Hash what follows the last entry too (the end-of-archive blocks).
+    let mut rest = tar.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Whether a relative path, followed component by component, never climbs above its root.
+fn stays_inside(p: &Path) -> bool {
+    let mut depth: i64 = 0;
+    for c in p.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            _ => return false,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+struct HashingReader<'a, R> {
+    inner: R,
+    hasher: &'a mut sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The exact modification time of a pax header (`mtime=SECONDS.FRACTION`), which the plain
+/// header rounds to seconds.
+fn pax_mtime<R: std::io::Read>(entry: &mut tar::Entry<'_, R>) -> Option<rustix::fs::Timespec> {
+    let exts = entry.pax_extensions().ok()??;
+    let value = exts
+        .filter_map(Result::ok)
+        .find(|e| e.key() == Ok("mtime"))?
+        .value()
+        .ok()?
+        .to_string();
+    let (secs, frac) = value.split_once('.').unwrap_or((&value, "0"));
+    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    Some(rustix::fs::Timespec {
+        tv_sec: secs.parse().ok()?,
+        tv_nsec: digits.parse().ok()?,
+    })
+}
+
+/// Set the modification time of `path` itself (not of a symlink's target).
+fn set_mtime(path: &Path, t: rustix::fs::Timespec) -> std::io::Result<()> {
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// Write the entries of `archive` below `include` into `staging`, as they are but for what an
+/// upload may not bring.
+fn unpack(archive: &Path, include: &Path, staging: &Path) -> Result<Restored, String> {
+    let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
+    let mut tar = tar::Archive::new(file);
+    tar.set_preserve_permissions(true);
+    tar.set_mask(SET_ID_BITS);
+    tar.set_preserve_mtime(true);
+    tar.set_preserve_ownerships(rustix::process::geteuid().is_root());
+    tar.set_unpack_xattrs(true);
+    std::fs::create_dir_all(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    let mut done = Restored::default();
+    for entry in tar.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        if !path.starts_with(include) {
+            continue;
+        }
+        match refused(entry.header(), &path) {
+            Some(Refused::Skip(warning)) => {
+                done.warnings.push(warning);
+                continue;
+            }
+            Some(Refused::Strip(warning)) => done.warnings.push(warning),
+            None => {}
+        }
+        if entry.header().entry_type().is_file() {
+            done.files += 1;
+            done.bytes += entry.size();
+        }
+        let mtime = pax_mtime(&mut entry);
+        let unpacked = entry
+            .unpack_in(staging)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if !unpacked {
+            return Err(format!(
+                "the archive is refused: {} leaves the target",
+                path.display()
+            ));
+        }
+        if let Some(t) = mtime {
+            set_mtime(&staging.join(&path), t).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(done)
+}
+
+/// Restore `plan` in place from an uploaded (and checked) archive.
+pub fn restore_archive(
+    archive: &Path,
+    plan: &[Restore],
+    task: &str,
+    force: bool,
+) -> Result<Restored, String> {
+    in_place(
+        plan,
+        task,
+        force,
+        |staging, item| {
+            let include = item.include(&Logins::default());
+            unpack(archive, Path::new(include.trim_start_matches('/')), staging)
+        },
+        |item| match item {
+            Restore::Volume(name) => volumes::restore_from_archive(archive, name),
+            _ => Err(NO_DATABASES_IN_UPLOADS.into()),
+        },
+    )
+}
