@@ -13,8 +13,8 @@ use coffer_types::{
     SettingValue, SetupRequest, UpdateUser, User, VerifyResult,
 };
 use coffer_types::{
-    Credential, CredentialInput, CredentialUpdate, Repository, RepositoryInput, RepositoryKey,
-    RepositoryUpdate, RestoreRequest, RestoreTask,
+    Credential, CredentialInput, CredentialUpdate, KeyRotation, Repository, RepositoryInput,
+    RepositoryKey, RepositoryUpdate, RestoreRequest, RestoreTask,
 };
 use reqwest::Method;
 use reqwest::blocking::{Client as Http, RequestBuilder};
@@ -363,6 +363,11 @@ impl Client {
     /// The key of the job repositories, for safe keeping (admins).
     pub fn repository_key(&self) -> Result<RepositoryKey> {
         self.get("/api/admin/repository-key")
+    }
+
+    /// Replace the key of the job repositories (admins).
+    pub fn rotate_repository_key(&self) -> Result<KeyRotation> {
+        self.send(self.request(Method::POST, "/api/admin/repository-key/rotate"))
     }
 
     pub fn put_setting(&self, key: &str, value: serde_json::Value) -> Result<Setting> {

@@ -130,7 +130,9 @@ impl Db {
             // lose the last transactions but never corrupts the database.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // What is deleted (sessions, secrets) is overwritten, not left in free pages.
+            .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(opts)
@@ -214,9 +216,16 @@ impl Db {
         self.setting(key).await?.ok_or(DbError::NotFound("setting"))
     }
 
-    pub async fn delete_setting(&self, key: &str) -> Result<()> {
+    /// Delete a setting, and every trace of it in the files: older versions of its row in
+    /// free pages go with a `VACUUM`, and the checkpoint writes the clean pages over the old
+    /// ones in the database file. For a setting that held a secret.
+    pub async fn erase_setting(&self, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM settings WHERE key = ?1")
             .bind(key)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("VACUUM").execute(&self.pool).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await?;
         Ok(())

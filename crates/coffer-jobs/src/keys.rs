@@ -2,11 +2,18 @@
 //! opens with. The job service owns it: it is sealed at rest with the server key like the
 //! secrets of credentials, an admin can export it for safe keeping, and it is never a setting
 //! that one call could overwrite (which would orphan every encrypted repository).
+//!
+//! Rotation replaces it without ever leaving a repository that no stored key opens: the new
+//! key is added to every encrypted repository first (a failure removes it again and changes
+//! nothing), then it replaces the old one in the database, and only then is the old key
+//! removed from the repositories. Backups wait while a rotation runs, so that none creates a
+//! repository with the old key in the middle of it.
 
 use coffer_db::Db;
-use coffer_types::Job;
+use coffer_types::{Job, KeyRotation};
 
-use crate::{Jobs, JobsError, Result, Vault};
+use crate::runner::{self, Target};
+use crate::{Jobs, JobsError, Result, Vault, blocking};
 
 /// The setting in which earlier versions kept the key in clear (moved out at start-up).
 pub const KEY_SETTING: &str = "backup_encryption_key";
@@ -34,7 +41,7 @@ pub(crate) async fn move_out_of_settings(db: &Db, vault: &Vault) -> Result<()> {
              the one that does not open the repositories"
         )));
     }
-    db.delete_setting(KEY_SETTING).await?;
+    db.erase_setting(KEY_SETTING).await?;
     tracing::info!(
         "the repository key moved out of the settings; it is sealed with the server key"
     );
@@ -69,5 +76,83 @@ impl Jobs {
     /// encrypted job repository, and `coffer decrypt` every sealed download.
     pub async fn export_repository_key(&self) -> Result<String> {
         self.repository_key().await
+    }
+}
+
+impl Jobs {
+    /// Every encrypted repository the server knows, opened with `key`: those of its jobs and
+    /// the registered ones, each once.
+    async fn encrypted_targets(&self, key: &str) -> Result<Vec<Target>> {
+        let mut out: Vec<Target> = vec![];
+        let key = Some(key.to_string());
+        for job in self.db.jobs().await?.into_iter().filter(|j| j.encrypted) {
+            let t = Target {
+                key: key.clone(),
+                ..self.target(&job).await?
+            };
+            out.push(t);
+        }
+        for r in self
+            .db
+            .repositories()
+            .await?
+            .into_iter()
+            .filter(|r| r.encrypted)
+        {
+            out.push(self.registered_target(r, key.clone()).await?);
+        }
+        out.sort_by_key(|t| t.location.to_string());
+        out.dedup_by_key(|t| t.location.to_string());
+        Ok(out)
+    }
+
+    /// Replace the repository key with a new random one (see the module's documentation).
+    pub async fn rotate_repository_key(&self) -> Result<KeyRotation> {
+        let _no_backups = self.key_rotation.write().await;
+        let old = self.repository_key().await?;
+        let new = hex::encode(crate::random_key());
+        let targets = self.encrypted_targets(&old).await?;
+        let mut added = vec![];
+        for t in &targets {
+            let (t2, n) = (t.clone(), new.clone());
+            match blocking(move || runner::add_key(&t2, &n)).await {
+                Ok(true) => added.push(t.clone()),
+                Ok(false) => {} // not made yet: it will be made with the new key
+                Err(e) => {
+                    for t in added {
+                        let n = new.clone();
+                        let _ = blocking(move || runner::remove_key(&t, &n)).await;
+                    }
+                    return Err(JobsError::Repository(format!(
+                        "the repository at {} did not take the new key, so nothing changed: {e}",
+                        t.location
+                    )));
+                }
+            }
+        }
+        self.db
+            .replace_secret(SECRET, &self.vault.seal(&new, CONTEXT))
+            .await?;
+        tracing::info!(
+            repositories = added.len(),
+            "the repository key was replaced"
+        );
+        let mut warnings = vec![];
+        for t in &added {
+            let t = Target {
+                key: Some(new.clone()),
+                ..t.clone()
+            };
+            let (location, o) = (t.location.to_string(), old.clone());
+            if let Err(e) = blocking(move || runner::remove_key(&t, &o)).await {
+                warnings.push(format!(
+                    "{location}: the old key still opens it too (removing it failed: {e})"
+                ));
+            }
+        }
+        Ok(KeyRotation {
+            repositories: added.len() as u64,
+            warnings,
+        })
     }
 }

@@ -100,6 +100,9 @@ pub struct Jobs {
     safety_record_days: u32,
     /// Seals the secrets of registered repositories and database credentials.
     vault: Vault,
+    /// Backups read it, a rotation of the repository key writes it: no backup creates a
+    /// repository while the key changes.
+    key_rotation: tokio::sync::RwLock<()>,
     /// One prune at a time per repository (by location) from this server.
     prunes: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Cancellation flags of running records, by record id.
@@ -135,6 +138,7 @@ impl Jobs {
             places,
             safety_record_days: config.safety_record_days,
             vault,
+            key_rotation: Default::default(),
             prunes: Default::default(),
             running: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
@@ -380,13 +384,17 @@ impl Jobs {
         rid: &str,
         safety: bool,
     ) -> RunOutcome {
+        let _key_stays = self.key_rotation.read().await;
         let cancel = Arc::new(AtomicBool::new(false));
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(rid.to_string(), cancel.clone());
         let started = std::time::Instant::now();
-        self.emit("backup.started", &job.id, rid, None, None);
+        // A safety record is part of its restore, whose events tell how it went.
+        if !safety {
+            self.emit("backup.started", &job.id, rid, None, None);
+        }
         let outcome = self.execute(job, sources, rid, safety, cancel).await;
         if let RunOutcome::Failed { error } = &outcome {
             tracing::warn!(job = %job.id, record = %rid, %error, "backup failed");
@@ -415,6 +423,7 @@ impl Jobs {
             tracing::error!(record = %rid, error = %e, "could not complete the record");
         }
         match &outcome {
+            _ if safety => {}
             RunOutcome::Success { .. } => self.emit("backup.completed", &job.id, rid, None, None),
             RunOutcome::Failed { error } => {
                 self.emit("backup.failed", &job.id, rid, None, Some(error))

@@ -337,7 +337,10 @@ mod tests {
         );
         assert!(p.repository("dest_path", "/etc/coffer", &[]).is_err());
         let inside = repo.join("x").display().to_string();
-        assert!(p.repository("dest_path", &inside, std::slice::from_ref(&repo)).is_err());
+        assert!(
+            p.repository("dest_path", &inside, std::slice::from_ref(&repo))
+                .is_err()
+        );
         let target = srv.join("restored/new").display().to_string();
         assert!(p.restore_target(&target, &[]).is_ok());
         assert!(p.restore_target("/srv-other", &[]).is_err());

@@ -155,6 +155,16 @@ impl Jobs {
             });
         };
         let r = self.db.repository(id).await?;
+        self.registered_target(r, key).await
+    }
+
+    /// How to open the registered repository `r` with `key`.
+    pub(crate) async fn registered_target(
+        &self,
+        r: Repository,
+        key: Option<String>,
+    ) -> Result<Target> {
+        let id = &r.id;
         let location = Location::parse(&r.url).map_err(JobsError::Unusable)?;
         let secret = match self.db.repository_secret(id).await? {
             Some(sealed) => Some(

@@ -101,6 +101,21 @@ impl Target {
     }
 }
 
+/// Add a key file that opens the repository with `new` (opened with its current key);
+/// `false` when there is no repository yet.
+pub fn add_key(target: &Target, new: &str) -> coffer_repo::Result<bool> {
+    let Some(repo) = existing(target)? else {
+        return Ok(false);
+    };
+    repo.add_key(new, KDF)?;
+    Ok(true)
+}
+
+/// Remove the key files that `old` opens (the repository opened with another key).
+pub fn remove_key(target: &Target, old: &str) -> coffer_repo::Result<usize> {
+    target.repo()?.remove_key(old)
+}
+
 /// Temporary copies made for a run, removed when it ends (whatever the outcome).
 struct Scratch(Vec<PathBuf>);
 

@@ -89,6 +89,7 @@ pub fn check_archive(archive: &Path, needed: &[String]) -> Result<String, String
                 return Err(bad("a link points outside the target:", &path));
             }
         }
+        let path = entry_path(&path);
         for (n, f) in needed.iter().zip(found.iter_mut()) {
             *f |= path.starts_with(n);
         }
@@ -103,6 +104,11 @@ pub fn check_archive(archive: &Path, needed: &[String]) -> Result<String, String
     let mut rest = tar.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| e.to_string())?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// An entry's path without `./` components (GNU tar writes `./dir/file` when told `-C dir .`).
+pub(crate) fn entry_path(p: &Path) -> PathBuf {
+    p.components().filter(|c| *c != Component::CurDir).collect()
 }
 
 /// Whether a relative path, followed component by component, never climbs above its root.
@@ -169,6 +175,19 @@ fn set_mtime(path: &Path, t: rustix::fs::Timespec) -> std::io::Result<()> {
     .map_err(std::io::Error::from)
 }
 
+/// An error with what caused it (the tar crate says "failed to unpack" and keeps the why in
+/// the source).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Write the entries of `archive` below `include` into `staging`, as they are but for what an
 /// upload may not bring.
 fn unpack(archive: &Path, include: &Path, staging: &Path) -> Result<Restored, String> {
@@ -183,7 +202,7 @@ fn unpack(archive: &Path, include: &Path, staging: &Path) -> Result<Restored, St
     let mut done = Restored::default();
     for entry in tar.entries().map_err(|e| e.to_string())? {
         let mut entry = entry.map_err(|e| e.to_string())?;
-        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let path = entry_path(&entry.path().map_err(|e| e.to_string())?);
         if !path.starts_with(include) {
             continue;
         }
@@ -202,7 +221,7 @@ fn unpack(archive: &Path, include: &Path, staging: &Path) -> Result<Restored, St
         let mtime = pax_mtime(&mut entry);
         let unpacked = entry
             .unpack_in(staging)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| format!("{}: {}", path.display(), with_causes(&e)))?;
         if !unpacked {
             return Err(format!(
                 "the archive is refused: {} leaves the target",

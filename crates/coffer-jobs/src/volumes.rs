@@ -229,7 +229,7 @@ fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<Restore
     let (mut done, mut found) = (Restored::default(), false);
     for entry in tar.entries().map_err(err)? {
         let mut entry = entry.map_err(err)?;
-        let path = entry.path().map_err(err)?.into_owned();
+        let path = upload::entry_path(&entry.path().map_err(err)?);
         let Some(new) = inside(&path) else {
             continue;
         };
@@ -273,7 +273,7 @@ fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<Restore
                 .into_owned();
             // A hard link names another entry of the archive; a symlink keeps its text.
             let target = if kind.is_hard_link() {
-                inside(&target)
+                inside(&upload::entry_path(&target))
                     .ok_or_else(|| format!("{}: its hard link leaves the volume", path.display()))?
             } else {
                 target

@@ -389,6 +389,32 @@ impl Repository {
         Ok(id)
     }
 
+    /// Remove the key files that open the repository with `password`, but never the last
+    /// way in: refused (`Invalid`) when no other key file would remain. Returns how many went.
+    /// Key files that cannot be read are left alone.
+    pub fn remove_key(&self, password: &str) -> Result<usize> {
+        let mut opening = vec![];
+        let files = self.backend.list(KEYS)?;
+        for f in &files {
+            let raw = self.backend.read(&f.name)?;
+            if let Ok(kf) = Self::parse_key_file(&raw, &f.name)
+                && Self::try_key_file(&kf, &self.config, password)?.is_some()
+            {
+                opening.push(f.name.clone());
+            }
+        }
+        if opening.len() == files.len() {
+            return Err(Error::Invalid(
+                "that password opens every key file: removing them would lock the repository"
+                    .into(),
+            ));
+        }
+        for name in &opening {
+            self.backend.delete(name)?;
+        }
+        Ok(opening.len())
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -121,11 +121,16 @@ fn e_full() -> String {
     "the disk of the data directory is full: free some space, then try again".into()
 }
 
+/// Whether an I/O error says the disk is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
+}
+
 impl ApiError {
     /// An I/O failure of the server's own files: a full disk says so, anything else is
     /// internal.
     pub fn io(e: std::io::Error) -> ApiError {
-        if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+        if is_disk_full(&e) {
             ApiError::DiskFull(e_full())
         } else {
             ApiError::Internal(e.to_string())

@@ -329,6 +329,16 @@ pub struct RepositoryKey {
     pub key: String,
 }
 
+/// What a rotation of the repository key did.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyRotation {
+    /// The repositories that now open with the new key (those not made yet will be).
+    pub repositories: u64,
+    /// Repositories the old key still opens too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
 impl fmt::Debug for RepositoryKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RepositoryKey(<secret>)")

@@ -229,6 +229,11 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("PUT", "/api/settings/{key}", Some(Role::Admin)),
     ("GET", "/api/audit", Some(Role::Admin)),
     ("GET", "/api/admin/repository-key", Some(Role::Admin)),
+    (
+        "POST",
+        "/api/admin/repository-key/rotate",
+        Some(Role::Admin),
+    ),
     ("GET", "/api/backup-jobs", Some(Role::Viewer)),
     ("POST", "/api/backup-jobs", Some(Role::Operator)),
     ("GET", "/api/backup-jobs/{id}", Some(Role::Viewer)),
@@ -686,8 +691,112 @@ fn bad_input_gets_the_error_format_with_the_right_status() {
         .raw_body("GET", "/api/auth/me", "application/json", "")
         .unwrap();
     check(r, 401, "unauthorized");
+    // Every JSON body is an object: serde would take an array for a struct.
+    let me = admin.me().unwrap();
+    for (method, path, body) in [
+        ("PUT", format!("/api/users/{}", me.id), "[null,null]"),
+        ("POST", "/api/backup-jobs/x/records/y/restore".into(), "[]"),
+        ("POST", "/api/users".into(), "\"admin\""),
+    ] {
+        let msg = check(
+            admin
+                .raw_body(method, &path, "application/json", body)
+                .unwrap(),
+            400,
+            "bad_request",
+        );
+        assert!(msg.contains("object"), "{method} {path} {body}: {msg}");
+    }
+    // An oversized restore request and a very long address get the error format too.
+    let huge = format!("{{\"paths\": [\"{}\"]}}", "x".repeat(2 * 1024 * 1024));
+    let own_connection = bearer(&Client::new(env.api.base()), "admin", ADMIN_PASSWORD);
+    check(
+        own_connection
+            .raw_body(
+                "POST",
+                "/api/backup-jobs/x/records/y/restore",
+                "application/json",
+                huge,
+            )
+            .unwrap(),
+        413,
+        "payload_too_large",
+    );
+    // An address longer than HTTP clients send (written by hand: reqwest refuses it).
+    let mut c = std::net::TcpStream::connect(env.server.addr).unwrap();
+    let long = format!(
+        "GET /api/health?q={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "x".repeat(70_000)
+    );
+    std::io::Write::write_all(&mut c, long.as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut c, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 414"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["code"], "uri_too_long", "{answer}");
+    // Usernames are one regardless of case; control characters in names are refused.
+    let upper = serde_json::from_value(
+        json!({"username": "ADMIN", "password": PASSWORD, "role": "viewer"}),
+    )
+    .unwrap();
+    assert_eq!(
+        err(admin.create_user(&upper)),
+        (StatusCode::CONFLICT, "conflict".into())
+    );
+    assert!(env.api.login("Admin", ADMIN_PASSWORD).is_ok());
+    check(
+        admin
+            .raw("POST", "/api/keys", Some(&json!({"name": "a\0b"})))
+            .unwrap(),
+        400,
+        "bad_request",
+    );
     // Nothing stored was affected by any of it.
     assert_eq!(admin.users().unwrap().len(), 1);
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn no_answer_may_be_cached_and_every_status_is_documented() {
+    let env = start();
+    let admin = admin(&env);
+    let login = env
+        .api
+        .raw(
+            "POST",
+            "/api/auth/login",
+            Some(&json!({"username": "admin", "password": ADMIN_PASSWORD})),
+        )
+        .unwrap();
+    let key = admin
+        .raw("POST", "/api/keys", Some(&json!({"name": "k"})))
+        .unwrap();
+    for r in [&login, &key] {
+        assert_eq!(r.headers["cache-control"], "no-store", "{}", r.text);
+    }
+    let doc = env.api.openapi().unwrap();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            let has = |s: &str| responses.contains_key(s);
+            if op.get("security").is_some() {
+                assert!(has("401"), "{method} {path}: 401");
+            }
+            if op
+                .pointer("/requestBody/content/application~1json")
+                .is_some()
+            {
+                for s in ["400", "413", "415"] {
+                    assert!(has(s), "{method} {path}: {s}");
+                }
+            }
+            let role = op.pointer("/security/0/bearer/0").and_then(|r| r.as_str());
+            if role.is_some_and(|r| r != "viewer") {
+                assert!(has("403"), "{method} {path}: 403");
+            }
+        }
+    }
     assert!(env.server.stop().success());
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use coffer_testkit::{Cli, assert_same_tree, seeded, tempdir};
+use coffer_testkit::{Cli, Mount, assert_same_tree, seeded, tempdir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coffer");
 
@@ -159,53 +159,6 @@ fn a_corrupted_config_is_reported_not_misread() {
         Some(1),
         "verify reports it as damage"
     );
-}
-
-/// A small tmpfs, unmounted when dropped.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn tmpfs(path: &Path, size: &str) -> Mount {
-        assert!(
-            is_root(),
-            "this test mounts a small tmpfs to provoke a full or read-only disk and must run as root"
-        );
-        std::fs::create_dir_all(path).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "mount tmpfs on {}", path.display());
-        Mount(path.to_path_buf())
-    }
-
-    fn remount(&self, opts: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,{opts}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// Whether this process runs with effective uid 0.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 #[test]

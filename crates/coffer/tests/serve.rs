@@ -184,3 +184,145 @@ fn settings_come_from_flags_environment_config_file_and_secret_files() {
     let err = refused(dir.path(), &ANY_PORT, &[("COFFER_ADMIN_PASSWORD", "short")]);
     assert!(err.contains("too short"), "{err}");
 }
+
+/// The permission bits of `p`.
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_data_directory_and_every_file_in_it_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir().unwrap();
+    // A data directory that others can read, made before (by hand, or by an earlier version).
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = ServerProcess::start(
+        BIN,
+        dir.path(),
+        &[&ANY_PORT[..], &["--data-dir", "data"]].concat(),
+        &[("COFFER_ADMIN_PASSWORD", "the admin's long password")],
+    );
+    assert!(
+        server.log().contains("made it private"),
+        "the change is logged: {}",
+        server.log()
+    );
+    assert_eq!(mode(&data), 0o700);
+    for f in ["coffer.db", "coffer.db-wal", "coffer.db-shm", "server.key"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    assert!(server.stop().success());
+    // Files an earlier version left readable are made private at the next start.
+    std::fs::set_permissions(
+        data.join("coffer.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let server = ServerProcess::start(
+        BIN,
+        dir.path(),
+        &[&ANY_PORT[..], &["--data-dir", "data"]].concat(),
+        &[],
+    );
+    assert_eq!(mode(&data.join("coffer.db")), 0o600);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let dir = tempdir().unwrap();
+    let server = ServerProcess::start(
+        BIN,
+        dir.path(),
+        &[&ANY_PORT[..], &["--data-dir", "data"]].concat(),
+        &[
+            ("COFFER_HEADER_TIMEOUT_SECS", "1"),
+            ("COFFER_BODY_IDLE_TIMEOUT_SECS", "1"),
+        ],
+    );
+    // What the server answers before it closes the connection, and how long that took.
+    let answer = |sent: &[u8]| -> (String, Duration) {
+        let mut c = std::net::TcpStream::connect(server.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let started = Instant::now();
+        c.write_all(sent).unwrap();
+        let mut out = vec![];
+        let read = c.read_to_end(&mut out);
+        assert!(read.is_ok(), "the connection was not closed: {read:?}");
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            started.elapsed(),
+        )
+    };
+    // Nothing at all, half a request line, headers that never end.
+    for sent in [
+        &b""[..],
+        b"GET /api/hea",
+        b"GET /api/health HTTP/1.1\r\nHost: x\r\n",
+    ] {
+        let (out, took) = answer(sent);
+        assert!(out.is_empty(), "{out}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+    // A body that stops arriving.
+    let (out, took) = answer(
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"username\": ",
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    // A client that is quick enough is served on the same connection, request after request.
+    let mut c = std::net::TcpStream::connect(server.addr).unwrap();
+    for _ in 0..2 {
+        c.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = c.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    }
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_full_disk_is_reported_by_health_and_by_the_errors() {
+    let dir = tempdir().unwrap();
+    let disk = coffer_testkit::Mount::tmpfs(&dir.path().join("disk"), "4m");
+    let server = ServerProcess::start(
+        BIN,
+        dir.path(),
+        &[&ANY_PORT[..], &["--data-dir", "disk/data"]].concat(),
+        &[("COFFER_ADMIN_PASSWORD", "the admin's long password")],
+    );
+    let api = Client::new(server.url());
+    assert_eq!(api.health().unwrap().status, "ok");
+    // Fill the disk.
+    let filler = disk.0.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+    let r = api.raw("GET", "/api/health", None).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("the disk is full"), "{}", r.text);
+    let login = api
+        .raw(
+            "POST",
+            "/api/auth/login",
+            Some(
+                &serde_json::json!({"username": "admin", "password": "the admin's long password"}),
+            ),
+        )
+        .unwrap();
+    assert_eq!(login.status, 507, "{}", login.text);
+    assert_eq!(login.json()["code"], "disk_full");
+    // Space again: everything works.
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(api.health().unwrap().status, "ok");
+    assert!(api.login("admin", "the admin's long password").is_ok());
+    assert!(server.stop().success());
+}

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use coffer_db::AuditQuery;
-use coffer_types::{AuditEntry, ErrorBody, RepositoryKey, Rotated, Setting, SettingValue};
+use coffer_types::{
+    AuditEntry, ErrorBody, KeyRotation, RepositoryKey, Rotated, Setting, SettingValue,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -49,7 +51,8 @@ fn setting_key(key: &str) -> Result<&str, ApiError> {
     if key == coffer_jobs::KEY_SETTING {
         return Err(ApiError::Conflict(format!(
             "{key} is not a setting: the repository key belongs to the jobs (replacing it would \
-             lock every encrypted repository); export it with GET /api/admin/repository-key"
+             lock every encrypted repository); export it with GET /api/admin/repository-key, replace \
+             it with POST /api/admin/repository-key/rotate"
         )));
     }
     ok.then_some(key).ok_or_else(|| {
@@ -69,6 +72,19 @@ pub async fn repository_key(
 ) -> Result<Json<RepositoryKey>, ApiError> {
     let key = state.jobs.export_repository_key().await?;
     Ok(Json(RepositoryKey { key }))
+}
+
+/// Replace the repository key with a new one: added to every encrypted repository first, then
+/// stored, then the old one removed from them; a repository that does not take the new key
+/// stops it before anything changed. Backups wait while it runs. Export the new key afterwards
+/// (downloads sealed before still open with the old one).
+#[utoipa::path(post, path = "/api/admin/repository-key/rotate", tag = "admin", security(("bearer" = ["admin"])),
+    responses((status = 200, body = KeyRotation), (status = 403, body = ErrorBody), (status = 500, body = ErrorBody)))]
+pub async fn rotate_repository_key(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+) -> Result<Json<KeyRotation>, ApiError> {
+    Ok(Json(state.jobs.rotate_repository_key().await?))
 }
 
 #[utoipa::path(get, path = "/api/settings/{key}", tag = "admin", security(("bearer" = ["admin"])),

@@ -48,9 +48,9 @@ pub async fn create(
     Json(req): Json<CreateKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let name = req.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(
-            "name: give the key a name of 1 to 100 characters".into(),
+            "name: give the key a name of 1 to 100 characters, without control characters".into(),
         ));
     }
     let role = req.role.unwrap_or(caller.role);

@@ -160,6 +160,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(admin::get_setting, admin::put_setting))
         .routes(routes!(admin::audit))
         .routes(routes!(admin::repository_key))
+        .routes(routes!(admin::rotate_repository_key))
         .routes(routes!(jobs::list, jobs::create))
         .routes(routes!(jobs::get, jobs::update, jobs::delete))
         .routes(routes!(jobs::run))

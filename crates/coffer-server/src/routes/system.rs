@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::auth::{Auth, Viewer};
-use crate::error::ApiError;
+use crate::error::{ApiError, is_disk_full};
 use crate::extract::Json;
 
 /// 200 while the data directory can be written and the metadata database answers; 503 with
@@ -28,9 +28,9 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Health>, 
         .await
         .map_err(ApiError::internal)?;
     if let Err(e) = written {
-        let why = match ApiError::io(e) {
-            ApiError::DiskFull(_) => "the disk is full".to_string(),
-            other => other.to_string(),
+        let why = match is_disk_full(&e) {
+            true => "the disk is full".to_string(),
+            false => e.to_string(),
         };
         return Err(ApiError::Unavailable(format!(
             "the data directory cannot be written: {why}"

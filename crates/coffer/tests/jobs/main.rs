@@ -27,11 +27,18 @@ struct Env {
 }
 
 fn start_in(dir: &TempDir) -> ServerProcess {
+    start_in_with(dir, &[])
+}
+
+/// A server in `dir` with the settings `envs` beside the first admin's password.
+fn start_in_with(dir: &TempDir, envs: &[(&str, &str)]) -> ServerProcess {
+    let mut all = vec![("COFFER_ADMIN_PASSWORD", PASSWORD)];
+    all.extend_from_slice(envs);
     ServerProcess::start(
         BIN,
         dir.path(),
         &["--listen", "127.0.0.1:0", "--data-dir", "data"],
-        &[("COFFER_ADMIN_PASSWORD", PASSWORD)],
+        &all,
     )
 }
 
@@ -47,8 +54,12 @@ fn login(server: &ServerProcess) -> Client {
 }
 
 fn start() -> Env {
-    let dir = tempdir().unwrap();
-    let server = start_in(&dir);
+    start_with(tempdir().unwrap(), &[])
+}
+
+/// A server in `dir` with the settings `envs`, and its admin logged in.
+fn start_with(dir: TempDir, envs: &[(&str, &str)]) -> Env {
+    let server = start_in_with(&dir, envs);
     let token = token(&server);
     let api = Client::new(server.url()).with(Credentials::Bearer(token.clone()));
     Env {
@@ -161,4 +172,5 @@ fn scratch_is_empty(dir: &Path) -> bool {
 mod databases;
 mod restores;
 mod runs;
+mod trust;
 mod volumes;
