@@ -198,24 +198,6 @@ impl Db {
         })
     }
 
-    /// The setting `key`, set to `value` first if it is not set (atomically: concurrent
-    /// callers all get the same value).
-    pub async fn setting_or_insert(
-        &self,
-        key: &str,
-        value: &serde_json::Value,
-    ) -> Result<coffer_types::Setting> {
-        sqlx::query(
-            "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(value.to_string())
-        .bind(ts(Utc::now()))
-        .execute(&self.pool)
-        .await?;
-        self.setting(key).await?.ok_or(DbError::NotFound("setting"))
-    }
-
     /// Delete a setting, and every trace of it in the files: older versions of its row in
     /// free pages go with a `VACUUM`, and the checkpoint writes the clean pages over the old
     /// ones in the database file. For a setting that held a secret.

@@ -201,14 +201,13 @@ impl Jobs {
     }
 
     /// The directories of the local repositories in use: jobs' own (`dest_path`) and
-    /// registered ones, but for job `except`'s.
-    async fn repository_dirs(&self, except: Option<&str>) -> Result<Vec<PathBuf>> {
+    /// registered ones.
+    async fn repository_dirs(&self) -> Result<Vec<PathBuf>> {
         let own = self
             .db
             .jobs()
             .await?
             .into_iter()
-            .filter(|j| Some(j.id.as_str()) != except)
             .filter_map(|j| j.dest_path.map(PathBuf::from));
         let registered = self
             .db
@@ -245,10 +244,11 @@ impl Jobs {
             }
             None => coffer_db::new_id(),
         };
-        let taken = self.repository_dirs(None).await?;
+        let taken = self.repository_dirs().await?;
         let job = spec::new_job(input, id, &self.places, role, repository.as_ref(), &taken)?;
         self.check_credentials(&job.sources).await?;
-        // Only a repository of the job's own can hold data that would be orphaned beside it.
+        // A repository of the job's own must not hold a deleted job's data beside the job's:
+        // nothing would ever reach or remove it. (A registered one is shared anyway.)
         let left = match adopt.is_some() || job.dest_path.is_some() {
             true => self.left_behind(&job).await?,
             false => vec![],

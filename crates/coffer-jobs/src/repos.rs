@@ -40,7 +40,7 @@ impl Jobs {
                     .and_then(|u| u.strip_prefix("file://"))
                     .map(PathBuf::from);
                 let taken: Vec<PathBuf> = self
-                    .repository_dirs(None)
+                    .repository_dirs()
                     .await?
                     .into_iter()
                     .filter(|d| Some(d) != own.as_ref())

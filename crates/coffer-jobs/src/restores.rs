@@ -58,7 +58,7 @@ impl Jobs {
         }
         let target = match &req.target {
             Some(t) => {
-                let repositories = self.repository_dirs(None).await?;
+                let repositories = self.repository_dirs().await?;
                 Some(self.places.restore_target(t, &repositories)?)
             }
             None => None,

@@ -296,13 +296,25 @@ pub fn expired(
     tz: &chrono_tz::Tz,
 ) -> Result<Vec<String>, String> {
     let repo = target.open()?;
-    let (safety, mut mine): (Vec<_>, Vec<_>) = coffer_repo::snapshot::list(&repo)
+    let snapshots = coffer_repo::snapshot::list(&repo)
         .map_err(|e| e.to_string())?
         .snapshots
         .into_iter()
         .filter(|(_, s)| s.labels.get(JOB_LABEL).map(String::as_str) == Some(job_id))
+        .collect();
+    Ok(expire(snapshots, retention, tz, chrono::Utc::now()))
+}
+
+/// Which of a job's `snapshots` `retention` no longer keeps at `now` (see [`expired`]).
+fn expire(
+    snapshots: Vec<(Id, coffer_repo::Snapshot)>,
+    retention: &Retention,
+    tz: &chrono_tz::Tz,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    let (safety, mut mine): (Vec<_>, Vec<_>) = snapshots
+        .into_iter()
         .partition(|(_, s)| s.labels.contains_key(SAFETY_LABEL));
-    let now = chrono::Utc::now();
     let safety_limit = now - chrono::TimeDelta::days(i64::from(retention.safety_days));
     let old_safety = safety
         .iter()
@@ -316,8 +328,7 @@ pub fn expired(
             .map(|d| d.id)
             .collect()
     });
-    Ok(mine
-        .iter()
+    mine.iter()
         .enumerate()
         .skip(1)
         .filter(|(i, (id, s))| {
@@ -329,7 +340,7 @@ pub fn expired(
         })
         .map(|(_, (id, _))| id.to_string())
         .chain(old_safety)
-        .collect())
+        .collect()
 }
 
 /// The repository at `target`, or none where there is no repository yet.
@@ -663,4 +674,75 @@ pub fn restore(
             .map(inplace::counts)
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(
+        days_ago: i64,
+        safety: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> (Id, coffer_repo::Snapshot) {
+        let mut labels = BTreeMap::new();
+        if safety {
+            labels.insert(SAFETY_LABEL.to_string(), "true".to_string());
+        }
+        let s = coffer_repo::Snapshot {
+            time: now - chrono::TimeDelta::days(days_ago),
+            host: "h".into(),
+            tags: vec![],
+            paths: vec![],
+            parent: None,
+            tree: Id::random(),
+            checksum: String::new(),
+            size_bytes: 0,
+            stored_bytes: 0,
+            file_count: 0,
+            dir_count: 0,
+            checkpoints: None,
+            duration_ms: 0,
+            warnings: vec![],
+            labels,
+        };
+        (Id::random(), s)
+    }
+
+    #[test]
+    fn safety_records_expire_by_age_apart_from_the_jobs_retention() {
+        let now = chrono::Utc::now();
+        let all = vec![
+            snapshot(0, false, now),
+            snapshot(1, false, now),
+            snapshot(2, true, now),
+            snapshot(9, true, now),
+            snapshot(10, false, now),
+        ];
+        let id = |i: usize| all[i].0.to_string();
+        let retention = Retention {
+            count: Some(2),
+            safety_days: 7,
+            ..Retention::default()
+        };
+        let mut gone = expire(all.clone(), &retention, &chrono_tz::UTC, now);
+        gone.sort();
+        let mut expected = vec![id(3), id(4)];
+        expected.sort();
+        assert_eq!(
+            gone, expected,
+            "the 9-day-old safety record and the third backup"
+        );
+        // Without any retention of the job's own, safety records still expire.
+        let gone = expire(
+            all.clone(),
+            &Retention {
+                safety_days: 7,
+                ..Retention::default()
+            },
+            &chrono_tz::UTC,
+            now,
+        );
+        assert_eq!(gone, vec![id(3)]);
+    }
 }
