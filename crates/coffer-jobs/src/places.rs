@@ -144,8 +144,9 @@ impl Places {
             .join(", ")
     }
 
-    /// A path or SQLite source named by someone with `role`.
-    pub(crate) fn source(&self, path: &str, role: Role) -> Result<PathBuf, FieldError> {
+    /// Check a path or SQLite source named by someone with `role` (jobs keep the path as
+    /// given).
+    pub(crate) fn source(&self, path: &str, role: Role) -> Result<(), FieldError> {
         let real = parse("sources", path, None)?;
         self.source_is_not_coffers(path, &real)?;
         if role < Role::Admin && !Self::inside_any(&real, &self.roots.sources) {
@@ -162,7 +163,7 @@ impl Places {
                 format!("{path:?} is outside the allowed source roots: {allowed}"),
             ));
         }
-        Ok(real)
+        Ok(())
     }
 
     fn source_is_not_coffers(&self, path: &str, real: &Path) -> Result<(), FieldError> {

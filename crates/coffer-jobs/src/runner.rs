@@ -691,20 +691,8 @@ mod tests {
         }
         let s = coffer_repo::Snapshot {
             time: now - chrono::TimeDelta::days(days_ago),
-            host: "h".into(),
-            tags: vec![],
-            paths: vec![],
-            parent: None,
-            tree: Id::random(),
-            checksum: String::new(),
-            size_bytes: 0,
-            stored_bytes: 0,
-            file_count: 0,
-            dir_count: 0,
-            checkpoints: None,
-            duration_ms: 0,
-            warnings: vec![],
             labels,
+            ..coffer_repo::Snapshot::default()
         };
         (Id::random(), s)
     }

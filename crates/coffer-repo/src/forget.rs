@@ -225,19 +225,8 @@ mod tests {
         let s = Snapshot {
             time,
             host: "h".into(),
-            tags: vec![],
             paths: vec!["/p".into()],
-            parent: None,
-            tree: Id::default(),
-            checksum: String::new(),
-            size_bytes: 0,
-            stored_bytes: 0,
-            file_count: 0,
-            dir_count: 0,
-            checkpoints: None,
-            duration_ms: 0,
-            warnings: vec![],
-            labels: Default::default(),
+            ..Snapshot::default()
         };
         (id, s)
     }

@@ -14,7 +14,7 @@ use crate::repo::{self, Repository, SNAPSHOTS};
 
 const MAGIC: &[u8; 4] = b"CFSN";
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
     pub time: DateTime<Utc>,
     pub host: String,

@@ -78,7 +78,7 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the data directory {} is readable by others and could not be made private: {source}", path.display())]
+    #[error("{} is readable by others and could not be made private: {source}", path.display())]
     NotPrivate {
         path: PathBuf,
         #[source]
@@ -216,7 +216,6 @@ impl Server {
                 source,
             }
         })?;
-        make_private(&config.data_dir)?;
         let jobs_config = coffer_jobs::JobsConfig {
             data_dir: config.data_dir.clone(),
             roots: config.roots.clone(),

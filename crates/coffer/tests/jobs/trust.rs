@@ -31,6 +31,18 @@ fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (StatusCode, String) {
     }
 }
 
+/// A job backing up a small SQLite database of its own: the database's path and the job.
+fn sqlite_job(env: &Env) -> (std::path::PathBuf, coffer_types::Job) {
+    let db = sqlite_db(
+        env.dir.path(),
+        &["CREATE TABLE t (n INTEGER)", "INSERT INTO t VALUES (1)"],
+    );
+    let job =
+        serde_json::from_value(json!({"name": "app", "sources": [{"type": "sqlite", "path": db}]}))
+            .unwrap();
+    (db, env.api.create_job(&job).unwrap())
+}
+
 fn request(req: serde_json::Value) -> coffer_types::RestoreRequest {
     serde_json::from_value(req).unwrap()
 }
@@ -308,14 +320,7 @@ fn the_repository_key_is_sealed_exported_and_never_overwritten() {
 fn a_sqlite_database_in_use_is_not_replaced_unless_forced() {
     let env = start();
     let api = &env.api;
-    let db = sqlite_db(
-        env.dir.path(),
-        &["CREATE TABLE t (n INTEGER)", "INSERT INTO t VALUES (1)"],
-    );
-    let job =
-        serde_json::from_value(json!({"name": "app", "sources": [{"type": "sqlite", "path": db}]}))
-            .unwrap();
-    let job = api.create_job(&job).unwrap();
+    let (db, job) = sqlite_job(&env);
     let record = run_to_end(api, &job.id);
     assert_eq!(record.status, RecordStatus::Success, "{record:?}");
 
@@ -352,14 +357,7 @@ fn a_sqlite_database_in_use_is_not_replaced_unless_forced() {
 fn safety_records_are_kept_apart_from_the_jobs_backups() {
     let env = start();
     let api = &env.api;
-    let db = sqlite_db(
-        env.dir.path(),
-        &["CREATE TABLE t (n INTEGER)", "INSERT INTO t VALUES (1)"],
-    );
-    let job =
-        serde_json::from_value(json!({"name": "app", "sources": [{"type": "sqlite", "path": db}]}))
-            .unwrap();
-    let job = api.create_job(&job).unwrap();
+    let (db, job) = sqlite_job(&env);
     let good = run_to_end(api, &job.id);
     assert_eq!(good.status, RecordStatus::Success, "{good:?}");
     // The database is damaged: the nightly backup fails, and the admin restores.
