@@ -345,10 +345,13 @@ impl Jobs {
             }
             Ok::<_, JobsError>(())
         };
-        removed.await.map_err(|e| {
-            JobsError::Repository(format!(
-                "the job is deleted, but its data could not be removed: {e}"
-            ))
+        removed.await.map_err(|e| match e {
+            JobsError::Locked(why) => JobsError::Locked(format!(
+                "the job is deleted, but its data stays while the repository is in use: {why}"
+            )),
+            other => JobsError::Repository(format!(
+                "the job is deleted, but its data could not be removed: {other}"
+            )),
         })
     }
 
