@@ -61,7 +61,8 @@ pub(crate) fn overlap(a: &Path, b: &Path) -> bool {
 }
 
 /// `path` with every symlink of its deepest existing ancestor resolved (the rest, which does
-/// not exist yet, appended as it is).
+/// not exist yet, appended as it is). A symlink that leads nowhere is an error: whatever is
+/// made through it later would land where it points.
 pub(crate) fn resolve(path: &Path) -> std::io::Result<PathBuf> {
     let mut existing = path;
     let mut rest = vec![];
@@ -69,6 +70,12 @@ pub(crate) fn resolve(path: &Path) -> std::io::Result<PathBuf> {
         match std::fs::canonicalize(existing) {
             Ok(real) => return Ok(rest.iter().rev().fold(real, |p, c| p.join(c))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if std::fs::symlink_metadata(existing).is_ok() {
+                    return Err(std::io::Error::other(format!(
+                        "{} is a symlink that leads nowhere",
+                        existing.display()
+                    )));
+                }
                 rest.push(existing.file_name().ok_or(e)?.to_owned());
                 existing = existing.parent().unwrap_or(Path::new("/"));
             }
@@ -344,6 +351,10 @@ mod tests {
         );
         let target = srv.join("restored/new").display().to_string();
         assert!(p.restore_target(&target, &[]).is_ok());
+        std::fs::create_dir_all(srv.join("restored")).unwrap();
+        std::os::unix::fs::symlink("/nowhere/yet", srv.join("restored/dangling")).unwrap();
+        let through = srv.join("restored/dangling/x").display().to_string();
+        assert!(p.restore_target(&through, &[]).is_err());
         assert!(p.restore_target("/srv-other", &[]).is_err());
     }
 }
