@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use coffer_repo::{BackupItem, Id, Repository};
+use coffer_repo::{BackupItem, SnapshotReader};
 use coffer_sources::{SourceError, mysql, postgres};
 use coffer_types::{DatabaseDump, DbEngine, MysqlTool, Record, Source};
 
@@ -193,18 +193,17 @@ pub(crate) fn recorded(
     if logins.logins.is_empty() {
         return Ok((logins, servers));
     }
-    let repo = &target.open()?;
-    let id = &runner::snapshot_id(record.snapshot_id.as_deref().unwrap_or_default())?;
-    let labels = coffer_repo::snapshot::load(repo, id)
-        .map_err(|e| e.to_string())?
-        .labels;
+    let repo = target.open()?;
+    let id = runner::snapshot_id(record.snapshot_id.as_deref().unwrap_or_default())?;
+    let session = repo.open_snapshot(&id).map_err(|e| e.to_string())?;
+    let labels = &session.snapshot().labels;
     for (credential_id, (folder, login)) in logins.logins.iter_mut() {
         if let Some(recorded) = labels.get(&folder_label(credential_id)) {
             folder.clone_from(recorded);
         }
-        let names =
-            coffer_repo::list_dir(repo, id, &format!("{}/{folder}", login.engine().as_str()))
-                .map_err(|e| e.to_string())?;
+        let names = session
+            .list_dir(&format!("{}/{folder}", login.engine().as_str()))
+            .map_err(|e| e.to_string())?;
         logins.held.insert(credential_id.clone(), names);
     }
     let whole_servers = sources
@@ -375,8 +374,7 @@ pub(crate) fn backup_items(
 /// Restore the record's dump of `database` through `credential_id` into `into` (dropped and
 /// created anew), with the tools that match the dump.
 pub(crate) fn restore(
-    repo: &Repository,
-    id: &Id,
+    session: &SnapshotReader<'_>,
     logins: &Logins,
     credential_id: &str,
     database: &str,
@@ -388,28 +386,29 @@ pub(crate) fn restore(
         .ok_or_else(|| format!("the record holds no dump of database {database}"))?;
     let path = format.path(folder, database);
     // The database is dropped before its dump is read: a lost pack must stop the restore first.
-    coffer_repo::check_present(repo, id, std::slice::from_ref(&path)).map_err(|e| e.to_string())?;
+    session
+        .check_present(std::slice::from_ref(&path))
+        .map_err(|e| e.to_string())?;
     match (format, login) {
         (Format::Mydumper, Login::Mysql(l)) => pipe(
-            |out| coffer_repo::dump_dir(repo, id, &path, out),
+            |out| session.dump_dir(&path, out),
             |input| l.load_dir(database, into, input),
         ),
-        (_, Login::Postgres(l)) => pipe(file(repo, id, &path), |input| {
+        (_, Login::Postgres(l)) => pipe(file(session, &path), |input| {
             l.restore(database, into, input, l.server_major().ok())
         }),
-        (_, Login::Mysql(l)) => pipe(file(repo, id, &path), |input| l.restore(into, input)),
+        (_, Login::Mysql(l)) => pipe(file(session, &path), |input| l.restore(into, input)),
     }
 }
 
 /// Restore a whole server's roles (PostgreSQL) or accounts (MySQL/MariaDB) from the snapshot:
 /// those missing are created, all get what they had.
 pub(crate) fn restore_globals(
-    repo: &Repository,
-    id: &Id,
+    session: &SnapshotReader<'_>,
     (folder, login): &(String, Login),
 ) -> std::result::Result<(u64, u64), String> {
     let path = globals_path(login.engine(), folder);
-    pipe(file(repo, id, &path), |input| match login {
+    pipe(file(session, &path), |input| match login {
         Login::Postgres(l) => l.restore_globals(input),
         Login::Mysql(l) => l.restore_users(input),
     })
@@ -417,11 +416,10 @@ pub(crate) fn restore_globals(
 
 /// A reader for `pipe` of the file at `path` in the snapshot: one file, its size.
 fn file<'a>(
-    repo: &'a Repository,
-    id: &'a Id,
+    session: &'a SnapshotReader<'_>,
     path: &'a str,
 ) -> impl FnOnce(&mut std::io::PipeWriter) -> coffer_repo::Result<(u64, u64)> + Send + 'a {
-    move |out| coffer_repo::cat(repo, id, path, out).map(|size| (1, size))
+    move |out| session.cat(path, out).map(|size| (1, size))
 }
 
 /// Feed what `read` writes from the snapshot (a dump) to `tool` through a pipe (no copy on

@@ -263,7 +263,8 @@ pub fn verify(target: &Target, snapshot: &str, expected: &str) -> VerifyResult {
 /// Write the snapshot's canonical archive to `out`.
 pub fn dump(target: &Target, snapshot: &str, out: &mut dyn Write) -> Result<(), String> {
     let repo = target.open()?;
-    coffer_repo::dump(&repo, &snapshot_id(snapshot)?, out)
+    repo.open_snapshot(&snapshot_id(snapshot)?)
+        .and_then(|session| session.dump(out))
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
@@ -610,7 +611,10 @@ pub fn check_restorable(
     let id = snapshot
         .parse::<Id>()
         .map_err(|_| coffer_repo::Error::SnapshotNotFound(snapshot.into()))?;
-    coffer_repo::check_present(&target.repo()?, &id, &needed(plan, logins))
+    target
+        .repo()?
+        .open_snapshot(&id)?
+        .check_present(&needed(plan, logins))
 }
 
 /// Restore `plan` from `snapshot`: into `target` (keeping absolute paths below it), or in
@@ -627,20 +631,21 @@ pub fn restore(
     force: bool,
 ) -> Result<Restored, String> {
     let repo = target.open()?;
-    let id = snapshot_id(snapshot)?;
-    let run = |into: &Path, include: Vec<String>| -> Result<Restored, String> {
-        let s = coffer_repo::restore::restore(
-            &repo,
-            &id,
-            into,
-            coffer_repo::restore::RestoreOptions {
-                include,
-                ..Default::default()
-            },
-        )
+    let session = repo
+        .open_snapshot(&snapshot_id(snapshot)?)
         .map_err(|e| e.to_string())?;
+    let run = |into: &Path, include: Vec<String>| -> Result<Restored, String> {
+        let s = session
+            .restore(
+                into,
+                coffer_repo::restore::RestoreOptions {
+                    include,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
         if !s.damaged.is_empty() {
-            let names: Vec<String> = s.damaged.iter().map(|d| format!("{d:?}")).collect();
+            let names: Vec<String> = s.damaged.iter().map(ToString::to_string).collect();
             return Err(format!("damaged data, not restored: {}", names.join("; ")));
         }
         Ok(Restored {
@@ -660,14 +665,14 @@ pub fn restore(
         |staging, item| run(staging, vec![item.include(logins)]),
         |item| {
             match item {
-                Restore::Volume(name) => volumes::restore(&repo, &id, name),
+                Restore::Volume(name) => volumes::restore(&session, name),
                 Restore::Database {
                     credential_id,
                     database,
                     into,
-                } => databases::restore(&repo, &id, logins, credential_id, database, into),
+                } => databases::restore(&session, logins, credential_id, database, into),
                 Restore::Globals { credential_id } => {
-                    databases::restore_globals(&repo, &id, logins.login(credential_id)?)
+                    databases::restore_globals(&session, logins.login(credential_id)?)
                 }
                 _ => unreachable!("in_place handles files"),
             }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use coffer_repo::{BackupItem, Id, Repository};
+use coffer_repo::{BackupItem, SnapshotReader};
 use coffer_sources::docker::{Container, Docker, DockerError, VolumeInfo};
 
 use coffer_db::Restored;
@@ -143,16 +143,20 @@ pub(crate) async fn start_again(stopped: Stopped) {
 
 /// Restore the volume `name` from the snapshot: recreated as recorded, then filled through a
 /// temporary container. Returns files and bytes.
-pub(crate) fn restore(repo: &Repository, id: &Id, name: &str) -> Result<(u64, u64), String> {
+pub(crate) fn restore(session: &SnapshotReader<'_>, name: &str) -> Result<(u64, u64), String> {
     // The volume is recreated before it is filled: a lost pack must stop the restore first.
-    coffer_repo::check_present(repo, id, &[folder(name)]).map_err(|e| e.to_string())?;
-    let snap = coffer_repo::snapshot::load(repo, id).map_err(|e| e.to_string())?;
-    let info = snap
+    session
+        .check_present(&[folder(name)])
+        .map_err(|e| e.to_string())?;
+    let info = session
+        .snapshot()
         .labels
         .get(&label(name))
         .and_then(|j| serde_json::from_str::<VolumeInfo>(j).ok());
     refill(name, info, |out| {
-        coffer_repo::dump_dir(repo, id, &folder(name), out).map_err(|e| e.to_string())
+        session
+            .dump_dir(&folder(name), out)
+            .map_err(|e| e.to_string())
     })
 }
 

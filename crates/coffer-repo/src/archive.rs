@@ -329,8 +329,32 @@ impl<'a> ArchiveWalk<'a> {
 pub struct Damage {
     /// The file (archive path) whose content is affected.
     pub file: String,
-    /// What is damaged or missing, and why.
-    pub error: String,
+    /// The object that is damaged or missing (a pack, a blob, an index file).
+    pub object: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+impl Damage {
+    /// The damage `e` (an error for which `is_damage()` holds) found reading `file`.
+    pub(crate) fn new(file: &str, e: &Error) -> Damage {
+        let (object, detail) = e.damaged_object();
+        Damage {
+            file: file.to_string(),
+            object,
+            detail,
+        }
+    }
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} is damaged: {}",
+            self.file, self.object, self.detail
+        )
+    }
 }
 
 /// Segments decoded ahead of the archive writer, at most.
@@ -480,10 +504,7 @@ fn write_tree(
                                 Ok(bytes) => out.write_all(&bytes).map_err(io)?,
                                 Err(e) => match damage.as_deref_mut() {
                                     Some(list) if e.is_damage() => {
-                                        list.push(Damage {
-                                            file: path.to_string(),
-                                            error: e.to_string(),
-                                        });
+                                        list.push(Damage::new(&path, &e));
                                         write_zeros(out, len as u64).map_err(io)?;
                                     }
                                     _ => return Err(with_file(e, &path)),

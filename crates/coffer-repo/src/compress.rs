@@ -7,8 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-
 const SAMPLE: usize = 8 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,12 +60,9 @@ impl Compressor {
     }
 }
 
-/// Decompress a blob whose raw length is known; any mismatch is damage.
-pub(crate) fn decompress(
-    data: &[u8],
-    raw_len: usize,
-    what: impl Fn() -> String,
-) -> Result<Vec<u8>> {
+/// Decompress a blob whose raw length is known; any mismatch is damage, described by the
+/// error (the caller names the object).
+pub(crate) fn decompress(data: &[u8], raw_len: usize) -> std::result::Result<Vec<u8>, String> {
     thread_local! {
         // A decompression context per thread: creating one per blob is measurable.
         static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
@@ -80,11 +75,11 @@ pub(crate) fn decompress(
             }
             d.as_mut().expect("just created").decompress(data, raw_len)
         })
-        .map_err(|e| Error::damaged(what(), format!("cannot be decompressed: {e}")))?;
+        .map_err(|e| format!("cannot be decompressed: {e}"))?;
     if out.len() != raw_len {
-        return Err(Error::damaged(
-            what(),
-            format!("decompressed to {} bytes instead of {raw_len}", out.len()),
+        return Err(format!(
+            "decompressed to {} bytes instead of {raw_len}",
+            out.len()
         ));
     }
     Ok(out)

@@ -89,4 +89,17 @@ impl Error {
     pub fn is_damage(&self) -> bool {
         matches!(self, Error::Damaged { .. } | Error::MissingBlob(_))
     }
+
+    /// The object an error names and what is wrong with it: for damage the object itself,
+    /// for anything else "repository".
+    pub fn damaged_object(&self) -> (String, String) {
+        match self {
+            Error::Damaged { object, detail } => (object.clone(), detail.clone()),
+            Error::MissingBlob(id) => (
+                format!("blob {}", &id[..8.min(id.len())]),
+                "missing: no index file or pack lists it".into(),
+            ),
+            other => ("repository".into(), other.to_string()),
+        }
+    }
 }

@@ -262,6 +262,16 @@ impl Index {
         m
     }
 
+    /// The index for reading data: loaded, and where an index file cannot be read, completed
+    /// from the packs no readable index file lists, so that its damage hides no data.
+    pub(crate) fn load_readable(repo: &Repository) -> Result<Index> {
+        let mut index = Index::load(repo)?;
+        if !index.damaged.is_empty() {
+            index.add_unindexed_packs(repo)?;
+        }
+        Ok(index)
+    }
+
     /// Read the trailers of packs that no readable index file lists (after index damage or an
     /// interrupted backup) and add them. Returns how many packs were added.
     pub(crate) fn add_unindexed_packs(&mut self, repo: &Repository) -> Result<usize> {

@@ -195,16 +195,15 @@ pub(crate) fn decode_blob(
     e: &BlobEntry,
     mut stored: Vec<u8>,
 ) -> Result<Vec<u8>> {
-    let what = || {
-        format!(
-            "blob {} in pack {}",
-            e.id.short(),
-            crate::repo::pack_name(pack)
+    // The pack is what a user can act on; the blob is named in the detail.
+    let damaged = |detail: &str| {
+        Error::damaged(
+            crate::repo::pack_name(pack),
+            format!("blob {}: {detail}", e.id.short()),
         )
     };
     if stored.len() != e.length as usize {
-        return Err(Error::damaged(
-            what(),
+        return Err(damaged(
             "the pack is shorter than the index says (truncated)",
         ));
     }
@@ -215,20 +214,15 @@ pub(crate) fn decode_blob(
             &mut stored,
         )
     {
-        return Err(Error::damaged(
-            what(),
-            "it fails authentication (modified or corrupted)",
-        ));
+        return Err(damaged("it fails authentication (modified or corrupted)"));
     }
     let plain = match e.compression {
         Compression::None => stored,
-        Compression::Zstd => compress::decompress(&stored, e.raw_length as usize, what)?,
+        Compression::Zstd => compress::decompress(&stored, e.raw_length as usize)
+            .map_err(|detail| damaged(&detail))?,
     };
     if plain.len() != e.raw_length as usize || repo.blob_id(&plain) != e.id {
-        return Err(Error::damaged(
-            what(),
-            "its content does not hash to its id",
-        ));
+        return Err(damaged("its content does not hash to its id"));
     }
     Ok(plain)
 }

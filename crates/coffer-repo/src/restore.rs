@@ -30,11 +30,8 @@ use crate::archive::Damage;
 use crate::backup::Progress;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::Index;
-use crate::lock::{self, LockKind};
 use crate::reader::BlobReader;
-use crate::repo::Repository;
-use crate::snapshot;
+use crate::session::SnapshotReader;
 use crate::tree::{Content, Node, NodeKind, valid_name};
 
 #[derive(Debug, Default)]
@@ -122,21 +119,15 @@ impl Shared {
     }
 }
 
-/// Restore `snapshot` into `target`.
-pub fn restore(
-    repo: &Repository,
-    snapshot_id: &Id,
+/// Restore the open snapshot `session` into `target` (`SnapshotReader::restore`).
+pub(crate) fn restore(
+    session: &SnapshotReader<'_>,
     target: &Path,
     opts: RestoreOptions,
 ) -> Result<RestoreSummary> {
     let started = std::time::Instant::now();
-    let _lock = lock::acquire(repo, LockKind::Read)?;
-    let snap = snapshot::load(repo, snapshot_id)?;
-    let mut index = Index::load(repo)?;
-    if !index.damaged.is_empty() {
-        index.add_unindexed_packs(repo)?;
-    }
-    let reader = BlobReader::new(repo, &index);
+    let (snap, snapshot_id) = (session.snapshot(), session.id());
+    let reader = session.blobs();
     let include = opts
         .include
         .iter()
@@ -416,10 +407,11 @@ fn restore_file(reader: &BlobReader, shared: &Shared, job: &FileJob) -> Result<(
         if !e.is_damage() {
             return Err(e);
         }
-        shared.damaged.lock().expect("damaged").push(Damage {
-            file: job.path.clone(),
-            error: e.to_string(),
-        });
+        shared
+            .damaged
+            .lock()
+            .expect("damaged")
+            .push(Damage::new(&job.path, &e));
         return Ok(());
     }
     set_metadata(&tmp, node, Some(&f), shared);

@@ -82,7 +82,7 @@ impl Problems {
     }
 
     fn add_error(&mut self, e: &Error, snapshot: Option<&Id>, file: Option<String>) {
-        let (object, error) = describe(e);
+        let (object, error) = e.damaged_object();
         self.add(object, error, snapshot, file);
     }
 
@@ -103,24 +103,6 @@ impl Problems {
 const SHARED_BLOB_CACHE: usize = 16 * 1024 * 1024;
 /// Archive passes run at the same time.
 const CONCURRENT_ARCHIVES: usize = 2;
-
-/// Split an error into the object it names and what is wrong with it.
-fn describe(e: &Error) -> (String, String) {
-    match e {
-        Error::Damaged { object, detail } => {
-            // "blob abcd in pack data/…": the pack is the object a user can act on.
-            match object.split_once(" in pack ") {
-                Some((blob, pack)) => (pack.to_string(), format!("{blob}: {detail}")),
-                None => (object.clone(), detail.clone()),
-            }
-        }
-        Error::MissingBlob(id) => (
-            format!("blob {}", &id[..8.min(id.len())]),
-            "missing: no index file or pack lists it".into(),
-        ),
-        other => ("repository".into(), other.to_string()),
-    }
-}
 
 pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
     let started = Instant::now();
@@ -246,9 +228,8 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
                     size,
                     damage,
                 } = check;
-                for d in &damage {
-                    let (object, error) = split_damage(&d.error);
-                    problems.add(object, error, Some(id), Some(d.file.clone()));
+                for d in damage {
+                    problems.add(d.object, d.detail, Some(id), Some(d.file));
                 }
                 report.checksums.insert(id.to_hex(), sum.clone());
                 if sum != snap.checksum || size != snap.size_bytes {
@@ -269,7 +250,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
         report.blobs_checked = blobs;
         report.packs_checked = packs.len() as u64;
         for (pack, e) in pack_problems.into_inner().expect("problems") {
-            let (object, error) = describe(&e);
+            let (object, error) = e.damaged_object();
             problems.add(object.clone(), error.clone(), None, None);
             // The files a damaged pack affects are named by the blob-level check above; a
             // pack whose blobs all still decode (damage in its trailer) affects no file.
@@ -283,17 +264,6 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
     report.ok = report.problems.is_empty();
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
-}
-
-fn split_damage(msg: &str) -> (String, String) {
-    // Damage messages are "<object> is damaged: <detail>" as produced by Error::Damaged.
-    match msg.split_once(" is damaged: ") {
-        Some((object, detail)) => match object.split_once(" in pack ") {
-            Some((blob, pack)) => (pack.to_string(), format!("{blob}: {detail}")),
-            None => (object.to_string(), detail.to_string()),
-        },
-        None => ("repository".into(), msg.to_string()),
-    }
 }
 
 #[derive(Clone)]

@@ -4,10 +4,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use coffer_repo::restore::{RestoreOptions, restore};
+use coffer_repo::restore::RestoreOptions;
 use coffer_repo::{
-    BackupItem, BackupOptions, InitOptions, KdfParams, Location, Repository, Source, backup, dump,
-    dump_dir,
+    BackupItem, BackupOptions, InitOptions, KdfParams, Location, Repository, Source, backup,
 };
 use coffer_testkit::{PASSWORD, assert_same_tree, seeded, tempdir};
 use proptest::prelude::*;
@@ -178,12 +177,12 @@ proptest! {
         prop_assert!(s.warnings.is_empty(), "{:?}", s.warnings);
 
         let target = dir.path().join("restored");
-        let r = restore(&repo, &s.snapshot_id, &target, RestoreOptions::default()).unwrap();
+        let r = repo.open_snapshot(&s.snapshot_id).unwrap().restore(&target, RestoreOptions::default()).unwrap();
         prop_assert!(r.damaged.is_empty());
         assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 
         let mut archive = vec![];
-        let d = dump(&repo, &s.snapshot_id, &mut archive).unwrap();
+        let d = repo.open_snapshot(&s.snapshot_id).unwrap().dump(&mut archive).unwrap();
         prop_assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), s.checksum.clone());
         prop_assert_eq!(archive.len() as u64, s.size_bytes);
         prop_assert_eq!(d.checksum, s.checksum.clone());
@@ -200,7 +199,7 @@ proptest! {
         prop_assert_eq!(again.archive_bytes_hashed, 0, "an unchanged archive is not hashed again");
         prop_assert_eq!(&again.checksum, &first.checksum);
         let mut archive = vec![];
-        dump(&repo, &again.snapshot_id, &mut archive).unwrap();
+        repo.open_snapshot(&again.snapshot_id).unwrap().dump(&mut archive).unwrap();
         prop_assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), again.checksum);
 
         // The same tree as a tar stream in GNU tar's (unsorted) order becomes the same tree in
@@ -215,12 +214,12 @@ proptest! {
         let t = backup(&repo, tar_item(), BackupOptions::default()).unwrap();
         prop_assert!(t.warnings.is_empty(), "{:?}", t.warnings);
         let mut archive = vec![];
-        dump(&repo, &t.snapshot_id, &mut archive).unwrap();
+        repo.open_snapshot(&t.snapshot_id).unwrap().dump(&mut archive).unwrap();
         let unpacked = tempdir().unwrap();
         gnu_tar_extract(&archive, unpacked.path());
         assert_same_tree(&src, &unpacked.path().join("volume/v"));
         let mut dir_archive = vec![];
-        dump_dir(&repo, &t.snapshot_id, "volume/v", &mut dir_archive).unwrap();
+        repo.open_snapshot(&t.snapshot_id).unwrap().dump_dir("volume/v", &mut dir_archive).unwrap();
         let unpacked = tempdir().unwrap();
         gnu_tar_extract(&dir_archive, unpacked.path());
         assert_same_tree(&src, unpacked.path());
@@ -237,13 +236,13 @@ proptest! {
         let item = BackupItem::named("db/dump.sql", Source::Stream(Box::new(std::io::Cursor::new(data.clone())))).unwrap();
         let s = backup(&repo, vec![item], BackupOptions::default()).unwrap();
         let mut archive = vec![];
-        dump(&repo, &s.snapshot_id, &mut archive).unwrap();
+        repo.open_snapshot(&s.snapshot_id).unwrap().dump(&mut archive).unwrap();
         prop_assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), s.checksum);
         let unpacked = tempdir().unwrap();
         gnu_tar_extract(&archive, unpacked.path());
         prop_assert_eq!(std::fs::read(unpacked.path().join("db/dump.sql")).unwrap(), data.clone());
         let target = dir.path().join("out");
-        restore(&repo, &s.snapshot_id, &target, RestoreOptions::default()).unwrap();
+        repo.open_snapshot(&s.snapshot_id).unwrap().restore(&target, RestoreOptions::default()).unwrap();
         prop_assert_eq!(std::fs::read(target.join("db/dump.sql")).unwrap(), data);
     }
 }
@@ -281,7 +280,10 @@ fn incremental_backup_reads_only_changed_files_and_hashes_correctly() {
     assert_eq!(second.counts.bytes_read, 7 + 8);
     assert_eq!(second.parent, Some(first.snapshot_id));
     let mut archive = vec![];
-    dump(&repo, &second.snapshot_id, &mut archive).unwrap();
+    repo.open_snapshot(&second.snapshot_id)
+        .unwrap()
+        .dump(&mut archive)
+        .unwrap();
     assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), second.checksum);
 }
 
@@ -324,7 +326,10 @@ fn files_changing_during_the_backup_are_warnings_and_the_archive_stays_consisten
     writer.join().unwrap();
     let s = s.expect("a changing source is not a failure");
     let mut archive = vec![];
-    dump(&repo, &s.snapshot_id, &mut archive).unwrap();
+    repo.open_snapshot(&s.snapshot_id)
+        .unwrap()
+        .dump(&mut archive)
+        .unwrap();
     assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), s.checksum);
     let report = coffer_repo::verify::verify(&repo, &Default::default()).unwrap();
     assert!(report.ok, "{:?}", report.problems);
@@ -360,10 +365,16 @@ fn chunks_larger_than_the_read_window_work() {
     )
     .unwrap();
     let mut archive = vec![];
-    dump(&repo, &s.snapshot_id, &mut archive).unwrap();
+    repo.open_snapshot(&s.snapshot_id)
+        .unwrap()
+        .dump(&mut archive)
+        .unwrap();
     assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), s.checksum);
     let target = dir.path().join("out");
-    restore(&repo, &s.snapshot_id, &target, RestoreOptions::default()).unwrap();
+    repo.open_snapshot(&s.snapshot_id)
+        .unwrap()
+        .restore(&target, RestoreOptions::default())
+        .unwrap();
     assert_eq!(
         std::fs::read(target.join(src.strip_prefix("/").unwrap()).join("big")).unwrap(),
         data
@@ -394,7 +405,10 @@ fn a_changed_ancestor_directory_only_rehashes_the_end_of_the_archive() {
         second.size_bytes
     );
     let mut archive = vec![];
-    dump(&repo, &second.snapshot_id, &mut archive).unwrap();
+    repo.open_snapshot(&second.snapshot_id)
+        .unwrap()
+        .dump(&mut archive)
+        .unwrap();
     assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), second.checksum);
 }
 
@@ -417,10 +431,16 @@ fn tar_streams_keep_hard_links_and_refuse_entries_that_leave_their_directory() {
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     // Three names, one content: stored once, restored as one inode with three links.
     let target = dir.path().join("restored");
-    restore(&repo, &s.snapshot_id, &target, RestoreOptions::default()).unwrap();
+    repo.open_snapshot(&s.snapshot_id)
+        .unwrap()
+        .restore(&target, RestoreOptions::default())
+        .unwrap();
     assert_same_tree(&src, &target.join("volume/v"));
     let mut archive = vec![];
-    dump_dir(&repo, &s.snapshot_id, "volume/v", &mut archive).unwrap();
+    repo.open_snapshot(&s.snapshot_id)
+        .unwrap()
+        .dump_dir("volume/v", &mut archive)
+        .unwrap();
     let unpacked = tempdir().unwrap();
     gnu_tar_extract(&archive, unpacked.path());
     assert_same_tree(&src, unpacked.path());
@@ -444,7 +464,10 @@ fn tar_streams_keep_hard_links_and_refuse_entries_that_leave_their_directory() {
         s.warnings
     );
     let target = dir.path().join("odd-restored");
-    restore(&repo, &s.snapshot_id, &target, RestoreOptions::default()).unwrap();
+    repo.open_snapshot(&s.snapshot_id)
+        .unwrap()
+        .restore(&target, RestoreOptions::default())
+        .unwrap();
     assert_eq!(
         std::fs::read(target.join("volume/odd/plain")).unwrap(),
         b"y"

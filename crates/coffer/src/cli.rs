@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use coffer_repo::forget::{self, Decision};
 use coffer_repo::prune::{self, PruneOptions, PruneReport};
-use coffer_repo::restore::{self, RestoreOptions};
+use coffer_repo::restore::RestoreOptions;
 use coffer_repo::verify::{self, VerifyOptions};
 use coffer_repo::{
     BackupItem, BackupOptions, ChunkerParams, Error, GroupBy, Id, InitOptions, KdfParams,
@@ -467,9 +467,7 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode> {
     let id = resolve(&repo, &a.snapshot)?;
     let progress = Arc::new(Progress::default());
     let line = ProgressLine::start(&progress, !ctx.json, "restored");
-    let s = restore::restore(
-        &repo,
-        &id,
+    let s = repo.open_snapshot(&id)?.restore(
         &a.target,
         RestoreOptions {
             include: a.include,
@@ -490,7 +488,7 @@ fn restore(ctx: &Ctx, a: RestoreArgs) -> Result<ExitCode> {
             millis(s.duration_ms)
         );
         for d in &s.damaged {
-            eprintln!("not restored: {}: {}", d.file, d.error);
+            eprintln!("not restored: {d}");
         }
     });
     if !s.damaged.is_empty() {
@@ -510,7 +508,7 @@ fn dump(ctx: &Ctx, spec: &str) -> Result<ExitCode> {
     let id = resolve(&repo, spec)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    let s = coffer_repo::dump(&repo, &id, &mut out)?;
+    let s = repo.open_snapshot(&id)?.dump(&mut out)?;
     out.flush().context("writing the archive")?;
     if ctx.json {
         // stdout carries the archive; the summary goes to stderr.
