@@ -50,7 +50,7 @@ fn credential(r: Row) -> Result<Credential> {
 
 fn name_taken(e: sqlx::Error, name: &str) -> DbError {
     if unique_violation(&e) {
-        DbError::Conflict(format!("a credential named {name:?} already exists"))
+        DbError::Taken(format!("a credential named {name:?} already exists"))
     } else {
         e.into()
     }
@@ -153,7 +153,7 @@ impl Db {
         .await?;
         if done.rows_affected() == 0 {
             let c = self.credential(id).await?;
-            return Err(DbError::Conflict(format!(
+            return Err(DbError::InUse(format!(
                 "credential {:?} is used by a job: remove it from the job's sources first",
                 c.name
             )));

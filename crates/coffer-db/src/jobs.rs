@@ -114,11 +114,13 @@ struct RecordRow {
     warnings: String,
     databases: String,
     backup_tool: Option<String>,
+    verified_at: Option<String>,
+    verify_ok: Option<bool>,
 }
 
 const RECORD_COLUMNS: &str = "id, job_id, status, phase, size_bytes, stored_bytes, checksum,
     file_path, snapshot_id, encrypted, trigger, started_at, finished_at, duration_ms, error, warnings,
-    databases, backup_tool";
+    databases, backup_tool, verified_at, verify_ok";
 
 fn record(r: RecordRow) -> Result<Record> {
     let bytes = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
@@ -141,6 +143,8 @@ fn record(r: RecordRow) -> Result<Record> {
         warnings: json("record warnings", &r.warnings)?,
         databases: json("record databases", &r.databases)?,
         backup_tool: r.backup_tool,
+        verified_at: parse_opt_ts(r.verified_at)?,
+        verify_ok: r.verify_ok,
     })
 }
 
@@ -320,14 +324,23 @@ impl Db {
         .await;
         match started {
             Ok(_) => self.record(job_id, &id).await,
-            Err(e) if unique_violation(&e) => Err(DbError::Conflict(
-                "this job is already running: wait for the running record to finish".into(),
-            )),
+            Err(e) if unique_violation(&e) => Err(DbError::JobRunning),
             Err(sqlx::Error::Database(d)) if d.is_foreign_key_violation() => {
                 Err(DbError::NotFound("backup job"))
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Keep the outcome of a verify of the record, now.
+    pub async fn set_record_verified(&self, id: &str, ok: bool) -> Result<()> {
+        sqlx::query("UPDATE backup_records SET verified_at = ?2, verify_ok = ?3 WHERE id = ?1")
+            .bind(id)
+            .bind(ts(Utc::now()))
+            .bind(ok)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     pub async fn set_record_phase(&self, id: &str, phase: &str) -> Result<()> {

@@ -34,6 +34,16 @@ pub use users::Session;
 pub enum DbError {
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A name that must be unique is taken.
+    #[error("{0}")]
+    Taken(String),
+    /// The job has a running record already.
+    #[error("this job is already running: wait for the running record to finish")]
+    JobRunning,
+    /// What jobs use cannot be removed.
+    #[error("{0}")]
+    InUse(String),
+    /// A rule about users would break (setup once, never zero admins).
     #[error("{0}")]
     Conflict(String),
     #[error("the metadata database was written by a newer Coffer (schema {0}); upgrade Coffer")]

@@ -43,7 +43,7 @@ fn repository(r: Row) -> Result<Repository> {
 
 fn name_taken(e: sqlx::Error, name: &str) -> DbError {
     if unique_violation(&e) {
-        DbError::Conflict(format!("a repository named {name:?} already exists"))
+        DbError::Taken(format!("a repository named {name:?} already exists"))
     } else {
         e.into()
     }
@@ -146,7 +146,7 @@ impl Db {
         .await?;
         if done.rows_affected() == 0 {
             let r = self.repository(id).await?;
-            return Err(DbError::Conflict(format!(
+            return Err(DbError::InUse(format!(
                 "repository {:?} is used by {} job(s): delete them or point them elsewhere first",
                 r.name, r.jobs
             )));

@@ -67,7 +67,7 @@ impl Db {
         .execute(self.pool())
         .await;
         match res {
-            Err(e) if unique_violation(&e) => Err(DbError::Conflict(format!(
+            Err(e) if unique_violation(&e) => Err(DbError::Taken(format!(
                 "the username {username:?} is taken"
             ))),
             Err(e) => Err(e.into()),

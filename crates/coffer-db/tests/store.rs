@@ -20,7 +20,7 @@ async fn setup_happens_once_and_the_last_admin_stays() {
     ));
     assert!(matches!(
         db.create_user("root", "h", Role::Viewer).await,
-        Err(DbError::Conflict(_))
+        Err(DbError::Taken(_))
     ));
     assert!(matches!(
         db.delete_user(&admin.id).await,

@@ -104,11 +104,7 @@ impl Jobs {
     /// A credential's password in clear, for a run.
     pub(crate) async fn credential_password(&self, id: &str) -> Result<Option<String>> {
         match self.db.credential_password(id).await? {
-            Some(sealed) => Ok(Some(
-                self.vault
-                    .open(&sealed, &context(id))
-                    .map_err(JobsError::Unusable)?,
-            )),
+            Some(sealed) => Ok(Some(self.vault.open(&sealed, &context(id))?)),
             None => Ok(None),
         }
     }

@@ -57,12 +57,9 @@ impl Logins {
     }
 
     /// As `get`, a missing one an error.
-    pub(crate) fn login(
-        &self,
-        credential_id: &str,
-    ) -> std::result::Result<&(String, Login), String> {
+    pub(crate) fn login(&self, credential_id: &str) -> Result<&(String, Login)> {
         self.get(credential_id)
-            .ok_or_else(|| format!("credential {credential_id} is gone"))
+            .ok_or_else(|| JobsError::Unusable(format!("credential {credential_id} is gone")))
     }
 
     /// The dumps read to their end so far, in order.
@@ -188,22 +185,20 @@ pub(crate) fn recorded(
     record: &Record,
     sources: &[Source],
     mut logins: Logins,
-) -> std::result::Result<(Logins, HashMap<String, ServerDumps>), String> {
+) -> Result<(Logins, HashMap<String, ServerDumps>)> {
     let mut servers = HashMap::new();
     if logins.logins.is_empty() {
         return Ok((logins, servers));
     }
     let repo = target.open()?;
     let id = runner::snapshot_id(record.snapshot_id.as_deref().unwrap_or_default())?;
-    let session = repo.open_snapshot(&id).map_err(|e| e.to_string())?;
+    let session = repo.open_snapshot(&id)?;
     let labels = &session.snapshot().labels;
     for (credential_id, (folder, login)) in logins.logins.iter_mut() {
         if let Some(recorded) = labels.get(&folder_label(credential_id)) {
             folder.clone_from(recorded);
         }
-        let names = session
-            .list_dir(&format!("{}/{folder}", login.engine().as_str()))
-            .map_err(|e| e.to_string())?;
+        let names = session.list_dir(&format!("{}/{folder}", login.engine().as_str()))?;
         logins.held.insert(credential_id.clone(), names);
     }
     let whole_servers = sources
@@ -270,14 +265,14 @@ impl Logins {
         entry: DatabaseDump,
         as_source: fn(Box<dyn Read + Send>) -> coffer_repo::Source,
         start: impl FnOnce() -> std::result::Result<R, SourceError> + Send + 'static,
-    ) -> std::result::Result<BackupItem, String> {
+    ) -> Result<BackupItem> {
         let reader = Lazy {
             start: Some(start),
             dump: None,
             entry,
             log: self.dumps.clone(),
         };
-        BackupItem::named(&name, as_source(Box::new(reader))).map_err(|e| e.to_string())
+        Ok(BackupItem::named(&name, as_source(Box::new(reader)))?)
     }
 }
 
@@ -289,7 +284,7 @@ pub(crate) fn backup_items(
     source: &Source,
     logins: &Logins,
     labels: &mut BTreeMap<String, String>,
-) -> std::result::Result<Vec<BackupItem>, String> {
+) -> Result<Vec<BackupItem>> {
     let Some((credential_id, database, _)) = source.database() else {
         return Ok(vec![]);
     };
@@ -297,7 +292,7 @@ pub(crate) fn backup_items(
     labels.insert(folder_label(credential_id), folder.clone());
     let databases = match database {
         Some(d) => vec![d.to_string()],
-        None => login.databases().map_err(|e| e.to_string())?,
+        None => login.databases()?,
     };
     let mut items = vec![];
     let engine = login.engine();
@@ -310,7 +305,7 @@ pub(crate) fn backup_items(
     let stream = coffer_repo::Source::Stream;
     match login {
         Login::Postgres(l) => {
-            let major = l.server_major().map_err(|e| e.to_string())?;
+            let major = l.server_major()?;
             if database.is_none() {
                 let l = l.clone();
                 items.push(logins.lazy(
@@ -379,16 +374,19 @@ pub(crate) fn restore(
     credential_id: &str,
     database: &str,
     into: &str,
-) -> std::result::Result<(u64, u64), String> {
+) -> Result<(u64, u64)> {
     let (folder, login) = logins.login(credential_id)?;
     let format = logins
         .recorded_format(credential_id, database)
-        .ok_or_else(|| format!("the record holds no dump of database {database}"))?;
+        .ok_or_else(|| {
+            JobsError::Field(FieldError {
+                field: "databases",
+                message: format!("the record holds no dump of database {database}"),
+            })
+        })?;
     let path = format.path(folder, database);
     // The database is dropped before its dump is read: a lost pack must stop the restore first.
-    session
-        .check_present(std::slice::from_ref(&path))
-        .map_err(|e| e.to_string())?;
+    session.check_present(std::slice::from_ref(&path))?;
     match (format, login) {
         (Format::Mydumper, Login::Mysql(l)) => pipe(
             |out| session.dump_dir(&path, out),
@@ -406,7 +404,7 @@ pub(crate) fn restore(
 pub(crate) fn restore_globals(
     session: &SnapshotReader<'_>,
     (folder, login): &(String, Login),
-) -> std::result::Result<(u64, u64), String> {
+) -> Result<(u64, u64)> {
     let path = globals_path(login.engine(), folder);
     pipe(file(session, &path), |input| match login {
         Login::Postgres(l) => l.restore_globals(input),
@@ -427,24 +425,30 @@ fn file<'a>(
 fn pipe(
     read: impl FnOnce(&mut std::io::PipeWriter) -> coffer_repo::Result<(u64, u64)> + Send,
     tool: impl FnOnce(&mut dyn Read) -> std::result::Result<(), SourceError>,
-) -> std::result::Result<(u64, u64), String> {
-    let (mut reader, mut writer) = std::io::pipe().map_err(|e| e.to_string())?;
+) -> Result<(u64, u64)> {
+    let (mut reader, mut writer) = std::io::pipe().map_err(|e| JobsError::io("a pipe", e))?;
     std::thread::scope(|s| {
         let feeder = s.spawn(move || {
             let r = read(&mut writer);
             drop(writer);
             r
         });
-        let restored = tool(&mut reader).map_err(|e| e.to_string());
+        let restored = tool(&mut reader);
         drop(reader);
         let read = feeder
             .join()
-            .map_err(|_| "reading the dump crashed".to_string())?;
+            .map_err(|_| JobsError::Internal("reading the dump crashed".into()))?;
         match (restored, read) {
-            (Ok(()), read) => read.map_err(|e| e.to_string()),
+            (Ok(()), read) => Ok(read?),
             // Damage found while reading comes first; the tool then failed on a cut input.
-            (Err(tool), Err(e)) if !broken_pipe(&e) => Err(format!("{e} ({tool})")),
-            (Err(tool), _) => Err(tool),
+            (Err(tool), Err(e)) if !broken_pipe(&e) => Err(match JobsError::from(e) {
+                JobsError::Damaged { object, detail } => JobsError::Damaged {
+                    object,
+                    detail: format!("{detail}; the restore tool then failed: {tool}"),
+                },
+                other => other,
+            }),
+            (Err(tool), _) => Err(tool.into()),
         }
     })
 }
@@ -537,21 +541,8 @@ impl Jobs {
 }
 
 /// Whether the server behind `credential_id` has a database named `name`.
-pub(crate) async fn has_database(
-    logins: &Logins,
-    credential_id: &str,
-    name: &str,
-) -> Result<bool, String> {
-    let (_, login) = logins
-        .get(credential_id)
-        .ok_or_else(|| format!("there is no credential {credential_id:?}"))?;
+pub(crate) async fn has_database(logins: &Logins, credential_id: &str, name: &str) -> Result<bool> {
+    let (_, login) = logins.login(credential_id)?;
     let (login, name) = (login.clone(), name.to_string());
-    tokio::task::spawn_blocking(move || {
-        login
-            .databases()
-            .map(|dbs| dbs.contains(&name))
-            .map_err(|e| format!("the databases of the server cannot be listed: {e}"))
-    })
-    .await
-    .map_err(|e| e.to_string())?
+    crate::blocking(move || login.databases().map(|dbs| dbs.contains(&name))).await
 }

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use coffer_db::Restored;
 
 use crate::runner::Restore;
+use crate::spec::FieldError;
+use crate::{JobsError, Result};
 
 /// The sidecar files of a SQLite database that belong to it and move with it.
 const SQLITE_SIDECARS: [&str; 2] = ["-wal", "-shm"];
@@ -46,18 +48,18 @@ fn remove_any(p: &Path) -> std::io::Result<()> {
 
 /// Refuse when processes hold the SQLite database at `db` open: they would go on writing into
 /// the file the restore replaces, and their writes would be lost.
-pub(crate) fn sqlite_unused(db: &Path) -> Result<(), String> {
+pub(crate) fn sqlite_unused(db: &Path) -> Result<()> {
     let holders = coffer_sources::sqlite::holders(db);
     if holders.is_empty() {
         return Ok(());
     }
     let names: Vec<String> = holders.iter().map(ToString::to_string).collect();
-    Err(format!(
+    Err(JobsError::Busy(format!(
         "the SQLite database {} is open in {}: stop it first (its writes after the restore \
          would be lost), or restore with \"force\": true",
         db.display(),
         names.join(", ")
-    ))
+    )))
 }
 
 /// Restore each item of `plan` in place: `fill` writes a file or tree (with its path inside
@@ -68,9 +70,9 @@ pub(crate) fn in_place(
     plan: &[Restore],
     task: &str,
     force: bool,
-    mut fill: impl FnMut(&Path, &Restore) -> Result<Restored, String>,
-    mut other: impl FnMut(&Restore) -> Result<Restored, String>,
-) -> Result<Restored, String> {
+    mut fill: impl FnMut(&Path, &Restore) -> Result<Restored>,
+    mut other: impl FnMut(&Restore) -> Result<Restored>,
+) -> Result<Restored> {
     let mut total = Restored::default();
     let mut add = |done: Restored| {
         total.files += done.files;
@@ -85,21 +87,24 @@ pub(crate) fn in_place(
                 continue;
             }
         };
-        let parent = live
-            .parent()
-            .ok_or_else(|| format!("{} cannot be restored in place", live.display()))?;
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        let parent = live.parent().ok_or_else(|| {
+            JobsError::Unusable(format!("{} cannot be restored in place", live.display()))
+        })?;
+        std::fs::create_dir_all(parent).map_err(|e| JobsError::io(parent.display(), e))?;
         let staging = staging_dir(parent, task);
         let result = (|| {
             let done = fill(&staging, item)?;
             let inside = item.include(&crate::databases::Logins::default());
             let staged = staging.join(inside.trim_start_matches('/'));
             if std::fs::symlink_metadata(&staged).is_err() {
-                return Err(format!("{} is not in this archive", live.display()));
+                return Err(JobsError::Field(FieldError {
+                    field: "paths",
+                    message: format!("{} is not in this archive", live.display()),
+                }));
             }
             let sidecars: &[&str] = match item {
                 Restore::Sqlite(db) => {
-                    coffer_sources::sqlite::check(&staged).map_err(|e| e.to_string())?;
+                    coffer_sources::sqlite::check(&staged)?;
                     if !force {
                         sqlite_unused(db)?;
                     }
@@ -128,8 +133,8 @@ pub(crate) fn counts((files, bytes): (u64, u64)) -> Restored {
 /// Put `staged` where `live` is, by renames in the same directory: `live` and its `sidecars`
 /// move aside, `staged` takes its place, and what was moved aside is removed only then. A
 /// failure puts everything back.
-fn swap_in(staged: &Path, live: &Path, task: &str, sidecars: &[&str]) -> Result<(), String> {
-    let err = |e: std::io::Error| format!("{}: {e}", live.display());
+fn swap_in(staged: &Path, live: &Path, task: &str, sidecars: &[&str]) -> Result<()> {
+    let err = |e: std::io::Error| JobsError::io(live.display(), e);
     let old = aside(live, task);
     // The live item first, its sidecars after it: a crash in between leaves the item aside
     // and `recover` puts the sidecars it finds back with it.

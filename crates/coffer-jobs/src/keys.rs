@@ -35,7 +35,7 @@ pub(crate) async fn move_out_of_settings(db: &Db, vault: &Vault) -> Result<()> {
     };
     let sealed = vault.seal(&key, CONTEXT);
     let stored = db.secret(SECRET, || sealed).await?;
-    if vault.open(&stored, CONTEXT).map_err(JobsError::Unusable)? != key {
+    if vault.open(&stored, CONTEXT)? != key {
         return Err(JobsError::Unusable(format!(
             "the setting {KEY_SETTING} differs from the repository key this server keeps: remove \
              the one that does not open the repositories"
@@ -59,9 +59,7 @@ impl Jobs {
                 self.db.secret(SECRET, || fresh).await?
             }
         };
-        self.vault
-            .open(&sealed, CONTEXT)
-            .map_err(JobsError::Unusable)
+        Ok(self.vault.open(&sealed, CONTEXT)?)
     }
 
     /// The key `job`'s repository opens with (none: unencrypted).
@@ -123,8 +121,8 @@ impl Jobs {
                         let n = new.clone();
                         let _ = blocking(move || runner::remove_key(&t, &n)).await;
                     }
-                    return Err(JobsError::Repository(format!(
-                        "the repository at {} did not take the new key, so nothing changed: {e}",
+                    return Err(e.context(&format!(
+                        "the repository at {} did not take the new key, so nothing changed",
                         t.location
                     )));
                 }

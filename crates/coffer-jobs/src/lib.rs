@@ -12,6 +12,7 @@
 
 mod credentials;
 mod databases;
+mod error;
 mod inplace;
 mod keys;
 mod places;
@@ -21,6 +22,7 @@ mod upload;
 mod vault;
 mod volumes;
 
+pub use error::{JobsError, Result};
 pub use keys::KEY_SETTING;
 pub use places::Roots;
 pub use vault::Vault;
@@ -42,33 +44,6 @@ use coffer_types::{Event, Job, JobInput, JobUpdate, Record, Role, Source, Verify
 pub use coffer_repo::sealed::sealed_len;
 pub use scheduler::{Due, due};
 pub use spec::{FieldError, Schedule};
-
-#[derive(Debug, thiserror::Error)]
-pub enum JobsError {
-    #[error(transparent)]
-    Field(#[from] FieldError),
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// The record cannot be used this way (still running, failed, no snapshot).
-    #[error("{0}")]
-    Unusable(String),
-    /// The repository could not be read or written.
-    #[error("{0}")]
-    Repository(String),
-    /// What a restore would overwrite is in use (a volume of a running container, a SQLite
-    /// database a process holds open).
-    #[error("{0}")]
-    Busy(String),
-    /// Another process holds the repository's exclusive lock (a prune), longer than we wait.
-    #[error("{0}")]
-    Locked(String),
-    /// What the request would create or replace exists, and the request did not say to
-    /// replace it.
-    #[error("{0}")]
-    Exists(String),
-}
-
-pub type Result<T, E = JobsError> = std::result::Result<T, E>;
 
 /// How the job service is set up.
 #[derive(Debug, Clone)]
@@ -345,14 +320,9 @@ impl Jobs {
             }
             Ok::<_, JobsError>(())
         };
-        removed.await.map_err(|e| match e {
-            JobsError::Locked(why) => JobsError::Locked(format!(
-                "the job is deleted, but its data stays while the repository is in use: {why}"
-            )),
-            other => JobsError::Repository(format!(
-                "the job is deleted, but its data could not be removed: {other}"
-            )),
-        })
+        removed
+            .await
+            .map_err(|e| e.context("the job is deleted, but its data could not be removed"))
     }
 
     pub async fn records(&self, job_id: &str, q: &RecordQuery) -> Result<Vec<Record>> {
@@ -479,7 +449,11 @@ impl Jobs {
             runner::backup(&t, &scratch, &sources, &l, labels, safety, cancel)
         })
         .await
-        .unwrap_or_else(|e| Err(format!("the backup stopped unexpectedly: {e}")));
+        .unwrap_or_else(|e| {
+            Err(JobsError::Internal(format!(
+                "the backup stopped unexpectedly: {e}"
+            )))
+        });
         match result {
             Ok(s) => RunOutcome::Success {
                 size_bytes: s.size_bytes,
@@ -490,7 +464,9 @@ impl Jobs {
                 warnings: s.warnings,
                 databases: logins.dumps(),
             },
-            Err(error) => RunOutcome::Failed { error },
+            Err(error) => RunOutcome::Failed {
+                error: error.to_string(),
+            },
         }
     }
 
@@ -569,16 +545,19 @@ impl Jobs {
         Ok((record, job, target))
     }
 
-    /// Re-read the record's snapshot completely and recompute its archive checksum.
+    /// Re-read the record's snapshot completely and recompute its archive checksum. Damage is
+    /// the answer `ok: false` (kept on the record, logged, counted and announced); a
+    /// repository that cannot be read at all is an error that says why, and changes nothing.
     pub async fn verify(&self, job_id: &str, rid: &str) -> Result<VerifyResult> {
-        let (record, _, target) = self.usable(job_id, rid).await?;
+        let (record, job, target) = self.usable(job_id, rid).await?;
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
         let expected = record.checksum.clone().unwrap_or_default();
-        let result =
-            tokio::task::spawn_blocking(move || runner::verify(&target, &snapshot, &expected))
-                .await
-                .map_err(|e| JobsError::Repository(e.to_string()))?;
+        let result = blocking(move || runner::verify(&target, &snapshot, &expected)).await?;
+        self.db.set_record_verified(rid, result.ok).await?;
         if !result.ok {
+            tracing::warn!(job = %job_id, record = %rid, damaged = ?result.damaged, "verify found damage");
+            metrics::counter!("coffer_backup_verify_failures_total", &job_labels(&job))
+                .increment(1);
             self.emit("verify.failed", job_id, rid, None, result.error.as_deref());
         }
         Ok(result)
@@ -610,20 +589,21 @@ impl Jobs {
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         tokio::task::spawn_blocking(move || {
             let mut out = ChannelWriter::new(tx, skip, take);
+            let sending = |e| JobsError::io("sending the archive", e);
             let result = if sealed {
                 let material = target.key.clone().unwrap_or_default();
                 coffer_repo::sealed::Sealer::new(&mut out, material.as_bytes())
-                    .map_err(|e| e.to_string())
+                    .map_err(sending)
                     .and_then(|mut sealer| {
                         runner::dump(&target, &snapshot, &mut sealer)?;
-                        sealer.finish().map(|_| ()).map_err(|e| e.to_string())
+                        sealer.finish().map(|_| ()).map_err(sending)
                     })
             } else {
                 runner::dump(&target, &snapshot, &mut out)
             }
-            .and_then(|()| out.flush_buf().map_err(|e| e.to_string()));
+            .and_then(|()| out.flush_buf().map_err(sending));
             if let Err(e) = result {
-                out.fail(e);
+                out.fail(e.to_string());
             }
         });
         Ok((record, rx))
@@ -668,32 +648,8 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| JobsError::Repository(format!("the operation stopped unexpectedly: {e}")))?
+        .map_err(|e| JobsError::Internal(format!("the operation stopped unexpectedly: {e}")))?
         .map_err(JobsError::from)
-}
-
-impl From<String> for JobsError {
-    fn from(message: String) -> Self {
-        JobsError::Repository(message)
-    }
-}
-
-impl From<coffer_repo::Error> for JobsError {
-    fn from(e: coffer_repo::Error) -> Self {
-        match e {
-            coffer_repo::Error::Locked(who) => JobsError::Locked(format!(
-                "the repository is locked by {who}: try again when it is done"
-            )),
-            coffer_repo::Error::NotInSnapshot(path) => JobsError::Field(FieldError {
-                field: "paths",
-                message: format!("{path} is not in this record"),
-            }),
-            damage if damage.is_damage() => {
-                JobsError::Unusable(format!("the record's data is damaged: {damage}"))
-            }
-            other => JobsError::Repository(other.to_string()),
-        }
-    }
 }
 
 fn job_labels(job: &Job) -> [(&'static str, String); 2] {

@@ -167,11 +167,7 @@ impl Jobs {
         let id = &r.id;
         let location = Location::parse(&r.url).map_err(JobsError::Unusable)?;
         let secret = match self.db.repository_secret(id).await? {
-            Some(sealed) => Some(
-                self.vault
-                    .open(&sealed, &context(id))
-                    .map_err(JobsError::Unusable)?,
-            ),
+            Some(sealed) => Some(self.vault.open(&sealed, &context(id))?),
             None => None,
         };
         let s3 = matches!(location, Location::S3 { .. }).then(|| S3Options {

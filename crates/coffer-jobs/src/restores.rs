@@ -15,7 +15,7 @@ use coffer_types::{Job, Record, RestoreRequest, RestoreTask, Source};
 
 use crate::inplace::{self, sqlite_unused};
 use crate::runner::Restore;
-use crate::upload::{self, NO_DATABASES_IN_UPLOADS};
+use crate::upload::{self, NO_DATABASES_IN_UPLOADS, refuse};
 use crate::{FieldError, Jobs, JobsError, Result, blocking, databases, runner, spec, volumes};
 
 /// How a restore task runs in the background.
@@ -36,7 +36,7 @@ fn sqlite_unused_in(plan: &[Restore], force: bool) -> Result<()> {
     }
     for item in plan {
         if let Restore::Sqlite(db) = item {
-            sqlite_unused(db).map_err(JobsError::Busy)?;
+            sqlite_unused(db)?;
         }
     }
     Ok(())
@@ -75,17 +75,7 @@ impl Jobs {
             &req.paths,
             &req.volumes,
             &req.databases,
-        )
-        .map_err(|message| FieldError {
-            field: if !req.databases.is_empty() {
-                "databases"
-            } else if !req.volumes.is_empty() {
-                "volumes"
-            } else {
-                "paths"
-            },
-            message,
-        })?;
+        )?;
         if let Some(name) = &req.target_database {
             let mut dbs = plan
                 .iter_mut()
@@ -234,23 +224,13 @@ impl Jobs {
         force: bool,
     ) -> Result<(Job, Vec<Restore>, Vec<String>)> {
         let job = self.db.job(job_id).await?;
-        let refuse = |message: String| {
-            JobsError::Field(FieldError {
-                field: "archive",
-                message,
-            })
-        };
         if job.sources.iter().any(|s| s.database().is_some()) {
             return Err(refuse(NO_DATABASES_IN_UPLOADS.into()));
         }
-        let plan = runner::plan_restore(&job.sources, &Default::default(), &[], &[], &[])
-            .map_err(refuse)?;
+        let plan = runner::plan_restore(&job.sources, &Default::default(), &[], &[], &[])?;
         let needed = runner::needed(&plan, &Default::default());
         let a = archive.to_path_buf();
-        let sha = tokio::task::spawn_blocking(move || upload::check_archive(&a, &needed))
-            .await
-            .map_err(|e| JobsError::Repository(e.to_string()))?
-            .map_err(refuse)?;
+        let sha = blocking(move || upload::check_archive(&a, &needed)).await?;
         if let Some(expected) = checksum.filter(|c| !c.eq_ignore_ascii_case(&sha)) {
             return Err(refuse(format!(
                 "its SHA-256 is {sha}, not the {expected} that was given: the upload is damaged"
@@ -271,7 +251,7 @@ impl Jobs {
     fn spawn_restore(
         self: &Arc<Self>,
         run: Task,
-        work: impl FnOnce() -> std::result::Result<Restored, String> + Send + 'static,
+        work: impl FnOnce() -> Result<Restored> + Send + 'static,
     ) {
         let jobs = self.clone();
         tokio::spawn(async move {
@@ -283,25 +263,27 @@ impl Jobs {
                 stop_containers,
             } = run;
             let tid = task.id.clone();
-            let stopped = volumes::make_unused(&vols, stop_containers).await;
+            let (stopped, not_unused) = match volumes::make_unused(&vols, stop_containers).await {
+                Ok(stopped) => (Some(stopped), None),
+                Err(e) => (None, Some(e)),
+            };
             let outcome = async {
-                let stopped = stopped.as_ref().map_err(|e| e.to_string())?;
+                if let Some(e) = not_unused {
+                    return Err(e);
+                }
                 if !vols.is_empty() {
-                    tracing::info!(restore = %tid, containers = stopped.len(), "volumes unused");
+                    let containers = stopped.as_ref().map_or(0, |s| s.len());
+                    tracing::info!(restore = %tid, containers, "volumes unused");
                 }
                 if let Some(s) = &safety {
                     jobs.take_safety_record(&job, &tid, s).await?;
                 }
-                jobs.db
-                    .set_restore_phase(&tid, "restoring", None)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::task::spawn_blocking(work)
-                    .await
-                    .map_err(|e| e.to_string())?
+                jobs.db.set_restore_phase(&tid, "restoring", None).await?;
+                blocking(work).await
             }
-            .await;
-            if let Ok(stopped) = stopped {
+            .await
+            .map_err(|e| e.to_string());
+            if let Some(stopped) = stopped {
                 volumes::start_again(stopped).await;
             }
             match &outcome {
@@ -330,32 +312,22 @@ impl Jobs {
 
     /// The safety record `s` of restore task `tid`: a backup of what the restore is about to
     /// overwrite, or nothing when none of it exists any more.
-    async fn take_safety_record(
-        &self,
-        job: &Job,
-        tid: &str,
-        s: &Record,
-    ) -> std::result::Result<(), String> {
+    async fn take_safety_record(&self, job: &Job, tid: &str, s: &Record) -> Result<()> {
         self.db
             .set_restore_phase(tid, "safety_snapshot", Some(&s.id))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let present = self.existing(&job.sources).await;
         if present.is_empty() {
             // Nothing there to save (the data is gone, the usual reason to restore).
             let nothing = RunOutcome::Failed {
                 error: "nothing to save before the restore: no source exists".into(),
             };
-            return self
-                .db
-                .finish_record(&s.id, &nothing)
-                .await
-                .map_err(|e| e.to_string());
+            return Ok(self.db.finish_record(&s.id, &nothing).await?);
         }
         match self.backup_record(job, present, &s.id, true).await {
-            RunOutcome::Failed { error } => Err(format!(
+            RunOutcome::Failed { error } => Err(JobsError::Unusable(format!(
                 "the safety snapshot failed, so nothing was overwritten: {error}"
-            )),
+            ))),
             RunOutcome::Success { .. } => Ok(()),
         }
     }

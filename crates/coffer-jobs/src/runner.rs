@@ -18,7 +18,8 @@ use coffer_repo::{
 use coffer_types::{Source, VerifyResult};
 
 use crate::databases::{self, Logins};
-use crate::{inplace, volumes};
+use crate::spec::FieldError;
+use crate::{JobsError, Result, inplace, volumes};
 
 /// The repository key is 256 random bits, not a human password: a light KDF is enough.
 const KDF: KdfParams = KdfParams {
@@ -46,56 +47,46 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    fn backend(&self) -> Result<Arc<dyn coffer_repo::Backend>, String> {
-        self.location
-            .open(self.s3.clone())
-            .map_err(|e| e.to_string())
+    fn backend(&self) -> coffer_repo::Result<Arc<dyn coffer_repo::Backend>> {
+        Ok(self.location.open(self.s3.clone())?)
     }
 
     fn secret(&self) -> Option<Secret> {
         self.key.clone().map(Secret::Password)
     }
 
-    pub(crate) fn open(&self) -> Result<Repository, String> {
-        self.repo().map_err(|e| e.to_string())
-    }
-
-    /// The repository, with the engine's typed error.
-    fn repo(&self) -> coffer_repo::Result<Repository> {
-        let backend = self.location.open(self.s3.clone())?;
-        Repository::open(backend, self.secret().as_ref())
+    /// The repository, opened.
+    pub(crate) fn open(&self) -> coffer_repo::Result<Repository> {
+        Repository::open(self.backend()?, self.secret().as_ref())
     }
 
     /// Open the repository, creating it on the first run.
-    fn open_or_init(&self) -> Result<Repository, String> {
+    fn open_or_init(&self) -> Result<Repository> {
         let backend = self.backend()?;
-        if backend.size("config").map_err(|e| e.to_string())?.is_some() {
-            return Repository::open(backend, self.secret().as_ref()).map_err(|e| e.to_string());
+        if backend
+            .size("config")
+            .map_err(coffer_repo::Error::from)?
+            .is_some()
+        {
+            return Ok(Repository::open(backend, self.secret().as_ref())?);
         }
         if let Location::Local(dir) = &self.location {
-            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| JobsError::io(format!("creating {}", dir.display()), e))?;
         }
         let opts = InitOptions {
             kdf: KDF,
             ..InitOptions::default()
         };
-        Repository::init(backend, self.key.as_deref(), opts).map_err(|e| e.to_string())
+        Ok(Repository::init(backend, self.key.as_deref(), opts)?)
     }
 
     /// Bytes the repository takes in its storage.
-    pub fn size(&self) -> Result<u64, String> {
+    pub fn size(&self) -> coffer_repo::Result<u64> {
         let backend = self.backend()?;
-        let mut total = backend
-            .size("config")
-            .map_err(|e| e.to_string())?
-            .unwrap_or(0);
+        let mut total = backend.size("config")?.unwrap_or(0);
         for dir in ["keys", "data", "index", "snapshots"] {
-            total += backend
-                .list(dir)
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(|o| o.size)
-                .sum::<u64>();
+            total += backend.list(dir)?.iter().map(|o| o.size).sum::<u64>();
         }
         Ok(total)
     }
@@ -113,7 +104,7 @@ pub fn add_key(target: &Target, new: &str) -> coffer_repo::Result<bool> {
 
 /// Remove the key files that `old` opens (the repository opened with another key).
 pub fn remove_key(target: &Target, old: &str) -> coffer_repo::Result<usize> {
-    target.repo()?.remove_key(old)
+    target.open()?.remove_key(old)
 }
 
 /// Temporary copies made for a run, removed when it ends (whatever the outcome).
@@ -138,16 +129,22 @@ fn items(
     keep_unreadable: bool,
     labels: &mut BTreeMap<String, String>,
     logins: &Logins,
-) -> Result<Vec<BackupItem>, String> {
+) -> Result<Vec<BackupItem>> {
+    let source_error = |path: &str, e: &dyn std::fmt::Display| {
+        JobsError::Source(coffer_sources::SourceError::Failed {
+            what: format!("source {path}"),
+            message: e.to_string(),
+        })
+    };
     let one = match source {
         Source::Path { path, .. } => {
             let p = Path::new(path);
-            std::fs::symlink_metadata(p).map_err(|e| format!("source {path}: {e}"))?;
-            BackupItem::path(p).map_err(|e| format!("source {path}: {e}"))
+            std::fs::symlink_metadata(p).map_err(|e| source_error(path, &e))?;
+            BackupItem::path(p).map_err(|e| source_error(path, &e))
         }
         Source::Sqlite { path } => {
             std::fs::create_dir_all(scratch_dir)
-                .map_err(|e| format!("creating {}: {e}", scratch_dir.display()))?;
+                .map_err(|e| JobsError::io(format!("creating {}", scratch_dir.display()), e))?;
             let copy = scratch_dir.join(format!(
                 "sqlite-{}-{}.db",
                 std::process::id(),
@@ -158,16 +155,15 @@ fn items(
                 // A safety record must save what is there even when it is no database any
                 // more (often the reason to restore): then its raw bytes.
                 if !keep_unreadable || std::fs::copy(path, &copy).is_err() {
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
             }
-            let file =
-                std::fs::File::open(&copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+            let file = std::fs::File::open(&copy).map_err(|e| JobsError::io(copy.display(), e))?;
             BackupItem::named(
                 &format!("sqlite{path}"),
                 coffer_repo::Source::Stream(Box::new(file)),
             )
-            .map_err(|e| format!("source {path}: {e}"))
+            .map_err(|e| source_error(path, &e))
         }
         Source::Volume { name } => volumes::backup_item(name, labels),
         Source::Postgres { .. } | Source::Mysql { .. } => {
@@ -193,7 +189,7 @@ pub fn backup(
     mut labels: BTreeMap<String, String>,
     keep_unreadable: bool,
     cancel: Arc<AtomicBool>,
-) -> Result<BackupSummary, String> {
+) -> Result<BackupSummary> {
     let mut copies = Scratch(vec![]);
     let mut all = vec![];
     for s in sources {
@@ -214,59 +210,76 @@ pub fn backup(
         cancel: Some(cancel),
         ..Default::default()
     };
-    coffer_repo::backup(&repo, items, opts).map_err(|e| e.to_string())
+    Ok(coffer_repo::backup(&repo, items, opts)?)
 }
 
-pub(crate) fn snapshot_id(id: &str) -> Result<Id, String> {
-    id.parse::<Id>()
-        .map_err(|_| format!("the record names an invalid snapshot {id:?}"))
-}
-
-/// Re-read everything the snapshot references and recompute its archive checksum.
-pub fn verify(target: &Target, snapshot: &str, expected: &str) -> VerifyResult {
-    let run = || -> Result<VerifyResult, String> {
-        let repo = target.open()?;
-        let opts = VerifyOptions {
-            snapshots: Some(vec![snapshot_id(snapshot)?]),
-            quick: false,
-        };
-        let report = verify::verify(&repo, &opts).map_err(|e| e.to_string())?;
-        let checksum = report.checksums.get(snapshot).cloned();
-        let damaged: Vec<String> = report
-            .problems
-            .iter()
-            .map(|p| {
-                let files = if p.files.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (affects {})", p.files.join(", "))
-                };
-                format!("{}: {}{files}", p.object, p.error)
-            })
-            .collect();
-        let ok = report.ok && checksum.as_deref() == Some(expected);
-        Ok(VerifyResult {
-            ok,
-            error: (!ok).then(|| "checksum mismatch".to_string()),
-            checksum,
-            damaged,
-        })
-    };
-    run().unwrap_or_else(|e| VerifyResult {
-        ok: false,
-        checksum: None,
-        error: Some(format!("checksum mismatch: {e}")),
-        damaged: vec![],
+pub(crate) fn snapshot_id(id: &str) -> Result<Id> {
+    id.parse::<Id>().map_err(|_| JobsError::Damaged {
+        object: format!("record's snapshot {id:?}"),
+        detail: "it is not a snapshot id".into(),
     })
 }
 
+/// Re-read everything the snapshot references and recompute its archive checksum. Damage is
+/// a result (`ok: false`, naming what is damaged); a repository that cannot be read at all is
+/// an error that says why.
+pub fn verify(target: &Target, snapshot: &str, expected: &str) -> Result<VerifyResult> {
+    let repo = match target.open() {
+        Ok(repo) => repo,
+        // A damaged config or key file is a finding, like any other damage.
+        Err(e) if e.is_damage() => return Ok(damaged(vec![e.damaged_object()])),
+        Err(e) => return Err(e.into()),
+    };
+    let opts = VerifyOptions {
+        snapshots: Some(vec![snapshot_id(snapshot)?]),
+        quick: false,
+    };
+    let report = match verify::verify(&repo, &opts) {
+        Ok(r) => r,
+        Err(e) if e.is_damage() => return Ok(damaged(vec![e.damaged_object()])),
+        Err(e) => return Err(e.into()),
+    };
+    let checksum = report.checksums.get(snapshot).cloned();
+    let ok = report.ok && checksum.as_deref() == Some(expected);
+    let mut result = damaged(
+        report
+            .problems
+            .iter()
+            .map(|p| {
+                let files = match p.files.is_empty() {
+                    true => String::new(),
+                    false => format!(" (affects {})", p.files.join(", ")),
+                };
+                (p.object.clone(), format!("{}{files}", p.error))
+            })
+            .collect(),
+    );
+    result.ok = ok;
+    result.checksum = checksum;
+    result.error = (!ok).then(|| "checksum mismatch".to_string());
+    Ok(result)
+}
+
+/// A failed verify naming the damaged objects and what is wrong with each.
+fn damaged(problems: Vec<(String, String)>) -> VerifyResult {
+    VerifyResult {
+        ok: false,
+        checksum: None,
+        error: Some("checksum mismatch".into()),
+        damaged: problems
+            .into_iter()
+            .map(|(object, detail)| format!("{object}: {detail}"))
+            .collect(),
+    }
+}
+
 /// Write the snapshot's canonical archive to `out`.
-pub fn dump(target: &Target, snapshot: &str, out: &mut dyn Write) -> Result<(), String> {
-    let repo = target.open()?;
-    repo.open_snapshot(&snapshot_id(snapshot)?)
-        .and_then(|session| session.dump(out))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+pub fn dump(target: &Target, snapshot: &str, out: &mut dyn Write) -> Result<()> {
+    target
+        .open()?
+        .open_snapshot(&snapshot_id(snapshot)?)?
+        .dump(out)?;
+    Ok(())
 }
 
 /// How long a job keeps its records.
@@ -295,10 +308,9 @@ pub fn expired(
     job_id: &str,
     retention: &Retention,
     tz: &chrono_tz::Tz,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>> {
     let repo = target.open()?;
-    let snapshots = coffer_repo::snapshot::list(&repo)
-        .map_err(|e| e.to_string())?
+    let snapshots = coffer_repo::snapshot::list(&repo)?
         .snapshots
         .into_iter()
         .filter(|(_, s)| s.labels.get(JOB_LABEL).map(String::as_str) == Some(job_id))
@@ -346,7 +358,7 @@ fn expire(
 
 /// The repository at `target`, or none where there is no repository yet.
 fn existing(target: &Target) -> coffer_repo::Result<Option<Repository>> {
-    match target.repo() {
+    match target.open() {
         Err(coffer_repo::Error::NotARepository(_)) => Ok(None),
         other => other.map(Some),
     }
@@ -367,7 +379,7 @@ pub fn snapshots_of(target: &Target, job_id: &str) -> coffer_repo::Result<Vec<St
 
 /// Remove snapshots from the repository (their data stays until a prune).
 pub fn forget(target: &Target, snapshots: &[String]) -> coffer_repo::Result<()> {
-    let repo = target.repo()?;
+    let repo = target.open()?;
     let ids = snapshots
         .iter()
         .map(|s| {
@@ -381,7 +393,7 @@ pub fn forget(target: &Target, snapshots: &[String]) -> coffer_repo::Result<()> 
 
 /// Remove the data no snapshot uses any more (`Error::Locked` while another prune runs).
 pub fn prune(target: &Target) -> coffer_repo::Result<()> {
-    prune::prune(&target.repo()?, &PruneOptions { dry_run: false }).map(|_| ())
+    prune::prune(&target.open()?, &PruneOptions { dry_run: false }).map(|_| ())
 }
 
 /// Remove a local repository that holds no snapshot any more, with the folders it made.
@@ -466,6 +478,8 @@ pub fn left_behind(
             warnings: s.warnings.clone(),
             databases: vec![],
             backup_tool: None,
+            verified_at: None,
+            verify_ok: None,
         };
         by_job.entry(job.clone()).or_default().push(record);
     }
@@ -536,7 +550,7 @@ pub fn plan_restore(
     paths: &[String],
     volumes: &[String],
     databases: &[String],
-) -> Result<Vec<Restore>, String> {
+) -> Result<Vec<Restore>, FieldError> {
     let database = |credential_id: &str, d: &str| Restore::Database {
         credential_id: credential_id.to_string(),
         database: d.to_string(),
@@ -575,19 +589,28 @@ pub fn plan_restore(
                 Restore::Sqlite(db) if p == db => Some(r.clone()),
                 _ => None,
             })
-            .ok_or_else(|| format!("{} is not part of this job's sources", p.display()))
+            .ok_or_else(|| FieldError {
+                field: "paths",
+                message: format!("{} is not part of this job's sources", p.display()),
+            })
     });
     let chosen_volumes = volumes.iter().map(|v| {
         all.iter()
             .find(|r| r.volume() == Some(v.as_str()))
             .cloned()
-            .ok_or_else(|| format!("{v} is not one of this job's volumes"))
+            .ok_or_else(|| FieldError {
+                field: "volumes",
+                message: format!("{v} is not one of this job's volumes"),
+            })
     });
     let chosen_databases = databases.iter().map(|name| {
         all.iter()
             .find(|r| matches!(r, Restore::Database { database, .. } if database == name))
             .cloned()
-            .ok_or_else(|| format!("{name} is not one of this job's databases"))
+            .ok_or_else(|| FieldError {
+                field: "databases",
+                message: format!("{name} is not one of this job's databases"),
+            })
     });
     chosen_paths
         .chain(chosen_volumes)
@@ -607,14 +630,12 @@ pub fn check_restorable(
     snapshot: &str,
     plan: &[Restore],
     logins: &Logins,
-) -> coffer_repo::Result<()> {
-    let id = snapshot
-        .parse::<Id>()
-        .map_err(|_| coffer_repo::Error::SnapshotNotFound(snapshot.into()))?;
+) -> Result<()> {
     target
-        .repo()?
-        .open_snapshot(&id)?
-        .check_present(&needed(plan, logins))
+        .open()?
+        .open_snapshot(&snapshot_id(snapshot)?)?
+        .check_present(&needed(plan, logins))?;
+    Ok(())
 }
 
 /// Restore `plan` from `snapshot`: into `target` (keeping absolute paths below it), or in
@@ -629,24 +650,24 @@ pub fn restore(
     into: Option<&Path>,
     task: &str,
     force: bool,
-) -> Result<Restored, String> {
+) -> Result<Restored> {
     let repo = target.open()?;
-    let session = repo
-        .open_snapshot(&snapshot_id(snapshot)?)
-        .map_err(|e| e.to_string())?;
-    let run = |into: &Path, include: Vec<String>| -> Result<Restored, String> {
-        let s = session
-            .restore(
-                into,
-                coffer_repo::restore::RestoreOptions {
-                    include,
-                    ..Default::default()
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        if !s.damaged.is_empty() {
-            let names: Vec<String> = s.damaged.iter().map(ToString::to_string).collect();
-            return Err(format!("damaged data, not restored: {}", names.join("; ")));
+    let session = repo.open_snapshot(&snapshot_id(snapshot)?)?;
+    let run = |into: &Path, include: Vec<String>| -> Result<Restored> {
+        let options = coffer_repo::restore::RestoreOptions {
+            include,
+            ..Default::default()
+        };
+        let s = session.restore(into, options)?;
+        if let Some(d) = s.damaged.first() {
+            let more = match s.damaged.len() {
+                1 => String::new(),
+                n => format!(" (and {} more files)", n - 1),
+            };
+            return Err(JobsError::Damaged {
+                object: d.object.clone(),
+                detail: format!("{}; not restored: {}{more}", d.detail, d.file),
+            });
         }
         Ok(Restored {
             files: s.files,
@@ -655,7 +676,7 @@ pub fn restore(
         })
     };
     if let Some(t) = into {
-        std::fs::create_dir_all(t).map_err(|e| format!("{}: {e}", t.display()))?;
+        std::fs::create_dir_all(t).map_err(|e| JobsError::io(t.display(), e))?;
         return run(t, needed(plan, logins));
     }
     inplace::in_place(

@@ -12,7 +12,8 @@ use coffer_db::Restored;
 use crate::databases::Logins;
 use crate::inplace::in_place;
 use crate::runner::Restore;
-use crate::volumes;
+use crate::spec::FieldError;
+use crate::{JobsError, Result, volumes};
 
 /// Why a job with database sources cannot restore from an uploaded archive.
 pub(crate) const NO_DATABASES_IN_UPLOADS: &str =
@@ -51,16 +52,19 @@ pub(crate) fn refused(header: &tar::Header, path: &Path) -> Option<Refused> {
 /// Check an uploaded archive before anything is written: every entry a relative path without
 /// `..`, links staying inside the archive, and each of `needed` (paths inside the archive, the
 /// items the restore replaces) present. Returns its SHA-256 (hex).
-pub fn check_archive(archive: &Path, needed: &[String]) -> Result<String, String> {
+pub fn check_archive(archive: &Path, needed: &[String]) -> Result<String> {
     use sha2::Digest;
-    let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
+    let file = std::fs::File::open(archive).map_err(|e| JobsError::io("the upload", e))?;
     let mut hasher = sha2::Sha256::new();
     let reader = HashingReader {
         inner: file,
         hasher: &mut hasher,
     };
     let mut tar = tar::Archive::new(reader);
-    let bad = |what: &str, p: &Path| format!("the archive is refused: {what} {}", p.display());
+    let bad =
+        |what: &str, p: &Path| refuse(format!("the archive is refused: {what} {}", p.display()));
+    let unreadable =
+        |e: std::io::Error| refuse(format!("the archive is damaged or truncated: {e}"));
     let needed: Vec<PathBuf> = needed
         .iter()
         .map(|n| PathBuf::from(n.trim_start_matches('/')))
@@ -68,16 +72,16 @@ pub fn check_archive(archive: &Path, needed: &[String]) -> Result<String, String
     let mut found = vec![false; needed.len()];
     for entry in tar
         .entries()
-        .map_err(|e| format!("not a tar archive: {e}"))?
+        .map_err(|e| refuse(format!("not a tar archive: {e}")))?
     {
-        let entry = entry.map_err(|e| format!("the archive is damaged or truncated: {e}"))?;
-        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let entry = entry.map_err(unreadable)?;
+        let path = entry.path().map_err(unreadable)?.into_owned();
         let escapes =
             |p: &Path| p.is_absolute() || p.components().any(|c| c == Component::ParentDir);
         if path.as_os_str().is_empty() || escapes(&path) {
             return Err(bad("an entry leaves the target:", &path));
         }
-        if let Some(link) = entry.link_name().map_err(|e| e.to_string())? {
+        if let Some(link) = entry.link_name().map_err(unreadable)? {
             let kind = entry.header().entry_type();
             // A symlink is resolved from its directory, a hard link from the archive root.
             let resolved = if kind.is_symlink() {
@@ -95,20 +99,28 @@ pub fn check_archive(archive: &Path, needed: &[String]) -> Result<String, String
         }
     }
     if let Some((n, _)) = needed.iter().zip(&found).find(|(_, f)| !**f) {
-        return Err(format!(
+        return Err(refuse(format!(
             "the archive holds nothing of /{}: it is not an archive of this job",
             n.display()
-        ));
+        )));
     }
     // Hash what follows the last entry too (the end-of-archive blocks).
     let mut rest = tar.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(unreadable)?;
     Ok(hex::encode(hasher.finalize()))
 }
 
 /// An entry's path without `./` components (GNU tar writes `./dir/file` when told `-C dir .`).
 pub(crate) fn entry_path(p: &Path) -> PathBuf {
     p.components().filter(|c| *c != Component::CurDir).collect()
+}
+
+/// An upload refused for `message`.
+pub(crate) fn refuse(message: String) -> JobsError {
+    JobsError::Field(FieldError {
+        field: "archive",
+        message,
+    })
 }
 
 /// Whether a relative path, followed component by component, never climbs above its root.
@@ -190,19 +202,21 @@ fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Write the entries of `archive` below `include` into `staging`, as they are but for what an
 /// upload may not bring.
-fn unpack(archive: &Path, include: &Path, staging: &Path) -> Result<Restored, String> {
-    let file = std::fs::File::open(archive).map_err(|e| e.to_string())?;
+fn unpack(archive: &Path, include: &Path, staging: &Path) -> Result<Restored> {
+    let file = std::fs::File::open(archive).map_err(|e| JobsError::io("the upload", e))?;
+    let unreadable =
+        |e: std::io::Error| refuse(format!("the archive is damaged or truncated: {e}"));
     let mut tar = tar::Archive::new(file);
     tar.set_preserve_permissions(true);
     tar.set_mask(SET_ID_BITS);
     tar.set_preserve_mtime(true);
     tar.set_preserve_ownerships(rustix::process::geteuid().is_root());
     tar.set_unpack_xattrs(true);
-    std::fs::create_dir_all(staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    std::fs::create_dir_all(staging).map_err(|e| JobsError::io(staging.display(), e))?;
     let mut done = Restored::default();
-    for entry in tar.entries().map_err(|e| e.to_string())? {
-        let mut entry = entry.map_err(|e| e.to_string())?;
-        let path = entry_path(&entry.path().map_err(|e| e.to_string())?);
+    for entry in tar.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        let path = entry_path(&entry.path().map_err(unreadable)?);
         if !path.starts_with(include) {
             continue;
         }
@@ -221,15 +235,15 @@ fn unpack(archive: &Path, include: &Path, staging: &Path) -> Result<Restored, St
         let mtime = pax_mtime(&mut entry);
         let unpacked = entry
             .unpack_in(staging)
-            .map_err(|e| format!("{}: {}", path.display(), with_causes(&e)))?;
+            .map_err(|e| JobsError::Internal(format!("{}: {}", path.display(), with_causes(&e))))?;
         if !unpacked {
-            return Err(format!(
+            return Err(refuse(format!(
                 "the archive is refused: {} leaves the target",
                 path.display()
-            ));
+            )));
         }
         if let Some(t) = mtime {
-            set_mtime(&staging.join(&path), t).map_err(|e| format!("{}: {e}", path.display()))?;
+            set_mtime(&staging.join(&path), t).map_err(|e| JobsError::io(path.display(), e))?;
         }
     }
     Ok(done)
@@ -241,7 +255,7 @@ pub fn restore_archive(
     plan: &[Restore],
     task: &str,
     force: bool,
-) -> Result<Restored, String> {
+) -> Result<Restored> {
     in_place(
         plan,
         task,
@@ -252,7 +266,7 @@ pub fn restore_archive(
         },
         |item| match item {
             Restore::Volume(name) => volumes::restore_from_archive(archive, name),
-            _ => Err(NO_DATABASES_IN_UPLOADS.into()),
+            _ => Err(refuse(NO_DATABASES_IN_UPLOADS.into())),
         },
     )
 }

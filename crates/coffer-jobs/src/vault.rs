@@ -12,6 +12,16 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 
 const KEY_FILE: &str = "server.key";
 
+/// A sealed secret that this server's key does not open (the key file was replaced, or the
+/// value does not belong to `context`).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the stored secret of {context} cannot be decrypted with this server's key ({KEY_FILE}): enter it again"
+)]
+pub struct Unsealable {
+    context: String,
+}
+
 pub struct Vault {
     key: LessSafeKey,
 }
@@ -75,11 +85,9 @@ impl Vault {
         out
     }
 
-    pub fn open(&self, sealed: &[u8], context: &str) -> Result<String, String> {
-        let bad = || {
-            format!(
-                "the stored secret of {context} cannot be decrypted with this server's key ({KEY_FILE}): enter it again"
-            )
+    pub fn open(&self, sealed: &[u8], context: &str) -> Result<String, Unsealable> {
+        let bad = || Unsealable {
+            context: context.to_string(),
         };
         if sealed.len() < NONCE_LEN {
             return Err(bad());

@@ -25,25 +25,33 @@ fn label(name: &str) -> String {
     format!("volume:{name}")
 }
 
-fn failed(name: &str) -> impl Fn(DockerError) -> String + '_ {
-    move |e| format!("volume {name}: {e}")
+/// A Docker failure while working on volume `name`.
+fn failed(name: &str) -> impl Fn(DockerError) -> JobsError + '_ {
+    move |e| {
+        JobsError::Source(coffer_sources::SourceError::Failed {
+            what: format!("volume {name}"),
+            message: e.to_string(),
+        })
+    }
 }
 
 /// The engine item that reads the volume; its description goes into `labels`.
 pub(crate) fn backup_item(
     name: &str,
     labels: &mut BTreeMap<String, String>,
-) -> Result<BackupItem, String> {
+) -> Result<BackupItem, JobsError> {
     let rt = tokio::runtime::Handle::current();
     let (info, reader) = rt
         .block_on(async { Docker::connect().await?.read_volume(name).await })
         .map_err(failed(name))?;
     labels.insert(
         label(name),
-        serde_json::to_string(&info).map_err(|e| e.to_string())?,
+        serde_json::to_string(&info).expect("a volume's description serializes"),
     );
-    BackupItem::named(&folder(name), coffer_repo::Source::Tar(Box::new(reader)))
-        .map_err(|e| format!("volume {name}: {e}"))
+    Ok(BackupItem::named(
+        &folder(name),
+        coffer_repo::Source::Tar(Box::new(reader)),
+    )?)
 }
 
 /// Whether the Docker engine can be used, with its version or why not.
@@ -122,7 +130,7 @@ pub(crate) async fn make_unused(volumes: &[String], stop: bool) -> Result<Stoppe
             start_again(stopped).await;
             return Err(match e {
                 DockerError::InUse { .. } => JobsError::Busy(e.to_string()),
-                other => JobsError::Repository(failed(name)(other)),
+                other => failed(name)(other),
             });
         }
     }
@@ -143,26 +151,20 @@ pub(crate) async fn start_again(stopped: Stopped) {
 
 /// Restore the volume `name` from the snapshot: recreated as recorded, then filled through a
 /// temporary container. Returns files and bytes.
-pub(crate) fn restore(session: &SnapshotReader<'_>, name: &str) -> Result<(u64, u64), String> {
+pub(crate) fn restore(session: &SnapshotReader<'_>, name: &str) -> Result<(u64, u64), JobsError> {
     // The volume is recreated before it is filled: a lost pack must stop the restore first.
-    session
-        .check_present(&[folder(name)])
-        .map_err(|e| e.to_string())?;
+    session.check_present(&[folder(name)])?;
     let info = session
         .snapshot()
         .labels
         .get(&label(name))
         .and_then(|j| serde_json::from_str::<VolumeInfo>(j).ok());
-    refill(name, info, |out| {
-        session
-            .dump_dir(&folder(name), out)
-            .map_err(|e| e.to_string())
-    })
+    refill(name, info, |out| Ok(session.dump_dir(&folder(name), out)?))
 }
 
 /// Restore the volume `name` from its folder in an uploaded (and checked) archive; the volume
 /// is recreated as it is now.
-pub(crate) fn restore_from_archive(archive: &Path, name: &str) -> Result<Restored, String> {
+pub(crate) fn restore_from_archive(archive: &Path, name: &str) -> Result<Restored, JobsError> {
     refill(name, None, |out| volume_tar(archive, name, out))
 }
 
@@ -172,8 +174,8 @@ pub(crate) fn restore_from_archive(archive: &Path, name: &str) -> Result<Restore
 fn refill<T>(
     name: &str,
     info: Option<VolumeInfo>,
-    write: impl FnOnce(&mut ChannelWriter) -> Result<T, String>,
-) -> Result<T, String> {
+    write: impl FnOnce(&mut ChannelWriter) -> Result<T, JobsError>,
+) -> Result<T, JobsError> {
     let rt = tokio::runtime::Handle::current();
     let docker = rt
         .block_on(async {
@@ -201,16 +203,17 @@ fn refill<T>(
     });
     let mut out = ChannelWriter::new(tx, 0, u64::MAX);
     let written = write(&mut out).and_then(|counts| {
-        out.flush_buf().map_err(|e| e.to_string())?;
+        out.flush_buf()
+            .map_err(|e| JobsError::io(format!("volume {name}"), e))?;
         Ok(counts)
     });
     if let Err(e) = &written {
-        out.fail(e.clone());
+        out.fail(e.to_string());
     }
     drop(out);
     let uploaded = rt
         .block_on(upload)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| JobsError::Internal(format!("volume {name}: {e}")))?
         .map_err(failed(name));
     let counts = written?;
     uploaded?;
@@ -220,8 +223,14 @@ fn refill<T>(
 /// The entries of `volume/<name>/` in `archive` (an upload), as a tar of their own (`./…`),
 /// PAX records (exact times, extended attributes) kept, but none of what an upload may not
 /// bring (`upload::refused`).
-fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<Restored, String> {
-    let err = |e: std::io::Error| e.to_string();
+fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<Restored, JobsError> {
+    let err = |e: std::io::Error| JobsError::io("the uploaded archive", e);
+    let refuse = |message: String| {
+        JobsError::Field(crate::FieldError {
+            field: "archive",
+            message,
+        })
+    };
     let prefix = PathBuf::from(folder(name));
     let inside = |p: &Path| {
         p.strip_prefix(&prefix)
@@ -277,8 +286,12 @@ fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<Restore
                 .into_owned();
             // A hard link names another entry of the archive; a symlink keeps its text.
             let target = if kind.is_hard_link() {
-                inside(&upload::entry_path(&target))
-                    .ok_or_else(|| format!("{}: its hard link leaves the volume", path.display()))?
+                inside(&upload::entry_path(&target)).ok_or_else(|| {
+                    refuse(format!(
+                        "{}: its hard link leaves the volume",
+                        path.display()
+                    ))
+                })?
             } else {
                 target
             };
@@ -292,10 +305,10 @@ fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<Restore
         }
     }
     if !found {
-        return Err(format!(
+        return Err(refuse(format!(
             "volume {name}: the archive has no folder {}",
             folder(name)
-        ));
+        )));
     }
     b.finish().map_err(err)?;
     Ok(done)

@@ -180,6 +180,7 @@ fn with_error_body(head: &[u8]) -> Option<Vec<u8>> {
     let body = serde_json::to_vec(&ErrorBody {
         error: message.into(),
         code: code.into(),
+        field: None,
     })
     .expect("the error body serializes");
     let mut out = format!(

@@ -10,10 +10,19 @@ use axum::response::{IntoResponse, Response};
 use coffer_db::DbError;
 use coffer_types::ErrorBody;
 
+/// Every error the API answers, one variant per meaning: its status and its stable code come
+/// from it (`status`, `code`), and README and the OpenAPI document list the codes.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// A request that cannot be read (malformed JSON, a wrong type, an unknown query key).
     #[error("{0}")]
     BadRequest(String),
+    /// A field whose value cannot be used; `field` names it.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -22,15 +31,31 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// A rule about users would break (setup once, never zero admins).
     #[error("{0}")]
     Conflict(String),
-    /// What the request would replace is in use (a running container's volume, an open
-    /// SQLite database).
+    /// A name is taken, or what the request would create exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The job is running now.
+    #[error("{0}")]
+    JobRunning(String),
+    /// What the request would remove or replace is in use (by jobs, by running containers, by
+    /// a process that has a database open).
     #[error("{0}")]
     InUse(String),
+    /// The record cannot be used this way (no snapshot, still running).
+    #[error("{0}")]
+    Unusable(String),
     /// Another process holds the repository's lock longer than the server waits.
     #[error("{0}")]
     RepositoryLocked(String),
+    /// The repository's data is damaged or missing.
+    #[error("{0}")]
+    RepositoryDamaged(String),
+    /// The repository does not open with the server's key.
+    #[error("{0}")]
+    WrongKey(String),
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
@@ -39,9 +64,15 @@ pub enum ApiError {
     RangeNotSatisfiable(String),
     #[error("too many attempts: try again in {retry_after_secs} seconds")]
     TooManyRequests { retry_after_secs: u64 },
+    /// A dump tool, the Docker engine or a database server failed.
+    #[error("{0}")]
+    SourceFailed(String),
     /// The server cannot serve now; the message says why (it is shown).
     #[error("{0}")]
     Unavailable(String),
+    /// The repository cannot be reached or found.
+    #[error("{0}")]
+    RepositoryUnavailable(String),
     /// A disk Coffer writes to is full; the message says which.
     #[error("{0}")]
     DiskFull(String),
@@ -49,50 +80,128 @@ pub enum ApiError {
     Internal(String),
 }
 
-impl ApiError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) | ApiError::InUse(_) | ApiError::RepositoryLocked(_) => {
-                StatusCode::CONFLICT
-            }
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
+/// Every code the API answers with, its status and what it means (for README and the OpenAPI
+/// document; a test checks that each variant's code is here).
+pub const CODES: &[(&str, u16, &str)] = &[
+    ("bad_request", 400, "the request cannot be read"),
+    (
+        "invalid_field",
+        400,
+        "a field's value cannot be used; `field` names it",
+    ),
+    ("unauthorized", 401, "no valid credentials"),
+    ("forbidden", 403, "the caller's role is too low"),
+    ("not_found", 404, "no such thing"),
+    (
+        "method_not_allowed",
+        405,
+        "the method is not served on this path",
+    ),
+    (
+        "conflict",
+        409,
+        "a rule would break (setup once, never zero admins, the repository key is no setting)",
+    ),
+    (
+        "already_exists",
+        409,
+        "the name is taken, or the target exists",
+    ),
+    ("job_running", 409, "the job is running now"),
+    ("in_use", 409, "what would be removed or replaced is in use"),
+    ("unusable", 409, "the record cannot be used this way"),
+    (
+        "repository_locked",
+        409,
+        "another process holds the repository's lock",
+    ),
+    (
+        "repository_damaged",
+        409,
+        "the repository's data is damaged or missing",
+    ),
+    (
+        "wrong_key",
+        409,
+        "the repository does not open with this server's key",
+    ),
+    ("payload_too_large", 413, "the body is too large"),
+    ("uri_too_long", 414, "the address is too long"),
+    ("unsupported_media_type", 415, "the body is not JSON"),
+    (
+        "range_not_satisfiable",
+        416,
+        "the range lies outside the archive",
+    ),
+    ("headers_too_large", 431, "the headers are too large"),
+    ("rate_limited", 429, "too many attempts"),
+    (
+        "internal",
+        500,
+        "a bug or an unexpected failure; the log has the details",
+    ),
+    (
+        "source_failed",
+        502,
+        "a dump tool, the Docker engine or a database server failed",
+    ),
+    ("unavailable", 503, "the server cannot serve now"),
+    (
+        "repository_unavailable",
+        503,
+        "the repository cannot be reached or found",
+    ),
+    ("disk_full", 507, "a disk Coffer writes to is full"),
+];
 
-    /// Stable, machine-readable code.
+impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Invalid { .. } => "invalid_field",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::AlreadyExists(_) => "already_exists",
+            ApiError::JobRunning(_) => "job_running",
             ApiError::InUse(_) => "in_use",
+            ApiError::Unusable(_) => "unusable",
             ApiError::RepositoryLocked(_) => "repository_locked",
+            ApiError::RepositoryDamaged(_) => "repository_damaged",
+            ApiError::WrongKey(_) => "wrong_key",
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             ApiError::TooManyRequests { .. } => "rate_limited",
+            ApiError::SourceFailed(_) => "source_failed",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::RepositoryUnavailable(_) => "repository_unavailable",
             ApiError::DiskFull(_) => "disk_full",
             ApiError::Internal(_) => "internal",
         }
     }
 
+    pub fn status(&self) -> StatusCode {
+        let code = self.code();
+        let status = CODES
+            .iter()
+            .find(|(c, ..)| *c == code)
+            .map(|(_, s, _)| *s)
+            .expect("every code is listed in CODES");
+        StatusCode::from_u16(status).expect("a valid status")
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
         ApiError::Internal(e.to_string())
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
     }
 }
 
@@ -100,6 +209,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(detail)
         | ApiError::Unavailable(detail)
+        | ApiError::RepositoryUnavailable(detail)
         | ApiError::DiskFull(detail) = &self
         {
             tracing::error!(code = self.code(), %detail, "request failed");
@@ -107,6 +217,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.to_string(),
             code: self.code().to_string(),
+            field: self.field().map(str::to_string),
         };
         let mut res = (self.status(), Json(body)).into_response();
         if let ApiError::TooManyRequests { retry_after_secs } = self {
@@ -138,10 +249,37 @@ impl ApiError {
     }
 }
 
+/// The job service's errors, each to its meaning.
+impl From<coffer_jobs::JobsError> for ApiError {
+    fn from(e: coffer_jobs::JobsError) -> Self {
+        use coffer_jobs::JobsError as J;
+        match e {
+            J::Field(f) => ApiError::Invalid {
+                field: f.field,
+                message: f.message,
+            },
+            J::Db(e) => e.into(),
+            J::Unusable(m) => ApiError::Unusable(m),
+            J::Busy(m) => ApiError::InUse(m),
+            J::Locked(m) => ApiError::RepositoryLocked(m),
+            J::Exists(m) => ApiError::AlreadyExists(m),
+            e @ J::Damaged { .. } => ApiError::RepositoryDamaged(e.to_string()),
+            e @ J::Unavailable(_) => ApiError::RepositoryUnavailable(e.to_string()),
+            e @ J::WrongKey(_) => ApiError::WrongKey(e.to_string()),
+            J::Source(e) => ApiError::SourceFailed(e.to_string()),
+            J::DiskFull(m) => ApiError::DiskFull(m),
+            J::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            DbError::Taken(msg) => ApiError::AlreadyExists(msg),
+            DbError::JobRunning => ApiError::JobRunning(e.to_string()),
+            DbError::InUse(msg) => ApiError::InUse(msg),
             DbError::Conflict(msg) => ApiError::Conflict(msg),
             DbError::DiskFull => ApiError::DiskFull(e_full()),
             other => ApiError::Internal(other.to_string()),
@@ -176,5 +314,51 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         ApiError::BadRequest(r.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_a_listed_code_and_its_status() {
+        let all = [
+            ApiError::BadRequest(String::new()),
+            ApiError::Invalid {
+                field: "f",
+                message: String::new(),
+            },
+            ApiError::Unauthorized(String::new()),
+            ApiError::Forbidden(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::MethodNotAllowed(String::new()),
+            ApiError::Conflict(String::new()),
+            ApiError::AlreadyExists(String::new()),
+            ApiError::JobRunning(String::new()),
+            ApiError::InUse(String::new()),
+            ApiError::Unusable(String::new()),
+            ApiError::RepositoryLocked(String::new()),
+            ApiError::RepositoryDamaged(String::new()),
+            ApiError::WrongKey(String::new()),
+            ApiError::TooLarge(String::new()),
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::RangeNotSatisfiable(String::new()),
+            ApiError::TooManyRequests {
+                retry_after_secs: 1,
+            },
+            ApiError::SourceFailed(String::new()),
+            ApiError::Unavailable(String::new()),
+            ApiError::RepositoryUnavailable(String::new()),
+            ApiError::DiskFull(String::new()),
+            ApiError::Internal(String::new()),
+        ];
+        let mut codes: Vec<&str> = all.iter().map(ApiError::code).collect();
+        for e in &all {
+            assert!(e.status().as_u16() >= 400, "{}", e.code());
+        }
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len(), "one code per meaning");
     }
 }

@@ -253,6 +253,11 @@ pub struct Record {
     /// The tools that made them (`pg_dump 15`, `mariadb-dump`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_tool: Option<String>,
+    /// When the record was last verified, and whether its data was whole then.
+    #[serde(default)]
+    pub verified_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub verify_ok: Option<bool>,
 }
 
 /// One database dump in a record.

@@ -142,6 +142,9 @@ impl fmt::Debug for NewPassword {
 pub struct ErrorBody {
     pub error: String,
     pub code: String,
+    /// For `invalid_field`: the field whose value cannot be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

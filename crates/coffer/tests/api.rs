@@ -742,16 +742,17 @@ fn bad_input_gets_the_error_format_with_the_right_status() {
     .unwrap();
     assert_eq!(
         err(admin.create_user(&upper)),
-        (StatusCode::CONFLICT, "conflict".into())
+        (StatusCode::CONFLICT, "already_exists".into())
     );
     assert!(env.api.login("Admin", ADMIN_PASSWORD).is_ok());
-    check(
-        admin
-            .raw("POST", "/api/keys", Some(&json!({"name": "a\0b"})))
-            .unwrap(),
-        400,
-        "bad_request",
-    );
+    let r = admin
+        .raw("POST", "/api/keys", Some(&json!({"name": "a\0b"})))
+        .unwrap();
+    assert_eq!(r.json()["field"], "name", "{}", r.text);
+    check(r, 400, "invalid_field");
+    let r = admin.raw("GET", "/api/audit?limit=0", None).unwrap();
+    assert_eq!(r.json()["field"], "limit", "{}", r.text);
+    check(r, 400, "invalid_field");
     // Nothing stored was affected by any of it.
     assert_eq!(admin.users().unwrap().len(), 1);
     assert!(env.server.stop().success());

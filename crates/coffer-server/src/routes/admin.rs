@@ -146,7 +146,10 @@ pub async fn audit(
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit: use 1 to 1000".into()));
+        return Err(ApiError::Invalid {
+            field: "limit",
+            message: "use 1 to 1000".into(),
+        });
     }
     let query = AuditQuery {
         since: q.since,

@@ -8,7 +8,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use coffer_db::{RecordQuery, TriggerFilter};
-use coffer_jobs::JobsError;
 use coffer_types::{
     ErrorBody, Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest, RestoreTask,
     VerifyResult,
@@ -20,19 +19,6 @@ use crate::AppState;
 use crate::auth::{Auth, Operator, Viewer};
 use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson, Path, Query};
-
-impl From<JobsError> for ApiError {
-    fn from(e: JobsError) -> Self {
-        match e {
-            JobsError::Field(f) => ApiError::BadRequest(f.to_string()),
-            JobsError::Db(e) => e.into(),
-            JobsError::Unusable(msg) | JobsError::Exists(msg) => ApiError::Conflict(msg),
-            JobsError::Busy(msg) => ApiError::InUse(msg),
-            JobsError::Locked(msg) => ApiError::RepositoryLocked(msg),
-            JobsError::Repository(msg) => ApiError::Internal(msg),
-        }
-    }
-}
 
 #[utoipa::path(get, path = "/api/backup-jobs", tag = "jobs", security(("bearer" = ["viewer"])),
     responses((status = 200, body = [Job])))]
@@ -146,7 +132,10 @@ pub async fn records(
 ) -> Result<Json<Vec<Record>>, ApiError> {
     let limit = p.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::BadRequest("limit: use 1 to 200".into()));
+        return Err(ApiError::Invalid {
+            field: "limit",
+            message: "use 1 to 200".into(),
+        });
     }
     let trigger = match p.trigger.as_deref() {
         None | Some("backups") => TriggerFilter::Backups,
@@ -155,9 +144,12 @@ pub async fn records(
             TriggerFilter::Is(t.to_string())
         }
         Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "trigger: {other:?} is not one of backups, pre_restore, schedule, manual, adopted, all"
-            )));
+            return Err(ApiError::Invalid {
+                field: "trigger",
+                message: format!(
+                    "{other:?} is not one of backups, pre_restore, schedule, manual, adopted, all"
+                ),
+            });
         }
     };
     let q = RecordQuery {

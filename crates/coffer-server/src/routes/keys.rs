@@ -49,9 +49,11 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(
-            "name: give the key a name of 1 to 100 characters, without control characters".into(),
-        ));
+        return Err(ApiError::Invalid {
+            field: "name",
+            message: "give the key a name of 1 to 100 characters, without control characters"
+                .into(),
+        });
     }
     let role = req.role.unwrap_or(caller.role);
     if role > caller.role {
@@ -61,9 +63,10 @@ pub async fn create(
         )));
     }
     if req.expires_at.is_some_and(|t| t <= Utc::now()) {
-        return Err(ApiError::BadRequest(
-            "expires_at: the expiry must be in the future".into(),
-        ));
+        return Err(ApiError::Invalid {
+            field: "expires_at",
+            message: "the expiry must be in the future".into(),
+        });
     }
     let (key, hash) = new_api_key();
     let info = state

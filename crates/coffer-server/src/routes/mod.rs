@@ -81,6 +81,19 @@ impl Modify for SecuritySchemes {
 /// and 415 where it has a JSON body.
 fn openapi_json(api: &utoipa::openapi::OpenApi) -> serde_json::Value {
     let mut doc = serde_json::to_value(api).expect("the OpenAPI document serializes");
+    // The codes an error can carry, with their statuses and meanings.
+    if let Some(code) = doc.pointer_mut("/components/schemas/ErrorBody/properties/code") {
+        code["enum"] = crate::error::CODES
+            .iter()
+            .map(|(c, ..)| c.to_string())
+            .collect();
+        code["description"] = crate::error::CODES
+            .iter()
+            .map(|(c, status, meaning)| format!("`{c}` ({status}): {meaning}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+            .into();
+    }
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         for op in paths.values_mut().filter_map(|p| p.as_object_mut()) {
             for op in op.values_mut() {

@@ -95,6 +95,14 @@ fn err<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (StatusCode, String) {
     }
 }
 
+/// The status and code of the error a call failed with.
+fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (StatusCode, String) {
+    match r {
+        Err(ClientError::Api { status, body, .. }) => (status, body.code),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
 fn sha256(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
 }
@@ -170,6 +178,7 @@ fn scratch_is_empty(dir: &Path) -> bool {
 }
 
 mod databases;
+mod failures;
 mod restores;
 mod runs;
 mod trust;

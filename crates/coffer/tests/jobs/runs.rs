@@ -28,7 +28,10 @@ fn a_path_job_runs_verifies_downloads_and_restores_byte_for_byte() {
 
     // A run is a record; a second run while it runs is refused.
     let first = api.run_job(&job.id).unwrap();
-    assert_eq!(err(api.run_job(&job.id)).0, StatusCode::CONFLICT);
+    assert_eq!(
+        code(api.run_job(&job.id)),
+        (StatusCode::CONFLICT, "job_running".into())
+    );
     let record = api.wait_record(&job.id, &first.id, LONG).unwrap();
     assert_eq!(record.status, RecordStatus::Success, "{record:?}");
     assert_eq!(record.phase, "complete");

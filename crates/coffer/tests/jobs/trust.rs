@@ -24,13 +24,6 @@ fn field_error<T: std::fmt::Debug>(r: Result<T, ClientError>, field: &str) -> St
     message
 }
 
-fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (StatusCode, String) {
-    match r {
-        Err(ClientError::Api { status, body, .. }) => (status, body.code),
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
-
 /// A job backing up a small SQLite database of its own: the database's path and the job.
 fn sqlite_job(env: &Env) -> (std::path::PathBuf, coffer_types::Job) {
     let db = sqlite_db(

@@ -313,7 +313,10 @@ fn jobs_write_to_a_registered_s3_repository_whose_secret_never_leaves() {
 
     // In use: it cannot be deleted or moved.
     assert_eq!(api.repository(&repo.id).unwrap().jobs, 1);
-    assert_eq!(err(api.delete_repository(&repo.id)).0, StatusCode::CONFLICT);
+    assert_eq!(
+        code(api.delete_repository(&repo.id)),
+        (StatusCode::CONFLICT, "in_use".into())
+    );
     let moved: coffer_types::RepositoryUpdate =
         serde_json::from_value(json!({"url": format!("s3://{bucket}/elsewhere")})).unwrap();
     assert_eq!(

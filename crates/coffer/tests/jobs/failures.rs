@@ -1,0 +1,73 @@
+//! What a user is told when things go wrong: a repository that is gone is not a damaged one,
+//! damage is kept on the record and counted, and every error has its own code.
+
+use super::*;
+
+#[test]
+fn verify_tells_damage_from_a_repository_that_cannot_be_reached() {
+    let env = start();
+    let api = &env.api;
+    let src = source_tree(env.dir.path(), 1);
+    let job = api.create_job(&path_job("files", &src, json!({}))).unwrap();
+    let record = run_to_end(api, &job.id);
+    let dest = Path::new(job.dest_path.as_deref().unwrap()).to_path_buf();
+
+    // Gone (a disk not mounted, say): an error that says so, and nothing recorded as damage.
+    let away = env.dir.path().join("away");
+    std::fs::rename(&dest, &away).unwrap();
+    assert_eq!(
+        code(api.verify_record(&job.id, &record.id)),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "repository_unavailable".into()
+        )
+    );
+    let (_, message) = err(api.verify_record(&job.id, &record.id));
+    assert!(!message.contains("checksum"), "{message}");
+    let unverified = api.record(&job.id, &record.id).unwrap();
+    assert_eq!((unverified.verified_at, unverified.verify_ok), (None, None));
+    std::fs::rename(&away, &dest).unwrap();
+    let verified = api.verify_record(&job.id, &record.id).unwrap();
+    assert!(verified.ok, "{verified:?}");
+    let first = api.record(&job.id, &record.id).unwrap();
+    assert_eq!(first.verify_ok, Some(true));
+
+    // Damaged: the answer names what, the record keeps it, the metrics count it.
+    for (pack, _) in packs(dest.to_str().unwrap()) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let damaged = api.verify_record(&job.id, &record.id).unwrap();
+    assert!(!damaged.ok);
+    assert!(
+        damaged.damaged.iter().any(|d| d.starts_with("data/")),
+        "the damaged pack is named: {damaged:?}"
+    );
+    let kept = api.record(&job.id, &record.id).unwrap();
+    assert_eq!(kept.verify_ok, Some(false));
+    assert!(kept.verified_at > first.verified_at, "{kept:?}");
+    let metrics = api.metrics().unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("coffer_backup_verify_failures_total")
+                && l.contains(&job.id)
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    // A restore of damaged data is refused before anything changes, saying what is damaged.
+    let req = serde_json::from_value(json!({"target": "restores/x"})).unwrap();
+    let refused = api.restore_record(&job.id, &record.id, &req);
+    let (_, message) = err(api.restore_record(&job.id, &record.id, &req));
+    assert_eq!(
+        code(refused),
+        (StatusCode::CONFLICT, "repository_damaged".into())
+    );
+    assert!(
+        message.starts_with("data/") && message.contains("is damaged"),
+        "{message}"
+    );
+    assert!(env.server.stop().success());
+}
