@@ -777,6 +777,21 @@ fn no_answer_may_be_cached_and_every_status_is_documented() {
         assert_eq!(r.headers["cache-control"], "no-store", "{}", r.text);
     }
     let doc = env.api.openapi().unwrap();
+    // Valid OpenAPI, by an independent validator (installed by scripts/test).
+    let file = env.dir.path().join("openapi.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator", "--errors", "all"])
+        .arg(&file)
+        .output()
+        .expect("python3 runs the OpenAPI validator (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "the OpenAPI document is not valid (is openapi-spec-validator installed? scripts/test \
+         installs it):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
             let responses = op["responses"].as_object().unwrap();

@@ -122,6 +122,7 @@ pub async fn put_setting(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// Entries at or after this time (RFC 3339).

@@ -65,6 +65,7 @@ pub async fn update(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {
     /// Keep the job's data in its repository (the default): a new job can take it over with
@@ -103,6 +104,7 @@ pub async fn run(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RecordParams {
     /// `running`, `success` or `failed`.
@@ -199,6 +201,7 @@ pub async fn verify(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DownloadParams {
     /// Seal the archive with the repository key (see docs/repository-format.md, "Sealed
@@ -438,6 +441,7 @@ pub async fn restore_upload(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadParams {
     /// Stop running containers that use the job's volumes, and start them again afterwards

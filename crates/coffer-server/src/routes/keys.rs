@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListKeys {
     /// Administrators only: everyone's keys, not just their own.

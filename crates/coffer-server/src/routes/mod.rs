@@ -97,6 +97,18 @@ fn openapi_json(api: &utoipa::openapi::OpenApi) -> serde_json::Value {
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         for op in paths.values_mut().filter_map(|p| p.as_object_mut()) {
             for op in op.values_mut() {
+                // Handlers are named for what they do within their tag (`list`, `create`):
+                // the tag makes the operation id unique.
+                if let (Some(tag), Some(id)) = (
+                    op.pointer("/tags/0")
+                        .and_then(|t| t.as_str())
+                        .map(str::to_string),
+                    op.get("operationId")
+                        .and_then(|i| i.as_str())
+                        .map(str::to_string),
+                ) {
+                    op["operationId"] = format!("{tag}_{id}").into();
+                }
                 let scopes = op.pointer("/security/0/bearer").cloned();
                 let json_body = op
                     .pointer("/requestBody/content/application~1json")
@@ -131,6 +143,17 @@ fn openapi_json(api: &utoipa::openapi::OpenApi) -> serde_json::Value {
                 let responses = op["responses"]
                     .as_object_mut()
                     .expect("every operation answers");
+                for (status, response) in responses.iter_mut() {
+                    if response.get("description").is_none() {
+                        let reason = status
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                            .and_then(|s| s.canonical_reason())
+                            .unwrap_or("Answer");
+                        response["description"] = reason.into();
+                    }
+                }
                 for (status, description) in common {
                     responses.entry(status).or_insert_with(|| {
                         serde_json::json!({
