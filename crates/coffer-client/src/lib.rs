@@ -84,12 +84,25 @@ pub struct AuditFilter {
 /// Filters for [`Client::records`].
 #[derive(Clone, Debug, Default)]
 pub struct RecordFilter {
+    /// For [`Client::history`]: only this job's records.
+    pub job_id: Option<String>,
     pub status: Option<RecordStatus>,
     /// `backups` (the server's default), `pre_restore`, `schedule`, `manual`, `adopted`, `all`.
     pub trigger: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub limit: Option<u32>,
+}
+
+fn record_query(f: &RecordFilter) -> Vec<(&'static str, String)> {
+    query([
+        ("job_id", f.job_id.clone()),
+        ("status", f.status.map(|s| s.as_str().to_string())),
+        ("trigger", f.trigger.clone()),
+        ("since", f.since.map(|t| t.to_rfc3339())),
+        ("until", f.until.map(|t| t.to_rfc3339())),
+        ("limit", f.limit.map(|l| l.to_string())),
+    ])
 }
 
 /// A raw answer, for callers that check statuses and headers themselves.
@@ -457,16 +470,17 @@ impl Client {
     }
 
     pub fn records(&self, job: &str, f: &RecordFilter) -> Result<Vec<Record>> {
-        let q = query([
-            ("status", f.status.map(|s| s.as_str().to_string())),
-            ("trigger", f.trigger.clone()),
-            ("since", f.since.map(|t| t.to_rfc3339())),
-            ("until", f.until.map(|t| t.to_rfc3339())),
-            ("limit", f.limit.map(|l| l.to_string())),
-        ]);
         self.send(
             self.request(Method::GET, &format!("/api/backup-jobs/{job}/records"))
-                .query(&q),
+                .query(&record_query(f)),
+        )
+    }
+
+    /// Records of every job (or of `f.job_id`), newest first.
+    pub fn history(&self, f: &RecordFilter) -> Result<Vec<Record>> {
+        self.send(
+            self.request(Method::GET, "/api/records")
+                .query(&record_query(f)),
         )
     }
 

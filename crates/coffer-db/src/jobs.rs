@@ -431,9 +431,18 @@ impl Db {
     }
 
     pub async fn records(&self, job_id: &str, q: &RecordQuery) -> Result<Vec<Record>> {
+        self.query_records(Some(job_id), q).await
+    }
+
+    /// The records of every job, newest first.
+    pub async fn all_records(&self, q: &RecordQuery) -> Result<Vec<Record>> {
+        self.query_records(None, q).await
+    }
+
+    async fn query_records(&self, job_id: Option<&str>, q: &RecordQuery) -> Result<Vec<Record>> {
         let rows: Vec<RecordRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {RECORD_COLUMNS} FROM backup_records
-             WHERE job_id = ?1 AND (?2 IS NULL OR status = ?2)
+             WHERE (?1 IS NULL OR job_id = ?1) AND (?2 IS NULL OR status = ?2)
                AND (?3 IS NULL OR started_at >= ?3) AND (?4 IS NULL OR started_at <= ?4)
                AND CASE ?6 WHEN 'any' THEN 1 WHEN 'backups' THEN trigger != '{SAFETY_TRIGGER}'
                    ELSE trigger = ?7 END

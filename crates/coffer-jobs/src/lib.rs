@@ -330,6 +330,14 @@ impl Jobs {
         Ok(self.db.records(job_id, q).await?)
     }
 
+    /// Records of every job, or of `job_id`, newest first.
+    pub async fn history(&self, job_id: Option<&str>, q: &RecordQuery) -> Result<Vec<Record>> {
+        match job_id {
+            Some(id) => self.records(id, q).await,
+            None => Ok(self.db.all_records(q).await?),
+        }
+    }
+
     pub async fn record(&self, job_id: &str, rid: &str) -> Result<Record> {
         Ok(self.db.record(job_id, rid).await?)
     }

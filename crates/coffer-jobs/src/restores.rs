@@ -132,9 +132,12 @@ impl Jobs {
             ),
             false => None,
         };
-        let shown = target
-            .as_ref()
-            .map_or("/".to_string(), |t| t.display().to_string());
+        // Where the data goes: in place, a directory, or another database.
+        let shown = match (&target, &req.target_database) {
+            (Some(t), _) => t.display().to_string(),
+            (None, Some(db)) => format!("database {db}"),
+            (None, None) => "/".to_string(),
+        };
         let task = self
             .db
             .create_restore(job_id, rid, &shown, &req.paths)
@@ -387,7 +390,7 @@ impl Jobs {
             let (id, target) = (task.id.clone(), PathBuf::from(&task.target));
             let done = blocking(move || {
                 let mut done = inplace::recover(&id, &live);
-                if target != Path::new("/") {
+                if target.is_absolute() && target != Path::new("/") {
                     done.extend(coffer_repo::restore::remove_leftovers(&target));
                 }
                 Ok::<_, JobsError>(done)

@@ -54,7 +54,14 @@ pub(crate) fn refused(header: &tar::Header, path: &Path) -> Option<Refused> {
 /// items the restore replaces) present. Returns its SHA-256 (hex).
 pub fn check_archive(archive: &Path, needed: &[String]) -> Result<String> {
     use sha2::Digest;
-    let file = std::fs::File::open(archive).map_err(|e| JobsError::io("the upload", e))?;
+    let mut file = std::fs::File::open(archive).map_err(|e| JobsError::io("the upload", e))?;
+    let mut start = [0u8; 8];
+    let n =
+        std::io::Read::read(&mut file, &mut start).map_err(|e| JobsError::io("the upload", e))?;
+    if let Some(what) = not_tar(&start[..n]) {
+        return Err(refuse(what.into()));
+    }
+    std::io::Seek::rewind(&mut file).map_err(|e| JobsError::io("the upload", e))?;
     let mut hasher = sha2::Sha256::new();
     let reader = HashingReader {
         inner: file,
@@ -121,6 +128,29 @@ pub(crate) fn refuse(message: String) -> JobsError {
         field: "archive",
         message,
     })
+}
+
+/// What an upload is when its first bytes say it is no tar archive, in words that say what to
+/// do with it.
+fn not_tar(start: &[u8]) -> Option<&'static str> {
+    let is = |magic: &[u8]| start.starts_with(magic);
+    if is(b"CFSEAL01") {
+        Some(
+            "this is a sealed archive (a download with ?encrypted=true): open it with `coffer decrypt --key-file KEY` first, then upload the archive it writes",
+        )
+    } else if is(&[0x1f, 0x8b]) {
+        Some("this is a gzip file: unpack it (`gunzip`) and upload the tar archive inside")
+    } else if is(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("this is a zstd file: unpack it (`zstd -d`) and upload the tar archive inside")
+    } else if is(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some("this is an xz file: unpack it (`xz -d`) and upload the tar archive inside")
+    } else if is(b"BZh") {
+        Some("this is a bzip2 file: unpack it (`bunzip2`) and upload the tar archive inside")
+    } else if is(b"PK\x03\x04") || is(b"PK\x05\x06") {
+        Some("this is a zip file: upload the record's tar archive (as a download gives it) instead")
+    } else {
+        None
+    }
 }
 
 /// Whether a relative path, followed component by component, never climbs above its root.

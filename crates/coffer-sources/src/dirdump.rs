@@ -199,14 +199,16 @@ fn open_files(pid: u32) -> Option<HashSet<(u64, u64)>> {
 /// Append the finished file at `path` to `tar` under `name`, then delete it.
 fn append(tar: &mut tar::Builder<PipeWriter>, path: &Path, name: &OsString) -> std::io::Result<()> {
     let file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
+    let meta = file.metadata()?;
+    let len = meta.len();
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Regular);
     header.set_size(len);
     header.set_mode(0o644);
     header.set_uid(0);
     header.set_gid(0);
-    header.set_mtime(0);
+    // When the tool wrote it (the archive shows when the dump was made).
+    header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
     tar.append_data(&mut header, name, file.take(len))?;
     std::fs::remove_file(path)
 }

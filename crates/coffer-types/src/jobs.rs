@@ -328,7 +328,8 @@ pub struct RestoreTask {
     pub status: RecordStatus,
     /// `preparing`, `safety_snapshot`, `restoring`, `complete`.
     pub phase: String,
-    /// Where the data went: `/` for in place, else the alternative target.
+    /// Where the data went: `/` for in place, a directory, or `database <name>` for a
+    /// restore into another database.
     pub target: String,
     pub paths: Vec<String>,
     /// The `pre_restore` record taken of the data before it was overwritten.

@@ -29,14 +29,14 @@ use crate::output::{ProgressLine, bytes, millis, print_json};
     about = "Coffer: deduplicated, encrypted, verifiable backups"
 )]
 pub struct Args {
-    /// Repository: a directory, file:///path, or s3://bucket/prefix.
-    #[arg(long, global = true, env = "COFFER_REPO")]
+    /// Repository: a directory, file:///path, or s3://bucket/prefix (before the command).
+    #[arg(long, env = "COFFER_REPO")]
     repo: Option<String>,
     /// Read the repository password from this file (otherwise from COFFER_PASSWORD).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
     /// Open the repository with a master key written by `coffer key export` instead of a password.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
     /// Print one JSON document instead of text for people.
     #[arg(long, global = true)]
@@ -84,8 +84,8 @@ enum Command {
     Serve(ServeArgs),
     /// Open a sealed archive (a download with `?encrypted=true`): the archive goes to stdout.
     Decrypt {
-        /// File holding the key: the `backup_encryption_key` setting (its text, or the JSON
-        /// string as the API shows it).
+        /// File holding the repository key, as `GET /api/admin/repository-key` shows it (the
+        /// key's text, or the JSON string).
         #[arg(long)]
         key_file: PathBuf,
         /// The sealed archive (default: stdin).
@@ -180,18 +180,25 @@ struct ForgetArgs {
     /// Remove these snapshots (ids or unique prefixes) instead of applying a policy.
     #[arg(conflicts_with_all = ["keep_last", "keep_within_days", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"])]
     snapshots: Vec<String>,
+    /// Keep the N newest snapshots.
     #[arg(long, value_name = "N")]
     keep_last: Option<u32>,
+    /// Keep every snapshot of the last DAYS days.
     #[arg(long, value_name = "DAYS")]
     keep_within_days: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one.
     #[arg(long, value_name = "N")]
     keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days that have one.
     #[arg(long, value_name = "N")]
     keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N weeks that have one.
     #[arg(long, value_name = "N")]
     keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months that have one.
     #[arg(long, value_name = "N")]
     keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years that have one.
     #[arg(long, value_name = "N")]
     keep_yearly: Option<u32>,
     /// Run prune afterwards.
@@ -310,13 +317,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
+/// The fewest characters a new repository's password may have.
+const MIN_PASSWORD: usize = 8;
+
 fn init(ctx: &Ctx, a: &InitArgs) -> Result<ExitCode> {
     let password = if a.no_encryption {
         None
     } else {
-        Some(ctx.password()?.context(
+        let password = ctx.password()?.context(
             "a new repository needs a password: set COFFER_PASSWORD or pass --password-file FILE (or --no-encryption)",
-        )?)
+        )?;
+        if password.chars().count() < MIN_PASSWORD {
+            bail!(
+                "the password is too short: a new repository needs at least {MIN_PASSWORD} characters (a passphrase of several words is best)"
+            );
+        }
+        Some(password)
     };
     let location = ctx.location()?;
     let repo = Repository::init(

@@ -110,10 +110,27 @@ fn classify(e: &anyhow::Error) -> (&'static str, Option<&'static str>) {
     }
 }
 
+/// An error and its causes on one line, each said once: errors that show their source in their
+/// own message (an I/O error with its path) do not repeat it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
 /// Report a failure: one line for people, or one JSON document.
 pub fn error(e: &anyhow::Error, json: bool) {
     let (code, hint) = classify(e);
-    let msg = format!("{e:#}");
+    let msg = one_line(e);
     if json {
         print_json(&serde_json::json!({ "error": msg, "code": code, "hint": hint }));
     } else {

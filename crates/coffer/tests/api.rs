@@ -238,6 +238,8 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("POST", "/api/backup-jobs", Some(Role::Operator)),
     ("GET", "/api/backup-jobs/{id}", Some(Role::Viewer)),
     ("PUT", "/api/backup-jobs/{id}", Some(Role::Operator)),
+    ("PATCH", "/api/backup-jobs/{id}", Some(Role::Operator)),
+    ("GET", "/api/records", Some(Role::Viewer)),
     ("DELETE", "/api/backup-jobs/{id}", Some(Role::Operator)),
     ("POST", "/api/backup-jobs/{id}/run", Some(Role::Operator)),
     ("GET", "/api/backup-jobs/{id}/records", Some(Role::Viewer)),

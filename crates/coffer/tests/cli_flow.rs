@@ -180,6 +180,17 @@ fn stdin_streams_are_backed_up_as_one_file() {
     assert_eq!(std::fs::read(target.join("app.sql")).unwrap(), data);
     let archive = cli.command(&["dump", "latest"]).output().unwrap().stdout;
     assert_eq!(sha256_hex(&archive), s["checksum"].as_str().unwrap());
+
+    // An empty stream (a dump tool that failed before the pipe) is stored, with a warning.
+    let empty = cli
+        .command(&["--json", "backup", "--stdin", "--stdin-name", "failed.sql"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(empty.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&empty.stdout).unwrap();
+    let warnings = s["warnings"].to_string();
+    assert!(warnings.contains("failed.sql: the stream was empty"), "{s}");
 }
 
 #[test]

@@ -242,3 +242,32 @@ fn a_read_only_repository_can_be_read_but_not_written() {
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
     assert_eq!(cli.json(&["verify"])["ok"], true);
 }
+
+#[test]
+fn a_new_repository_needs_a_real_password_and_errors_say_things_once() {
+    let dir = tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let short = Cli::new(BIN, repo.to_str().unwrap()).with_env("COFFER_PASSWORD", "short");
+    assert_fails(&short.run(&["repo", "init"]), "too short");
+    assert!(!repo.join("config").exists());
+    let cli = Cli::new(BIN, repo.to_str().unwrap());
+    cli.init(&[]);
+    let out = cli.run(&["backup", "/nonexistent/x"]);
+    assert_fails(&out, "No such file or directory");
+    assert_eq!(
+        stderr_of(&out).matches("No such file").count(),
+        1,
+        "{}",
+        stderr_of(&out)
+    );
+    // The server's help speaks of the server only.
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--data-dir") && !help.contains("--repo"),
+        "{help}"
+    );
+}

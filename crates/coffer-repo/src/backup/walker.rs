@@ -599,6 +599,13 @@ impl<'a> Walker<'a> {
             .map_err(|e| Error::io(format!("stream {}", String::from_utf8_lossy(name)), e))?;
         node.size = size;
         node.content = content;
+        if size == 0 {
+            // An empty stream is most often a producer that failed before a pipe: say so.
+            self.warn(format!(
+                "{}: the stream was empty (if it comes through a pipe, did the command before it fail? `set -o pipefail` makes a script notice)",
+                String::from_utf8_lossy(name)
+            ));
+        }
         self.pipeline.flush()?;
         self.emit(apath, &node, None, false)?;
         if size > 0 {

@@ -64,6 +64,19 @@ pub async fn update(
     Ok(Json(state.jobs.update(&id, u, caller.role).await?))
 }
 
+/// Change the fields given (as `PUT`).
+#[utoipa::path(patch, path = "/api/backup-jobs/{id}", tag = "jobs", security(("bearer" = ["operator"])), request_body = JobUpdate,
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = Job), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn patch(
+    state: State<Arc<AppState>>,
+    auth: Auth<Operator>,
+    id: Path<String>,
+    body: Json<JobUpdate>,
+) -> Result<Json<Job>, ApiError> {
+    update(state, auth, id, body).await
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +120,8 @@ pub async fn run(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RecordParams {
+    /// Only this job's records (`GET /api/records`; the other route names its job in the path).
+    job_id: Option<String>,
     /// `running`, `success` or `failed`.
     #[param(value_type = Option<String>)]
     status: Option<RecordStatus>,
@@ -132,36 +147,61 @@ pub async fn records(
     Path(id): Path<String>,
     Query(p): Query<RecordParams>,
 ) -> Result<Json<Vec<Record>>, ApiError> {
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
+    if p.job_id.is_some() {
         return Err(ApiError::Invalid {
-            field: "limit",
-            message: "use 1 to 200".into(),
+            field: "job_id",
+            message: "this route names its job in the path".into(),
         });
     }
-    let trigger = match p.trigger.as_deref() {
-        None | Some("backups") => TriggerFilter::Backups,
-        Some("all") => TriggerFilter::Any,
-        Some(t @ ("schedule" | "manual" | "adopted" | "pre_restore")) => {
-            TriggerFilter::Is(t.to_string())
-        }
-        Some(other) => {
+    Ok(Json(state.jobs.records(&id, &p.query()?).await?))
+}
+
+impl RecordParams {
+    /// The query these parameters ask for.
+    fn query(self) -> Result<RecordQuery, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
             return Err(ApiError::Invalid {
-                field: "trigger",
-                message: format!(
-                    "{other:?} is not one of backups, pre_restore, schedule, manual, adopted, all"
-                ),
+                field: "limit",
+                message: "use 1 to 200".into(),
             });
         }
-    };
-    let q = RecordQuery {
-        status: p.status,
-        trigger,
-        since: p.since,
-        until: p.until,
-        limit,
-    };
-    Ok(Json(state.jobs.records(&id, &q).await?))
+        let trigger = match self.trigger.as_deref() {
+            None | Some("backups") => TriggerFilter::Backups,
+            Some("all") => TriggerFilter::Any,
+            Some(t @ ("schedule" | "manual" | "adopted" | "pre_restore")) => {
+                TriggerFilter::Is(t.to_string())
+            }
+            Some(other) => {
+                return Err(ApiError::Invalid {
+                    field: "trigger",
+                    message: format!(
+                        "{other:?} is not one of backups, pre_restore, schedule, manual, adopted, all"
+                    ),
+                });
+            }
+        };
+        Ok(RecordQuery {
+            status: self.status,
+            trigger,
+            since: self.since,
+            until: self.until,
+            limit,
+        })
+    }
+}
+
+/// Records of every job (or of `job_id`), newest first: the history across jobs.
+#[utoipa::path(get, path = "/api/records", tag = "jobs", security(("bearer" = ["viewer"])),
+    params(RecordParams),
+    responses((status = 200, body = [Record]), (status = 400, body = ErrorBody)))]
+pub async fn history(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Viewer>,
+    Query(p): Query<RecordParams>,
+) -> Result<Json<Vec<Record>>, ApiError> {
+    let job = p.job_id.clone();
+    Ok(Json(state.jobs.history(job.as_deref(), &p.query()?).await?))
 }
 
 #[utoipa::path(get, path = "/api/backup-jobs/{id}/records/{rid}", tag = "jobs", security(("bearer" = ["viewer"])),
@@ -345,7 +385,7 @@ pub async fn restore_task(
 
 /// Restore every source of the job in place from an archive as `download` produces it: the
 /// raw request body (`Content-Type: application/x-tar`), or a `multipart/form-data` form with
-/// the archive in the field `archive` (and optionally its SHA-256 in the field `checksum`).
+/// the archive in the field `archive` or `file` (and optionally its SHA-256 in the field `checksum`).
 /// The upload is streamed to disk (at most the configured size), then checked — entries and
 /// links must stay inside the target, and with `X-Checksum-Sha256` (or `checksum`) its SHA-256
 /// must match — before a `pre_restore` record is taken and anything is overwritten. 202 with
@@ -403,13 +443,13 @@ pub async fn restore_upload(
                     Some("checksum") => {
                         checksum = Some(field.text().await.map_err(bad)?.trim().to_string())
                     }
-                    Some("archive") if !archive => {
+                    Some("archive" | "file") if !archive => {
                         archive = true;
                         result = store_upload(&path, field, limit).await;
                     }
                     other => {
                         result = Err(ApiError::BadRequest(format!(
-                            "unexpected form field {:?}: send the archive in \"archive\" (once) and optionally \"checksum\"",
+                            "unexpected form field {:?}: send the archive in \"archive\" (or \"file\"), once, and optionally \"checksum\"",
                             other.unwrap_or("")
                         )))
                     }
@@ -417,7 +457,7 @@ pub async fn restore_upload(
             }
             match result {
                 Ok(()) if !archive => Err(ApiError::BadRequest(
-                    "the form has no field \"archive\"".into(),
+                    "the form has no field \"archive\" (or \"file\")".into(),
                 )),
                 other => other,
             }

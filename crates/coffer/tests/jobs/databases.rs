@@ -249,6 +249,7 @@ fn a_postgres_database_is_dumped_restored_in_place_and_into_another_database() {
     let before = pg_checksums(&db.0);
     let task = restore(api, &job.id, &record.id, json!({"target_database": copy.0}));
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(task.target, format!("database {}", copy.0));
     assert_eq!(pg_checksums(&copy.0), original);
     assert_eq!(pg_checksums(&db.0), before);
 

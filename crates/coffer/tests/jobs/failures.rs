@@ -71,3 +71,51 @@ fn verify_tells_damage_from_a_repository_that_cannot_be_reached() {
     );
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn uploads_history_and_partial_updates_work_as_users_expect() {
+    let env = start();
+    let api = &env.api;
+    let src = source_tree(env.dir.path(), 0);
+    let job = api.create_job(&path_job("files", &src, json!({}))).unwrap();
+    let record = run_to_end(api, &job.id);
+    let other = api.create_job(&path_job("other", &src, json!({}))).unwrap();
+    let other_record = run_to_end(api, &other.id);
+
+    // Files that are no tar archive say what they are and what to do.
+    let upload = |body: Vec<u8>| err(api.restore_upload(&job.id, body, None)).1;
+    let mut sealed = b"CFSEAL01".to_vec();
+    sealed.extend_from_slice(&[0; 100]);
+    assert!(upload(sealed).contains("coffer decrypt"));
+    assert!(upload(vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0]).contains("gzip"));
+    assert!(upload(b"PK\x03\x04zip".to_vec()).contains("zip"));
+    // A browser form may call the field `file`.
+    let (_, archive) = api.download_record(&job.id, &record.id).unwrap();
+    let r = upload_form(api, &job.id, &[("file", &archive[..])]);
+    assert_eq!(r.status, 202, "{}", r.text);
+
+    // PATCH changes the fields given, as PUT does.
+    let patched = api
+        .raw(
+            "PATCH",
+            &format!("/api/backup-jobs/{}", job.id),
+            Some(&json!({"schedule": "@daily"})),
+        )
+        .unwrap();
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(
+        api.job(&job.id).unwrap().schedule.as_deref(),
+        Some("@daily")
+    );
+
+    // The history across jobs, newest first, and of one job.
+    let all = api.history(&RecordFilter::default()).unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, [other_record.id.as_str(), record.id.as_str()]);
+    let one = RecordFilter {
+        job_id: Some(job.id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(api.history(&one).unwrap().len(), 1);
+    assert!(env.server.stop().success());
+}

@@ -95,6 +95,29 @@ fn err<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (StatusCode, String) {
     }
 }
 
+/// A restore-upload of `fields` as a browser sends a form (`multipart/form-data`).
+fn upload_form(api: &Client, job: &str, fields: &[(&str, &[u8])]) -> coffer_client::RawResponse {
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--XBOUNDARYX\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--XBOUNDARYX--\r\n");
+    api.raw_body(
+        "POST",
+        &format!("/api/backup-jobs/{job}/restore-upload"),
+        "multipart/form-data; boundary=XBOUNDARYX",
+        body,
+    )
+    .unwrap()
+}
+
 /// The status and code of the error a call failed with.
 fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (StatusCode, String) {
     match r {

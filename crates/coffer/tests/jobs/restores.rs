@@ -305,27 +305,7 @@ fn an_uploaded_archive_is_checked_then_restored_in_place() {
     // its checksum in `checksum`; a form without the archive, or with a wrong checksum, is
     // refused before anything is written.
     std::fs::write(src.join("a.txt"), b"changed again").unwrap();
-    let form = |fields: &[(&str, &[u8])]| {
-        let mut body = Vec::new();
-        for (name, value) in fields {
-            body.extend_from_slice(
-                format!(
-                    "--XBOUNDARYX\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                )
-                .as_bytes(),
-            );
-            body.extend_from_slice(value);
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(b"--XBOUNDARYX--\r\n");
-        api.raw_body(
-            "POST",
-            &format!("/api/backup-jobs/{}/restore-upload", job.id),
-            "multipart/form-data; boundary=XBOUNDARYX",
-            body,
-        )
-        .unwrap()
-    };
+    let form = |fields: &[(&str, &[u8])]| upload_form(api, &job.id, fields);
     let wrong = "f".repeat(64);
     for (fields, expect) in [
         (vec![("checksum", checksum.as_bytes())], "archive"),
