@@ -91,6 +91,7 @@ fn job(r: JobRow) -> Result<Job> {
             .map(|s| s.parse().map_err(DbError::Corrupt))
             .transpose()?,
         next_run: None,
+        warnings: vec![],
     })
 }
 

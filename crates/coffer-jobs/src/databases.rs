@@ -493,6 +493,38 @@ impl Jobs {
         Ok(logins)
     }
 
+    /// Whether the server behind credential `id` answers with its password: the databases
+    /// it lists, or why not.
+    pub async fn test_credential(&self, id: &str) -> Result<coffer_types::Check> {
+        let c = self.db.credential(id).await?;
+        let probe = match c.engine {
+            DbEngine::Postgres => Source::Postgres {
+                credential_id: id.to_string(),
+                database: None,
+                all: true,
+            },
+            DbEngine::Mysql => Source::Mysql {
+                credential_id: id.to_string(),
+                database: None,
+                all: true,
+                backup_tool: None,
+            },
+        };
+        let logins = self.logins(std::slice::from_ref(&probe)).await?;
+        let (_, login) = logins.login(id)?.clone();
+        let listed = crate::blocking(move || login.databases()).await;
+        Ok(match listed {
+            Ok(dbs) => coffer_types::Check {
+                ok: true,
+                detail: format!("it answers; {} databases: {}", dbs.len(), dbs.join(", ")),
+            },
+            Err(e) => coffer_types::Check {
+                ok: false,
+                detail: e.to_string(),
+            },
+        })
+    }
+
     /// Every database source names a stored credential of its engine.
     pub(crate) async fn check_credentials(&self, sources: &[Source]) -> Result<()> {
         for (credential_id, _, engine) in sources.iter().filter_map(Source::database) {

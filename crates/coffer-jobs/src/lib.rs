@@ -259,7 +259,53 @@ impl Jobs {
             tracing::info!(job = %job.id, records = n, "adopted the records of a deleted job");
         }
         self.wake.notify_one();
-        Ok(Self::with_next_run(job))
+        let warnings = self.warnings(&job).await;
+        Ok(Job {
+            warnings,
+            ..Self::with_next_run(job)
+        })
+    }
+
+    /// What will not work as `job` stands: sources that do not exist now (a volume or a
+    /// database may well appear later), a job that keeps everything forever.
+    async fn warnings(&self, job: &Job) -> Vec<String> {
+        let mut out = vec![];
+        let logins = self.logins(&job.sources).await.unwrap_or_default();
+        for s in &job.sources {
+            let missing = match s {
+                Source::Path { path, .. } | Source::Sqlite { path } => {
+                    (std::fs::symlink_metadata(path).is_err()).then(|| path.clone())
+                }
+                Source::Volume { name } => {
+                    (!volumes::exists(name).await).then(|| format!("the volume {name}"))
+                }
+                Source::Postgres { .. } | Source::Mysql { .. } => match s.database() {
+                    Some((_, Some(db), _)) if !self.database_exists(s, &logins).await => {
+                        Some(format!("the database {db} (or its server)"))
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(what) = missing {
+                out.push(format!(
+                    "{what} does not exist now: runs fail until it does"
+                ));
+            }
+        }
+        let keeps_all = job.retention_count.is_none()
+            && job.retention_days.is_none()
+            && job
+                .retention
+                .as_ref()
+                .is_none_or(|r| *r == Default::default());
+        if keeps_all {
+            out.push(
+                "no retention: every record is kept forever; set retention_count, \
+                 retention_days or retention"
+                    .into(),
+            );
+        }
+        out
     }
 
     /// The records that the data of deleted jobs in `job`'s repository makes, by job id.
@@ -282,7 +328,11 @@ impl Jobs {
             self.db.set_scheduled_until(id, Utc::now()).await?;
         }
         self.wake.notify_one();
-        Ok(Self::with_next_run(job))
+        let warnings = self.warnings(&job).await;
+        Ok(Job {
+            warnings,
+            ..Self::with_next_run(job)
+        })
     }
 
     /// Delete a job and its records. With `keep_data` its data stays in the repository (a new

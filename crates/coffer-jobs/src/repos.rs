@@ -8,7 +8,7 @@ use coffer_types::{Job, Repository, RepositoryInput, RepositoryUpdate};
 
 use crate::runner::Target;
 use crate::spec::{self, FieldError};
-use crate::{Jobs, JobsError, Result};
+use crate::{Jobs, JobsError, Result, blocking, runner};
 
 /// What a sealed secret is bound to.
 fn context(id: &str) -> String {
@@ -134,6 +134,26 @@ impl Jobs {
             .secret_access_key
             .map(|s| self.vault.seal(&s, &context(id)));
         Ok(self.db.update_repository(&r, sealed.as_deref()).await?)
+    }
+
+    /// Whether the registered repository `id` can be reached with its settings, and what it
+    /// holds: a repository that opens with the server's key, nothing yet (the first run makes
+    /// one), or why not.
+    pub async fn test_repository(&self, id: &str) -> Result<coffer_types::Check> {
+        let r = self.db.repository(id).await?;
+        let key = match r.encrypted {
+            true => Some(self.export_repository_key().await?),
+            false => None,
+        };
+        let target = self.registered_target(r, key).await?;
+        let opened = blocking(move || runner::describe(&target)).await;
+        Ok(match opened {
+            Ok(detail) => coffer_types::Check { ok: true, detail },
+            Err(e) => coffer_types::Check {
+                ok: false,
+                detail: e.to_string(),
+            },
+        })
     }
 
     pub async fn delete_repository(&self, id: &str) -> Result<()> {

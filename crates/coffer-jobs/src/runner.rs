@@ -92,6 +92,26 @@ impl Target {
     }
 }
 
+/// What the repository at `target` holds, in words, once it is reached and opened: an error
+/// when it cannot be.
+pub fn describe(target: &Target) -> Result<String> {
+    match existing(target)? {
+        None => {
+            target
+                .backend()?
+                .list("snapshots")
+                .map_err(coffer_repo::Error::from)?;
+            Ok("reachable; no repository yet (the first run makes one)".into())
+        }
+        Some(repo) => {
+            let n = coffer_repo::snapshot::list(&repo)?.snapshots.len();
+            Ok(format!(
+                "reachable; a repository with {n} snapshots that opens with this server's key"
+            ))
+        }
+    }
+}
+
 /// Add a key file that opens the repository with `new` (opened with its current key);
 /// `false` when there is no repository yet.
 pub fn add_key(target: &Target, new: &str) -> coffer_repo::Result<bool> {

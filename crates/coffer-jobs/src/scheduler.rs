@@ -144,6 +144,7 @@ mod tests {
             last_run: None,
             last_status: None,
             next_run: None,
+            warnings: vec![],
         }
     }
 

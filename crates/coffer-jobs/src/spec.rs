@@ -306,6 +306,7 @@ pub(crate) fn new_job(
         last_run: None,
         last_status: None,
         next_run: None,
+        warnings: vec![],
     })
 }
 

@@ -216,6 +216,10 @@ pub struct Job {
     pub last_status: Option<RecordStatus>,
     /// When the schedule fires next (none when disabled or unscheduled).
     pub next_run: Option<DateTime<Utc>>,
+    /// In the answer to a create or a change: what will not work as the job stands (a source
+    /// that does not exist now, no retention). The job is saved all the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One run of a job: one snapshot in the job's repository.

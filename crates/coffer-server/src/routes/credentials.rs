@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use coffer_types::{Credential, CredentialInput, CredentialUpdate, ErrorBody};
+use coffer_types::{Check, Credential, CredentialInput, CredentialUpdate, ErrorBody};
 
 use crate::AppState;
 use crate::auth::{Admin, Auth};
@@ -71,4 +71,17 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     state.jobs.delete_credential(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether the server answers with this credential: `ok` and the databases it lists, or why
+/// not (a wrong password, a server that is down).
+#[utoipa::path(post, path = "/api/credentials/{id}/test", tag = "credentials", security(("bearer" = ["admin"])),
+    params(("id" = String, Path, description = "Credential id")),
+    responses((status = 200, body = Check), (status = 404, body = ErrorBody)))]
+pub async fn test(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<Check>, ApiError> {
+    Ok(Json(state.jobs.test_credential(&id).await?))
 }

@@ -216,6 +216,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             repositories::delete
         ))
         .routes(routes!(credentials::list, credentials::create))
+        .routes(routes!(credentials::test))
+        .routes(routes!(repositories::test))
         .routes(routes!(
             credentials::get,
             credentials::update,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use coffer_types::{ErrorBody, Repository, RepositoryInput, RepositoryUpdate};
+use coffer_types::{Check, ErrorBody, Repository, RepositoryInput, RepositoryUpdate};
 
 use crate::AppState;
 use crate::auth::{Admin, Auth};
@@ -71,4 +71,17 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     state.jobs.delete_repository(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether the repository can be reached with its settings, and what it holds (a repository
+/// that opens with the server's key, or nothing yet), or why not.
+#[utoipa::path(post, path = "/api/repositories/{id}/test", tag = "repositories", security(("bearer" = ["admin"])),
+    params(("id" = String, Path, description = "Repository id")),
+    responses((status = 200, body = Check), (status = 404, body = ErrorBody)))]
+pub async fn test(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<Check>, ApiError> {
+    Ok(Json(state.jobs.test_repository(&id).await?))
 }

@@ -119,3 +119,83 @@ fn uploads_history_and_partial_updates_work_as_users_expect() {
     assert_eq!(api.history(&one).unwrap().len(), 1);
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn what_cannot_work_is_said_when_things_are_made() {
+    let env = start();
+    let api = &env.api;
+    // A job on a path that does not exist (yet), keeping everything: saved, with warnings.
+    let missing = env.dir.path().join("not-there");
+    let job = api
+        .create_job(&path_job("early", &missing, json!({})))
+        .unwrap();
+    assert!(
+        job.warnings
+            .iter()
+            .any(|w| w.contains("not-there") && w.contains("does not exist")),
+        "{:?}",
+        job.warnings
+    );
+    assert!(job.warnings.iter().any(|w| w.starts_with("no retention")));
+    let src = source_tree(env.dir.path(), 0);
+    let fine = api
+        .create_job(&path_job("fine", &src, json!({"retention_count": 3})))
+        .unwrap();
+    assert!(fine.warnings.is_empty(), "{:?}", fine.warnings);
+    assert!(
+        api.job(&job.id).unwrap().warnings.is_empty(),
+        "only in answers"
+    );
+
+    // A credential is tested against its server.
+    let credential = |password: Option<&str>| {
+        let mut c = json!({"name": format!("my {password:?}"), "engine": "mysql",
+                           "host": "127.0.0.1", "user": "root"});
+        if let Some(p) = password {
+            c["password"] = json!(p);
+        }
+        let c = api
+            .create_credential(&serde_json::from_value(c).unwrap())
+            .unwrap();
+        let r = api
+            .raw("POST", &format!("/api/credentials/{}/test", c.id), None)
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()
+    };
+    let good = credential(None);
+    assert_eq!(good["ok"], true, "{good}");
+    assert!(
+        good["detail"].as_str().unwrap().contains("databases"),
+        "{good}"
+    );
+    let bad = credential(Some("not the password"));
+    assert_eq!(bad["ok"], false, "{bad}");
+    assert!(bad["detail"].as_str().unwrap().contains("denied"), "{bad}");
+
+    // So is a repository: reachable and empty, or why not.
+    let repository = |url: &str, endpoint: Option<&str>| {
+        let r = serde_json::from_value(json!({"name": url, "url": url, "endpoint": endpoint,
+            "access_key_id": "k", "secret_access_key": "s"}))
+        .unwrap();
+        let r = api.create_repository(&r).unwrap();
+        api.raw("POST", &format!("/api/repositories/{}/test", r.id), None)
+            .unwrap()
+            .json()
+    };
+    let data = std::fs::canonicalize(env.dir.path().join("data")).unwrap();
+    let local = repository(
+        &format!("file://{}/backups/registered", data.display()),
+        None,
+    );
+    assert_eq!(local["ok"], true, "{local}");
+    assert!(
+        local["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no repository yet")
+    );
+    let nowhere = repository("s3://bucket/prefix", Some("http://127.0.0.1:9"));
+    assert_eq!(nowhere["ok"], false, "{nowhere}");
+    assert!(env.server.stop().success());
+}
