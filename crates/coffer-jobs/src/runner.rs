@@ -157,10 +157,17 @@ fn items(
         })
     };
     let one = match source {
-        Source::Path { path, .. } => {
+        Source::Path {
+            path,
+            exclude,
+            exclude_caches,
+        } => {
             let p = Path::new(path);
             std::fs::symlink_metadata(p).map_err(|e| source_error(path, &e))?;
-            BackupItem::path(p).map_err(|e| source_error(path, &e))
+            let exclude = coffer_repo::Excludes::new(exclude, *exclude_caches)?;
+            BackupItem::path(p)
+                .map(|item| item.excluding(exclude))
+                .map_err(|e| source_error(path, &e))
         }
         Source::Sqlite { path } => {
             std::fs::create_dir_all(scratch_dir)

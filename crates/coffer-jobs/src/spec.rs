@@ -137,13 +137,16 @@ fn check_sources(
     }
     for s in sources {
         match s {
-            Source::Path { exclude, .. } if !exclude.is_empty() => {
-                return Err(field(
-                    "sources",
-                    "exclude patterns are not supported by this version yet",
-                ));
-            }
             Source::Path { path, .. } | Source::Sqlite { path } => {
+                if let Source::Path {
+                    exclude,
+                    exclude_caches,
+                    ..
+                } = s
+                {
+                    coffer_repo::Excludes::new(exclude, *exclude_caches)
+                        .map_err(|e| field("sources", e.to_string()))?;
+                }
                 let judged_as = if before.contains(s) {
                     Role::Admin
                 } else {

@@ -64,7 +64,8 @@ mod wire;
 pub use archive::Damage;
 pub use backend::{Backend, BackendError, BackendErrorKind, Location, S3Options};
 pub use backup::{
-    BackupCounts, BackupItem, BackupOptions, BackupSummary, ParentChoice, Progress, Source, backup,
+    BackupCounts, BackupItem, BackupOptions, BackupSummary, Excludes, ParentChoice, Progress,
+    Source, backup,
 };
 pub use chunker::ChunkerParams;
 pub use crypto::{KdfParams, MasterKey};

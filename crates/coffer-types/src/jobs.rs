@@ -14,9 +14,15 @@ pub enum Source {
     /// A file or directory tree on the node.
     Path {
         path: String,
-        /// Glob patterns (matched against paths relative to `path`) to leave out.
+        /// Patterns of what to leave out, with restic's rules: matched against the absolute
+        /// path of each file and directory; `*.tmp` and `node_modules` at any depth, `/srv/*/
+        /// cache` from the root, `**` for any number of directories, `!pattern` to bring back
+        /// what an earlier pattern left out.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         exclude: Vec<String>,
+        /// Leave out the contents of cache directories (those with a `CACHEDIR.TAG`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        exclude_caches: bool,
     },
     /// A SQLite database file, copied consistently while applications write to it.
     Sqlite { path: String },

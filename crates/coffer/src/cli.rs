@@ -15,7 +15,7 @@ use coffer_repo::prune::{self, PruneOptions, PruneReport};
 use coffer_repo::restore::RestoreOptions;
 use coffer_repo::verify::{self, VerifyOptions};
 use coffer_repo::{
-    BackupItem, BackupOptions, ChunkerParams, Error, GroupBy, Id, InitOptions, KdfParams,
+    BackupItem, BackupOptions, ChunkerParams, Error, Excludes, GroupBy, Id, InitOptions, KdfParams,
     KeyExport, Location, ParentChoice, Progress, Repository, RetentionPolicy, Secret, Source,
     snapshot,
 };
@@ -161,6 +161,16 @@ struct BackupArgs {
     /// Name of the file that holds standard input in the snapshot.
     #[arg(long, value_name = "NAME")]
     stdin_name: Option<String>,
+    /// Leave out what matches this pattern (repeatable): `*.tmp`, `node_modules`,
+    /// `/home/*/.cache`, `**` for any depth, `!pattern` to bring something back.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// Read exclude patterns from this file, one per line (# for comments; repeatable).
+    #[arg(long, value_name = "FILE")]
+    exclude_file: Vec<PathBuf>,
+    /// Leave out the contents of cache directories (those with a CACHEDIR.TAG).
+    #[arg(long)]
+    exclude_caches: bool,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -385,10 +395,22 @@ fn resolve(repo: &Repository, spec: &str) -> Result<Id> {
 
 fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode> {
     let repo = ctx.open()?;
+    let mut patterns = a.exclude;
+    for f in &a.exclude_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading the exclude file {}", f.display()))?;
+        patterns.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    let exclude = Excludes::new(&patterns, a.exclude_caches)?;
     let mut items = a
         .paths
         .iter()
-        .map(BackupItem::path)
+        .map(|p| Ok(BackupItem::path(p)?.excluding(exclude.clone())))
         .collect::<coffer_repo::Result<Vec<_>>>()?;
     if a.stdin {
         let name = a.stdin_name.as_deref().expect("required by clap");
@@ -419,8 +441,15 @@ fn backup(ctx: &Ctx, a: BackupArgs) -> Result<ExitCode> {
     report(ctx, &s, &s.warnings, || {
         println!("snapshot {} saved", s.snapshot_id.short());
         println!(
-            "  files:   {} new, {} changed, {} unchanged; {} directories",
-            s.counts.files_new, s.counts.files_changed, s.counts.files_unchanged, s.counts.dirs
+            "  files:   {} new, {} changed, {} unchanged; {} directories{}",
+            s.counts.files_new,
+            s.counts.files_changed,
+            s.counts.files_unchanged,
+            s.counts.dirs,
+            match s.counts.excluded {
+                0 => String::new(),
+                n => format!("; {n} left out by excludes"),
+            }
         );
         println!(
             "  data:    {} read, {} new before compression, {} stored",

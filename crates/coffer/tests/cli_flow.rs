@@ -263,3 +263,57 @@ fn every_command_prints_one_json_document() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["code"], "snapshot_not_found");
 }
+
+#[test]
+fn excludes_leave_out_what_they_match() {
+    let dir = tempdir().unwrap();
+    let cli = Cli::new(BIN, dir.path().join("repo").to_str().unwrap());
+    cli.init(&[]);
+    let src = dir.path().join("src");
+    for f in [
+        "keep.txt",
+        "scratch.tmp",
+        "app/node_modules/lib.js",
+        "app/main.js",
+        "app/keep.tmp",
+        "cache/CACHEDIR.TAG",
+        "cache/blob",
+    ] {
+        let p = src.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, f).unwrap();
+    }
+    std::fs::write(
+        src.join("cache/CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
+    let patterns = dir.path().join("excludes");
+    std::fs::write(&patterns, "# build output\nnode_modules\n\n!keep.tmp\n").unwrap();
+    let s = cli.json(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--exclude",
+        "*.tmp",
+        "--exclude-file",
+        patterns.to_str().unwrap(),
+        "--exclude-caches",
+    ]);
+    assert_eq!(s["excluded"], 3, "{s}");
+    let target = dir.path().join("out");
+    cli.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    for (f, kept) in [
+        ("keep.txt", true),
+        ("scratch.tmp", false),
+        ("app/node_modules", false),
+        ("app/main.js", true),
+        ("app/keep.tmp", true),
+        ("cache/CACHEDIR.TAG", true),
+        ("cache/blob", false),
+    ] {
+        assert_eq!(restored.join(f).exists(), kept, "{f}");
+    }
+    let bad = cli.run(&["backup", src.to_str().unwrap(), "--exclude", "[oops"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -4,9 +4,12 @@
 //! hasher computes the checksum; the pipeline compresses, encrypts, packs and uploads. See
 //! `pipeline.rs` and `hasher.rs`. A backup takes a `Backup` lock (it never waits for one).
 
+mod exclude;
 mod hasher;
 mod pipeline;
 mod walker;
+
+pub use exclude::Excludes;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -65,6 +68,8 @@ pub struct BackupItem {
     ancestors_on_disk: bool,
     /// Recorded in the snapshot's `paths`.
     label: String,
+    /// What to leave out of a directory backed up.
+    exclude: Excludes,
 }
 
 impl BackupItem {
@@ -96,7 +101,13 @@ impl BackupItem {
             label: clean.display().to_string(),
             source: Source::Path(clean),
             ancestors_on_disk: true,
+            exclude: Excludes::default(),
         })
+    }
+
+    /// The same item, leaving out what `exclude` says (for directories).
+    pub fn excluding(self, exclude: Excludes) -> Self {
+        BackupItem { exclude, ..self }
     }
 
     /// Back up `source` under `name` (e.g. `"volume-data"` or `"db/app.dump"`) in the snapshot.
@@ -117,6 +128,7 @@ impl BackupItem {
             source,
             ancestors_on_disk: false,
             label,
+            exclude: Excludes::default(),
         })
     }
 }
@@ -178,6 +190,9 @@ pub struct BackupCounts {
     pub bytes_read: u64,
     /// Bytes of new (not deduplicated) content, before compression.
     pub bytes_added: u64,
+    /// Files and directories left out by the excludes (the contents of a directory left out
+    /// are not counted).
+    pub excluded: u64,
 }
 
 /// Blobs for the hasher: from the index, or stored by this very backup.

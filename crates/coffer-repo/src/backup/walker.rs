@@ -17,7 +17,7 @@ use crossbeam_channel::Sender;
 
 use super::hasher::{HashMsg, StatGuard};
 use super::pipeline::Pipeline;
-use super::{BackupCounts, BackupItem, Progress, Source};
+use super::{BackupCounts, BackupItem, Excludes, Progress, Source};
 use crate::archive::{self, ArchiveWalk};
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
@@ -41,6 +41,8 @@ const HASH_BATCH_BYTES: usize = 2 * 1024 * 1024;
 struct VirtualDir {
     children: BTreeMap<Vec<u8>, VirtualDir>,
     source: Option<Source>,
+    /// What the item at `source` leaves out.
+    exclude: Excludes,
     /// For parents of items backed up under their absolute path: the real directory.
     disk_path: Option<PathBuf>,
 }
@@ -65,6 +67,8 @@ pub(super) struct Walker<'a> {
     time: DateTime<Utc>,
     progress: Option<Arc<Progress>>,
     cancel: Option<Arc<AtomicBool>>,
+    /// What the item being walked leaves out.
+    exclude: Excludes,
     pub stats: BackupCounts,
     pub warnings: Vec<String>,
 }
@@ -172,6 +176,7 @@ impl<'a> Walker<'a> {
             time,
             progress,
             cancel,
+            exclude: Excludes::default(),
             stats: BackupCounts::default(),
             warnings: vec![],
         })
@@ -259,11 +264,15 @@ impl<'a> Walker<'a> {
                 dir.children.clear();
             }
             dir.source = Some(item.source);
+            dir.exclude = item.exclude;
         }
         let parent = self.parent_root.and_then(|r| self.reader.tree(&r).ok());
         match root.source.take() {
             // The whole filesystem ("/"): its entries are the snapshot's top level.
-            Some(Source::Path(p)) => self.walk_dir(&p, b"", parent),
+            Some(Source::Path(p)) => {
+                self.exclude = std::mem::take(&mut root.exclude);
+                self.walk_dir(&p, b"", parent)
+            }
             Some(Source::Stream(_) | Source::Tar(_)) => {
                 Err(Error::Invalid("a stream needs a name".into()))
             }
@@ -287,7 +296,10 @@ impl<'a> Walker<'a> {
             let apath = archive::join(path, name);
             let prev = parent.as_ref().and_then(|t| t.find(name)).cloned();
             let node = match child.source.take() {
-                Some(Source::Path(p)) => self.entry(&p, name, &apath, prev.as_ref(), true)?,
+                Some(Source::Path(p)) => {
+                    self.exclude = std::mem::take(&mut child.exclude);
+                    self.entry(&p, name, &apath, prev.as_ref(), true)?
+                }
                 Some(Source::Stream(r)) => Some(self.stream(name, &apath, r)?),
                 Some(Source::Tar(r)) => Some(self.tar(name, &apath, r, prev.as_ref())?),
                 None => {
@@ -442,18 +454,22 @@ impl<'a> Walker<'a> {
             }
         };
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        if self.exclude.is_cache(path) {
+            let before = names.len();
+            names.retain(|n| n.as_bytes() == Excludes::cache_tag());
+            self.stats.excluded += (before - names.len()) as u64;
+        }
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
             let name = name.as_bytes();
+            let child_path = path.join(std::ffi::OsStr::from_bytes(name));
+            if self.exclude.excluded(&child_path) {
+                self.stats.excluded += 1;
+                continue;
+            }
             let prev = parent.as_ref().and_then(|t| t.find(name)).cloned();
             let child = archive::join(apath, name);
-            if let Some(n) = self.entry(
-                &path.join(std::ffi::OsStr::from_bytes(name)),
-                name,
-                &child,
-                prev.as_ref(),
-                false,
-            )? {
+            if let Some(n) = self.entry(&child_path, name, &child, prev.as_ref(), false)? {
                 nodes.push(n);
             }
         }

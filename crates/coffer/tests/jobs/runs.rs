@@ -202,7 +202,7 @@ fn job_input_is_validated_field_by_field() {
         (json!({"node_id": "elsewhere"}), "node_id"),
         (json!({"volumes": ["bad name!"]}), "volumes"),
         (
-            json!({"sources": [{"type": "path", "path": "/srv", "exclude": ["*.tmp"]}]}),
+            json!({"sources": [{"type": "path", "path": "/srv", "exclude": ["[unclosed"]}]}),
             "sources",
         ),
         // A database taken twice through one credential, by name and by a whole server.
@@ -740,5 +740,26 @@ fn a_corrupted_pack_fails_only_the_records_that_use_it() {
             "never a silently wrong archive"
         );
     }
+    assert!(env.server.stop().success());
+}
+
+#[test]
+fn a_path_source_leaves_out_what_its_excludes_match() {
+    let env = start();
+    let src = source_tree(env.dir.path(), 1);
+    let job: JobInput = serde_json::from_value(json!({"name": "some", "sources": [
+        {"type": "path", "path": src, "exclude": ["*.bin"], "exclude_caches": true}]}))
+    .unwrap();
+    let job = env.api.create_job(&job).unwrap();
+    let record = run_to_end(&env.api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    let (_, archive) = env.api.download_record(&job.id, &record.id).unwrap();
+    let names: Vec<String> = tar::Archive::new(&archive[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("a.txt")), "{names:?}");
+    assert!(!names.iter().any(|n| n.ends_with(".bin")), "{names:?}");
     assert!(env.server.stop().success());
 }
