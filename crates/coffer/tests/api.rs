@@ -229,6 +229,8 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("PUT", "/api/settings/{key}", Some(Role::Admin)),
     ("GET", "/api/audit", Some(Role::Admin)),
     ("GET", "/api/admin/repository-key", Some(Role::Admin)),
+    ("POST", "/api/credentials/{id}/test", Some(Role::Admin)),
+    ("POST", "/api/repositories/{id}/test", Some(Role::Admin)),
     (
         "POST",
         "/api/admin/repository-key/rotate",
@@ -474,6 +476,41 @@ fn every_route_is_documented_and_enforces_its_role() {
                     json!({"name": format!("r{}", Utc::now().timestamp_micros()),
                            "url": "s3://matrix/prefix"}),
                 ),
+                ("POST", "/api/repositories/{id}/test") => {
+                    // A local repository: testing one on S3 without an endpoint would reach
+                    // beyond this machine.
+                    let data = std::fs::canonicalize(env.dir.path().join("data")).unwrap();
+                    let url = format!(
+                        "file://{}/backups/m{}",
+                        data.display(),
+                        Utc::now().timestamp_micros()
+                    );
+                    let r = clients[2]
+                        .raw(
+                            "POST",
+                            "/api/repositories",
+                            Some(&json!({"name": url.clone(), "url": url})),
+                        )
+                        .unwrap();
+                    assert_eq!(r.status, 201, "{}", r.text);
+                    let id = r.json()["id"].as_str().unwrap().to_string();
+                    (format!("/api/repositories/{id}/test"), json!({}))
+                }
+                ("POST", "/api/credentials/{id}/test") => {
+                    let r = clients[2]
+                        .raw(
+                            "POST",
+                            "/api/credentials",
+                            Some(
+                                &json!({"name": format!("t{}", Utc::now().timestamp_micros()),
+                                         "engine": "mysql", "host": "127.0.0.1", "user": "nobody"}),
+                            ),
+                        )
+                        .unwrap();
+                    assert_eq!(r.status, 201, "{}", r.text);
+                    let id = r.json()["id"].as_str().unwrap().to_string();
+                    (format!("/api/credentials/{id}/test"), json!({}))
+                }
                 (_, "/api/repositories/{id}") => {
                     let r = clients[2]
                         .raw(
