@@ -117,18 +117,31 @@ struct RecordRow {
     backup_tool: Option<String>,
     verified_at: Option<String>,
     verify_ok: Option<bool>,
+    progress: Option<String>,
 }
 
 const RECORD_COLUMNS: &str = "id, job_id, status, phase, size_bytes, stored_bytes, checksum,
     file_path, snapshot_id, encrypted, trigger, started_at, finished_at, duration_ms, error, warnings,
-    databases, backup_tool, verified_at, verify_ok";
+    databases, backup_tool, verified_at, verify_ok, progress";
+
+/// The progress kept for running work, shown only while it runs.
+pub(crate) fn running_progress(
+    status: &RecordStatus,
+    progress: Option<String>,
+) -> Result<Option<coffer_types::Progress>> {
+    match (status, progress) {
+        (RecordStatus::Running, Some(p)) => Ok(Some(json("progress", &p)?)),
+        _ => Ok(None),
+    }
+}
 
 fn record(r: RecordRow) -> Result<Record> {
     let bytes = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
+    let status: RecordStatus = r.status.parse().map_err(DbError::Corrupt)?;
     Ok(Record {
         id: r.id,
         job_id: r.job_id,
-        status: r.status.parse().map_err(DbError::Corrupt)?,
+        status,
         phase: r.phase,
         size_bytes: bytes(r.size_bytes),
         stored_bytes: bytes(r.stored_bytes),
@@ -146,6 +159,7 @@ fn record(r: RecordRow) -> Result<Record> {
         backup_tool: r.backup_tool,
         verified_at: parse_opt_ts(r.verified_at)?,
         verify_ok: r.verify_ok,
+        progress: running_progress(&status, r.progress)?,
     })
 }
 
@@ -331,6 +345,20 @@ impl Db {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// How far the running record `id` is.
+    pub async fn set_record_progress(
+        &self,
+        id: &str,
+        progress: &coffer_types::Progress,
+    ) -> Result<()> {
+        sqlx::query("UPDATE backup_records SET progress = ?2 WHERE id = ?1 AND status = 'running'")
+            .bind(id)
+            .bind(serde_json::to_string(progress).expect("progress serializes"))
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// Keep the outcome of a verify of the record, now.

@@ -22,6 +22,7 @@ struct TaskRow {
     error: Option<String>,
     warnings: String,
     safety_record_removed: bool,
+    progress: Option<String>,
 }
 
 /// What a finished restore did.
@@ -35,11 +36,13 @@ pub struct Restored {
 
 fn task(r: TaskRow) -> Result<RestoreTask> {
     let count = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
+    let status = r.status.parse().map_err(DbError::Corrupt)?;
     Ok(RestoreTask {
         id: r.id,
         job_id: r.job_id,
         record_id: r.record_id,
-        status: r.status.parse().map_err(DbError::Corrupt)?,
+        progress: crate::jobs::running_progress(&status, r.progress)?,
+        status,
         phase: r.phase,
         target: r.target,
         paths: serde_json::from_str(&r.paths)
@@ -57,7 +60,7 @@ fn task(r: TaskRow) -> Result<RestoreTask> {
 }
 
 const COLUMNS: &str = "id, job_id, record_id, status, phase, target, paths, safety_record_id,
-    files, bytes, started_at, finished_at, error, warnings,
+    files, bytes, started_at, finished_at, error, warnings, progress,
     (safety_record_id IS NOT NULL AND NOT EXISTS
         (SELECT 1 FROM backup_records r WHERE r.id = restore_tasks.safety_record_id))
         AS safety_record_removed";
@@ -135,6 +138,20 @@ impl Db {
         .bind(serde_json::to_string(&warnings).expect("strings serialize"))
         .execute(self.pool())
         .await?;
+        Ok(())
+    }
+
+    /// How far the running restore `id` is.
+    pub async fn set_restore_progress(
+        &self,
+        id: &str,
+        progress: &coffer_types::Progress,
+    ) -> Result<()> {
+        sqlx::query("UPDATE restore_tasks SET progress = ?2 WHERE id = ?1 AND status = 'running'")
+            .bind(id)
+            .bind(serde_json::to_string(progress).expect("progress serializes"))
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 

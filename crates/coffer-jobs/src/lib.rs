@@ -16,6 +16,7 @@ mod error;
 mod inplace;
 mod keys;
 mod places;
+mod progress;
 mod repos;
 mod restores;
 mod upload;
@@ -54,6 +55,8 @@ pub struct JobsConfig {
     pub roots: Roots,
     /// How long the safety records taken before restores are kept.
     pub safety_record_days: u32,
+    /// How often running work reports its progress.
+    pub progress_every: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,7 @@ pub struct Jobs {
     /// Where jobs may read and write.
     places: places::Places,
     safety_record_days: u32,
+    progress_every: Duration,
     /// Seals the secrets of registered repositories and database credentials.
     vault: Vault,
     /// Backups read it, a rotation of the repository key writes it: no backup creates a
@@ -112,6 +116,7 @@ impl Jobs {
             db,
             places,
             safety_record_days: config.safety_record_days,
+            progress_every: config.progress_every,
             vault,
             key_rotation: Default::default(),
             prunes: Default::default(),
@@ -144,8 +149,35 @@ impl Jobs {
             record_id: record_id.to_string(),
             restore_id: restore_id.map(str::to_string),
             error: error.map(str::to_string),
+            progress: None,
             at: Utc::now(),
         });
+    }
+
+    /// Start reporting the progress of `work`.
+    pub(crate) fn report(
+        &self,
+        work: progress::Work,
+        total_bytes: Option<u64>,
+    ) -> progress::Reporter {
+        progress::Reporter::start(
+            self.db.clone(),
+            self.events.clone(),
+            work,
+            total_bytes,
+            self.progress_every,
+        )
+    }
+
+    /// The archive size of the job's newest successful backup: what the next is likely to be.
+    async fn likely_size(&self, job_id: &str) -> Option<u64> {
+        let newest = RecordQuery {
+            status: Some(coffer_types::RecordStatus::Success),
+            limit: 1,
+            ..RecordQuery::default()
+        };
+        let records = self.db.records(job_id, &newest).await.ok()?;
+        records.first().and_then(|r| r.size_bytes)
     }
 
     /// Where runs keep temporary copies (SQLite databases); emptied at start-up.
@@ -426,7 +458,17 @@ impl Jobs {
         if !safety {
             self.emit("backup.started", &job.id, rid, None, None);
         }
-        let outcome = self.execute(job, sources, rid, safety, cancel).await;
+        let reporter = self.report(
+            progress::Work::Backup {
+                job_id: job.id.clone(),
+                record_id: rid.to_string(),
+            },
+            self.likely_size(&job.id).await,
+        );
+        let outcome = self
+            .execute(job, sources, rid, safety, cancel, reporter.counters.clone())
+            .await;
+        drop(reporter);
         if let RunOutcome::Failed { error } = &outcome {
             tracing::warn!(job = %job.id, record = %rid, %error, "backup failed");
         } else {
@@ -474,6 +516,7 @@ impl Jobs {
         rid: &str,
         safety: bool,
         cancel: Arc<AtomicBool>,
+        counters: Arc<coffer_repo::Progress>,
     ) -> RunOutcome {
         let prepared = async {
             for s in &sources {
@@ -504,7 +547,7 @@ impl Jobs {
         }
         let (t, scratch, l) = (target.clone(), self.scratch_dir(), logins.clone());
         let result = tokio::task::spawn_blocking(move || {
-            runner::backup(&t, &scratch, &sources, &l, labels, safety, cancel)
+            runner::backup(&t, &scratch, &sources, &l, labels, safety, cancel, counters)
         })
         .await
         .unwrap_or_else(|e| {

@@ -27,6 +27,8 @@ struct Task {
     /// Volumes to make unused first, and whether to stop their containers for it.
     volumes: Vec<String>,
     stop_containers: bool,
+    /// How many bytes the restore writes, when that can be told.
+    total_bytes: Option<u64>,
 }
 
 /// Refuse in-place restores of SQLite databases that processes hold open, unless `force`.
@@ -144,14 +146,16 @@ impl Jobs {
             .await?;
         let t = task.id.clone();
         let force = req.force;
+        let whole = req.paths.is_empty() && req.volumes.is_empty() && req.databases.is_empty();
         let run = Task {
             job,
             task: task.clone(),
             safety,
             volumes: vols,
             stop_containers: req.stop_containers,
+            total_bytes: record.size_bytes.filter(|_| whole),
         };
-        self.spawn_restore(run, move || {
+        self.spawn_restore(run, move |progress| {
             runner::restore(
                 &repo,
                 &snapshot,
@@ -160,6 +164,7 @@ impl Jobs {
                 target.as_deref(),
                 &t,
                 force,
+                progress,
             )
         });
         Ok(task)
@@ -207,9 +212,10 @@ impl Jobs {
             safety: Some(safety),
             volumes: vols,
             stop_containers,
+            total_bytes: std::fs::metadata(&archive).ok().map(|m| m.len()),
         };
-        self.spawn_restore(run, move || {
-            let result = upload::restore_archive(&archive, &plan, &t, force);
+        self.spawn_restore(run, move |progress| {
+            let result = upload::restore_archive(&archive, &plan, &t, force, &progress);
             let _ = std::fs::remove_file(&archive);
             result
         });
@@ -254,7 +260,7 @@ impl Jobs {
     fn spawn_restore(
         self: &Arc<Self>,
         run: Task,
-        work: impl FnOnce() -> Result<Restored> + Send + 'static,
+        work: impl FnOnce(Arc<coffer_repo::Progress>) -> Result<Restored> + Send + 'static,
     ) {
         let jobs = self.clone();
         tokio::spawn(async move {
@@ -264,6 +270,7 @@ impl Jobs {
                 safety,
                 volumes: vols,
                 stop_containers,
+                total_bytes,
             } = run;
             let tid = task.id.clone();
             let (stopped, not_unused) = match volumes::make_unused(&vols, stop_containers).await {
@@ -282,7 +289,16 @@ impl Jobs {
                     jobs.take_safety_record(&job, &tid, s).await?;
                 }
                 jobs.db.set_restore_phase(&tid, "restoring", None).await?;
-                blocking(work).await
+                let reporter = jobs.report(
+                    crate::progress::Work::Restore {
+                        job_id: job.id.clone(),
+                        record_id: task.record_id.clone(),
+                        restore_id: tid.clone(),
+                    },
+                    total_bytes,
+                );
+                let counters = reporter.counters.clone();
+                blocking(move || work(counters)).await
             }
             .await
             .map_err(|e| e.to_string());

@@ -216,6 +216,7 @@ pub fn backup(
     mut labels: BTreeMap<String, String>,
     keep_unreadable: bool,
     cancel: Arc<AtomicBool>,
+    progress: Arc<coffer_repo::Progress>,
 ) -> Result<BackupSummary> {
     let mut copies = Scratch(vec![]);
     let mut all = vec![];
@@ -235,6 +236,7 @@ pub fn backup(
         labels,
         parent: ParentChoice::Auto,
         cancel: Some(cancel),
+        progress: Some(progress),
         ..Default::default()
     };
     Ok(coffer_repo::backup(&repo, items, opts)?)
@@ -507,6 +509,7 @@ pub fn left_behind(
             backup_tool: None,
             verified_at: None,
             verify_ok: None,
+            progress: None,
         };
         by_job.entry(job.clone()).or_default().push(record);
     }
@@ -677,12 +680,14 @@ pub fn restore(
     into: Option<&Path>,
     task: &str,
     force: bool,
+    progress: Arc<coffer_repo::Progress>,
 ) -> Result<Restored> {
     let repo = target.open()?;
     let session = repo.open_snapshot(&snapshot_id(snapshot)?)?;
     let run = |into: &Path, include: Vec<String>| -> Result<Restored> {
         let options = coffer_repo::restore::RestoreOptions {
             include,
+            progress: Some(progress.clone()),
             ..Default::default()
         };
         let s = session.restore(into, options)?;

@@ -6,6 +6,7 @@
 //! snapshot keeps what was recorded.)
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use coffer_db::Restored;
 
@@ -232,7 +233,12 @@ fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Write the entries of `archive` below `include` into `staging`, as they are but for what an
 /// upload may not bring.
-fn unpack(archive: &Path, include: &Path, staging: &Path) -> Result<Restored> {
+fn unpack(
+    archive: &Path,
+    include: &Path,
+    staging: &Path,
+    progress: &coffer_repo::Progress,
+) -> Result<Restored> {
     let file = std::fs::File::open(archive).map_err(|e| JobsError::io("the upload", e))?;
     let unreadable =
         |e: std::io::Error| refuse(format!("the archive is damaged or truncated: {e}"));
@@ -261,6 +267,8 @@ fn unpack(archive: &Path, include: &Path, staging: &Path) -> Result<Restored> {
         if entry.header().entry_type().is_file() {
             done.files += 1;
             done.bytes += entry.size();
+            progress.files.fetch_add(1, Ordering::Relaxed);
+            progress.bytes.fetch_add(entry.size(), Ordering::Relaxed);
         }
         let mtime = pax_mtime(&mut entry);
         let unpacked = entry
@@ -285,6 +293,7 @@ pub fn restore_archive(
     plan: &[Restore],
     task: &str,
     force: bool,
+    progress: &coffer_repo::Progress,
 ) -> Result<Restored> {
     in_place(
         plan,
@@ -292,7 +301,12 @@ pub fn restore_archive(
         force,
         |staging, item| {
             let include = item.include(&Logins::default());
-            unpack(archive, Path::new(include.trim_start_matches('/')), staging)
+            unpack(
+                archive,
+                Path::new(include.trim_start_matches('/')),
+                staging,
+                progress,
+            )
         },
         |item| match item {
             Restore::Volume(name) => volumes::restore_from_archive(archive, name),

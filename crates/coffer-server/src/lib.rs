@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub roots: coffer_jobs::Roots,
     /// How long the safety records taken before restores are kept.
     pub safety_record_days: u32,
+    /// How often running backups and restores report their progress.
+    pub progress_every: Duration,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             timeouts: Timeouts::default(),
             roots: coffer_jobs::Roots::default(),
             safety_record_days: 7,
+            progress_every: Duration::from_secs(2),
         }
     }
 }
@@ -220,6 +223,7 @@ impl Server {
             data_dir: config.data_dir.clone(),
             roots: config.roots.clone(),
             safety_record_days: config.safety_record_days,
+            progress_every: config.progress_every,
         };
         tracing::info!(roots = ?config.roots, "starting the job service");
         let jobs = coffer_jobs::Jobs::start(db.clone(), jobs_config, vault).await?;

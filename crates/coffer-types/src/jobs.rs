@@ -228,6 +228,16 @@ pub struct Job {
     pub warnings: Vec<String>,
 }
 
+/// How far running work is: files and bytes done, and the total when it can be told (the
+/// size of the previous record for a backup, of the record for a restore).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Progress {
+    pub files: u64,
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
+}
+
 /// One run of a job: one snapshot in the job's repository.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Record {
@@ -268,6 +278,9 @@ pub struct Record {
     pub verified_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub verify_ok: Option<bool>,
+    /// While it runs: how far it is (updated every few seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 /// One database dump in a record.
@@ -355,13 +368,16 @@ pub struct RestoreTask {
     /// What the restore left out or changed on the way (special files of an uploaded archive).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// While it runs: how far it is (updated every few seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 /// A live event on `GET /api/ws`, one JSON text message each.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
-    /// `backup.started`, `backup.completed`, `backup.failed`, `restore.completed`,
-    /// `restore.failed`, `verify.failed`.
+    /// `backup.started`, `backup.progress`, `backup.completed`, `backup.failed`,
+    /// `restore.progress`, `restore.completed`, `restore.failed`, `verify.failed`.
     pub event: String,
     pub job_id: String,
     /// The record concerned (for restores: the record restored).
@@ -370,5 +386,8 @@ pub struct Event {
     pub restore_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For `backup.progress` and `restore.progress`: how far it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
     pub at: DateTime<Utc>,
 }

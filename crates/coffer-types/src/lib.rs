@@ -17,8 +17,8 @@ mod repositories;
 
 pub use credentials::{Credential, CredentialInput, CredentialUpdate, DbEngine, TlsMode};
 pub use jobs::{
-    DatabaseDump, Event, Job, JobInput, JobUpdate, MysqlTool, Record, RecordStatus, RestoreRequest,
-    RestoreTask, Retention, Source, VerifyResult,
+    DatabaseDump, Event, Job, JobInput, JobUpdate, MysqlTool, Progress, Record, RecordStatus,
+    RestoreRequest, RestoreTask, Retention, Source, VerifyResult,
 };
 pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};
 

@@ -34,6 +34,7 @@ struct FileConfig {
     repository_roots: Option<Vec<PathBuf>>,
     restore_roots: Option<Vec<PathBuf>>,
     safety_record_days: Option<u32>,
+    progress_interval_ms: Option<u64>,
 }
 
 /// `COFFER_<NAME>`, parsed.
@@ -117,6 +118,7 @@ fn config(args: ServeArgs) -> Result<ServerConfig> {
     if safety_record_days == Some(0) {
         bail!("safety_record_days (COFFER_SAFETY_RECORD_DAYS) must be at least 1");
     }
+    let progress_ms: Option<u64> = env("PROGRESS_INTERVAL_MS")?.or(file.progress_interval_ms);
     let admin_password = secret("ADMIN_PASSWORD")?;
     let admin_username: Option<String> = env("ADMIN_USERNAME")?.or(file.admin_username);
     let initial_admin = match (admin_password, admin_username) {
@@ -159,6 +161,10 @@ fn config(args: ServeArgs) -> Result<ServerConfig> {
         },
         roots,
         safety_record_days: safety_record_days.unwrap_or(defaults.safety_record_days),
+        progress_every: progress_ms
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.progress_every),
     })
 }
 

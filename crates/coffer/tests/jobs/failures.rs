@@ -199,3 +199,64 @@ fn what_cannot_work_is_said_when_things_are_made() {
     assert_eq!(nowhere["ok"], false, "{nowhere}");
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn running_backups_and_restores_tell_how_far_they_are() {
+    use tungstenite::client::IntoClientRequest;
+    let env = start_with(tempdir().unwrap(), &[("COFFER_PROGRESS_INTERVAL_MS", "20")]);
+    let api = &env.api;
+    let src = source_tree(env.dir.path(), 96);
+    let job = api.create_job(&path_job("big", &src, json!({}))).unwrap();
+    let mut req = format!("ws://{}/api/ws", env.server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", env.token).parse().unwrap(),
+    );
+    let (mut socket, _) = tungstenite::connect(req).unwrap();
+    // The events of one piece of work up to its end: the progress it reported, in order.
+    let mut progress_until = |end: &str| -> Vec<coffer_types::Progress> {
+        let mut seen = vec![];
+        loop {
+            if let tungstenite::Message::Text(t) = socket.read().unwrap() {
+                let e: coffer_types::Event = serde_json::from_str(&t).unwrap();
+                if e.event == end {
+                    return seen;
+                }
+                seen.extend(e.progress);
+            }
+        }
+    };
+    let first = run_to_end(api, &job.id);
+    let reported = progress_until("backup.completed");
+    assert!(
+        !reported.is_empty(),
+        "a backup of 96 MiB reports its progress"
+    );
+    assert!(
+        reported.windows(2).all(|w| w[0].bytes <= w[1].bytes),
+        "{reported:?}"
+    );
+    assert!(
+        reported.iter().all(|p| p.total_bytes.is_none()),
+        "the first has no estimate"
+    );
+    // The next backup estimates its total from the last one; a restore knows its total.
+    std::fs::write(src.join("sub/big.bin"), seeded(96 << 20, "again")).unwrap();
+    run_to_end(api, &job.id);
+    let reported = progress_until("backup.completed");
+    assert!(
+        reported.iter().any(|p| p.total_bytes == first.size_bytes),
+        "{reported:?}"
+    );
+    restore(api, &job.id, &first.id, json!({"target": "restores/far"}));
+    let reported = progress_until("restore.completed");
+    assert!(
+        reported
+            .last()
+            .is_some_and(|p| p.total_bytes == first.size_bytes && p.bytes > 0),
+        "{reported:?}"
+    );
+    assert!(env.server.stop().success());
+}
