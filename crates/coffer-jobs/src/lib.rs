@@ -547,7 +547,11 @@ impl Jobs {
         }
         let (t, scratch, l) = (target.clone(), self.scratch_dir(), logins.clone());
         let result = tokio::task::spawn_blocking(move || {
-            runner::backup(&t, &scratch, &sources, &l, labels, safety, cancel, counters)
+            let watch = runner::Watch {
+                cancel,
+                progress: counters,
+            };
+            runner::backup(&t, &scratch, &sources, &l, labels, safety, watch)
         })
         .await
         .unwrap_or_else(|e| {

@@ -162,9 +162,11 @@ impl Jobs {
                 &plan,
                 &logins,
                 target.as_deref(),
-                &t,
-                force,
-                progress,
+                runner::RestoreRun {
+                    task: &t,
+                    force,
+                    progress,
+                },
             )
         });
         Ok(task)

@@ -200,6 +200,22 @@ fn items(
     one.map(|item| vec![item])
 }
 
+/// How running work is watched: a flag that stops it, and its counters.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub cancel: Arc<AtomicBool>,
+    pub progress: Arc<coffer_repo::Progress>,
+}
+
+/// A restore's task (in place, it names the staging directories), whether it may replace
+/// SQLite databases held open, and its counters.
+#[derive(Debug, Clone)]
+pub struct RestoreRun<'a> {
+    pub task: &'a str,
+    pub force: bool,
+    pub progress: Arc<coffer_repo::Progress>,
+}
+
 /// The label that ties a snapshot to its job (retention works per job).
 pub const JOB_LABEL: &str = "job";
 /// The label that names the record a snapshot was made for.
@@ -215,8 +231,7 @@ pub fn backup(
     logins: &Logins,
     mut labels: BTreeMap<String, String>,
     keep_unreadable: bool,
-    cancel: Arc<AtomicBool>,
-    progress: Arc<coffer_repo::Progress>,
+    watch: Watch,
 ) -> Result<BackupSummary> {
     let mut copies = Scratch(vec![]);
     let mut all = vec![];
@@ -235,8 +250,8 @@ pub fn backup(
     let opts = BackupOptions {
         labels,
         parent: ParentChoice::Auto,
-        cancel: Some(cancel),
-        progress: Some(progress),
+        cancel: Some(watch.cancel),
+        progress: Some(watch.progress),
         ..Default::default()
     };
     Ok(coffer_repo::backup(&repo, items, opts)?)
@@ -678,10 +693,13 @@ pub fn restore(
     plan: &[Restore],
     logins: &Logins,
     into: Option<&Path>,
-    task: &str,
-    force: bool,
-    progress: Arc<coffer_repo::Progress>,
+    run: RestoreRun<'_>,
 ) -> Result<Restored> {
+    let RestoreRun {
+        task,
+        force,
+        progress,
+    } = run;
     let repo = target.open()?;
     let session = repo.open_snapshot(&snapshot_id(snapshot)?)?;
     let run = |into: &Path, include: Vec<String>| -> Result<Restored> {
