@@ -11,6 +11,8 @@
 //! default `bench/work`). The tools must be installed: `apt-get install restic borgbackup` and
 //! `cargo install rustic-rs`.
 
+#![allow(clippy::disallowed_methods)] // tests start the programs they test, and servers
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;

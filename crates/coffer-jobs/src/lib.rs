@@ -28,6 +28,18 @@ pub use keys::KEY_SETTING;
 pub use places::Roots;
 pub use vault::Vault;
 pub use volumes::docker_check;
+
+/// The dump and client tools database sources need, found on `PATH` (with versions).
+pub fn tools() -> Vec<coffer_types::Tool> {
+    coffer_sources::tools()
+        .into_iter()
+        .map(|t| coffer_types::Tool {
+            name: t.name.to_string(),
+            path: t.path.map(|p| p.display().to_string()),
+            version: t.version,
+        })
+        .collect()
+}
 pub mod runner;
 mod scheduler;
 pub mod spec;

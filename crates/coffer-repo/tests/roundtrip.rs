@@ -1,6 +1,8 @@
 //! Round-trip properties: random trees and streams → backup → restore and dump → identical.
 //! The archive is also extracted by an independent tar implementation (GNU tar).
 
+#![allow(clippy::disallowed_methods)] // tests start the programs they test, and servers
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 

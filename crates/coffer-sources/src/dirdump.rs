@@ -235,7 +235,7 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let dir = scratch.path().join("out");
         std::fs::create_dir(&dir).unwrap();
-        let mut c = Command::new("sh");
+        let mut c = crate::command::tool("sh");
         c.args(["-c", script, "sh"]).arg(&dir);
         let mut d = DirDump::start(c, dir, "test tool".into(), settled, Box::new(())).unwrap();
         let mut archive = vec![];

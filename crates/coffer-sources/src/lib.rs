@@ -5,7 +5,10 @@
 //! the only crate that starts child processes or talks to Docker.
 
 mod child;
+mod command;
 mod dirdump;
+
+pub use command::{Found, tools};
 pub mod docker;
 pub mod mysql;
 pub mod postgres;

@@ -194,7 +194,7 @@ impl Login {
             Some("mydumper" | "myloader") => "--defaults-file",
             _ => "--defaults-extra-file",
         };
-        let mut c = Command::new(tool);
+        let mut c = crate::command::tool(tool);
         // Must come first; the environment must not add a password of its own.
         c.arg(format!("{flag}={}", options.file.display()))
             .env_remove("MYSQL_PWD")

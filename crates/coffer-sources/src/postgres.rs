@@ -122,8 +122,7 @@ pub fn tool(name: &str, server_major: Option<u32>) -> PathBuf {
 /// The major version of an installed tool, from its `--version` line
 /// (`pg_dump (PostgreSQL) 15.4 (Debian 15.4-1)` → 15).
 fn tool_major(path: &Path) -> Option<u32> {
-    let out = Command::new(path).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = crate::command::version(path)?;
     let version = text
         .split_whitespace()
         .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
@@ -156,7 +155,7 @@ fn dump_tool(name: &str, major: Option<u32>) -> Result<PathBuf, SourceError> {
 
 impl Login {
     fn command(&self, tool: &Path) -> Command {
-        let mut c = Command::new(tool);
+        let mut c = crate::command::tool(tool);
         for var in [
             "PGPASSFILE",
             "PGSERVICE",

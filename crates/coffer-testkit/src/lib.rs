@@ -5,6 +5,8 @@
 //! A test that needs a server starts it here or fails with a message that says how to get it;
 //! nothing is skipped silently.
 
+#![allow(clippy::disallowed_methods)] // tests start the programs they test, and servers
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::net::{TcpListener, TcpStream};

@@ -3,6 +3,8 @@
 //! (read from the served OpenAPI document), the error format, rate limiting, token rotation,
 //! the audit log, metrics, and a SIGKILL during writes.
 
+#![allow(clippy::disallowed_methods)] // tests start the programs they test, and servers
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Bad input and hostile environments: clear one-line errors, exit code 2, and nothing already
 //! stored is changed. Some tests mount small tmpfs filesystems, which needs root.
 
+#![allow(clippy::disallowed_methods)] // tests start the programs they test, and servers
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

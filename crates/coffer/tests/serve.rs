@@ -2,6 +2,8 @@
 //! configuration layering, refusal to start on a bad data directory, a taken port or a newer
 //! database, and graceful shutdown.
 
+#![allow(clippy::disallowed_methods)] // tests start the programs they test, and servers
+
 use std::process::Command;
 
 use coffer_client::Client;

@@ -1,7 +1,7 @@
 //! Public endpoints (health, modules, metrics, the OpenAPI document), the node list and the
 //! live events.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -9,7 +9,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::http::header;
 use axum::response::IntoResponse;
-use coffer_types::{ErrorBody, Health, Modules, Node, Tool};
+use coffer_types::{ErrorBody, Health, Modules, Node};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
@@ -95,7 +95,7 @@ pub async fn nodes(
     State(state): State<Arc<AppState>>,
     _: Auth<Viewer>,
 ) -> Result<Json<Vec<Node>>, ApiError> {
-    let tools = tokio::task::spawn_blocking(find_tools)
+    let tools = tokio::task::spawn_blocking(coffer_jobs::tools)
         .await
         .map_err(ApiError::internal)?;
     let name = rustix::system::uname()
@@ -109,50 +109,6 @@ pub async fn nodes(
         docker: coffer_jobs::docker_check().await,
         tools,
     }]))
-}
-
-/// The dump and client tools database sources need, found on `PATH`.
-fn find_tools() -> Vec<Tool> {
-    const TOOLS: [&str; 11] = [
-        "pg_dump",
-        "pg_dumpall",
-        "pg_restore",
-        "psql",
-        "mydumper",
-        "myloader",
-        "mariadb-dump",
-        "mysqldump",
-        "mariadb",
-        "mysql",
-        "sqlite3",
-    ];
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    TOOLS
-        .iter()
-        .map(|name| {
-            let path = dirs.iter().map(|d| d.join(name)).find(|p| is_executable(p));
-            let version = path.as_ref().and_then(|p| {
-                let out = std::process::Command::new(p)
-                    .arg("--version")
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .ok()?;
-                let text = String::from_utf8_lossy(&out.stdout);
-                Some(text.lines().next()?.trim().to_string()).filter(|v| !v.is_empty())
-            });
-            Tool {
-                name: name.to_string(),
-                path: path.map(|p| p.display().to_string()),
-                version,
-            }
-        })
-        .collect()
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Live events (backups started, completed or failed; restores; failed verifies) as JSON text

@@ -2,6 +2,8 @@
 //! one module per topic (runs, restores, volumes and storage, databases), sharing the helpers
 //! below.
 
+#![allow(clippy::disallowed_methods)] // tests start the programs they test, and servers
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
