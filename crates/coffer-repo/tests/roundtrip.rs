@@ -546,3 +546,43 @@ fn a_tar_stream_that_fails_at_its_end_fails_the_backup() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_directory_the_snapshot_makes_up_takes_the_time_of_its_newest_entry() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let dir = tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    let file_time = UNIX_EPOCH + Duration::from_secs(978_307_200); // 2001-01-01
+    let dir_time = UNIX_EPOCH + Duration::from_secs(1_009_843_200); // 2002-01-01
+    std::fs::File::open(src.join("f"))
+        .unwrap()
+        .set_modified(file_time)
+        .unwrap();
+    std::fs::File::open(&src)
+        .unwrap()
+        .set_modified(dir_time)
+        .unwrap();
+    let repo = new_repo(&dir.path().join("repo"), false);
+    let item = || {
+        BackupItem::named(
+            "volume/v",
+            Source::Tar(Box::new(std::io::Cursor::new(gnu_tar_create(&src)))),
+        )
+        .unwrap()
+    };
+    let first = backup(&repo, vec![item()], BackupOptions::default()).unwrap();
+    let target = dir.path().join("restored");
+    repo.open_snapshot(&first.snapshot_id)
+        .unwrap()
+        .restore(&target, RestoreOptions::default())
+        .unwrap();
+    // `volume/` is in no source: it was last changed when `v` was, not when the backup ran,
+    // so the same data backed up again is the same archive, whatever the clock says.
+    let modified = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    assert_eq!(modified(&target.join("volume")), dir_time);
+    assert_eq!(modified(&target.join("volume/v/f")), file_time);
+    let again = backup(&repo, vec![item()], BackupOptions::default()).unwrap();
+    assert_eq!(again.checksum, first.checksum);
+}

@@ -47,6 +47,12 @@ struct VirtualDir {
     disk_path: Option<PathBuf>,
 }
 
+/// A stored directory: its tree, and the newest modification time among its entries.
+struct Listing {
+    tree: Id,
+    newest: Option<(i64, u32)>,
+}
+
 pub(super) struct Walker<'a> {
     repo: &'a Repository,
     index: &'a Index,
@@ -276,7 +282,7 @@ impl<'a> Walker<'a> {
             Some(Source::Stream(_) | Source::Tar(_)) => {
                 Err(Error::Invalid("a stream needs a name".into()))
             }
-            None => self.walk_virtual(&mut root, b"", parent),
+            None => Ok(self.walk_virtual(&mut root, b"", parent)?.tree),
         }
     }
 
@@ -290,7 +296,7 @@ impl<'a> Walker<'a> {
         dir: &mut VirtualDir,
         path: &[u8],
         parent: Option<Arc<Tree>>,
-    ) -> Result<Id> {
+    ) -> Result<Listing> {
         let mut nodes = vec![];
         for (name, child) in dir.children.iter_mut() {
             let apath = archive::join(path, name);
@@ -303,13 +309,14 @@ impl<'a> Walker<'a> {
                 Some(Source::Stream(r)) => Some(self.stream(name, &apath, r)?),
                 Some(Source::Tar(r)) => Some(self.tar(name, &apath, r, prev.as_ref())?),
                 None => {
+                    let sub = self.parent_subtree(prev.as_ref());
+                    let listing = self.walk_virtual(child, &apath, sub)?;
                     let mut node = match child.disk_path.as_ref().map(fs::metadata) {
                         Some(Ok(m)) if m.is_dir() => meta_node(name, &m, NodeKind::Dir),
-                        _ => self.synthetic(name, NodeKind::Dir, 0o755),
+                        _ => self.made_up_dir(name, &listing),
                     };
                     self.stats.dirs += 1;
-                    let sub = self.parent_subtree(prev.as_ref());
-                    node.subtree = Some(self.walk_virtual(child, &apath, sub)?);
+                    node.subtree = Some(listing.tree);
                     // A directory's archive entry follows its contents.
                     self.emit(&apath, &node, None, true)?;
                     Some(node)
@@ -317,7 +324,18 @@ impl<'a> Walker<'a> {
             };
             nodes.extend(node);
         }
-        self.store_tree(nodes)
+        self.store_listing(nodes)
+    }
+
+    /// A directory the snapshot makes up (a parent of named items, one a tar stream leaves
+    /// out): it was last changed when its newest entry was, so an unchanged backup gives the
+    /// same archive; an empty one takes the backup's time.
+    fn made_up_dir(&self, name: &[u8], listing: &Listing) -> Node {
+        let mut n = self.synthetic(name, NodeKind::Dir, 0o755);
+        if let Some(t) = listing.newest {
+            (n.mtime, n.ctime) = (t, t);
+        }
+        n
     }
 
     fn synthetic(&self, name: &[u8], kind: NodeKind, mode: u32) -> Node {
@@ -745,5 +763,13 @@ impl<'a> Walker<'a> {
             self.pipeline.add(BlobKind::Tree, id, Bytes::from(data))?;
         }
         Ok(id)
+    }
+
+    fn store_listing(&mut self, nodes: Vec<Node>) -> Result<Listing> {
+        let newest = nodes.iter().map(|n| n.mtime).max();
+        Ok(Listing {
+            tree: self.store_tree(nodes)?,
+            newest,
+        })
     }
 }

@@ -10,10 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::Arc;
 
-use super::Walker;
+use super::{Listing, Walker};
 use crate::archive;
 use crate::error::{Error, Result};
-use crate::id::Id;
 use crate::tree::{Node, NodeKind, Tree, valid_name};
 
 use super::super::hasher::HashMsg;
@@ -232,14 +231,13 @@ impl Walker<'_> {
         self.link(&mut root, links, &what);
         // The hasher reads the contents back from the repository.
         self.pipeline.flush()?;
-        let mut node = match root.node.take() {
-            Some(n) => n,
-            None => self.synthetic(name, NodeKind::Dir, 0o755),
-        };
+        let own = root.node.take();
+        let sub = self.parent_subtree(prev);
+        let listing = self.emit_dir(root, apath, sub)?;
+        let mut node = own.unwrap_or_else(|| self.made_up_dir(name, &listing));
         node.name = name.to_vec();
         self.stats.dirs += 1;
-        let sub = self.parent_subtree(prev);
-        node.subtree = Some(self.emit_dir(root, apath, sub)?);
+        node.subtree = Some(listing.tree);
         self.emit(apath, &node, None, true)?;
         Ok(node)
     }
@@ -281,21 +279,20 @@ impl Walker<'_> {
     }
 
     /// Emit `dir`'s entries in archive order and store its trees; returns its tree id.
-    fn emit_dir(&mut self, dir: Dir, apath: &[u8], parent: Option<Arc<Tree>>) -> Result<Id> {
+    fn emit_dir(&mut self, dir: Dir, apath: &[u8], parent: Option<Arc<Tree>>) -> Result<Listing> {
         let mut nodes = Vec::with_capacity(dir.children.len());
         for (name, entry) in dir.children {
             let path = archive::join(apath, &name);
             let prev = parent.as_ref().and_then(|t| t.find(&name)).cloned();
             let node = match entry {
-                Entry::Dir(d) => {
-                    let mut node = d
-                        .node
-                        .clone()
-                        .unwrap_or_else(|| self.synthetic(&name, NodeKind::Dir, 0o755));
+                Entry::Dir(mut d) => {
+                    let own = d.node.take();
+                    let sub = self.parent_subtree(prev.as_ref());
+                    let listing = self.emit_dir(d, &path, sub)?;
+                    let mut node = own.unwrap_or_else(|| self.made_up_dir(&name, &listing));
                     node.name = name;
                     self.stats.dirs += 1;
-                    let sub = self.parent_subtree(prev.as_ref());
-                    node.subtree = Some(self.emit_dir(d, &path, sub)?);
+                    node.subtree = Some(listing.tree);
                     self.emit(&path, &node, None, true)?;
                     node
                 }
@@ -327,7 +324,7 @@ impl Walker<'_> {
             };
             nodes.push(node);
         }
-        self.store_tree(nodes)
+        self.store_listing(nodes)
     }
 }
 
