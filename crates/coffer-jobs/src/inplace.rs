@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 
 use coffer_db::Restored;
 
-use crate::runner::Restore;
+use crate::kinds::{Logins, Restore};
 use crate::spec::FieldError;
 use crate::{JobsError, Result};
 
 /// The sidecar files of a SQLite database that belong to it and move with it.
-const SQLITE_SIDECARS: [&str; 2] = ["-wal", "-shm"];
+pub(crate) const SQLITE_SIDECARS: [&str; 2] = ["-wal", "-shm"];
 
 fn staging_dir(parent: &Path, task: &str) -> PathBuf {
     parent.join(format!(".coffer-restore-{task}"))
@@ -46,22 +46,6 @@ fn remove_any(p: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Refuse when processes hold the SQLite database at `db` open: they would go on writing into
-/// the file the restore replaces, and their writes would be lost.
-pub(crate) fn sqlite_unused(db: &Path) -> Result<()> {
-    let holders = coffer_sources::sqlite::holders(db);
-    if holders.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = holders.iter().map(ToString::to_string).collect();
-    Err(JobsError::Busy(format!(
-        "the SQLite database {} is open in {}: stop it first (its writes after the restore \
-         would be lost), or restore with \"force\": true",
-        db.display(),
-        names.join(", ")
-    )))
-}
-
 /// Restore each item of `plan` in place: `fill` writes a file or tree (with its path inside
 /// the archive) under a staging directory, then it is checked and swapped in; `other`
 /// restores a Docker volume or a database. Unless `force`, a SQLite database that a process
@@ -80,12 +64,9 @@ pub(crate) fn in_place(
         total.warnings.extend(done.warnings);
     };
     for item in plan {
-        let live = match item {
-            Restore::Path(live) | Restore::Sqlite(live) => live,
-            Restore::Volume(_) | Restore::Database { .. } | Restore::Globals { .. } => {
-                add(other(item)?);
-                continue;
-            }
+        let Some(live) = item.live() else {
+            add(other(item)?);
+            continue;
         };
         let parent = live.parent().ok_or_else(|| {
             JobsError::Unusable(format!("{} cannot be restored in place", live.display()))
@@ -94,7 +75,7 @@ pub(crate) fn in_place(
         let staging = staging_dir(parent, task);
         let result = (|| {
             let done = fill(&staging, item)?;
-            let inside = item.include(&crate::databases::Logins::default());
+            let inside = item.inside(&Logins::default());
             let staged = staging.join(inside.trim_start_matches('/'));
             if std::fs::symlink_metadata(&staged).is_err() {
                 return Err(JobsError::Field(FieldError {
@@ -102,16 +83,7 @@ pub(crate) fn in_place(
                     message: format!("{} is not in this archive", live.display()),
                 }));
             }
-            let sidecars: &[&str] = match item {
-                Restore::Sqlite(db) => {
-                    coffer_sources::sqlite::check(&staged)?;
-                    if !force {
-                        sqlite_unused(db)?;
-                    }
-                    &SQLITE_SIDECARS
-                }
-                _ => &[],
-            };
+            let sidecars = item.ready(&staged, force)?;
             swap_in(&staged, live, task, sidecars)?;
             Ok(done)
         })();

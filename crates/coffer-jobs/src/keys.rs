@@ -12,7 +12,7 @@
 use coffer_db::Db;
 use coffer_types::{Job, KeyRotation};
 
-use crate::runner::{self, Target};
+use crate::target::{self, Target};
 use crate::{Jobs, JobsError, Result, Vault, blocking};
 
 /// The setting in which earlier versions kept the key in clear (moved out at start-up).
@@ -113,13 +113,13 @@ impl Jobs {
         let mut added = vec![];
         for t in &targets {
             let (t2, n) = (t.clone(), new.clone());
-            match blocking(move || runner::add_key(&t2, &n)).await {
+            match blocking(move || target::add_key(&t2, &n)).await {
                 Ok(true) => added.push(t.clone()),
                 Ok(false) => {} // not made yet: it will be made with the new key
                 Err(e) => {
                     for t in added {
                         let n = new.clone();
-                        let _ = blocking(move || runner::remove_key(&t, &n)).await;
+                        let _ = blocking(move || target::remove_key(&t, &n)).await;
                     }
                     return Err(e.context(&format!(
                         "the repository at {} did not take the new key, so nothing changed",
@@ -142,7 +142,7 @@ impl Jobs {
                 ..t.clone()
             };
             let (location, o) = (t.location.to_string(), old.clone());
-            if let Err(e) = blocking(move || runner::remove_key(&t, &o)).await {
+            if let Err(e) = blocking(move || target::remove_key(&t, &o)).await {
                 warnings.push(format!(
                     "{location}: the old key still opens it too (removing it failed: {e})"
                 ));

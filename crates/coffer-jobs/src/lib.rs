@@ -11,23 +11,24 @@
 //! the job, that mark and the current time ([`due`]), tested with fixed clocks.
 
 mod credentials;
-mod databases;
 mod error;
 mod inplace;
 mod keys;
+mod kinds;
 mod places;
 mod progress;
 mod repos;
 mod restores;
+mod retention;
+mod target;
 mod upload;
 mod vault;
-mod volumes;
 
 pub use error::{JobsError, Result};
 pub use keys::KEY_SETTING;
+pub use kinds::volume::docker_check;
 pub use places::Roots;
 pub use vault::Vault;
-pub use volumes::docker_check;
 
 /// The dump and client tools database sources need, found on `PATH` (with versions).
 pub fn tools() -> Vec<coffer_types::Tool> {
@@ -40,7 +41,7 @@ pub fn tools() -> Vec<coffer_types::Tool> {
         })
         .collect()
 }
-pub mod runner;
+mod runner;
 mod scheduler;
 pub mod spec;
 
@@ -123,7 +124,7 @@ impl Jobs {
         keys::move_out_of_settings(&db, &vault).await?;
         // Database copies, uploads and temporary containers a killed run left behind.
         let _ = std::fs::remove_dir_all(places.scratch());
-        tokio::spawn(volumes::remove_leftovers());
+        tokio::spawn(kinds::volume::remove_leftovers());
         let jobs = Arc::new(Jobs {
             db,
             places,
@@ -310,31 +311,25 @@ impl Jobs {
         })
     }
 
+    /// For each of `sources`, what of it does not exist now (see `kinds::Kind::missing`).
+    async fn missing(&self, sources: &[Source]) -> Vec<Option<String>> {
+        let logins = self.logins(sources).await.unwrap_or_default();
+        let sources = sources.to_vec();
+        let missing = blocking(move || {
+            let missing = sources.iter().map(|s| kinds::of(s).missing(&logins));
+            Ok::<_, JobsError>(missing.collect())
+        });
+        missing.await.unwrap_or_default()
+    }
+
     /// What will not work as `job` stands: sources that do not exist now (a volume or a
     /// database may well appear later), a job that keeps everything forever.
     async fn warnings(&self, job: &Job) -> Vec<String> {
         let mut out = vec![];
-        let logins = self.logins(&job.sources).await.unwrap_or_default();
-        for s in &job.sources {
-            let missing = match s {
-                Source::Path { path, .. } | Source::Sqlite { path } => {
-                    (std::fs::symlink_metadata(path).is_err()).then(|| path.clone())
-                }
-                Source::Volume { name } => {
-                    (!volumes::exists(name).await).then(|| format!("the volume {name}"))
-                }
-                Source::Postgres { .. } | Source::Mysql { .. } => match s.database() {
-                    Some((_, Some(db), _)) if !self.database_exists(s, &logins).await => {
-                        Some(format!("the database {db} (or its server)"))
-                    }
-                    _ => None,
-                },
-            };
-            if let Some(what) = missing {
-                out.push(format!(
-                    "{what} does not exist now: runs fail until it does"
-                ));
-            }
+        for what in self.missing(&job.sources).await.into_iter().flatten() {
+            out.push(format!(
+                "{what} does not exist now: runs fail until it does"
+            ));
         }
         let keeps_all = job.retention_count.is_none()
             && job.retention_days.is_none()
@@ -357,7 +352,7 @@ impl Jobs {
         let target = self.target(job).await?;
         let existing: std::collections::HashSet<String> =
             self.db.jobs().await?.into_iter().map(|j| j.id).collect();
-        blocking(move || runner::left_behind(&target, &existing)).await
+        blocking(move || target::left_behind(&target, &existing)).await
     }
 
     pub async fn update(&self, id: &str, u: JobUpdate, role: Role) -> Result<Job> {
@@ -407,10 +402,14 @@ impl Jobs {
         let removed = async {
             let job_id = job.id.clone();
             let t = target.clone();
-            let snapshots = blocking(move || runner::snapshots_of(&t, &job_id)).await?;
+            let snapshots = blocking(move || target::snapshots_of(&t, &job_id)).await?;
+            let snapshots = snapshots
+                .into_iter()
+                .map(|(id, _)| id.to_string())
+                .collect();
             self.forget_and_prune(&target, snapshots).await?;
             if job.dest_path.is_some() {
-                blocking(move || runner::remove_if_empty(&target)).await?;
+                blocking(move || target::remove_if_empty(&target)).await?;
             }
             Ok::<_, JobsError>(())
         };
@@ -531,10 +530,8 @@ impl Jobs {
         counters: Arc<coffer_repo::Progress>,
     ) -> RunOutcome {
         let prepared = async {
-            for s in &sources {
-                if let Source::Path { path, .. } | Source::Sqlite { path } = s {
-                    self.places.check_source_now(path)?;
-                }
+            for path in sources.iter().filter_map(|s| kinds::of(s).on_disk()) {
+                self.places.check_source_now(&path)?;
             }
             let target = self.target(job).await?;
             let logins = self.logins(&sources).await?;
@@ -550,12 +547,12 @@ impl Jobs {
             }
         };
         let mut labels: std::collections::BTreeMap<_, _> = [
-            (runner::JOB_LABEL.to_string(), job.id.clone()),
-            (runner::RECORD_LABEL.to_string(), rid.to_string()),
+            (target::JOB_LABEL.to_string(), job.id.clone()),
+            (target::RECORD_LABEL.to_string(), rid.to_string()),
         ]
         .into();
         if safety {
-            labels.insert(runner::SAFETY_LABEL.to_string(), "true".to_string());
+            labels.insert(target::SAFETY_LABEL.to_string(), "true".to_string());
         }
         let (t, scratch, l) = (target.clone(), self.scratch_dir(), logins.clone());
         let result = tokio::task::spawn_blocking(move || {
@@ -597,7 +594,7 @@ impl Jobs {
         let target = self.target(job).await?;
         let job_id = job.id.clone();
         let t = target.clone();
-        let expired = blocking(move || runner::expired(&t, &job_id, &policy, &tz)).await?;
+        let expired = blocking(move || retention::expired(&t, &job_id, &policy, &tz)).await?;
         if expired.is_empty() {
             return Ok(());
         }
@@ -615,14 +612,14 @@ impl Jobs {
     /// failure of what was asked.
     async fn forget_and_prune(
         &self,
-        target: &runner::Target,
+        target: &target::Target,
         snapshots: Vec<String>,
     ) -> Result<()> {
         if snapshots.is_empty() {
             return Ok(());
         }
         let t = target.clone();
-        blocking(move || runner::forget(&t, &snapshots)).await?;
+        blocking(move || target::forget(&t, &snapshots)).await?;
         let one = self
             .prunes
             .lock()
@@ -634,7 +631,7 @@ impl Jobs {
         let deadline = std::time::Instant::now() + PRUNE_WAIT;
         loop {
             let t = target.clone();
-            match blocking(move || runner::prune(&t)).await {
+            match blocking(move || target::prune(&t)).await {
                 Err(JobsError::Locked(who)) if std::time::Instant::now() < deadline => {
                     tracing::debug!(%who, "waiting for another prune");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -649,7 +646,7 @@ impl Jobs {
     }
 
     /// A successful record, its job, and the job's repository.
-    async fn usable(&self, job_id: &str, rid: &str) -> Result<(Record, Job, runner::Target)> {
+    async fn usable(&self, job_id: &str, rid: &str) -> Result<(Record, Job, target::Target)> {
         let record = self.db.record(job_id, rid).await?;
         if record.snapshot_id.is_none() {
             return Err(JobsError::Unusable(format!(
@@ -792,9 +789,9 @@ fn record_metrics(job: &Job, outcome: &RunOutcome, took: Duration) {
 }
 
 /// The job's retention fields, and how long its safety records are kept.
-fn retention_of(job: &Job, safety_days: u32) -> runner::Retention {
+fn retention_of(job: &Job, safety_days: u32) -> retention::Retention {
     let r = job.retention.clone().unwrap_or_default();
-    runner::Retention {
+    retention::Retention {
         safety_days,
         count: job.retention_count,
         days: job.retention_days,

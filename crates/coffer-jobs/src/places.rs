@@ -188,9 +188,9 @@ impl Places {
 
     /// Checked again before each run: a source must not have come to overlap Coffer's files
     /// (through a symlink changed since the job was made).
-    pub(crate) fn check_source_now(&self, path: &str) -> Result<(), FieldError> {
-        match resolve(Path::new(path)) {
-            Ok(real) => self.source_is_not_coffers(path, &real),
+    pub(crate) fn check_source_now(&self, path: &Path) -> Result<(), FieldError> {
+        match resolve(path) {
+            Ok(real) => self.source_is_not_coffers(&path.to_string_lossy(), &real),
             Err(_) => Ok(()), // a missing source fails the run with its own message
         }
     }

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use coffer_repo::{Location, S3Options};
 use coffer_types::{Job, Repository, RepositoryInput, RepositoryUpdate};
 
-use crate::runner::Target;
 use crate::spec::{self, FieldError};
-use crate::{Jobs, JobsError, Result, blocking, runner};
+use crate::target::{self, Target};
+use crate::{Jobs, JobsError, Result, blocking};
 
 /// What a sealed secret is bound to.
 fn context(id: &str) -> String {
@@ -146,7 +146,7 @@ impl Jobs {
             false => None,
         };
         let target = self.registered_target(r, key).await?;
-        let opened = blocking(move || runner::describe(&target)).await;
+        let opened = blocking(move || target::describe(&target)).await;
         Ok(match opened {
             Ok(detail) => coffer_types::Check { ok: true, detail },
             Err(e) => coffer_types::Check {

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use coffer_db::{Restored, RunOutcome};
 use coffer_types::{Job, Record, RestoreRequest, RestoreTask, Source};
 
-use crate::inplace::{self, sqlite_unused};
-use crate::runner::Restore;
+use crate::inplace;
+use crate::kinds::{self, Restore, database, sqlite, volume};
 use crate::upload::{self, NO_DATABASES_IN_UPLOADS, refuse};
-use crate::{FieldError, Jobs, JobsError, Result, blocking, databases, runner, spec, volumes};
+use crate::{FieldError, Jobs, JobsError, Result, blocking, runner, spec};
 
 /// How a restore task runs in the background.
 struct Task {
@@ -29,19 +29,6 @@ struct Task {
     stop_containers: bool,
     /// How many bytes the restore writes, when that can be told.
     total_bytes: Option<u64>,
-}
-
-/// Refuse in-place restores of SQLite databases that processes hold open, unless `force`.
-fn sqlite_unused_in(plan: &[Restore], force: bool) -> Result<()> {
-    if force {
-        return Ok(());
-    }
-    for item in plan {
-        if let Restore::Sqlite(db) = item {
-            sqlite_unused(db)?;
-        }
-    }
-    Ok(())
 }
 
 impl Jobs {
@@ -69,9 +56,9 @@ impl Jobs {
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
         let (logins, servers) = {
             let (repo, record, sources) = (repo.clone(), record.clone(), job.sources.clone());
-            blocking(move || databases::recorded(&repo, &record, &sources, logins)).await?
+            blocking(move || database::recorded(&repo, &record, &sources, logins)).await?
         };
-        let mut plan = runner::plan_restore(
+        let mut plan = kinds::plan(
             &job.sources,
             &servers,
             &req.paths,
@@ -79,27 +66,26 @@ impl Jobs {
             &req.databases,
         )?;
         if let Some(name) = &req.target_database {
-            let mut dbs = plan
-                .iter_mut()
-                .filter(|r| matches!(r, Restore::Database { .. }));
-            match (dbs.next(), dbs.next(), &target) {
-                (Some(Restore::Database { into, .. }), None, None)
-                    if !name.is_empty() && !name.chars().any(char::is_control) =>
+            // That database alone: anything else would be restored in place, without the
+            // safety record an in-place restore takes first.
+            let alone = plan.len() == 1;
+            let mut dbs = plan.iter_mut().filter_map(Restore::database_into);
+            let credential_id = match (dbs.next(), &target) {
+                (Some((credential_id, into)), None)
+                    if alone && !name.is_empty() && !name.chars().any(char::is_control) =>
                 {
                     *into = name.clone();
+                    credential_id.to_string()
                 }
                 _ => {
                     return Err(FieldError {
                         field: "target_database",
-                        message: "restoring into another database needs a non-empty name and exactly one database to restore, in place".into(),
+                        message: "restoring into another database needs a non-empty name and exactly one database to restore (and nothing else), in place".into(),
                     }
                     .into());
                 }
-            }
-            if let Some(Restore::Database { credential_id, .. }) = plan.first()
-                && !req.replace
-                && databases::has_database(&logins, credential_id, name).await?
-            {
+            };
+            if !req.replace && database::has_database(&logins, &credential_id, name).await? {
                 return Err(JobsError::Exists(format!(
                     "the database {name:?} exists: restore with \"replace\": true to replace \
                      it, or name another target_database"
@@ -115,14 +101,14 @@ impl Jobs {
         let in_place = target.is_none() && req.target_database.is_none();
         // In place, what is in use is refused now (or its containers stopped by the task).
         let vols = match in_place {
-            true => runner::volumes_in(&plan),
+            true => kinds::volumes_in(&plan),
             false => vec![],
         };
         if in_place {
-            sqlite_unused_in(&plan, req.force)?;
+            sqlite::unused_in(&plan, req.force)?;
         }
         if !req.stop_containers {
-            volumes::make_unused(&vols, false).await?;
+            volume::make_unused(&vols, false).await?;
         }
         // The safety record is started first: a running job makes the restore a conflict
         // before anything happens.
@@ -238,8 +224,8 @@ impl Jobs {
         if job.sources.iter().any(|s| s.database().is_some()) {
             return Err(refuse(NO_DATABASES_IN_UPLOADS.into()));
         }
-        let plan = runner::plan_restore(&job.sources, &Default::default(), &[], &[], &[])?;
-        let needed = runner::needed(&plan, &Default::default());
+        let plan = kinds::plan(&job.sources, &Default::default(), &[], &[], &[])?;
+        let needed = kinds::needed(&plan, &Default::default());
         let a = archive.to_path_buf();
         let sha = blocking(move || upload::check_archive(&a, &needed)).await?;
         if let Some(expected) = checksum.filter(|c| !c.eq_ignore_ascii_case(&sha)) {
@@ -247,10 +233,10 @@ impl Jobs {
                 "its SHA-256 is {sha}, not the {expected} that was given: the upload is damaged"
             )));
         }
-        sqlite_unused_in(&plan, force)?;
-        let vols = runner::volumes_in(&plan);
+        sqlite::unused_in(&plan, force)?;
+        let vols = kinds::volumes_in(&plan);
         if !stop_containers {
-            volumes::make_unused(&vols, false).await?;
+            volume::make_unused(&vols, false).await?;
         }
         Ok((job, plan, vols))
     }
@@ -275,7 +261,7 @@ impl Jobs {
                 total_bytes,
             } = run;
             let tid = task.id.clone();
-            let (stopped, not_unused) = match volumes::make_unused(&vols, stop_containers).await {
+            let (stopped, not_unused) = match volume::make_unused(&vols, stop_containers).await {
                 Ok(stopped) => (Some(stopped), None),
                 Err(e) => (None, Some(e)),
             };
@@ -305,7 +291,7 @@ impl Jobs {
             .await
             .map_err(|e| e.to_string());
             if let Some(stopped) = stopped {
-                volumes::start_again(stopped).await;
+                volume::start_again(stopped).await;
             }
             match &outcome {
                 Ok(_) => tracing::info!(job = %job.id, restore = %tid, "restore finished"),
@@ -359,23 +345,9 @@ impl Jobs {
 
     /// The job's sources that exist now (what a safety snapshot can save).
     async fn existing(&self, sources: &[Source]) -> Vec<Source> {
-        let logins = self.logins(sources).await.unwrap_or_default();
-        let mut present = vec![];
-        for s in sources {
-            let here = match s {
-                Source::Path { path, .. } | Source::Sqlite { path } => {
-                    std::fs::symlink_metadata(path).is_ok()
-                }
-                Source::Volume { name } => volumes::exists(name).await,
-                Source::Postgres { .. } | Source::Mysql { .. } => {
-                    self.database_exists(s, &logins).await
-                }
-            };
-            if here {
-                present.push(s.clone());
-            }
-        }
-        present
+        let missing = self.missing(sources).await;
+        let present = sources.iter().zip(missing).filter(|(_, m)| m.is_none());
+        present.map(|(s, _)| s.clone()).collect()
     }
 
     pub async fn restore_tasks(&self, job_id: &str) -> Result<Vec<RestoreTask>> {
@@ -394,12 +366,7 @@ impl Jobs {
                     true => job
                         .sources
                         .iter()
-                        .filter_map(|s| match s {
-                            Source::Path { path, .. } | Source::Sqlite { path } => {
-                                Some(PathBuf::from(path))
-                            }
-                            _ => None,
-                        })
+                        .filter_map(|s| kinds::of(s).on_disk())
                         .collect(),
                     false => task.paths.iter().map(PathBuf::from).collect(),
                 },

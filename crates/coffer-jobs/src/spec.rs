@@ -19,7 +19,7 @@ pub struct FieldError {
     pub message: String,
 }
 
-fn field(field: &'static str, message: impl Into<String>) -> FieldError {
+pub(crate) fn field(field: &'static str, message: impl Into<String>) -> FieldError {
     FieldError {
         field,
         message: message.into(),
@@ -136,53 +136,13 @@ fn check_sources(
         ));
     }
     for s in sources {
-        match s {
-            Source::Path { path, .. } | Source::Sqlite { path } => {
-                if let Source::Path {
-                    exclude,
-                    exclude_caches,
-                    ..
-                } = s
-                {
-                    coffer_repo::Excludes::new(exclude, *exclude_caches)
-                        .map_err(|e| field("sources", e.to_string()))?;
-                }
-                let judged_as = if before.contains(s) {
-                    Role::Admin
-                } else {
-                    role
-                };
-                places.source(path, judged_as)?;
-            }
-            Source::Postgres { database, all, .. } | Source::Mysql { database, all, .. } => {
-                match (database, all) {
-                    (Some(d), false) if !d.is_empty() && !d.contains('\0') => {}
-                    (None, true) => {}
-                    _ => {
-                        return Err(field(
-                            "sources",
-                            "a database source names a database, or takes them all with \"all\": true",
-                        ));
-                    }
-                }
-            }
-            Source::Volume { name } => {
-                let ok = name.len() <= 255
-                    && name
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_ascii_alphanumeric())
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-                if !ok {
-                    return Err(field(
-                        "volumes",
-                        format!("{name:?} is not a Docker volume name"),
-                    ));
-                }
-            }
-        }
+        // A source the job had already is judged for Coffer's own files only.
+        let role = if before.contains(s) {
+            Role::Admin
+        } else {
+            role
+        };
+        crate::kinds::of(s).check(&crate::kinds::Judge { places, role })?;
     }
     // Overlapping database sources would dump a database twice into the same place.
     let databases: Vec<_> = sources.iter().filter_map(Source::database).collect();
@@ -271,10 +231,10 @@ pub(crate) fn new_job(
                 input.dest_path.as_deref().unwrap_or(&default),
                 taken,
             )?;
-            let backs_itself_up = sources.iter().any(|s| match s {
-                Source::Path { path, .. } => crate::places::resolve(Path::new(path))
-                    .is_ok_and(|p| crate::places::overlap(&p, &dest)),
-                _ => false,
+            let backs_itself_up = sources.iter().any(|s| {
+                crate::kinds::of(s).on_disk().is_some_and(|path| {
+                    crate::places::resolve(&path).is_ok_and(|p| crate::places::overlap(&p, &dest))
+                })
             });
             if backs_itself_up {
                 return Err(field(

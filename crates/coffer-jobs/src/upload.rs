@@ -10,11 +10,10 @@ use std::sync::atomic::Ordering;
 
 use coffer_db::Restored;
 
-use crate::databases::Logins;
 use crate::inplace::in_place;
-use crate::runner::Restore;
+use crate::kinds::{Logins, Restore};
 use crate::spec::FieldError;
-use crate::{JobsError, Result, volumes};
+use crate::{JobsError, Result};
 
 /// Why a job with database sources cannot restore from an uploaded archive.
 pub(crate) const NO_DATABASES_IN_UPLOADS: &str =
@@ -300,7 +299,7 @@ pub fn restore_archive(
         task,
         force,
         |staging, item| {
-            let include = item.include(&Logins::default());
+            let include = item.inside(&Logins::default());
             unpack(
                 archive,
                 Path::new(include.trim_start_matches('/')),
@@ -308,9 +307,6 @@ pub fn restore_archive(
                 progress,
             )
         },
-        |item| match item {
-            Restore::Volume(name) => volumes::restore_from_archive(archive, name),
-            _ => Err(refuse(NO_DATABASES_IN_UPLOADS.into())),
-        },
+        |item| item.apply_archive(archive),
     )
 }

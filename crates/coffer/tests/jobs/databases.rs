@@ -575,6 +575,48 @@ fn a_lost_pack_stops_a_database_restore_before_anything_is_dropped() {
     assert!(env.server.stop().success());
 }
 
+/// Restoring into another database restores that one database and nothing else: files chosen
+/// alongside would be written in place without the safety record an in-place restore takes.
+#[test]
+fn a_restore_into_another_database_takes_that_database_alone() {
+    let db = MyDatabase::new("alone");
+    mariadb(&db.0, "CREATE TABLE t (n INT); INSERT INTO t VALUES (1);");
+    let env = start();
+    let api = &env.api;
+    let files = env.dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("a"), "as recorded").unwrap();
+    let (_, job) = database_job(
+        api,
+        json!({"name": "my", "engine": "mysql", "host": "127.0.0.1", "user": "root"}),
+        json!({"name": "alone", "schedule": null}),
+        json!({"database": db.0, "backup_tool": "mariadb-dump"}),
+    );
+    let mut sources = job.sources.clone();
+    sources.push(serde_json::from_value(json!({"type": "path", "path": files})).unwrap());
+    let update: JobUpdate = serde_json::from_value(json!({"sources": sources})).unwrap();
+    api.update_job(&job.id, &update).unwrap();
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    std::fs::write(files.join("a"), "changed since").unwrap();
+    let copy = MyDatabase(format!("{}_copy", db.0));
+    let (status, error) = err(api.restore_record(
+        &job.id,
+        &record.id,
+        &serde_json::from_value(json!({"paths": [files], "databases": [db.0],
+                                       "target_database": copy.0}))
+        .unwrap(),
+    ));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error.starts_with("target_database"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(files.join("a")).unwrap(),
+        "changed since",
+        "nothing was written in place"
+    );
+    assert!(env.server.stop().success());
+}
+
 #[test]
 fn a_postgres_restore_keeps_owners_and_privileges() {
     let pg = coffer_testkit::PgInstance::start();

@@ -4,7 +4,7 @@
 //! Each snapshot records how to create the volume again (driver, options, labels) in its label
 //! `volume:<name>`. Blocking functions here run on the blocking pool, inside the runtime.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -13,8 +13,54 @@ use coffer_sources::docker::{Container, Docker, DockerError, VolumeInfo};
 
 use coffer_db::Restored;
 
+use super::{Judge, Kind, Logins, Restore, Run, ServerDumps};
+use crate::spec::{FieldError, field};
 use crate::upload::{self, Refused};
 use crate::{ChannelWriter, JobsError};
+
+pub(super) struct Volume<'a> {
+    pub name: &'a str,
+}
+
+impl Kind for Volume<'_> {
+    fn check(&self, _: &Judge<'_>) -> Result<(), FieldError> {
+        let name = self.name;
+        let ok = name.len() <= 255
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        match ok {
+            true => Ok(()),
+            false => Err(field(
+                "volumes",
+                format!("{name:?} is not a Docker volume name"),
+            )),
+        }
+    }
+
+    fn missing(&self, _: &Logins) -> Option<String> {
+        let rt = tokio::runtime::Handle::current();
+        let exists = rt.block_on(async {
+            match Docker::connect().await {
+                Ok(d) => d.volume(self.name).await.is_ok(),
+                Err(_) => false,
+            }
+        });
+        (!exists).then(|| format!("the volume {}", self.name))
+    }
+
+    fn items(&self, run: &mut Run<'_>) -> Result<Vec<BackupItem>, JobsError> {
+        Ok(vec![backup_item(self.name, run.labels)?])
+    }
+
+    fn restores(&self, _: &HashMap<String, ServerDumps>) -> Vec<Restore> {
+        vec![Restore::Volume(self.name.to_string())]
+    }
+}
 
 /// The folder of a volume in a snapshot.
 pub(crate) fn folder(name: &str) -> String {
@@ -36,10 +82,7 @@ fn failed(name: &str) -> impl Fn(DockerError) -> JobsError + '_ {
 }
 
 /// The engine item that reads the volume; its description goes into `labels`.
-pub(crate) fn backup_item(
-    name: &str,
-    labels: &mut BTreeMap<String, String>,
-) -> Result<BackupItem, JobsError> {
+fn backup_item(name: &str, labels: &mut BTreeMap<String, String>) -> Result<BackupItem, JobsError> {
     let rt = tokio::runtime::Handle::current();
     let (info, reader) = rt
         .block_on(async { Docker::connect().await?.read_volume(name).await })
@@ -81,14 +124,6 @@ pub(crate) async fn remove_leftovers() {
                 tracing::warn!(error = %e, "could not look for leftover temporary containers")
             }
         }
-    }
-}
-
-/// Whether the volume exists now (what a safety snapshot can save).
-pub(crate) async fn exists(name: &str) -> bool {
-    match Docker::connect().await {
-        Ok(d) => d.volume(name).await.is_ok(),
-        Err(_) => false,
     }
 }
 

@@ -14,9 +14,97 @@ use coffer_repo::{BackupItem, SnapshotReader};
 use coffer_sources::{SourceError, mysql, postgres};
 use coffer_types::{DatabaseDump, DbEngine, MysqlTool, Record, Source};
 
-use crate::runner::{self, Target};
-use crate::spec::FieldError;
+use super::{Judge, Kind, Restore, Run};
+use crate::runner;
+use crate::spec::{FieldError, field};
+use crate::target::Target;
 use crate::{Jobs, JobsError, Result};
+
+/// A PostgreSQL or MySQL/MariaDB source: one database of a server, or all of them and its
+/// roles or accounts, reached with a stored credential.
+pub(crate) struct Server<'a> {
+    credential_id: &'a str,
+    /// None: every database of the server.
+    database: Option<&'a str>,
+    all: bool,
+    /// MySQL's dump tool, when the job names one.
+    tool: Option<MysqlTool>,
+}
+
+impl<'a> Server<'a> {
+    /// The database source `source` is, if it is one.
+    pub(crate) fn of(source: &'a Source) -> Option<Server<'a>> {
+        let (credential_id, database, all, tool) = match source {
+            Source::Postgres {
+                credential_id,
+                database,
+                all,
+            } => (credential_id, database, all, None),
+            Source::Mysql {
+                credential_id,
+                database,
+                all,
+                backup_tool,
+            } => (credential_id, database, all, *backup_tool),
+            _ => return None,
+        };
+        Some(Server {
+            credential_id,
+            database: database.as_deref(),
+            all: *all,
+            tool,
+        })
+    }
+}
+
+impl Kind for Server<'_> {
+    fn check(&self, _: &Judge<'_>) -> Result<(), FieldError> {
+        match (self.database, self.all) {
+            (Some(d), false) if !d.is_empty() && !d.contains('\0') => Ok(()),
+            (None, true) => Ok(()),
+            _ => Err(field(
+                "sources",
+                "a database source names a database, or takes them all with \"all\": true",
+            )),
+        }
+    }
+
+    fn missing(&self, logins: &Logins) -> Option<String> {
+        let listed = logins.get(self.credential_id).map(|(_, l)| l.databases());
+        let found = match (listed, self.database) {
+            (Some(Ok(dbs)), Some(d)) => dbs.iter().any(|x| x == d),
+            (Some(Ok(_)), None) => true,
+            _ => false,
+        };
+        (!found).then(|| match self.database {
+            Some(d) => format!("the database {d} (or its server)"),
+            None => format!("the server of credential {}", self.credential_id),
+        })
+    }
+
+    fn items(&self, run: &mut Run<'_>) -> Result<Vec<BackupItem>> {
+        backup_items(self, run.logins, run.labels)
+    }
+
+    fn restores(&self, servers: &HashMap<String, ServerDumps>) -> Vec<Restore> {
+        let database = |d: &str| Restore::Database {
+            credential_id: self.credential_id.to_string(),
+            database: d.to_string(),
+            into: d.to_string(),
+        };
+        if let Some(d) = self.database {
+            return vec![database(d)];
+        }
+        let server = servers.get(self.credential_id).cloned().unwrap_or_default();
+        let globals = server.globals.then(|| Restore::Globals {
+            credential_id: self.credential_id.to_string(),
+        });
+        globals
+            .into_iter()
+            .chain(server.databases.iter().map(|d| database(d)))
+            .collect()
+    }
+}
 
 /// How a run reaches one database server.
 #[derive(Clone, Debug)]
@@ -90,6 +178,17 @@ impl Logins {
     }
 }
 
+impl Logins {
+    /// Where the record's roles or accounts of the server behind `credential_id` live in the
+    /// snapshot (empty for an unknown credential).
+    pub(crate) fn globals_path(&self, credential_id: &str) -> String {
+        match self.get(credential_id) {
+            Some((folder, login)) => globals_path(login.engine(), folder),
+            None => String::new(),
+        }
+    }
+}
+
 /// A name as one path component: `/` and `%` escaped, `.` and `..` never produced.
 fn component(name: &str) -> String {
     let s = name
@@ -158,7 +257,7 @@ fn globals_name(engine: DbEngine) -> &'static str {
 }
 
 /// Where a whole server's roles or accounts live in the snapshot.
-pub(crate) fn globals_path(engine: DbEngine, folder: &str) -> String {
+fn globals_path(engine: DbEngine, folder: &str) -> String {
     format!("{}/{folder}/{}", engine.as_str(), globals_name(engine))
 }
 
@@ -280,16 +379,14 @@ impl Logins {
 /// and PostgreSQL for its version); the folder they go into is kept in `labels`. A safety
 /// record never gets here for a database that does not exist: the restore leaves such sources
 /// out first (`Jobs::existing`).
-pub(crate) fn backup_items(
-    source: &Source,
+fn backup_items(
+    source: &Server<'_>,
     logins: &Logins,
     labels: &mut BTreeMap<String, String>,
 ) -> Result<Vec<BackupItem>> {
-    let Some((credential_id, database, _)) = source.database() else {
-        return Ok(vec![]);
-    };
-    let (folder, login) = logins.login(credential_id)?;
-    labels.insert(folder_label(credential_id), folder.clone());
+    let database = source.database;
+    let (folder, login) = logins.login(source.credential_id)?;
+    labels.insert(folder_label(source.credential_id), folder.clone());
     let databases = match database {
         Some(d) => vec![d.to_string()],
         None => login.databases()?,
@@ -338,12 +435,9 @@ pub(crate) fn backup_items(
                     );
                 }
             }
-            let mydumper = match source {
-                Source::Mysql {
-                    backup_tool: Some(tool),
-                    ..
-                } => *tool == MysqlTool::Mydumper,
-                _ => mysql::mydumper_installed(),
+            let mydumper = match source.tool {
+                Some(tool) => tool == MysqlTool::Mydumper,
+                None => mysql::mydumper_installed(),
             };
             let tool = if mydumper {
                 "mydumper".to_string()
@@ -551,24 +645,6 @@ impl Jobs {
             }
         }
         Ok(())
-    }
-
-    /// Whether a database source's database exists now (any database, for a whole server).
-    pub(crate) async fn database_exists(&self, source: &Source, logins: &Logins) -> bool {
-        let Some((credential_id, database, _)) = source.database() else {
-            return false;
-        };
-        let Some((_, login)) = logins.get(credential_id) else {
-            return false;
-        };
-        let login = login.clone();
-        let database = database.map(str::to_string);
-        tokio::task::spawn_blocking(move || match login.databases() {
-            Ok(dbs) => database.is_none_or(|d| dbs.contains(&d)),
-            Err(_) => false,
-        })
-        .await
-        .unwrap_or(false)
     }
 }
 
