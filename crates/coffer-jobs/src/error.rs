@@ -96,6 +96,10 @@ impl From<coffer_repo::Error> for JobsError {
             E::AlreadyExists(_) => JobsError::Exists(e.to_string()),
             E::AmbiguousSnapshot(_) => JobsError::Internal(e.to_string()),
             E::Invalid(message) => JobsError::Unusable(message),
+            E::Refused(message) => JobsError::Field(FieldError {
+                field: "archive",
+                message,
+            }),
             E::Io { .. } | E::Interrupted => JobsError::Internal(e.to_string()),
         }
     }

@@ -227,7 +227,7 @@ impl Jobs {
         let plan = kinds::plan(&job.sources, &Default::default(), &[], &[], &[])?;
         let needed = kinds::needed(&plan, &Default::default());
         let a = archive.to_path_buf();
-        let sha = blocking(move || upload::check_archive(&a, &needed)).await?;
+        let sha = blocking(move || coffer_repo::tarball::check(&a, &needed)).await?;
         if let Some(expected) = checksum.filter(|c| !c.eq_ignore_ascii_case(&sha)) {
             return Err(refuse(format!(
                 "its SHA-256 is {sha}, not the {expected} that was given: the upload is damaged"

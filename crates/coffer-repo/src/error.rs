@@ -55,6 +55,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A tar archive from outside (an upload) that is refused: what is wrong with it.
+    #[error("{0}")]
+    Refused(String),
+
     #[error(transparent)]
     Backend(#[from] BackendError),
 

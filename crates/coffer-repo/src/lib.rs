@@ -57,6 +57,7 @@ pub mod sealed;
 mod session;
 pub mod sha256;
 pub mod snapshot;
+pub mod tarball;
 mod tree;
 pub mod verify;
 mod wire;

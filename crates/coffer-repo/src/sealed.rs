@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
-const MAGIC: &[u8; 8] = b"CFSEAL01";
+pub(crate) const MAGIC: &[u8; 8] = b"CFSEAL01";
 const HEADER_LEN: usize = 32;
 const CHUNK: usize = 64 * 1024;
 const TAG: usize = 16;

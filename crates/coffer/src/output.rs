@@ -83,6 +83,7 @@ fn classify(e: &anyhow::Error) -> (&'static str, Option<&'static str>) {
         Error::AmbiguousSnapshot(_) => ("ambiguous_snapshot", None),
         Error::NotInSnapshot(_) => ("not_in_snapshot", None),
         Error::Invalid(_) => ("invalid", None),
+        Error::Refused(_) => ("refused", None),
         Error::Interrupted => ("interrupted", None),
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => (
             "no_space",

@@ -5,17 +5,16 @@
 //! `volume:<name>`. Blocking functions here run on the blocking pool, inside the runtime.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use coffer_repo::{BackupItem, SnapshotReader};
+use coffer_repo::{BackupItem, SnapshotReader, tarball};
 use coffer_sources::docker::{Container, Docker, DockerError, VolumeInfo};
 
 use coffer_db::Restored;
 
 use super::{Judge, Kind, Logins, Restore, Run, ServerDumps};
 use crate::spec::{FieldError, field};
-use crate::upload::{self, Refused};
+use crate::upload;
 use crate::{ChannelWriter, JobsError};
 
 pub(super) struct Volume<'a> {
@@ -200,7 +199,10 @@ pub(crate) fn restore(session: &SnapshotReader<'_>, name: &str) -> Result<(u64, 
 /// Restore the volume `name` from its folder in an uploaded (and checked) archive; the volume
 /// is recreated as it is now.
 pub(crate) fn restore_from_archive(archive: &Path, name: &str) -> Result<Restored, JobsError> {
-    refill(name, None, |out| volume_tar(archive, name, out))
+    refill(name, None, |out| {
+        let unpacked = tarball::extract_dir(archive, Path::new(&folder(name)), out)?;
+        Ok(upload::restored(unpacked))
+    })
 }
 
 /// Recreate the volume `name` (as `info` describes it; else as it is now, or as a plain local
@@ -253,98 +255,4 @@ fn refill<T>(
     let counts = written?;
     uploaded?;
     Ok(counts)
-}
-
-/// The entries of `volume/<name>/` in `archive` (an upload), as a tar of their own (`./…`),
-/// PAX records (exact times, extended attributes) kept, but none of what an upload may not
-/// bring (`upload::refused`).
-fn volume_tar(archive: &Path, name: &str, out: &mut dyn Write) -> Result<Restored, JobsError> {
-    let err = |e: std::io::Error| JobsError::io("the uploaded archive", e);
-    let refuse = |message: String| {
-        JobsError::Field(crate::FieldError {
-            field: "archive",
-            message,
-        })
-    };
-    let prefix = PathBuf::from(folder(name));
-    let inside = |p: &Path| {
-        p.strip_prefix(&prefix)
-            .ok()
-            .map(|rest| Path::new(".").join(rest))
-    };
-    let mut tar = tar::Archive::new(std::fs::File::open(archive).map_err(err)?);
-    let mut b = tar::Builder::new(out);
-    let (mut done, mut found) = (Restored::default(), false);
-    for entry in tar.entries().map_err(err)? {
-        let mut entry = entry.map_err(err)?;
-        let path = upload::entry_path(&entry.path().map_err(err)?);
-        let Some(new) = inside(&path) else {
-            continue;
-        };
-        found = true;
-        let mut h = entry.header().clone();
-        match upload::refused(&h, &path) {
-            Some(Refused::Skip(warning)) => {
-                done.warnings.push(warning);
-                continue;
-            }
-            Some(Refused::Strip(warning)) => {
-                done.warnings.push(warning);
-                h.set_mode(h.mode().map_err(err)? & !upload::SET_ID_BITS);
-            }
-            None => {}
-        }
-        // What the PAX header said beyond names and sizes, which the builder writes itself.
-        let mut pax = Vec::new();
-        if let Some(exts) = entry.pax_extensions().map_err(err)? {
-            for ext in exts.flatten() {
-                if !matches!(ext.key_bytes(), b"path" | b"linkpath" | b"size") {
-                    coffer_repo::archive::pax_record(&mut pax, ext.key_bytes(), ext.value_bytes());
-                }
-            }
-        }
-        if !pax.is_empty() {
-            let mut h = tar::Header::new_ustar();
-            h.set_entry_type(tar::EntryType::XHeader);
-            h.set_path("././@PaxHeader").map_err(err)?;
-            h.set_size(pax.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append(&h, &pax[..]).map_err(err)?;
-        }
-        let kind = h.entry_type();
-        if kind.is_hard_link() || kind.is_symlink() {
-            let target = entry
-                .link_name()
-                .map_err(err)?
-                .unwrap_or_default()
-                .into_owned();
-            // A hard link names another entry of the archive; a symlink keeps its text.
-            let target = if kind.is_hard_link() {
-                inside(&upload::entry_path(&target)).ok_or_else(|| {
-                    refuse(format!(
-                        "{}: its hard link leaves the volume",
-                        path.display()
-                    ))
-                })?
-            } else {
-                target
-            };
-            b.append_link(&mut h, &new, &target).map_err(err)?;
-        } else {
-            if kind.is_file() {
-                done.files += 1;
-                done.bytes += entry.size();
-            }
-            b.append_data(&mut h, &new, &mut entry).map_err(err)?;
-        }
-    }
-    if !found {
-        return Err(refuse(format!(
-            "volume {name}: the archive has no folder {}",
-            folder(name)
-        )));
-    }
-    b.finish().map_err(err)?;
-    Ok(done)
 }

@@ -104,9 +104,7 @@ fn pax_extras<R: Read>(entry: &mut tar::Entry<'_, R>) -> Option<PaxExtras> {
             let ext = ext.ok()?;
             let key = ext.key_bytes();
             if key == b"mtime" {
-                mtime = std::str::from_utf8(ext.value_bytes())
-                    .ok()
-                    .and_then(parse_pax_time);
+                mtime = crate::tarball::pax_time(ext.value_bytes());
             } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                 xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
             }
@@ -114,12 +112,6 @@ fn pax_extras<R: Read>(entry: &mut tar::Entry<'_, R>) -> Option<PaxExtras> {
     }
     xattrs.sort();
     Some(PaxExtras { mtime, xattrs })
-}
-
-fn parse_pax_time(v: &str) -> Option<(i64, u32)> {
-    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
-    let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-    Some((secs.parse().ok()?, digits.parse().ok()?))
 }
 
 impl Walker<'_> {
@@ -341,15 +333,5 @@ mod tests {
         );
         assert!(components(b"../etc/passwd").is_err());
         assert!(components(b"a/../../x").is_err());
-    }
-
-    #[test]
-    fn pax_times_keep_nanoseconds() {
-        assert_eq!(
-            parse_pax_time("1700000000.5"),
-            Some((1_700_000_000, 500_000_000))
-        );
-        assert_eq!(parse_pax_time("12"), Some((12, 0)));
-        assert_eq!(parse_pax_time("x"), None);
     }
 }
