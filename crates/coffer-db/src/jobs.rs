@@ -299,14 +299,17 @@ impl Db {
         Ok(())
     }
 
-    /// The latest schedule time the scheduler acted on for a job.
-    pub async fn scheduled_until(&self, job_id: &str) -> Result<Option<DateTime<Utc>>> {
-        let v: Option<Option<String>> =
-            sqlx::query_scalar("SELECT scheduled_until FROM backup_jobs WHERE id = ?1")
-                .bind(job_id)
-                .fetch_optional(self.pool())
+    /// The latest schedule time the scheduler acted on, for every job (by id) in one query.
+    pub async fn scheduled_until(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Option<DateTime<Utc>>>> {
+        let rows: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT id, scheduled_until FROM backup_jobs")
+                .fetch_all(self.pool())
                 .await?;
-        parse_opt_ts(v.flatten())
+        rows.into_iter()
+            .map(|(id, at)| Ok((id, parse_opt_ts(at)?)))
+            .collect()
     }
 
     pub async fn set_scheduled_until(&self, job_id: &str, at: DateTime<Utc>) -> Result<()> {

@@ -677,20 +677,9 @@ impl Jobs {
         Ok(result)
     }
 
-    /// Stream the bytes `range` (start, length; `None`: all) of the record's canonical archive,
-    /// or with `sealed` the whole archive sealed with the repository key (`coffer decrypt`):
-    /// the record, and a channel of chunks that ends with an error item if reading fails
-    /// part-way. Dropping the receiver stops the reading; memory stays constant.
-    pub async fn download(
-        &self,
-        job_id: &str,
-        rid: &str,
-        range: Option<(u64, u64)>,
-        sealed: bool,
-    ) -> Result<(
-        Record,
-        tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    )> {
+    /// The record's canonical archive, ready to stream (see [`Download`]); with `sealed`,
+    /// sealed with the repository key (`coffer decrypt`), which needs an encrypted repository.
+    pub async fn download(&self, job_id: &str, rid: &str, sealed: bool) -> Result<Download> {
         let (record, _, target) = self.usable(job_id, rid).await?;
         if sealed && target.key.is_none() {
             return Err(JobsError::Unusable(
@@ -698,29 +687,11 @@ impl Jobs {
                     .into(),
             ));
         }
-        let snapshot = record.snapshot_id.clone().unwrap_or_default();
-        let (skip, take) = range.filter(|_| !sealed).unwrap_or((0, u64::MAX));
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
-        tokio::task::spawn_blocking(move || {
-            let mut out = ChannelWriter::new(tx, skip, take);
-            let sending = |e| JobsError::io("sending the archive", e);
-            let result = if sealed {
-                let material = target.key.clone().unwrap_or_default();
-                coffer_repo::sealed::Sealer::new(&mut out, material.as_bytes())
-                    .map_err(sending)
-                    .and_then(|mut sealer| {
-                        runner::dump(&target, &snapshot, &mut sealer)?;
-                        sealer.finish().map(|_| ()).map_err(sending)
-                    })
-            } else {
-                runner::dump(&target, &snapshot, &mut out)
-            }
-            .and_then(|()| out.flush_buf().map_err(sending));
-            if let Err(e) = result {
-                out.fail(e.to_string());
-            }
-        });
-        Ok((record, rx))
+        Ok(Download {
+            record,
+            target,
+            sealed,
+        })
     }
 
     /// Delete a record, then its snapshot and the data nothing else uses (record first, as in
@@ -745,6 +716,53 @@ impl Jobs {
             }
         }
         Ok(())
+    }
+}
+
+/// A record's archive to download: the record, and where its snapshot is.
+#[derive(Debug)]
+pub struct Download {
+    pub record: Record,
+    target: target::Target,
+    sealed: bool,
+}
+
+impl Download {
+    /// Stream the bytes `range` (start, length; `None`: all) of the archive — sealed, always
+    /// the whole — as a channel of chunks that ends with an error item if reading fails
+    /// part-way. Dropping the receiver stops the reading; memory stays constant.
+    pub fn stream(
+        self,
+        range: Option<(u64, u64)>,
+    ) -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
+        let Download {
+            record,
+            target,
+            sealed,
+        } = self;
+        let snapshot = record.snapshot_id.unwrap_or_default();
+        let (skip, take) = range.filter(|_| !sealed).unwrap_or((0, u64::MAX));
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::task::spawn_blocking(move || {
+            let mut out = ChannelWriter::new(tx, skip, take);
+            let sending = |e| JobsError::io("sending the archive", e);
+            let result = if sealed {
+                let material = target.key.clone().unwrap_or_default();
+                coffer_repo::sealed::Sealer::new(&mut out, material.as_bytes())
+                    .map_err(sending)
+                    .and_then(|mut sealer| {
+                        runner::dump(&target, &snapshot, &mut sealer)?;
+                        sealer.finish().map(|_| ()).map_err(sending)
+                    })
+            } else {
+                runner::dump(&target, &snapshot, &mut out)
+            }
+            .and_then(|()| out.flush_buf().map_err(sending));
+            if let Err(e) = result {
+                out.fail(e.to_string());
+            }
+        });
+        rx
     }
 }
 

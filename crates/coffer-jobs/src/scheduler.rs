@@ -44,8 +44,9 @@ impl Jobs {
     /// One pass of the scheduler: start what is due; returns when to look again.
     pub async fn tick(self: &Arc<Self>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         let mut earliest: Option<DateTime<Utc>> = None;
+        let marks = self.db.scheduled_until().await?;
         for job in self.db.jobs().await? {
-            let until = self.db.scheduled_until(&job.id).await?;
+            let until = marks.get(&job.id).copied().flatten();
             match due(&job, until, now) {
                 Due::Run { slot } => {
                     self.db.set_scheduled_until(&job.id, slot).await?;

@@ -223,9 +223,10 @@ pub struct Caller {
     pub session_id: Option<String>,
 }
 
-/// Filled by authentication, read by the audit middleware after the handler ran.
+/// Filled by authentication (who) and by [`AuditedRead`] (that a read is audited), read by
+/// the audit middleware after the handler ran.
 #[derive(Debug, Clone, Default)]
-pub struct AuditSlot(Arc<Mutex<Actor>>);
+pub struct AuditSlot(Arc<Mutex<(Actor, bool)>>);
 
 /// Who a request acted as, as far as the audit log is concerned.
 #[derive(Debug, Clone, Default)]
@@ -236,11 +237,31 @@ pub struct Actor {
 }
 
 impl AuditSlot {
-    pub fn set(&self, actor: Actor) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = actor;
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Actor, bool)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
-    pub fn take(&self) -> Actor {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    pub fn set(&self, actor: Actor) {
+        self.lock().0 = actor;
+    }
+    /// Who made the request, and whether its handler asked for a read to be audited.
+    pub fn take(&self) -> (Actor, bool) {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
+/// A handler that takes this is audited though it only reads: what it gives out is sensitive
+/// (an archive of a record, the repository key). Mutating requests are always audited.
+#[derive(Debug)]
+pub struct AuditedRead;
+
+impl<S: Send + Sync> FromRequestParts<S> for AuditedRead {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(slot) = parts.extensions.get::<AuditSlot>() {
+            slot.lock().1 = true;
+        }
+        Ok(AuditedRead)
     }
 }
 

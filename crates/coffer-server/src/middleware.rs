@@ -48,15 +48,15 @@ pub async fn span(req: Request, next: Next) -> Response {
     .await
 }
 
-/// Mutating requests and downloads of known routes go to the audit log, with who made them (filled in by
-/// authentication or by login/setup), from where, and the outcome.
+/// Mutating requests of known routes, and the reads their handlers mark (`AuditedRead`), go to
+/// the audit log, with who made them (filled in by authentication or by login/setup), from
+/// where, and the outcome.
 pub async fn audit(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let Some(route) = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
-        .filter(|r| mutating || r.ends_with("/download"))
     else {
         return next.run(req).await;
     };
@@ -66,7 +66,10 @@ pub async fn audit(State(state): State<Arc<AppState>>, mut req: Request, next: N
     let slot = AuditSlot::default();
     req.extensions_mut().insert(slot.clone());
     let res = next.run(req).await;
-    let actor = slot.take();
+    let (actor, audited_read) = slot.take();
+    if !mutating && !audited_read {
+        return res;
+    }
     let entry = NewAuditEntry {
         user_id: actor.user_id,
         username: actor.username,

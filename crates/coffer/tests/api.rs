@@ -1053,6 +1053,9 @@ fn mutations_are_audited_with_who_how_from_where_and_the_outcome() {
         .create_user(&create_user("vera", Role::Viewer))
         .unwrap();
     let vera = bearer(&env.api, "vera", PASSWORD);
+    // Reading the repository key is audited, tried or done.
+    assert_eq!(err(vera.repository_key()).0, StatusCode::FORBIDDEN);
+    admin.repository_key().unwrap();
     assert_eq!(
         err(vera.create_user(&create_user("eve", Role::Admin))).0,
         StatusCode::FORBIDDEN
@@ -1073,6 +1076,8 @@ fn mutations_are_audited_with_who_how_from_where_and_the_outcome() {
         actions,
         vec![
             ("POST /api/users", Some("vera"), 403),
+            ("GET /api/admin/repository-key", Some("admin"), 200),
+            ("GET /api/admin/repository-key", Some("vera"), 403),
             ("POST /api/auth/login", Some("vera"), 200),
             ("POST /api/users", Some("admin"), 201),
             ("PUT /api/settings/{key}", Some("admin"), 200),
@@ -1083,7 +1088,7 @@ fn mutations_are_audited_with_who_how_from_where_and_the_outcome() {
         ],
         "newest first, reads left out"
     );
-    let by_key = &all[3];
+    let by_key = &all[5];
     assert_eq!(
         by_key.key_id.as_deref(),
         Some(key.info.id.as_str()),
@@ -1104,7 +1109,7 @@ fn mutations_are_audited_with_who_how_from_where_and_the_outcome() {
         limit,
         ..AuditFilter::default()
     };
-    assert_eq!(admin.audit(&f(Some("vera"), None, None)).unwrap().len(), 2);
+    assert_eq!(admin.audit(&f(Some("vera"), None, None)).unwrap().len(), 3);
     assert_eq!(admin.audit(&f(None, Some("login"), None)).unwrap().len(), 3);
     assert_eq!(admin.audit(&f(None, None, Some(2))).unwrap().len(), 2);
     let window = AuditFilter {

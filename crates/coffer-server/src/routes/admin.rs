@@ -12,7 +12,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::auth::{Admin, Auth, JWT_SECRET, TokenKeys, random_bytes};
+use crate::auth::{Admin, AuditedRead, Auth, JWT_SECRET, TokenKeys, random_bytes};
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 
@@ -68,6 +68,7 @@ fn setting_key(key: &str) -> Result<&str, ApiError> {
     responses((status = 200, body = RepositoryKey), (status = 403, body = ErrorBody)))]
 pub async fn repository_key(
     State(state): State<Arc<AppState>>,
+    _: AuditedRead,
     _: Auth<Admin>,
 ) -> Result<Json<RepositoryKey>, ApiError> {
     let key = state.jobs.export_repository_key().await?;

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::auth::{Auth, Operator, Viewer};
+use crate::auth::{AuditedRead, Auth, Operator, Viewer};
 use crate::error::ApiError;
 use crate::extract::{Json, OptionalJson, Path, Query};
 
@@ -259,20 +259,21 @@ pub struct DownloadParams {
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn download(
     State(state): State<Arc<AppState>>,
+    _: AuditedRead,
     _: Auth<Operator>,
     Path((id, rid)): Path<(String, String)>,
     Query(q): Query<DownloadParams>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    let record = state.jobs.record(&id, &rid).await?;
-    let size = record.size_bytes.unwrap_or_default();
     let sealed = q.encrypted.unwrap_or(false);
+    let download = state.jobs.download(&id, &rid, sealed).await?;
+    let size = download.record.size_bytes.unwrap_or_default();
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(r) if !sealed => byte_range(r, size)?,
         _ => None,
     };
-    let (record, chunks) = state.jobs.download(&id, &rid, range, sealed).await?;
-    let stream = tokio_stream::wrappers::ReceiverStream::new(chunks);
+    let record = download.record.clone();
+    let stream = tokio_stream::wrappers::ReceiverStream::new(download.stream(range));
     let filename = format!(
         "coffer-{}-{}.tar{}",
         record.started_at.format("%Y%m%dT%H%M%SZ"),
