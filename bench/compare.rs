@@ -2,8 +2,9 @@
 //!
 //! Generates a deterministic dataset (many small text files, medium mixed files, incompressible
 //! and compressible large files; about 1 GiB by default), then runs for every tool, in one run:
-//! initial backup, no-change backup, backup after ~5 % changes, full restore, full verify
-//! (`check --read-data`), forget + prune. It measures wall time and peak memory (GNU time) and
+//! initial backup, no-change backup, backup after ~5 % changes, full restore, restore again
+//! onto the wiped target (removed and synced first, as users are told to do before a restore),
+//! full verify (`check --read-data`), forget + prune. It measures wall time and peak memory (GNU time) and
 //! repository size, and writes a Markdown report to `bench/results/latest.md`.
 //!
 //! Environment: `COFFER_BENCH_MB` (dataset size, default 1024), `COFFER_BENCH_TOOLS`
@@ -256,14 +257,23 @@ impl Tool {
     }
 }
 
-const PHASES: [&str; 6] = [
+const PHASES: [&str; 7] = [
     "initial backup",
     "no-change backup",
     "backup after ~5% changes",
     "full restore",
+    "restore onto the wiped target",
     "full verify",
     "forget + prune",
 ];
+
+/// Remove what the last restore wrote and write it to disk, leaving `target` empty: the
+/// filesystem then holds many freshly freed inodes, as after `rm -rf` before a restore.
+fn wipe(target: &Path) {
+    std::fs::remove_dir_all(target).unwrap();
+    assert!(Command::new("sync").status().unwrap().success());
+    std::fs::create_dir_all(target).unwrap();
+}
 
 fn bench_tool(tool: &Tool, data: &Path, work: &Path, files: &[PathBuf]) -> Vec<Measure> {
     let repo = tool.repo.to_str().unwrap().to_string();
@@ -282,7 +292,10 @@ fn bench_tool(tool: &Tool, data: &Path, work: &Path, files: &[PathBuf]) -> Vec<M
             out.push(tool.run(&["--repo", &repo, "backup", d], None));
             modify(data, files);
             out.push(tool.run(&["--repo", &repo, "backup", d], None));
-            out.push(tool.run(&["--repo", &repo, "restore", "latest", "--target", t], None));
+            let restore = ["--repo", &repo, "restore", "latest", "--target", t];
+            out.push(tool.run(&restore, None));
+            wipe(&target);
+            out.push(tool.run(&restore, None));
             out.push(tool.run(&["--repo", &repo, "verify"], None));
             out.push(tool.run(
                 &["--repo", &repo, "forget", "--keep-last", "1", "--prune"],
@@ -300,6 +313,8 @@ fn bench_tool(tool: &Tool, data: &Path, work: &Path, files: &[PathBuf]) -> Vec<M
             } else {
                 &["-r", &repo, "restore", "latest", t]
             };
+            out.push(tool.run(restore, None));
+            wipe(&target);
             out.push(tool.run(restore, None));
             out.push(tool.run(&["-r", &repo, "check", "--read-data"], None));
             out.push(tool.run(
@@ -332,7 +347,11 @@ fn bench_tool(tool: &Tool, data: &Path, work: &Path, files: &[PathBuf]) -> Vec<M
                 ],
                 None,
             ));
-            out.push(tool.run(&["extract", &format!("{repo}::a2")], Some(&target)));
+            let archive = format!("{repo}::a2");
+            let extract = ["extract", archive.as_str()];
+            out.push(tool.run(&extract, Some(&target)));
+            wipe(&target);
+            out.push(tool.run(&extract, Some(&target)));
             out.push(tool.run(&["check", "--verify-data", &repo], None));
             let p = tool.run(&["prune", "--keep-last", "1", &repo], None);
             let c = tool.run(&["compact", &repo], None);

@@ -12,10 +12,7 @@ use coffer_types::{
     JobUpdate, LoginRequest, LoginResponse, Modules, Node, Record, RecordStatus, Rotated, Setting,
     SettingValue, SetupRequest, UpdateUser, User, VerifyResult,
 };
-use coffer_types::{
-    Credential, CredentialInput, CredentialUpdate, KeyRotation, Repository, RepositoryInput,
-    RepositoryKey, RepositoryUpdate, RestoreRequest, RestoreTask,
-};
+use coffer_types::{Check, KeyRotation, RepositoryKey, Resource, RestoreRequest, RestoreTask};
 use reqwest::Method;
 use reqwest::blocking::{Client as Http, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -391,50 +388,33 @@ impl Client {
         )
     }
 
-    pub fn repositories(&self) -> Result<Vec<Repository>> {
-        self.get("/api/repositories")
+    /// Every resource of one kind: `client.resources::<Repository>()`.
+    pub fn resources<R: Resource>(&self) -> Result<Vec<R>> {
+        self.get(&format!("/api/{}", R::PATH))
     }
 
-    pub fn create_repository(&self, input: &RepositoryInput) -> Result<Repository> {
-        self.post("/api/repositories", input)
+    pub fn create_resource<R: Resource>(&self, input: &R::Input) -> Result<R> {
+        self.post(&format!("/api/{}", R::PATH), input)
     }
 
-    pub fn repository(&self, id: &str) -> Result<Repository> {
-        self.get(&format!("/api/repositories/{id}"))
+    pub fn resource<R: Resource>(&self, id: &str) -> Result<R> {
+        self.get(&format!("/api/{}/{id}", R::PATH))
     }
 
-    pub fn update_repository(&self, id: &str, u: &RepositoryUpdate) -> Result<Repository> {
+    pub fn update_resource<R: Resource>(&self, id: &str, u: &R::Update) -> Result<R> {
         self.send(
-            self.request(Method::PUT, &format!("/api/repositories/{id}"))
+            self.request(Method::PUT, &format!("/api/{}/{id}", R::PATH))
                 .json(u),
         )
     }
 
-    pub fn delete_repository(&self, id: &str) -> Result<()> {
-        self.send(self.request(Method::DELETE, &format!("/api/repositories/{id}")))
+    pub fn delete_resource<R: Resource>(&self, id: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/api/{}/{id}", R::PATH)))
     }
 
-    pub fn credentials(&self) -> Result<Vec<Credential>> {
-        self.get("/api/credentials")
-    }
-
-    pub fn create_credential(&self, input: &CredentialInput) -> Result<Credential> {
-        self.post("/api/credentials", input)
-    }
-
-    pub fn credential(&self, id: &str) -> Result<Credential> {
-        self.get(&format!("/api/credentials/{id}"))
-    }
-
-    pub fn update_credential(&self, id: &str, u: &CredentialUpdate) -> Result<Credential> {
-        self.send(
-            self.request(Method::PUT, &format!("/api/credentials/{id}"))
-                .json(u),
-        )
-    }
-
-    pub fn delete_credential(&self, id: &str) -> Result<()> {
-        self.send(self.request(Method::DELETE, &format!("/api/credentials/{id}")))
+    /// Whether the resource works now, and what was found, or why not.
+    pub fn test_resource<R: Resource>(&self, id: &str) -> Result<Check> {
+        self.send(self.request(Method::POST, &format!("/api/{}/{id}/test", R::PATH)))
     }
 
     pub fn jobs(&self) -> Result<Vec<Job>> {

@@ -356,11 +356,23 @@ impl Db {
         id: &str,
         progress: &coffer_types::Progress,
     ) -> Result<()> {
-        sqlx::query("UPDATE backup_records SET progress = ?2 WHERE id = ?1 AND status = 'running'")
-            .bind(id)
-            .bind(serde_json::to_string(progress).expect("progress serializes"))
-            .execute(self.pool())
-            .await?;
+        self.set_progress("backup_records", id, progress).await
+    }
+
+    /// How far the running record or restore `id` in `table` is.
+    pub(crate) async fn set_progress(
+        &self,
+        table: &str,
+        id: &str,
+        progress: &coffer_types::Progress,
+    ) -> Result<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET progress = ?2 WHERE id = ?1 AND status = 'running'"
+        )))
+        .bind(id)
+        .bind(serde_json::to_string(progress).expect("progress serializes"))
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ mod credentials;
 mod jobs;
 mod keys;
 mod repositories;
+mod resources;
 mod restores;
 mod users;
 
@@ -27,6 +28,7 @@ use sqlx::sqlite::{
 pub use audit::{AuditQuery, NewAuditEntry};
 pub use jobs::{RecordQuery, RunOutcome, SAFETY_TRIGGER, TriggerFilter};
 pub use keys::KeyRecord;
+pub use resources::{Statement, Stored};
 pub use restores::Restored;
 pub use users::Session;
 

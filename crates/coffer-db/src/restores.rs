@@ -147,12 +147,7 @@ impl Db {
         id: &str,
         progress: &coffer_types::Progress,
     ) -> Result<()> {
-        sqlx::query("UPDATE restore_tasks SET progress = ?2 WHERE id = ?1 AND status = 'running'")
-            .bind(id)
-            .bind(serde_json::to_string(progress).expect("progress serializes"))
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        self.set_progress("restore_tasks", id, progress).await
     }
 
     pub async fn restore(&self, job_id: &str, id: &str) -> Result<RestoreTask> {

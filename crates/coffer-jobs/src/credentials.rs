@@ -2,15 +2,11 @@
 //! sees a password in clear, and hands it to a dump tool through its environment or a private
 //! option file — never a command line, never a log.
 
-use coffer_types::{Credential, CredentialInput, CredentialUpdate};
+use coffer_types::{Check, Credential, CredentialInput, CredentialUpdate};
 
+use crate::resources::Managed;
 use crate::spec::{self, FieldError};
 use crate::{Jobs, JobsError, Result};
-
-/// What a sealed password is bound to.
-fn context(id: &str) -> String {
-    format!("credential:{id}")
-}
 
 fn field(name: &'static str, message: impl Into<String>) -> JobsError {
     JobsError::Field(FieldError {
@@ -35,19 +31,11 @@ fn check(c: &Credential) -> Result<()> {
     Ok(())
 }
 
-impl Jobs {
-    pub async fn credentials(&self) -> Result<Vec<Credential>> {
-        Ok(self.db.credentials().await?)
-    }
-
-    pub async fn credential(&self, id: &str) -> Result<Credential> {
-        Ok(self.db.credential(id).await?)
-    }
-
-    pub async fn create_credential(&self, input: CredentialInput) -> Result<Credential> {
+impl Managed for Credential {
+    async fn make(_: &Jobs, id: String, input: CredentialInput) -> Result<(Self, Option<String>)> {
         let now = chrono::Utc::now();
         let c = Credential {
-            id: coffer_db::new_id(),
+            id,
             name: spec::name(&input.name)?,
             port: input.port.unwrap_or(input.engine.default_port()),
             engine: input.engine,
@@ -60,12 +48,10 @@ impl Jobs {
             updated_at: now,
         };
         check(&c)?;
-        let sealed = input.password.map(|p| self.vault.seal(&p, &context(&c.id)));
-        Ok(self.db.create_credential(&c, sealed.as_deref()).await?)
+        Ok((c, input.password))
     }
 
-    pub async fn update_credential(&self, id: &str, u: CredentialUpdate) -> Result<Credential> {
-        let mut c = self.db.credential(id).await?;
+    async fn change(_: &Jobs, mut c: Self, u: CredentialUpdate) -> Result<(Self, Option<String>)> {
         if let Some(name) = u.name {
             c.name = spec::name(&name)?;
         }
@@ -88,24 +74,10 @@ impl Jobs {
             c.tls = t;
         }
         check(&c)?;
-        let sealed = u
-            .password
-            .map(|p| (!p.is_empty()).then(|| self.vault.seal(&p, &context(id))));
-        Ok(self
-            .db
-            .update_credential(&c, sealed.as_ref().map(|s| s.as_deref()))
-            .await?)
+        Ok((c, u.password))
     }
 
-    pub async fn delete_credential(&self, id: &str) -> Result<()> {
-        Ok(self.db.delete_credential(id).await?)
-    }
-
-    /// A credential's password in clear, for a run.
-    pub(crate) async fn credential_password(&self, id: &str) -> Result<Option<String>> {
-        match self.db.credential_password(id).await? {
-            Some(sealed) => Ok(Some(self.vault.open(&sealed, &context(id))?)),
-            None => Ok(None),
-        }
+    async fn test(jobs: &Jobs, c: Self) -> Result<Check> {
+        jobs.test_credential(c).await
     }
 }

@@ -92,7 +92,7 @@ impl Jobs {
         }
         for r in self
             .db
-            .repositories()
+            .resources::<coffer_types::Repository>()
             .await?
             .into_iter()
             .filter(|r| r.encrypted)

@@ -18,6 +18,7 @@ mod kinds;
 mod places;
 mod progress;
 mod repos;
+mod resources;
 mod restores;
 mod retention;
 mod target;
@@ -28,6 +29,7 @@ pub use error::{JobsError, Result};
 pub use keys::KEY_SETTING;
 pub use kinds::volume::docker_check;
 pub use places::Roots;
+pub use resources::Managed;
 pub use vault::Vault;
 
 /// The dump and client tools database sources need, found on `PATH` (with versions).
@@ -53,7 +55,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use coffer_db::{Db, DbError, RecordQuery, RunOutcome};
-use coffer_types::{Event, Job, JobInput, JobUpdate, Record, Role, Source, VerifyResult};
+use coffer_types::{
+    Event, Job, JobInput, JobUpdate, Record, Repository, Role, Source, VerifyResult,
+};
 
 pub use coffer_repo::sealed::sealed_len;
 pub use scheduler::{Due, due};
@@ -97,6 +101,10 @@ pub struct Jobs {
     key_rotation: tokio::sync::RwLock<()>,
     /// One prune at a time per repository (by location) from this server.
     prunes: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bytes each repository takes (by location): listed once, then a running figure that
+    /// grows by what each run stores, and listed again after a prune removed packs (listing
+    /// every object costs time, and money on S3).
+    sizes: Mutex<HashMap<String, u64>>,
     /// Cancellation flags of running records, by record id.
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     wake: tokio::sync::Notify,
@@ -133,6 +141,7 @@ impl Jobs {
             vault,
             key_rotation: Default::default(),
             prunes: Default::default(),
+            sizes: Default::default(),
             running: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(256).0,
@@ -231,26 +240,29 @@ impl Jobs {
             .filter_map(|j| j.dest_path.map(PathBuf::from));
         let registered = self
             .db
-            .repositories()
+            .resources::<Repository>()
             .await?
             .into_iter()
-            .filter_map(|r| r.url.strip_prefix("file://").map(PathBuf::from));
+            .filter_map(|r: Repository| r.url.strip_prefix("file://").map(PathBuf::from));
         Ok(own.chain(registered).collect())
     }
 
     /// A new job, made by someone with `role`. With `adopt`, the job takes over the id and
     /// the data a deleted job left in the repository (its records come back).
     pub async fn create(&self, input: JobInput, role: Role) -> Result<Job> {
-        let repository = match &input.repository_id {
-            Some(id) => Some(self.db.repository(id).await.map_err(|e| match e {
-                coffer_db::DbError::NotFound(_) => JobsError::Field(FieldError {
-                    field: "repository_id",
-                    message: format!("there is no repository {id:?}"),
-                }),
-                other => other.into(),
-            })?),
-            None => None,
-        };
+        let repository =
+            match &input.repository_id {
+                Some(id) => Some(self.db.resource::<Repository>(id).await.map_err(
+                    |e| match e {
+                        coffer_db::DbError::NotFound(_) => JobsError::Field(FieldError {
+                            field: "repository_id",
+                            message: format!("there is no repository {id:?}"),
+                        }),
+                        other => other.into(),
+                    },
+                )?),
+                None => None,
+            };
         let adopt = input.adopt.clone();
         let id = match &adopt {
             Some(old) => {
@@ -498,9 +510,11 @@ impl Jobs {
         {
             tracing::warn!(job = %job.id, error = %e, "retention failed; it is retried after the next run");
         }
-        if let Ok(target) = self.target(job).await
-            && let Ok(Ok(size)) = tokio::task::spawn_blocking(move || target.size()).await
-        {
+        let stored = match &outcome {
+            RunOutcome::Success { stored_bytes, .. } => *stored_bytes,
+            RunOutcome::Failed { .. } => 0,
+        };
+        if let Some(size) = self.repository_size(job, stored).await {
             metrics::gauge!("coffer_backup_repository_bytes", &job_labels(job)).set(size as f64);
         }
         if success && let Err(e) = self.db.complete_record(rid).await {
@@ -606,6 +620,29 @@ impl Jobs {
         self.forget_and_prune(&target, expired).await
     }
 
+    /// The bytes the job's repository takes, after a run that stored `stored` bytes: the
+    /// running figure, or a listing when there is none.
+    async fn repository_size(&self, job: &Job, stored: u64) -> Option<u64> {
+        let target = self.target(job).await.ok()?;
+        let key = target.location.to_string();
+        let running = {
+            let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+            sizes.get_mut(&key).map(|size| {
+                *size += stored;
+                *size
+            })
+        };
+        if running.is_some() {
+            return running;
+        }
+        let size = blocking(move || target.size()).await.ok()?;
+        self.sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, size);
+        Some(size)
+    }
+
     /// Forget `snapshots`, then prune. From this server one prune runs at a time per
     /// repository; another process's prune is waited for up to `PRUNE_WAIT`. A prune only
     /// frees space nothing uses: one that cannot run now leaves that to the next, which is no
@@ -640,7 +677,15 @@ impl Jobs {
                     tracing::warn!(repository = %target.location, error = %e, "pruning failed; the next prune frees the space");
                     return Ok(());
                 }
-                Ok(()) => return Ok(()),
+                Ok(removed) => {
+                    if removed {
+                        self.sizes
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&target.location.to_string());
+                    }
+                    return Ok(());
+                }
             }
         }
     }

@@ -4,16 +4,12 @@
 use std::path::PathBuf;
 
 use coffer_repo::{Location, S3Options};
-use coffer_types::{Job, Repository, RepositoryInput, RepositoryUpdate};
+use coffer_types::{Check, Job, Repository, RepositoryInput, RepositoryUpdate};
 
+use crate::resources::Managed;
 use crate::spec::{self, FieldError};
 use crate::target::{self, Target};
 use crate::{Jobs, JobsError, Result, blocking};
-
-/// What a sealed secret is bound to.
-fn context(id: &str) -> String {
-    format!("repository:{id}")
-}
 
 fn field(name: &'static str, message: impl Into<String>) -> JobsError {
     JobsError::Field(FieldError {
@@ -22,12 +18,110 @@ fn field(name: &'static str, message: impl Into<String>) -> JobsError {
     })
 }
 
+fn check_endpoint(endpoint: Option<&str>) -> Result<()> {
+    match endpoint {
+        Some(e)
+            if !(e.starts_with("http://") || e.starts_with("https://"))
+                || e.split("://").nth(1).is_none_or(str::is_empty) =>
+        {
+            Err(field(
+                "endpoint",
+                format!("{e:?} is not an http:// or https:// address"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Managed for Repository {
+    async fn make(
+        jobs: &Jobs,
+        id: String,
+        input: RepositoryInput,
+    ) -> Result<(Self, Option<String>)> {
+        let now = chrono::Utc::now();
+        check_endpoint(input.endpoint.as_deref())?;
+        let r = Repository {
+            name: spec::name(&input.name)?,
+            url: jobs.repository_url(&input.url, None).await?,
+            endpoint: input.endpoint,
+            region: input.region,
+            access_key_id: input.access_key_id,
+            has_secret: input.secret_access_key.is_some(),
+            encrypted: input.encrypted.unwrap_or(true),
+            jobs: 0,
+            created_at: now,
+            updated_at: now,
+            id,
+        };
+        Ok((r, input.secret_access_key))
+    }
+
+    async fn change(
+        jobs: &Jobs,
+        mut r: Self,
+        u: RepositoryUpdate,
+    ) -> Result<(Self, Option<String>)> {
+        if let Some(name) = u.name {
+            r.name = spec::name(&name)?;
+        }
+        let url = match u.url {
+            Some(url) => Some(jobs.repository_url(&url, Some(&r.url)).await?),
+            None => None,
+        };
+        let moved = url.as_ref().is_some_and(|u| *u != r.url)
+            || u.encrypted.is_some_and(|e| e != r.encrypted);
+        if moved && r.jobs > 0 {
+            return Err(JobsError::Busy(format!(
+                "repository {:?} is used by {} job(s): its url and encryption cannot change",
+                r.name, r.jobs
+            )));
+        }
+        if let Some(url) = url {
+            r.url = url;
+        }
+        if let Some(e) = u.encrypted {
+            r.encrypted = e;
+        }
+        if u.endpoint.is_some() {
+            check_endpoint(u.endpoint.as_deref())?;
+            r.endpoint = u.endpoint.filter(|e| !e.is_empty());
+        }
+        if u.region.is_some() {
+            r.region = u.region.filter(|e| !e.is_empty());
+        }
+        if u.access_key_id.is_some() {
+            r.access_key_id = u.access_key_id.filter(|e| !e.is_empty());
+        }
+        Ok((r, u.secret_access_key))
+    }
+
+    /// Whether the repository can be reached with its settings, and what it holds: a
+    /// repository that opens with the server's key, nothing yet (the first run makes one), or
+    /// why not.
+    async fn test(jobs: &Jobs, r: Self) -> Result<Check> {
+        let key = match r.encrypted {
+            true => Some(jobs.export_repository_key().await?),
+            false => None,
+        };
+        let target = jobs.registered_target(r, key).await?;
+        let opened = blocking(move || target::describe(&target)).await;
+        Ok(match opened {
+            Ok(detail) => Check { ok: true, detail },
+            Err(e) => Check {
+                ok: false,
+                detail: e.to_string(),
+            },
+        })
+    }
+}
+
 impl Jobs {
     /// `url` parsed: S3 locations as given, local ones inside a repository root, clear of
     /// the other local repositories (but `own`, the one being changed), written as
     /// `file:///…`.
     async fn repository_url(&self, url: &str, own: Option<&str>) -> Result<String> {
-        match Location::parse(url).map_err(|e| field("url", e))? {
+        match Location::parse(url).map_err(|e| field("url", e.to_string()))? {
             s3 @ Location::S3 { .. } => Ok(s3.to_string()),
             Location::Local(_) => {
                 let Some(path) = url.strip_prefix("file://") else {
@@ -51,115 +145,6 @@ impl Jobs {
         }
     }
 
-    fn check_endpoint(endpoint: Option<&str>) -> Result<()> {
-        match endpoint {
-            Some(e)
-                if !(e.starts_with("http://") || e.starts_with("https://"))
-                    || e.split("://").nth(1).is_none_or(str::is_empty) =>
-            {
-                Err(field(
-                    "endpoint",
-                    format!("{e:?} is not an http:// or https:// address"),
-                ))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub async fn repositories(&self) -> Result<Vec<Repository>> {
-        Ok(self.db.repositories().await?)
-    }
-
-    pub async fn repository(&self, id: &str) -> Result<Repository> {
-        Ok(self.db.repository(id).await?)
-    }
-
-    pub async fn create_repository(&self, input: RepositoryInput) -> Result<Repository> {
-        let id = coffer_db::new_id();
-        let now = chrono::Utc::now();
-        Self::check_endpoint(input.endpoint.as_deref())?;
-        let r = Repository {
-            name: spec::name(&input.name)?,
-            url: self.repository_url(&input.url, None).await?,
-            endpoint: input.endpoint,
-            region: input.region,
-            access_key_id: input.access_key_id,
-            has_secret: input.secret_access_key.is_some(),
-            encrypted: input.encrypted.unwrap_or(true),
-            jobs: 0,
-            created_at: now,
-            updated_at: now,
-            id,
-        };
-        let sealed = input
-            .secret_access_key
-            .map(|s| self.vault.seal(&s, &context(&r.id)));
-        Ok(self.db.create_repository(&r, sealed.as_deref()).await?)
-    }
-
-    pub async fn update_repository(&self, id: &str, u: RepositoryUpdate) -> Result<Repository> {
-        let mut r = self.db.repository(id).await?;
-        if let Some(name) = u.name {
-            r.name = spec::name(&name)?;
-        }
-        let url = match u.url {
-            Some(url) => Some(self.repository_url(&url, Some(&r.url)).await?),
-            None => None,
-        };
-        let moved = url.as_ref().is_some_and(|u| *u != r.url)
-            || u.encrypted.is_some_and(|e| e != r.encrypted);
-        if moved && r.jobs > 0 {
-            return Err(JobsError::Busy(format!(
-                "repository {:?} is used by {} job(s): its url and encryption cannot change",
-                r.name, r.jobs
-            )));
-        }
-        if let Some(url) = url {
-            r.url = url;
-        }
-        if let Some(e) = u.encrypted {
-            r.encrypted = e;
-        }
-        if u.endpoint.is_some() {
-            Self::check_endpoint(u.endpoint.as_deref())?;
-            r.endpoint = u.endpoint.filter(|e| !e.is_empty());
-        }
-        if u.region.is_some() {
-            r.region = u.region.filter(|e| !e.is_empty());
-        }
-        if u.access_key_id.is_some() {
-            r.access_key_id = u.access_key_id.filter(|e| !e.is_empty());
-        }
-        let sealed = u
-            .secret_access_key
-            .map(|s| self.vault.seal(&s, &context(id)));
-        Ok(self.db.update_repository(&r, sealed.as_deref()).await?)
-    }
-
-    /// Whether the registered repository `id` can be reached with its settings, and what it
-    /// holds: a repository that opens with the server's key, nothing yet (the first run makes
-    /// one), or why not.
-    pub async fn test_repository(&self, id: &str) -> Result<coffer_types::Check> {
-        let r = self.db.repository(id).await?;
-        let key = match r.encrypted {
-            true => Some(self.export_repository_key().await?),
-            false => None,
-        };
-        let target = self.registered_target(r, key).await?;
-        let opened = blocking(move || target::describe(&target)).await;
-        Ok(match opened {
-            Ok(detail) => coffer_types::Check { ok: true, detail },
-            Err(e) => coffer_types::Check {
-                ok: false,
-                detail: e.to_string(),
-            },
-        })
-    }
-
-    pub async fn delete_repository(&self, id: &str) -> Result<()> {
-        Ok(self.db.delete_repository(id).await?)
-    }
-
     /// The repository a job writes to, and how to open it.
     pub(crate) async fn target(&self, job: &Job) -> Result<Target> {
         let key = self.key(job).await?;
@@ -174,7 +159,7 @@ impl Jobs {
                 key,
             });
         };
-        let r = self.db.repository(id).await?;
+        let r = self.db.resource::<Repository>(id).await?;
         self.registered_target(r, key).await
     }
 
@@ -185,11 +170,8 @@ impl Jobs {
         key: Option<String>,
     ) -> Result<Target> {
         let id = &r.id;
-        let location = Location::parse(&r.url).map_err(JobsError::Unusable)?;
-        let secret = match self.db.repository_secret(id).await? {
-            Some(sealed) => Some(self.vault.open(&sealed, &context(id))?),
-            None => None,
-        };
+        let location = Location::parse(&r.url).map_err(|e| JobsError::Unusable(e.to_string()))?;
+        let secret = self.secret::<Repository>(id).await?;
         let s3 = matches!(location, Location::S3 { .. }).then(|| S3Options {
             endpoint: r.endpoint,
             region: r.region,

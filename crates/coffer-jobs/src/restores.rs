@@ -358,7 +358,8 @@ impl Jobs {
     /// At start-up, for each restore a stop interrupted: undo what it left half-done and
     /// remove its debris — in place, an item moved aside goes back and staging directories
     /// go (`inplace::recover`); in a target directory, its temporary files — then mark it
-    /// failed.
+    /// failed. Files a restore into a directory created under their own names may be
+    /// incomplete: the task's error says to restore again, which replaces them.
     pub(crate) async fn clean_up_after_crash(&self) -> Result<()> {
         for task in self.db.interrupted_restores().await? {
             let live: Vec<PathBuf> = match self.db.job(&task.job_id).await {
@@ -373,9 +374,10 @@ impl Jobs {
                 _ => vec![],
             };
             let (id, target) = (task.id.clone(), PathBuf::from(&task.target));
+            let elsewhere = target.is_absolute() && target != Path::new("/");
             let done = blocking(move || {
                 let mut done = inplace::recover(&id, &live);
-                if target.is_absolute() && target != Path::new("/") {
+                if elsewhere {
                     done.extend(coffer_repo::restore::remove_leftovers(&target));
                 }
                 Ok::<_, JobsError>(done)
@@ -384,12 +386,14 @@ impl Jobs {
             for what in &done {
                 tracing::warn!(restore = %task.id, "after an interrupted restore: {what}");
             }
-            self.db
-                .finish_restore(
-                    &task.id,
-                    Err("the server stopped while this restore was running".into()),
-                )
-                .await?;
+            let mut error = "the server stopped while this restore was running".to_string();
+            if elsewhere {
+                error += &format!(
+                    ": files under {} may be incomplete; restore into it again to complete them",
+                    task.target
+                );
+            }
+            self.db.finish_restore(&task.id, Err(error)).await?;
         }
         Ok(())
     }

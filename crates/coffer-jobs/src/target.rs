@@ -166,8 +166,10 @@ pub fn forget(target: &Target, snapshots: &[String]) -> coffer_repo::Result<()> 
 }
 
 /// Remove the data no snapshot uses any more (`Error::Locked` while another prune runs).
-pub fn prune(target: &Target) -> coffer_repo::Result<()> {
-    prune::prune(&target.open()?, &PruneOptions { dry_run: false }).map(|_| ())
+/// Prune; whether packs were removed (or rewritten).
+pub fn prune(target: &Target) -> coffer_repo::Result<bool> {
+    let report = prune::prune(&target.open()?, &PruneOptions { dry_run: false })?;
+    Ok(report.packs_deleted > 0 || report.packs_repacked > 0)
 }
 
 /// Remove a local repository that holds no snapshot any more, with the folders it made.

@@ -47,12 +47,16 @@ impl fmt::Debug for Id {
     }
 }
 
+/// Text that is not an id.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a 64-character hex id")]
+pub struct BadId(String);
+
 impl FromStr for Id {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BadId;
+    fn from_str(s: &str) -> Result<Self, BadId> {
         let mut b = [0u8; 32];
-        hex::decode_to_slice(s, &mut b)
-            .map_err(|_| format!("{s:?} is not a 64-character hex id"))?;
+        hex::decode_to_slice(s, &mut b).map_err(|_| BadId(s.to_string()))?;
         Ok(Id(b))
     }
 }

@@ -63,7 +63,7 @@ pub mod verify;
 mod wire;
 
 pub use archive::Damage;
-pub use backend::{Backend, BackendError, BackendErrorKind, Location, S3Options};
+pub use backend::{Backend, BackendError, BackendErrorKind, BadLocation, Location, S3Options};
 pub use backup::{
     BackupCounts, BackupItem, BackupOptions, BackupSummary, Excludes, ParentChoice, Progress,
     Source, backup,
@@ -72,7 +72,7 @@ pub use chunker::ChunkerParams;
 pub use crypto::{KdfParams, MasterKey};
 pub use error::{Error, Result};
 pub use forget::{GroupBy, RetentionPolicy};
-pub use id::Id;
+pub use id::{BadId, Id};
 pub use lock::{LockGuard, LockInfo, LockKind, acquire as lock};
 pub use repo::{Config, FORMAT_VERSION, InitOptions, KeyExport, Repository, Secret};
 pub use session::{DumpSummary, SnapshotReader};

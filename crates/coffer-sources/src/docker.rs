@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
@@ -90,8 +92,22 @@ pub struct Docker {
     inner: bollard::Docker,
 }
 
+/// The connection once made, shared by every step: the client pools its connections, and the
+/// API version is negotiated once per process.
+static CONNECTED: Mutex<Option<Docker>> = Mutex::new(None);
+
 impl Docker {
+    /// The shared connection, made (and checked with a ping) on first use.
     pub async fn connect() -> Result<Docker> {
+        if let Some(d) = CONNECTED.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(d);
+        }
+        let d = Self::connect_now().await?;
+        *CONNECTED.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
+        Ok(d)
+    }
+
+    async fn connect_now() -> Result<Docker> {
         let unreachable = |e: BollardError| DockerError::Unreachable(e.to_string());
         let inner = bollard::Docker::connect_with_unix_defaults().map_err(unreachable)?;
         let inner = tokio::time::timeout(std::time::Duration::from_secs(5), async {
@@ -116,18 +132,32 @@ impl Docker {
         ))
     }
 
+    async fn inspect(&self, name: &str) -> Result<bollard::models::Volume> {
+        match self.inner.inspect_volume(name).await {
+            Err(e) if status(&e) == Some(404) => Err(DockerError::NoSuchVolume(name.into())),
+            inspected => inspected.map_err(api),
+        }
+    }
+
     /// The volume's driver, options and labels.
     pub async fn volume(&self, name: &str) -> Result<VolumeInfo> {
-        match self.inner.inspect_volume(name).await {
-            Ok(v) => Ok(VolumeInfo {
-                name: v.name,
-                driver: v.driver,
-                options: v.options,
-                labels: v.labels,
-            }),
-            Err(e) if status(&e) == Some(404) => Err(DockerError::NoSuchVolume(name.into())),
-            Err(e) => Err(api(e)),
-        }
+        let v = self.inspect(name).await?;
+        Ok(VolumeInfo {
+            name: v.name,
+            driver: v.driver,
+            options: v.options,
+            labels: v.labels,
+        })
+    }
+
+    /// Where the volume's files can be read in place: the directory of a plain local volume
+    /// (without mount options: such a volume is mounted only while a container uses it) when
+    /// Coffer reaches it, as it does on the Docker host.
+    pub async fn mount_point(&self, name: &str) -> Result<Option<PathBuf>> {
+        let v = self.inspect(name).await?;
+        let dir = PathBuf::from(&v.mountpoint);
+        let plain = v.driver == "local" && v.options.is_empty();
+        Ok((plain && dir.is_absolute() && dir.is_dir()).then_some(dir))
     }
 
     /// Containers, running or not, that match one filter (`volume=…`, `label=…`).
@@ -206,11 +236,11 @@ impl Docker {
         }
     }
 
-    /// Read the volume: its description, and a tar stream of its contents (`./…`) for a
-    /// blocking reader. The temporary container goes away when the reader is dropped.
-    pub async fn read_volume(&self, name: &str) -> Result<(VolumeInfo, VolumeReader)> {
+    /// Read the volume as a tar stream of its contents (`./…`) for a blocking reader, through
+    /// a temporary container that goes away when the reader is dropped.
+    pub async fn read_volume(&self, name: &str) -> Result<VolumeReader> {
         // Inspected first: mounting a volume that does not exist would create it.
-        let info = self.volume(name).await?;
+        self.inspect(name).await?;
         let temp = self.temporary(name, true).await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
         let docker = self.inner.clone();
@@ -228,12 +258,11 @@ impl Docker {
                 }
             }
         });
-        let reader = VolumeReader {
+        Ok(VolumeReader {
             rx,
             buf: Bytes::new(),
             _temp: temp,
-        };
-        Ok((info, reader))
+        })
     }
 
     /// Make the volume empty, as described by `info`: removed and created again with its
@@ -266,8 +295,8 @@ impl Docker {
     }
 
     async fn empty_in_place(&self, name: &str) -> Result<()> {
-        let v = self.inner.inspect_volume(name).await.map_err(api)?;
-        let dir = std::path::PathBuf::from(&v.mountpoint);
+        let v = self.inspect(name).await?;
+        let dir = PathBuf::from(&v.mountpoint);
         let in_use = || {
             DockerError::Api(format!(
                 "volume {name} is still referenced by stopped containers, so it cannot be recreated, and its mount point {} is not reachable from Coffer: remove those containers or run Coffer on the Docker host",

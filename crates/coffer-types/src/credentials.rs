@@ -112,3 +112,11 @@ pub struct Credential {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+crate::resource!(
+    Credential,
+    CredentialInput,
+    CredentialUpdate,
+    "credential",
+    "credentials"
+);

@@ -8,8 +8,46 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+/// A resource admins manage at `/api/<PATH>` (list, create, get, update, delete, test) whose
+/// secret is stored sealed and never returned: registered repositories, database credentials.
+pub trait Resource: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// What creates one.
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// What changes one: the fields given.
+    type Update: Serialize + DeserializeOwned + Send + 'static;
+    /// Its name in messages, and what its secret is bound to: `repository`.
+    const KIND: &'static str;
+    /// Its collection under `/api/`: `repositories`.
+    const PATH: &'static str;
+
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
+}
+
+/// `Resource` for an API type with `id` and `name` fields.
+macro_rules! resource {
+    ($ty:ty, $input:ty, $update:ty, $kind:literal, $path:literal) => {
+        impl $crate::Resource for $ty {
+            type Input = $input;
+            type Update = $update;
+            const KIND: &'static str = $kind;
+            const PATH: &'static str = $path;
+
+            fn id(&self) -> &str {
+                &self.id
+            }
+
+            fn name(&self) -> &str {
+                &self.name
+            }
+        }
+    };
+}
+pub(crate) use resource;
 
 mod credentials;
 mod jobs;

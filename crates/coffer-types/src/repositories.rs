@@ -66,3 +66,11 @@ pub struct Repository {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+crate::resource!(
+    Repository,
+    RepositoryInput,
+    RepositoryUpdate,
+    "repository",
+    "repositories"
+);

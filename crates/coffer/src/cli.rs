@@ -261,7 +261,7 @@ impl Ctx {
             .repo
             .as_deref()
             .context("no repository given: pass --repo or set COFFER_REPO")?;
-        Location::parse(r).map_err(|e| anyhow::anyhow!(e))
+        Ok(Location::parse(r)?)
     }
 
     fn password(&self) -> Result<Option<String>> {

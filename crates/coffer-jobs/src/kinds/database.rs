@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use coffer_repo::{BackupItem, SnapshotReader};
 use coffer_sources::{SourceError, mysql, postgres};
-use coffer_types::{DatabaseDump, DbEngine, MysqlTool, Record, Source};
+use coffer_types::{Credential, DatabaseDump, DbEngine, MysqlTool, Record, Source};
 
 use super::{Judge, Kind, Restore, Run};
 use crate::runner;
@@ -560,8 +560,8 @@ impl Jobs {
             if logins.logins.contains_key(credential_id) {
                 continue;
             }
-            let c = self.db.credential(credential_id).await?;
-            let password = self.credential_password(credential_id).await?;
+            let c = self.db.resource::<Credential>(credential_id).await?;
+            let password = self.secret::<Credential>(credential_id).await?;
             let login = match c.engine {
                 DbEngine::Postgres => Login::Postgres(postgres::Login {
                     host: c.host.or(c.socket).unwrap_or_default(),
@@ -587,10 +587,10 @@ impl Jobs {
         Ok(logins)
     }
 
-    /// Whether the server behind credential `id` answers with its password: the databases
+    /// Whether the server behind credential `c` answers with its password: the databases
     /// it lists, or why not.
-    pub async fn test_credential(&self, id: &str) -> Result<coffer_types::Check> {
-        let c = self.db.credential(id).await?;
+    pub(crate) async fn test_credential(&self, c: Credential) -> Result<coffer_types::Check> {
+        let id = c.id.as_str();
         let probe = match c.engine {
             DbEngine::Postgres => Source::Postgres {
                 credential_id: id.to_string(),
@@ -628,7 +628,7 @@ impl Jobs {
                     message,
                 })
             };
-            match self.db.credential(credential_id).await {
+            match self.db.resource::<Credential>(credential_id).await {
                 Ok(c) if c.engine == engine => {}
                 Ok(c) => {
                     return Err(bad(format!(

@@ -80,20 +80,27 @@ fn failed(name: &str) -> impl Fn(DockerError) -> JobsError + '_ {
     }
 }
 
-/// The engine item that reads the volume; its description goes into `labels`.
+/// The engine item that reads the volume; its description goes into `labels`. A volume whose
+/// files Coffer reaches in place is walked like a path (files unchanged since the last backup
+/// are not read again); any other is read whole as a tar stream through a temporary container.
 fn backup_item(name: &str, labels: &mut BTreeMap<String, String>) -> Result<BackupItem, JobsError> {
     let rt = tokio::runtime::Handle::current();
-    let (info, reader) = rt
-        .block_on(async { Docker::connect().await?.read_volume(name).await })
+    let (info, source) = rt
+        .block_on(async {
+            let docker = Docker::connect().await?;
+            let info = docker.volume(name).await?;
+            let source = match docker.mount_point(name).await? {
+                Some(dir) => coffer_repo::Source::Path(dir),
+                None => coffer_repo::Source::Tar(Box::new(docker.read_volume(name).await?)),
+            };
+            Ok((info, source))
+        })
         .map_err(failed(name))?;
     labels.insert(
         label(name),
         serde_json::to_string(&info).expect("a volume's description serializes"),
     );
-    Ok(BackupItem::named(
-        &folder(name),
-        coffer_repo::Source::Tar(Box::new(reader)),
-    )?)
+    Ok(BackupItem::named(&folder(name), source)?)
 }
 
 /// Whether the Docker engine can be used, with its version or why not.

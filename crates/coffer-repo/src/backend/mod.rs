@@ -93,6 +93,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn size(&self, name: &str) -> BackendResult<Option<u64>>;
 }
 
+/// A repository location that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadLocation(String);
+
 /// Where a repository lives, parsed from what the user typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -102,17 +107,19 @@ pub enum Location {
 
 impl Location {
     /// `s3://bucket/prefix`, `file:///abs/path`, or a plain (relative or absolute) path.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, BadLocation> {
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!(
+                return Err(BadLocation(format!(
                     "{s:?}: the S3 location needs a bucket: s3://bucket/prefix"
-                ));
+                )));
             }
             let prefix = prefix.trim_matches('/').to_string();
             if prefix.split('/').any(|c| c == ".." || c == ".") {
-                return Err(format!("{s:?}: the S3 prefix may not contain '.' or '..'"));
+                return Err(BadLocation(format!(
+                    "{s:?}: the S3 prefix may not contain '.' or '..'"
+                )));
             }
             return Ok(Location::S3 {
                 bucket: bucket.to_string(),
@@ -121,19 +128,19 @@ impl Location {
         }
         let path = s.strip_prefix("file://").unwrap_or(s);
         if path.is_empty() {
-            return Err("the repository location is empty".into());
+            return Err(BadLocation("the repository location is empty".into()));
         }
         if s.contains("://") && !s.starts_with("file://") {
-            return Err(format!(
+            return Err(BadLocation(format!(
                 "{s:?}: unsupported scheme; use a path, file:///path or s3://bucket/prefix"
-            ));
+            )));
         }
         let p = std::path::PathBuf::from(path);
         let abs = if p.is_absolute() {
             p
         } else {
             std::env::current_dir()
-                .map_err(|e| format!("current directory: {e}"))?
+                .map_err(|e| BadLocation(format!("current directory: {e}")))?
                 .join(p)
         };
         Ok(Location::Local(abs))

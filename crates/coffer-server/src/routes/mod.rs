@@ -7,10 +7,9 @@
 
 mod account;
 mod admin;
-mod credentials;
 mod jobs;
 mod keys;
-mod repositories;
+mod resources;
 mod system;
 mod users;
 
@@ -26,6 +25,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+use resources::{credentials, repositories};
 
 use crate::AppState;
 use crate::auth::SESSION_COOKIE;

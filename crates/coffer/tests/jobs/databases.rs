@@ -22,14 +22,16 @@ fn database_credentials_keep_their_password_to_themselves() {
         (json!({"user": " "}), "user"),
         (json!({"port": 0}), "port"),
     ] {
-        let (status, msg) = err(api.create_credential(&input(extra)));
+        let (status, msg) = err(api.create_resource::<Credential>(&input(extra)));
         assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
         assert!(msg.starts_with(field), "{field}: {msg}");
     }
-    let c = api.create_credential(&input(json!({}))).unwrap();
+    let c = api
+        .create_resource::<Credential>(&input(json!({})))
+        .unwrap();
     assert!(c.has_password && c.port == 5432, "{c:?}");
     assert_eq!(
-        err(api.create_credential(&input(json!({})))).0,
+        err(api.create_resource::<Credential>(&input(json!({})))).0,
         StatusCode::CONFLICT
     );
     let listed = api.raw("GET", "/api/credentials", None).unwrap();
@@ -38,11 +40,15 @@ fn database_credentials_keep_their_password_to_themselves() {
     // A socket replaces the host; an empty password removes it.
     let u: coffer_types::CredentialUpdate =
         serde_json::from_value(json!({"socket": "/run/postgresql", "password": ""})).unwrap();
-    let c = api.update_credential(&c.id, &u).unwrap();
+    let c = api.update_resource::<Credential>(&c.id, &u).unwrap();
     assert!(c.host.is_none() && !c.has_password, "{c:?}");
     let u: coffer_types::CredentialUpdate =
         serde_json::from_value(json!({"password": secret})).unwrap();
-    assert!(api.update_credential(&c.id, &u).unwrap().has_password);
+    assert!(
+        api.update_resource::<Credential>(&c.id, &u)
+            .unwrap()
+            .has_password
+    );
     for f in ["coffer.db", "coffer.db-wal"] {
         let bytes = std::fs::read(env.dir.path().join("data").join(f)).unwrap_or_default();
         assert!(
@@ -50,8 +56,11 @@ fn database_credentials_keep_their_password_to_themselves() {
             "the password is readable in {f}"
         );
     }
-    api.delete_credential(&c.id).unwrap();
-    assert_eq!(err(api.credential(&c.id)).0, StatusCode::NOT_FOUND);
+    api.delete_resource::<Credential>(&c.id).unwrap();
+    assert_eq!(
+        err(api.resource::<Credential>(&c.id)).0,
+        StatusCode::NOT_FOUND
+    );
     assert!(!env.server.log().contains(secret));
     assert!(env.server.stop().success());
 }
@@ -64,9 +73,9 @@ fn database_job(
     credential: serde_json::Value,
     mut job: serde_json::Value,
     mut source: serde_json::Value,
-) -> (coffer_types::Credential, coffer_types::Job) {
+) -> (Credential, coffer_types::Job) {
     let cred = api
-        .create_credential(&serde_json::from_value(credential).unwrap())
+        .create_resource::<Credential>(&serde_json::from_value(credential).unwrap())
         .unwrap();
     source["type"] = json!(cred.engine);
     source["credential_id"] = json!(cred.id);
@@ -83,7 +92,7 @@ fn database_job(
 /// A job naming a database that does not exist with `cred` fails its record, in the words of
 /// the dump tool (`tool` appears in the error, with the database's name; for MySQL it is the
 /// source's `backup_tool`).
-fn assert_missing_database_fails(api: &Client, cred: &coffer_types::Credential, tool: &str) {
+fn assert_missing_database_fails(api: &Client, cred: &Credential, tool: &str) {
     let mut source = json!({"type": cred.engine, "credential_id": cred.id,
                             "database": "coffer_no_such_db"});
     if cred.engine == coffer_types::DbEngine::Mysql {
@@ -254,7 +263,10 @@ fn a_postgres_database_is_dumped_restored_in_place_and_into_another_database() {
     assert_eq!(pg_checksums(&db.0), before);
 
     assert_missing_database_fails(api, &cred, "pg_dump");
-    assert_eq!(err(api.delete_credential(&cred.id)).0, StatusCode::CONFLICT);
+    assert_eq!(
+        err(api.delete_resource::<Credential>(&cred.id)).0,
+        StatusCode::CONFLICT
+    );
     assert!(!env.server.log().contains("not-needed-with-trust"));
     assert!(env.server.stop().success());
 }
@@ -347,7 +359,7 @@ fn mariadb_round_trip(tool: &str) {
     let env = start();
     let api = &env.api;
     let cred = api
-        .create_credential(
+        .create_resource::<Credential>(
             &serde_json::from_value(json!({"name": "local mariadb", "engine": "mysql",
                 "host": "127.0.0.1", "user": "root", "tls": "disable"}))
             .unwrap(),
@@ -451,7 +463,7 @@ fn postgres_failures_fail_the_record_and_keep_the_good_ones() {
     // The right one: a good record.
     let right: coffer_types::CredentialUpdate =
         serde_json::from_value(json!({"password": coffer_testkit::PG_PASSWORD})).unwrap();
-    api.update_credential(&cred.id, &right).unwrap();
+    api.update_resource::<Credential>(&cred.id, &right).unwrap();
     let good = run_to_end(api, &job.id);
     assert_eq!(good.status, RecordStatus::Success, "{good:?}");
 
@@ -665,7 +677,7 @@ fn whole_server_record(
     api: &Client,
     credential: serde_json::Value,
     dumped: &[&str],
-) -> (coffer_types::Credential, coffer_types::Job, Record) {
+) -> (Credential, coffer_types::Job, Record) {
     let (cred, job) = database_job(
         api,
         credential,
@@ -758,7 +770,8 @@ fn a_whole_postgres_server_comes_back_with_its_roles_and_databases() {
     );
     let renamed: coffer_types::CredentialUpdate =
         serde_json::from_value(json!({"name": "renamed pg", "password": "changed-since"})).unwrap();
-    api.update_credential(&cred.id, &renamed).unwrap();
+    api.update_resource::<Credential>(&cred.id, &renamed)
+        .unwrap();
     let task = restore(api, &job.id, &record.id, json!({}));
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
     assert_eq!(state(), before);
@@ -910,7 +923,7 @@ fn mariadb_failures(tool: &str) {
 
     let right: coffer_types::CredentialUpdate =
         serde_json::from_value(json!({"password": coffer_testkit::MY_PASSWORD})).unwrap();
-    api.update_credential(&cred.id, &right).unwrap();
+    api.update_resource::<Credential>(&cred.id, &right).unwrap();
     let good = run_to_end(api, &job.id);
     assert_eq!(good.status, RecordStatus::Success, "{good:?}");
 

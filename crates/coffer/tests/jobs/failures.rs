@@ -155,7 +155,7 @@ fn what_cannot_work_is_said_when_things_are_made() {
             c["password"] = json!(p);
         }
         let c = api
-            .create_credential(&serde_json::from_value(c).unwrap())
+            .create_resource::<Credential>(&serde_json::from_value(c).unwrap())
             .unwrap();
         let r = api
             .raw("POST", &format!("/api/credentials/{}/test", c.id), None)
@@ -178,7 +178,7 @@ fn what_cannot_work_is_said_when_things_are_made() {
         let r = serde_json::from_value(json!({"name": url, "url": url, "endpoint": endpoint,
             "access_key_id": "k", "secret_access_key": "s"}))
         .unwrap();
-        let r = api.create_repository(&r).unwrap();
+        let r = api.create_resource::<Repository>(&r).unwrap();
         api.raw("POST", &format!("/api/repositories/{}/test", r.id), None)
             .unwrap()
             .json()

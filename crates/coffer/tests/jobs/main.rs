@@ -13,7 +13,7 @@ use coffer_client::{AuditFilter, Client, ClientError, Credentials, RecordFilter,
 use coffer_testkit::{
     ServerProcess, TempDir, assert_same_tree, seeded, tempdir, wait_until, with_database,
 };
-use coffer_types::{JobInput, JobUpdate, Record, RecordStatus};
+use coffer_types::{Credential, JobInput, JobUpdate, Record, RecordStatus, Repository};
 use serde_json::json;
 use sha2::Digest;
 

@@ -763,3 +763,52 @@ fn a_path_source_leaves_out_what_its_excludes_match() {
     assert!(!names.iter().any(|n| n.ends_with(".bin")), "{names:?}");
     assert!(env.server.stop().success());
 }
+
+/// The repository size in `/metrics` is what the repository takes on disk, run after run (a
+/// running figure: the repository is listed once, not after every run).
+#[test]
+fn the_repository_size_follows_each_run() {
+    let env = start();
+    let src = env.dir.path().join("sized");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), "first").unwrap();
+    let job = env
+        .api
+        .create_job(&path_job("sized", &src, json!({})))
+        .unwrap();
+    let dest = job.dest_path.clone().unwrap();
+    for i in 0..3 {
+        std::fs::write(
+            src.join(format!("added-{i}.bin")),
+            seeded(200_000, &i.to_string()),
+        )
+        .unwrap();
+        assert_eq!(run_to_end(&env.api, &job.id).status, RecordStatus::Success);
+        let text = env.api.metrics().unwrap();
+        let gauge = text
+            .lines()
+            .find(|l| {
+                l.starts_with("coffer_backup_repository_bytes")
+                    && l.contains(&format!("job=\"{}\"", job.id))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap();
+        let on_disk: u64 = ["config", "keys", "data", "index", "snapshots"]
+            .iter()
+            .flat_map(|d| sizes(Path::new(&dest).join(d)))
+            .sum();
+        assert_eq!(gauge as u64, on_disk, "after run {i}");
+    }
+}
+
+/// The sizes of the files at or below `path`.
+fn sizes(path: std::path::PathBuf) -> Vec<u64> {
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(&path)
+            .unwrap()
+            .flat_map(|e| sizes(e.unwrap().path()))
+            .collect(),
+        Ok(m) => vec![m.len()],
+        Err(_) => vec![],
+    }
+}

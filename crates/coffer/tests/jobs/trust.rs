@@ -143,7 +143,7 @@ fn operators_stay_inside_the_roots_and_coffers_own_files_are_never_used() {
         json!({"name": "local", "url": format!("file://{}", elsewhere.display())}),
     )
     .unwrap();
-    field_error(admin.create_repository(&registered), "url");
+    field_error(admin.create_resource::<Repository>(&registered), "url");
 
     // Restore targets: inside the restore roots, for everyone, symlinks resolved.
     std::os::unix::fs::symlink("/etc", restored.join("link")).unwrap();
@@ -615,7 +615,8 @@ fn a_restore_killed_half_way_leaves_nothing_behind() {
     let task = api.restore_task(&job.id, &task.id).unwrap();
     assert_eq!(task.status, RecordStatus::Failed, "{task:?}");
 
-    // Killed while restoring into a directory: its temporary files go at the next start.
+    // Killed while restoring into a directory: the task says its files may be incomplete, and
+    // a restore into it again completes them.
     let target = dir.path().join("data/restores/big");
     let task = api
         .restore_record(
@@ -625,19 +626,34 @@ fn a_restore_killed_half_way_leaves_nothing_behind() {
         )
         .unwrap();
     let inside = target.join(src.strip_prefix("/").unwrap());
-    wait_until(LONG, || {
-        match inside.is_dir() && !debris(&inside).is_empty() {
-            true => Ok(()),
-            false => Err("no file being written yet".to_string()),
-        }
+    wait_until(LONG, || match inside.join("part-1.bin").exists() {
+        true => Ok(()),
+        false => Err("no file being written yet".to_string()),
     });
     server.kill();
     let server = start_in(&dir);
     assert!(debris(&inside).is_empty(), "{:?}", debris(&inside));
     let api = login(&server);
-    assert_eq!(
-        api.restore_task(&job.id, &task.id).unwrap().status,
-        RecordStatus::Failed
-    );
+    let failed = api.restore_task(&job.id, &task.id).unwrap();
+    assert_eq!(failed.status, RecordStatus::Failed);
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains("restore into it again"), "{error}");
+    let again = api
+        .restore_record(
+            &job.id,
+            &record.id,
+            &request(json!({"target": "restores/big"})),
+        )
+        .unwrap();
+    let again = api.wait_restore(&job.id, &again.id, LONG).unwrap();
+    assert_eq!(again.status, RecordStatus::Success, "{again:?}");
+    for i in 1..12 {
+        let restored = std::fs::read(inside.join(format!("part-{i}.bin"))).unwrap();
+        assert!(
+            restored == seeded(32 << 20, &format!("part {i}")),
+            "part-{i}.bin"
+        );
+    }
+    assert!(debris(&inside).is_empty(), "{:?}", debris(&inside));
     assert!(server.stop().success());
 }

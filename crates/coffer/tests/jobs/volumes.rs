@@ -20,12 +20,16 @@ struct Volume(String);
 
 impl Volume {
     fn new(labels: &[&str]) -> Volume {
+        let labels: Vec<_> = labels.iter().flat_map(|l| ["--label", l]).collect();
+        Volume::create(&labels)
+    }
+
+    /// A volume made with these arguments of `docker volume create`.
+    fn create(options: &[&str]) -> Volume {
         coffer_testkit::docker_engine();
         let name = unique_name("coffer-test-volume").replace('_', "-");
         let mut args = vec!["volume", "create"];
-        for l in labels {
-            args.extend(["--label", l]);
-        }
+        args.extend(options);
         args.push(&name);
         coffer_testkit::docker(&args);
         Volume(name)
@@ -218,6 +222,51 @@ fn a_docker_volume_job_backs_up_and_restores_into_a_recreated_volume() {
     assert!(env.server.stop().success());
 }
 
+/// A volume with mount options is mounted only while a container uses it: its directory on the
+/// host is empty otherwise, so it is read through the engine, never from that directory.
+#[test]
+fn a_volume_mounted_only_while_in_use_is_read_through_the_engine() {
+    let env = start();
+    let api = &env.api;
+    let host_dir = env.dir.path().join("bound");
+    std::fs::create_dir_all(host_dir.join("app")).unwrap();
+    std::fs::write(host_dir.join("app/settings.conf"), b"port = 80\n").unwrap();
+    let device = format!("device={}", host_dir.display());
+    let vol = Volume::create(&["-o", "type=none", "-o", "o=bind", "-o", &device]);
+
+    let input = json!({"name": "bound", "volumes": [vol.0], "schedule": "@daily"});
+    let job = api
+        .create_job(&serde_json::from_value(input).unwrap())
+        .unwrap();
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    let (_, archive) = api.download_record(&job.id, &record.id).unwrap();
+    let mut found = None;
+    for entry in tar::Archive::new(&archive[..]).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap() == Path::new(&format!("volume/{}/app/settings.conf", vol.0)) {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+            found = Some(text);
+        }
+    }
+    assert_eq!(
+        found.as_deref(),
+        Some("port = 80\n"),
+        "the volume's file is in the archive"
+    );
+
+    // Restored in place through the engine: the bound directory holds the file again.
+    std::fs::remove_file(host_dir.join("app/settings.conf")).unwrap();
+    let task = restore(api, &job.id, &record.id, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(
+        std::fs::read(host_dir.join("app/settings.conf")).unwrap(),
+        b"port = 80\n"
+    );
+    assert!(env.server.stop().success());
+}
+
 #[test]
 fn jobs_write_to_a_registered_s3_repository_whose_secret_never_leaves() {
     let s3 = coffer_testkit::S3Server::start();
@@ -248,17 +297,19 @@ fn jobs_write_to_a_registered_s3_repository_whose_secret_never_leaves() {
         (json!({"endpoint": "127.0.0.1:9000"}), "endpoint"),
         (json!({"name": " "}), "name"),
     ] {
-        let (status, msg) = err(api.create_repository(&repo_input(extra)));
+        let (status, msg) = err(api.create_resource::<Repository>(&repo_input(extra)));
         assert_eq!(status, StatusCode::BAD_REQUEST, "{msg}");
         assert!(msg.starts_with(field), "{field}: {msg}");
     }
-    let repo = api.create_repository(&repo_input(json!({}))).unwrap();
+    let repo = api
+        .create_resource::<Repository>(&repo_input(json!({})))
+        .unwrap();
     assert!(
         repo.has_secret && repo.encrypted && repo.jobs == 0,
         "{repo:?}"
     );
     assert_eq!(
-        err(api.create_repository(&repo_input(json!({})))).0,
+        err(api.create_resource::<Repository>(&repo_input(json!({})))).0,
         StatusCode::CONFLICT
     );
     let listed = api.raw("GET", "/api/repositories", None).unwrap();
@@ -312,22 +363,22 @@ fn jobs_write_to_a_registered_s3_repository_whose_secret_never_leaves() {
     assert_same_tree(&src, &restored.join(src.strip_prefix("/").unwrap()));
 
     // In use: it cannot be deleted or moved.
-    assert_eq!(api.repository(&repo.id).unwrap().jobs, 1);
+    assert_eq!(api.resource::<Repository>(&repo.id).unwrap().jobs, 1);
     assert_eq!(
-        code(api.delete_repository(&repo.id)),
+        code(api.delete_resource::<Repository>(&repo.id)),
         (StatusCode::CONFLICT, "in_use".into())
     );
     let moved: coffer_types::RepositoryUpdate =
         serde_json::from_value(json!({"url": format!("s3://{bucket}/elsewhere")})).unwrap();
     assert_eq!(
-        err(api.update_repository(&repo.id, &moved)).0,
+        err(api.update_resource::<Repository>(&repo.id, &moved)).0,
         StatusCode::CONFLICT
     );
 
     // A wrong secret fails the run clearly and keeps the good record; the right one again works.
     let wrong: coffer_types::RepositoryUpdate =
         serde_json::from_value(json!({"secret_access_key": "not-the-secret"})).unwrap();
-    api.update_repository(&repo.id, &wrong).unwrap();
+    api.update_resource::<Repository>(&repo.id, &wrong).unwrap();
     let failed = run_to_end(api, &job.id);
     assert_eq!(failed.status, RecordStatus::Failed, "{failed:?}");
     assert!(failed.error.is_some());
@@ -337,7 +388,7 @@ fn jobs_write_to_a_registered_s3_repository_whose_secret_never_leaves() {
     );
     let right: coffer_types::RepositoryUpdate =
         serde_json::from_value(json!({"secret_access_key": s3.secret_key})).unwrap();
-    api.update_repository(&repo.id, &right).unwrap();
+    api.update_resource::<Repository>(&repo.id, &right).unwrap();
     assert_eq!(run_to_end(api, &job.id).status, RecordStatus::Success);
 
     // The secret is nowhere: not in the database files, not in the log, not in the audit log.
@@ -355,8 +406,11 @@ fn jobs_write_to_a_registered_s3_repository_whose_secret_never_leaves() {
 
     // Once no job uses it, it can go (its data stays in the bucket).
     api.delete_job(&job.id, true).unwrap();
-    api.delete_repository(&repo.id).unwrap();
-    assert_eq!(err(api.repository(&repo.id)).0, StatusCode::NOT_FOUND);
+    api.delete_resource::<Repository>(&repo.id).unwrap();
+    assert_eq!(
+        err(api.resource::<Repository>(&repo.id)).0,
+        StatusCode::NOT_FOUND
+    );
     assert!(s3.object_file(&bucket, "team/config").is_file());
     let log = env.server.log();
     assert!(
