@@ -5,28 +5,21 @@
 use coffer_types::{Check, Credential, CredentialInput, CredentialUpdate};
 
 use crate::resources::Managed;
-use crate::spec::{self, FieldError};
-use crate::{Jobs, JobsError, Result};
-
-fn field(name: &'static str, message: impl Into<String>) -> JobsError {
-    JobsError::Field(FieldError {
-        field: name,
-        message: message.into(),
-    })
-}
+use crate::spec::{self, field};
+use crate::{Jobs, Result};
 
 /// Exactly one of `host` and `socket`; a socket is an absolute path; a user is named.
 fn check(c: &Credential) -> Result<()> {
     match (&c.host, &c.socket) {
         (Some(h), None) if !h.trim().is_empty() => {}
         (None, Some(s)) => spec::absolute("socket", s)?,
-        _ => return Err(field("host", "give either host (and port) or socket")),
+        _ => return Err(field("host", "give either host (and port) or socket").into()),
     }
     if c.user.trim().is_empty() {
-        return Err(field("user", "name the database user"));
+        return Err(field("user", "name the database user").into());
     }
     if c.port == 0 {
-        return Err(field("port", "the port must be 1 to 65535"));
+        return Err(field("port", "the port must be 1 to 65535").into());
     }
     Ok(())
 }

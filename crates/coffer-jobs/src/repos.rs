@@ -7,16 +7,9 @@ use coffer_repo::{Location, S3Options};
 use coffer_types::{Check, Job, Repository, RepositoryInput, RepositoryUpdate};
 
 use crate::resources::Managed;
-use crate::spec::{self, FieldError};
+use crate::spec::{self, field};
 use crate::target::{self, Target};
 use crate::{Jobs, JobsError, Result, blocking};
-
-fn field(name: &'static str, message: impl Into<String>) -> JobsError {
-    JobsError::Field(FieldError {
-        field: name,
-        message: message.into(),
-    })
-}
 
 fn check_endpoint(endpoint: Option<&str>) -> Result<()> {
     match endpoint {
@@ -27,7 +20,8 @@ fn check_endpoint(endpoint: Option<&str>) -> Result<()> {
             Err(field(
                 "endpoint",
                 format!("{e:?} is not an http:// or https:// address"),
-            ))
+            )
+            .into())
         }
         _ => Ok(()),
     }
@@ -128,7 +122,8 @@ impl Jobs {
                     return Err(field(
                         "url",
                         "use s3://bucket/prefix or file:///path (inside a repository root)",
-                    ));
+                    )
+                    .into());
                 };
                 let own = own
                     .and_then(|u| u.strip_prefix("file://"))
