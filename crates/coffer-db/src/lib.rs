@@ -14,6 +14,7 @@ mod keys;
 mod repositories;
 mod resources;
 mod restores;
+mod tables;
 mod users;
 
 use std::path::Path;
@@ -30,6 +31,7 @@ pub use jobs::{RecordQuery, RunOutcome, SAFETY_TRIGGER, TriggerFilter};
 pub use keys::KeyRecord;
 pub use resources::{Statement, Stored};
 pub use restores::Restored;
+pub use tables::{Row, Tables, schema_version};
 pub use users::Session;
 
 #[derive(Debug, thiserror::Error)]

@@ -223,10 +223,20 @@ pub struct Caller {
     pub session_id: Option<String>,
 }
 
-/// Filled by authentication (who) and by [`AuditedRead`] (that a read is audited), read by
-/// the audit middleware after the handler ran.
+/// Filled by authentication (who), by [`AuditedRead`] (that a read is audited) and by
+/// [`AuditSubject`] (what was acted on), read by the audit middleware after the handler ran.
 #[derive(Debug, Clone, Default)]
-pub struct AuditSlot(Arc<Mutex<(Actor, bool)>>);
+pub struct AuditSlot(Arc<Mutex<Audited>>);
+
+/// What the audit log records of a request besides its route and outcome.
+#[derive(Debug, Default)]
+pub struct Audited {
+    pub actor: Actor,
+    /// A read its handler asked to be audited.
+    pub read: bool,
+    /// What the request acted on when the path does not say (a file named in the body).
+    pub subject: Option<String>,
+}
 
 /// Who a request acted as, as far as the audit log is concerned.
 #[derive(Debug, Clone, Default)]
@@ -237,14 +247,13 @@ pub struct Actor {
 }
 
 impl AuditSlot {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Actor, bool)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Audited> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
     pub fn set(&self, actor: Actor) {
-        self.lock().0 = actor;
+        self.lock().actor = actor;
     }
-    /// Who made the request, and whether its handler asked for a read to be audited.
-    pub fn take(&self) -> (Actor, bool) {
+    pub fn take(&self) -> Audited {
         std::mem::take(&mut *self.lock())
     }
 }
@@ -259,9 +268,29 @@ impl<S: Send + Sync> FromRequestParts<S> for AuditedRead {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         if let Some(slot) = parts.extensions.get::<AuditSlot>() {
-            slot.lock().1 = true;
+            slot.lock().read = true;
         }
         Ok(AuditedRead)
+    }
+}
+
+/// Lets a handler name what it acted on, for the audit log (`target` becomes the path and
+/// that name).
+pub struct AuditSubject(Option<AuditSlot>);
+
+impl AuditSubject {
+    pub fn name(&self, subject: &str) {
+        if let Some(slot) = &self.0 {
+            slot.lock().subject = Some(subject.to_string());
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuditSubject {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(AuditSubject(parts.extensions.get::<AuditSlot>().cloned()))
     }
 }
 

@@ -14,6 +14,7 @@ mod metrics;
 mod middleware;
 mod ratelimit;
 mod routes;
+mod selfbackup;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -118,6 +119,10 @@ pub(crate) struct AppState {
     pub max_upload_bytes: u64,
     pub timeouts: Timeouts,
     pub login_limiter: RateLimiter,
+    /// Snapshots of the metadata database, by admin.
+    pub backup_limiter: RateLimiter<String>,
+    pub snapshots: coffer_system::Snapshots,
+    pub auto_backup: selfbackup::TaskLog,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub openapi: OnceLock<serde_json::Value>,
     pub jobs: Arc<coffer_jobs::Jobs>,
@@ -237,6 +242,7 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        let snapshots = coffer_system::Snapshots::new(&config.data_dir, &db_path);
         let state = Arc::new(AppState {
             data_dir: config.data_dir,
             version: config.version,
@@ -250,6 +256,9 @@ impl Server {
             max_upload_bytes: config.max_upload_bytes,
             timeouts: config.timeouts,
             login_limiter: RateLimiter::new(10, Duration::from_secs(60)),
+            backup_limiter: RateLimiter::new(10, Duration::from_secs(3600)),
+            snapshots,
+            auto_backup: Default::default(),
             metrics: metrics::handle(),
             openapi: OnceLock::new(),
             jobs,
@@ -278,10 +287,15 @@ impl Server {
                 .clone()
                 .scheduler(until_stopped(stopped.clone()), Duration::from_secs(30)),
         );
+        let auto_backup = tokio::spawn(selfbackup::schedule(
+            self.state.clone(),
+            until_stopped(stopped.clone()),
+        ));
         let timeouts = self.state.timeouts;
         let app = routes::router(self.state);
         conn::serve(self.listener, app, timeouts, until_stopped(stopped)).await;
         let _ = scheduler.await;
+        let _ = auto_backup.await;
     }
 }
 

@@ -66,17 +66,21 @@ pub async fn audit(State(state): State<Arc<AppState>>, mut req: Request, next: N
     let slot = AuditSlot::default();
     req.extensions_mut().insert(slot.clone());
     let res = next.run(req).await;
-    let (actor, audited_read) = slot.take();
-    if !mutating && !audited_read {
+    let audited = slot.take();
+    if !mutating && !audited.read {
         return res;
     }
+    let actor = audited.actor;
     let entry = NewAuditEntry {
         user_id: actor.user_id,
         username: actor.username,
         key_id: actor.key_id,
         client_ip: ip,
         action,
-        target,
+        target: match audited.subject {
+            Some(subject) => format!("{target} {subject}"),
+            None => target,
+        },
         status: res.status().as_u16(),
     };
     if let Err(e) = state.db.add_audit(&entry).await {

@@ -1,23 +1,25 @@
-//! A per-client sliding-window limit: at most `max` attempts in any `window`. Used for login,
-//! where it makes password guessing slow; memory stays bounded by forgetting idle clients.
+//! A per-client sliding-window limit: at most `max` attempts in any `window`. Used for login
+//! (by address), where it makes password guessing slow, and for snapshots of the metadata
+//! database (by admin); memory stays bounded by forgetting idle clients.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = Option<IpAddr>> {
     max: usize,
     window: Duration,
-    attempts: Mutex<HashMap<Option<IpAddr>, VecDeque<Instant>>>,
+    attempts: Mutex<HashMap<K, VecDeque<Instant>>>,
 }
 
 /// Clients remembered before idle ones are forgotten.
 const TRACKED_CLIENTS: usize = 10_000;
 
-impl RateLimiter {
-    pub fn new(max: usize, window: Duration) -> RateLimiter {
+impl<K: Eq + Hash> RateLimiter<K> {
+    pub fn new(max: usize, window: Duration) -> RateLimiter<K> {
         RateLimiter {
             max,
             window,
@@ -27,7 +29,7 @@ impl RateLimiter {
 
     /// Count an attempt by `client`; `Err(seconds)` if it is over the limit, with how long
     /// until the next attempt is allowed.
-    pub fn attempt(&self, client: Option<IpAddr>) -> Result<(), u64> {
+    pub fn attempt(&self, client: K) -> Result<(), u64> {
         let now = Instant::now();
         let mut all = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         if all.len() >= TRACKED_CLIENTS {
@@ -53,7 +55,7 @@ mod tests {
 
     #[test]
     fn allows_max_per_window_per_client() {
-        let l = RateLimiter::new(3, Duration::from_secs(60));
+        let l = RateLimiter::<Option<IpAddr>>::new(3, Duration::from_secs(60));
         let a = Some(IpAddr::from([127, 0, 0, 1]));
         let b = Some(IpAddr::from([127, 0, 0, 2]));
         for _ in 0..3 {

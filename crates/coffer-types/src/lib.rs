@@ -52,6 +52,7 @@ pub(crate) use resource;
 mod credentials;
 mod jobs;
 mod repositories;
+mod system;
 
 pub use credentials::{Credential, CredentialInput, CredentialUpdate, DbEngine, TlsMode};
 pub use jobs::{
@@ -59,6 +60,10 @@ pub use jobs::{
     RestoreRequest, RestoreTask, Retention, Source, VerifyResult,
 };
 pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};
+pub use system::{
+    Done, MetaBackup, MetaBackupName, MetaBackupTaken, MetaBackups, RunServerTask, ServerTask,
+    ServerTaskRun, ServerTasks, SettingsUpdate,
+};
 
 /// What a user or an API key may do. Ordered: each role can do what the ones below it can.
 #[derive(

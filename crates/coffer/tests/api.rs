@@ -229,6 +229,12 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/settings", Some(Role::Admin)),
     ("GET", "/api/settings/{key}", Some(Role::Admin)),
     ("PUT", "/api/settings/{key}", Some(Role::Admin)),
+    ("PUT", "/api/settings", Some(Role::Admin)),
+    ("GET", "/api/backup", Some(Role::Admin)),
+    ("POST", "/api/backup", Some(Role::Admin)),
+    ("DELETE", "/api/backup", Some(Role::Admin)),
+    ("GET", "/api/scheduler", Some(Role::Admin)),
+    ("POST", "/api/scheduler", Some(Role::Admin)),
     ("GET", "/api/audit", Some(Role::Admin)),
     ("GET", "/api/admin/repository-key", Some(Role::Admin)),
     ("POST", "/api/credentials/{id}/test", Some(Role::Admin)),
@@ -558,6 +564,13 @@ fn every_route_is_documented_and_enforces_its_role() {
                         .replace("{tid}", &task.id),
                     json!({}),
                 ),
+                ("PUT", "/api/settings") => (path.clone(), json!({"settings": {"greeting": "hi"}})),
+                ("DELETE", "/api/backup") => {
+                    let r = clients[2].raw("POST", "/api/backup", None).unwrap();
+                    assert_eq!(r.status, 200, "{}", r.text);
+                    (path.clone(), json!({"name": r.json()["backup"]["name"]}))
+                }
+                ("POST", "/api/scheduler") => (path.clone(), json!({"task_id": "auto_backup"})),
                 ("PUT", _) => (path.clone(), json!({"value": 42})),
                 _ => (path.clone(), json!({})),
             };
@@ -1283,5 +1296,203 @@ fn an_internal_error_is_logged_under_its_request_id_and_never_leaked() {
     );
     // The rest of the server is unaffected.
     assert!(admin.me().is_ok());
+    assert!(env.server.stop().success());
+}
+
+/// Coffer backs up its own metadata database: consistent, distinct, kept to their count,
+/// deleted only by name, limited per admin, audited, and taken by the server's own daily task.
+#[test]
+fn the_metadata_database_is_backed_up_while_the_server_runs() {
+    let env = start();
+    let admin = admin(&env);
+    admin
+        .create_user(&create_user("keeper", Role::Viewer))
+        .unwrap();
+    let post = |c: &Client| c.raw("POST", "/api/backup", None).unwrap();
+    let listed = |c: &Client| -> Vec<String> {
+        let r = c.raw("GET", "/api/backup", None).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let dir = std::fs::canonicalize(env.dir.path().join("data"))
+        .unwrap()
+        .join("system-backups");
+    let users_in = |name: &str| -> Vec<String> {
+        with_database(&dir.join(name), async |pool| {
+            sqlx::query_scalar::<_, String>("SELECT username FROM users ORDER BY username")
+                .fetch_all(pool)
+                .await
+                .unwrap()
+        })
+    };
+
+    // One snapshot: named by its time, complete, the newest in the list.
+    let r = post(&admin);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    assert_eq!(body["success"], true);
+    let first = body["backup"]["name"].as_str().unwrap().to_string();
+    let stamp = first
+        .strip_prefix("coffer-backup-")
+        .and_then(|s| s.strip_suffix(".db"))
+        .unwrap();
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d_%H-%M-%S").is_ok(),
+        "{first}"
+    );
+    assert!(body["backup"]["size"].as_u64().unwrap() > 0);
+    assert!((body["backup"]["created_at"].as_i64().unwrap() - Utc::now().timestamp()).abs() < 60);
+    assert_eq!(users_in(&first), ["admin", "keeper"]);
+    let r = admin.raw("GET", "/api/backup", None).unwrap();
+    assert_eq!(r.json()["dir"], dir.display().to_string());
+    assert_eq!(listed(&admin), std::slice::from_ref(&first));
+
+    // Taken at once by several requests: distinct, complete files.
+    let names: BTreeSet<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| post(&admin))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let r = h.join().unwrap();
+                assert_eq!(r.status, 200, "{}", r.text);
+                r.json()["backup"]["name"].as_str().unwrap().to_string()
+            })
+            .collect()
+    });
+    assert_eq!(names.len(), 4, "{names:?}");
+    for n in &names {
+        assert_eq!(users_in(n), ["admin", "keeper"], "{n}");
+    }
+
+    // Settings the server reads are checked; none of a bad batch is stored.
+    let put = |body: serde_json::Value| admin.raw("PUT", "/api/settings", Some(&body)).unwrap();
+    for bad in [json!("0"), json!(-2), json!("ten"), json!(1.5)] {
+        let r = put(json!({"settings": {"greeting": "x", "general.backup_retention_count": bad}}));
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert_eq!(r.json()["code"], "invalid_field");
+        assert_eq!(r.json()["field"], "general.backup_retention_count");
+    }
+    assert_eq!(
+        admin
+            .raw("GET", "/api/settings/greeting", None)
+            .unwrap()
+            .status,
+        404
+    );
+    let r = admin
+        .raw(
+            "PUT",
+            "/api/settings/general.auto_backup",
+            Some(&json!({"value": "maybe"})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    // Retention: only the newest are kept.
+    let r = put(json!({"settings": {"general.backup_retention_count": "3"}}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = post(&admin);
+    let newest = r.json()["backup"]["name"].as_str().unwrap().to_string();
+    let kept = listed(&admin);
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert_eq!(kept[0], newest);
+    assert!(!kept.contains(&first) && !dir.join(&first).exists());
+
+    // Deleted by name only.
+    let delete = |name: &str| {
+        admin
+            .raw("DELETE", "/api/backup", Some(&json!({"name": name})))
+            .unwrap()
+    };
+    for bad in ["../coffer.db", "system-backups/x.db", "coffer.txt", "..db"] {
+        let r = delete(bad);
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+    }
+    assert_eq!(delete("coffer-backup-1999-01-01_00-00-00.db").status, 404);
+    assert!(
+        env.dir.path().join("data/coffer.db").exists(),
+        "nothing else was touched"
+    );
+    let gone = kept[2].clone();
+    let r = delete(&gone);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["success"], true);
+    assert!(!dir.join(&gone).exists());
+
+    // At most 10 an hour per admin (6 so far); another admin has their own count.
+    for _ in 0..4 {
+        assert_eq!(post(&admin).status, 200);
+    }
+    let r = post(&admin);
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.json()["code"], "rate_limited");
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&wait), "{wait}");
+    admin
+        .create_user(&create_user("second", Role::Admin))
+        .unwrap();
+    let second = bearer(&env.api, "second", PASSWORD);
+    assert_eq!(post(&second).status, 200);
+
+    // Creations and deletions are audited with the admin and the file.
+    let audit = admin.audit(&AuditFilter::default()).unwrap();
+    let created = audit
+        .iter()
+        .find(|e| e.action == "POST /api/backup" && e.target.contains(&newest))
+        .expect("the creation is audited");
+    assert_eq!(created.username.as_deref(), Some("admin"));
+    let deleted = audit
+        .iter()
+        .find(|e| e.action == "DELETE /api/backup" && e.status == 200)
+        .expect("the deletion is audited");
+    assert!(deleted.target.contains(&gone), "{deleted:?}");
+    assert_eq!(deleted.username.as_deref(), Some("admin"));
+
+    // The server's own daily task: shown, switched on by a setting, run on demand.
+    let task = || {
+        let r = admin.raw("GET", "/api/scheduler", None).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["tasks"][0].clone()
+    };
+    let t = task();
+    assert_eq!(t["id"], "auto_backup");
+    assert_eq!(t["enabled"], false);
+    assert!(t["last_run"].is_null());
+    let next: chrono::DateTime<Utc> = t["next_run"].as_str().unwrap().parse().unwrap();
+    assert_eq!(next.format("%H:%M:%S").to_string(), "03:00:00");
+    assert!(next > Utc::now() && next <= Utc::now() + chrono::Duration::days(1));
+    let r = put(json!({"settings": {"general.auto_backup": "true"}}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(task()["enabled"], true);
+    let r = admin
+        .raw(
+            "POST",
+            "/api/scheduler",
+            Some(&json!({"task_id": "auto_backup"})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["success"], true);
+    let t = task();
+    assert_eq!(t["last_status"], "success");
+    assert!(!t["last_run"].is_null());
+    assert_eq!(
+        listed(&admin).len(),
+        3,
+        "the retention applies to the task too"
+    );
+    let r = admin
+        .raw(
+            "POST",
+            "/api/scheduler",
+            Some(&json!({"task_id": "nightly"})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 404, "{}", r.text);
     assert!(env.server.stop().success());
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use coffer_db::AuditQuery;
 use coffer_types::{
     AuditEntry, ErrorBody, KeyRotation, RepositoryKey, Rotated, Setting, SettingValue,
+    SettingsUpdate,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -15,6 +16,7 @@ use crate::AppState;
 use crate::auth::{Admin, AuditedRead, Auth, JWT_SECRET, TokenKeys, random_bytes};
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
+use crate::selfbackup;
 
 /// A new token signing secret: every existing token and session stops working, including the
 /// caller's. API keys are not affected.
@@ -106,7 +108,9 @@ pub async fn get_setting(
         .ok_or_else(|| ApiError::NotFound(format!("setting {key:?} is not set")))
 }
 
-/// Set a setting to any JSON value: `{"value": ...}`.
+/// Set a setting to any JSON value: `{"value": ...}`. The settings the server reads are
+/// checked (`general.backup_retention_count`: a positive whole number; `general.auto_backup`:
+/// `"true"` or `"false"`).
 #[utoipa::path(put, path = "/api/settings/{key}", tag = "admin", security(("bearer" = ["admin"])), request_body = SettingValue,
     params(("key" = String, Path, description = "Setting name")),
     responses((status = 200, body = Setting), (status = 400, body = ErrorBody),
@@ -117,9 +121,29 @@ pub async fn put_setting(
     Path(key): Path<String>,
     Json(req): Json<SettingValue>,
 ) -> Result<Json<Setting>, ApiError> {
-    Ok(Json(
-        state.db.put_setting(setting_key(&key)?, &req.value).await?,
-    ))
+    let key = setting_key(&key)?;
+    selfbackup::check_setting(key, &req.value)?;
+    Ok(Json(state.db.put_setting(key, &req.value).await?))
+}
+
+/// Set several settings at once: `{"settings": {"general.auto_backup": "true"}}`. Every one
+/// is checked before any is stored.
+#[utoipa::path(put, path = "/api/settings", tag = "admin", security(("bearer" = ["admin"])), request_body = SettingsUpdate,
+    responses((status = 200, body = [Setting]), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Not a setting (the repository key)")))]
+pub async fn put_settings(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+    Json(req): Json<SettingsUpdate>,
+) -> Result<Json<Vec<Setting>>, ApiError> {
+    for (key, value) in &req.settings {
+        selfbackup::check_setting(setting_key(key)?, value)?;
+    }
+    let mut stored = vec![];
+    for (key, value) in &req.settings {
+        stored.push(state.db.put_setting(key, value).await?);
+    }
+    Ok(Json(stored))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -10,6 +10,7 @@ mod admin;
 mod jobs;
 mod keys;
 mod resources;
+mod selfbackup;
 mod system;
 mod users;
 
@@ -193,11 +194,17 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
         .routes(routes!(admin::rotate_jwt))
-        .routes(routes!(admin::settings))
+        .routes(routes!(admin::settings, admin::put_settings))
         .routes(routes!(admin::get_setting, admin::put_setting))
         .routes(routes!(admin::audit))
         .routes(routes!(admin::repository_key))
         .routes(routes!(admin::rotate_repository_key))
+        .routes(routes!(
+            selfbackup::list,
+            selfbackup::create,
+            selfbackup::delete
+        ))
+        .routes(routes!(selfbackup::tasks, selfbackup::run))
         .routes(routes!(jobs::list, jobs::create))
         .routes(routes!(jobs::get, jobs::update, jobs::patch, jobs::delete))
         .routes(routes!(jobs::history))

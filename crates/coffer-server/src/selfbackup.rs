@@ -1,0 +1,208 @@
+//! Coffer backing up its own metadata database: the snapshots `coffer_system` takes, their
+//! settings (`general.backup_retention_count`, `general.auto_backup`), and the server's own
+//! scheduled task `auto_backup` (daily at 03:00 UTC when enabled).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use coffer_system::{Snapshot, SystemError};
+use coffer_types::ServerTask;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// How many snapshots are kept (a positive integer; 10 when unset).
+pub const RETENTION: &str = "general.backup_retention_count";
+/// `"true"`: a snapshot every day at 03:00 UTC.
+pub const AUTO_BACKUP: &str = "general.auto_backup";
+pub const AUTO_BACKUP_TASK: &str = "auto_backup";
+const DEFAULT_RETENTION: usize = 10;
+const AT: NaiveTime = NaiveTime::from_hms_opt(3, 0, 0).expect("a time of day");
+
+impl From<SystemError> for ApiError {
+    fn from(e: SystemError) -> Self {
+        match e {
+            SystemError::BadName(_) => ApiError::BadRequest(e.to_string()),
+            SystemError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            SystemError::Io { source, .. } if crate::error::is_disk_full(&source) => {
+                ApiError::io(source)
+            }
+            e => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// A positive whole number, given as a number or as text.
+fn positive(v: &serde_json::Value) -> Option<usize> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|n| *n > 0)
+}
+
+/// `true` or `false`, given as a boolean or as text.
+fn flag(v: &serde_json::Value) -> Option<bool> {
+    match v {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Refuse a value the server could not use for a setting it reads.
+pub fn check_setting(key: &str, value: &serde_json::Value) -> Result<(), ApiError> {
+    let (field, ok, expected) = match key {
+        RETENTION => (
+            RETENTION,
+            positive(value).is_some(),
+            "a positive whole number",
+        ),
+        AUTO_BACKUP => (AUTO_BACKUP, flag(value).is_some(), "\"true\" or \"false\""),
+        _ => return Ok(()),
+    };
+    match ok {
+        true => Ok(()),
+        false => Err(ApiError::Invalid {
+            field,
+            message: format!("{key} must be {expected}, not {value}"),
+        }),
+    }
+}
+
+async fn setting(state: &AppState, key: &str) -> Result<Option<serde_json::Value>, ApiError> {
+    Ok(state.db.setting(key).await?.map(|s| s.value))
+}
+
+/// Take a snapshot now and apply the retention.
+pub async fn take(state: &Arc<AppState>) -> Result<Snapshot, ApiError> {
+    let keep = setting(state, RETENTION)
+        .await?
+        .as_ref()
+        .and_then(positive)
+        .unwrap_or(DEFAULT_RETENTION);
+    let s = state.clone();
+    let taken = tokio::task::spawn_blocking(move || s.snapshots.take(keep))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the backup stopped unexpectedly: {e}")))??;
+    tracing::info!(backup = %taken.name, size = taken.size, "backed up the metadata database");
+    Ok(taken)
+}
+
+/// The last run of the server's own task, for `GET /api/scheduler`.
+#[derive(Debug, Default)]
+pub struct TaskLog(Mutex<Option<(DateTime<Utc>, String)>>);
+
+impl TaskLog {
+    fn record(&self, status: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Utc::now(), status));
+    }
+}
+
+/// The next 03:00 UTC after `now`.
+fn next_run(now: DateTime<Utc>) -> DateTime<Utc> {
+    let today = now.date_naive().and_time(AT).and_utc();
+    match today > now {
+        true => today,
+        false => today + chrono::Duration::days(1),
+    }
+}
+
+/// `auto_backup` as `GET /api/scheduler` shows it.
+pub async fn task(state: &AppState) -> Result<ServerTask, ApiError> {
+    let enabled = setting(state, AUTO_BACKUP)
+        .await?
+        .as_ref()
+        .and_then(flag)
+        .unwrap_or(false);
+    let last = state
+        .auto_backup
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Ok(ServerTask {
+        id: AUTO_BACKUP_TASK.into(),
+        name: "Daily backup of Coffer's metadata database".into(),
+        schedule: "0 3 * * *".into(),
+        enabled,
+        last_run: last.as_ref().map(|(at, _)| *at),
+        last_status: last.map(|(_, status)| status),
+        next_run: next_run(Utc::now()),
+    })
+}
+
+/// Run `auto_backup` now (whether enabled or not); what it did, or why it failed.
+pub async fn run_task(state: &Arc<AppState>) -> Result<Snapshot, ApiError> {
+    let taken = take(state).await;
+    state.auto_backup.record(match &taken {
+        Ok(_) => "success".into(),
+        Err(e) => format!("failed: {e}"),
+    });
+    if let Err(e) = &taken {
+        tracing::warn!(error = %e, "the backup of the metadata database failed");
+    }
+    taken
+}
+
+/// Every day at 03:00 UTC, a snapshot when `general.auto_backup` is true; until `stop`.
+pub async fn schedule(state: Arc<AppState>, stop: impl std::future::Future<Output = ()>) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let now = Utc::now();
+        let wait = (next_run(now) - now).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if task(&state).await.is_ok_and(|t| t.enabled) {
+            let _ = run_task(&state).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_run_is_the_next_three_oclock_utc() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(
+            next_run(at("2026-12-05T02:59:59Z")),
+            at("2026-12-05T03:00:00Z")
+        );
+        assert_eq!(
+            next_run(at("2026-12-05T03:00:00Z")),
+            at("2026-12-06T03:00:00Z")
+        );
+        assert_eq!(
+            next_run(at("2026-12-31T21:00:00Z")),
+            at("2027-01-01T03:00:00Z")
+        );
+    }
+
+    #[test]
+    fn settings_the_server_reads_are_checked() {
+        use serde_json::json;
+        for ok in [json!(3), json!("3"), json!(" 12 ")] {
+            assert!(check_setting(RETENTION, &ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!("ten"),
+            json!(2.5),
+            json!(null),
+            json!("0"),
+        ] {
+            assert!(check_setting(RETENTION, &bad).is_err(), "{bad}");
+        }
+        assert!(check_setting(AUTO_BACKUP, &json!("true")).is_ok());
+        assert!(check_setting(AUTO_BACKUP, &json!(false)).is_ok());
+        assert!(check_setting(AUTO_BACKUP, &json!("yes")).is_err());
+        assert!(check_setting("ui.theme", &json!("anything")).is_ok());
+    }
+}

@@ -1,0 +1,92 @@
+//! Coffer's own data backed up: snapshots of the metadata database, and the server's own
+//! scheduled tasks.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A snapshot of the metadata database, kept in `<data_dir>/system-backups/`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MetaBackup {
+    /// `coffer-backup-YYYY-MM-DD_HH-MM-SS.db`.
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// When it was taken, in seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// `GET /api/backup`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct MetaBackups {
+    /// Newest first.
+    pub backups: Vec<MetaBackup>,
+    /// The directory they are kept in.
+    pub dir: String,
+}
+
+/// `POST /api/backup`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct MetaBackupTaken {
+    pub success: bool,
+    pub backup: MetaBackup,
+}
+
+/// `DELETE /api/backup`: which snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetaBackupName {
+    pub name: String,
+}
+
+/// The answer of an action that has nothing more to say.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Done {
+    pub success: bool,
+}
+
+/// One of the server's own scheduled tasks.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServerTask {
+    /// `auto_backup`.
+    pub id: String,
+    pub name: String,
+    /// When it runs, as a cron expression in UTC.
+    pub schedule: String,
+    pub enabled: bool,
+    pub last_run: Option<DateTime<Utc>>,
+    /// `success`, or `failed: <why>`.
+    pub last_status: Option<String>,
+    /// When it runs next (if enabled).
+    pub next_run: DateTime<Utc>,
+}
+
+/// `GET /api/scheduler`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServerTasks {
+    pub tasks: Vec<ServerTask>,
+}
+
+/// `POST /api/scheduler`: run a task now.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunServerTask {
+    pub task_id: String,
+}
+
+/// `POST /api/scheduler`'s answer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServerTaskRun {
+    pub success: bool,
+    pub task_id: String,
+    /// What it did, or why it failed.
+    pub message: String,
+}
+
+/// `PUT /api/settings`: several settings at once (each checked before any is stored).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsUpdate {
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
