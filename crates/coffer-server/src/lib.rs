@@ -15,6 +15,7 @@ mod middleware;
 mod ratelimit;
 mod routes;
 mod selfbackup;
+mod transfer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -61,8 +61,8 @@ pub use jobs::{
 };
 pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};
 pub use system::{
-    Done, MetaBackup, MetaBackupName, MetaBackupTaken, MetaBackups, RunServerTask, ServerTask,
-    ServerTaskRun, ServerTasks, SettingsUpdate,
+    Done, Export, ImportItem, ImportReport, MetaBackup, MetaBackupName, MetaBackupTaken,
+    MetaBackups, RunServerTask, ServerTask, ServerTaskRun, ServerTasks, SettingsUpdate,
 };
 
 /// What a user or an API key may do. Ordered: each role can do what the ones below it can.

@@ -90,3 +90,41 @@ pub struct SettingsUpdate {
     #[schema(value_type = Object)]
     pub settings: serde_json::Map<String, serde_json::Value>,
 }
+
+/// What `GET /api/export` answers and `POST /api/import` takes: the configuration, without a
+/// secret (API types never carry one) — users without passwords, credentials and repositories
+/// without their secrets, settings without the repository key.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Export {
+    /// `coffer-export`.
+    pub format: String,
+    /// 1.
+    pub version: u32,
+    pub coffer_version: String,
+    pub exported_at: DateTime<Utc>,
+    pub users: Vec<crate::User>,
+    pub repositories: Vec<crate::Repository>,
+    pub credentials: Vec<crate::Credential>,
+    pub jobs: Vec<crate::Job>,
+    pub settings: Vec<crate::Setting>,
+}
+
+/// One item of an import, and why it was skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImportItem {
+    /// `user`, `repository`, `credential`, `job` or `setting`.
+    pub kind: String,
+    /// Its id in the document (a setting's key).
+    pub id: String,
+    pub name: String,
+    /// Why it was skipped, or what to do about it once added (a user has no password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// What `POST /api/import` did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ImportReport {
+    pub added: Vec<ImportItem>,
+    pub skipped: Vec<ImportItem>,
+}

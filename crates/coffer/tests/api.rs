@@ -234,6 +234,8 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("POST", "/api/backup", Some(Role::Admin)),
     ("DELETE", "/api/backup", Some(Role::Admin)),
     ("GET", "/api/scheduler", Some(Role::Admin)),
+    ("GET", "/api/export", Some(Role::Admin)),
+    ("POST", "/api/import", Some(Role::Admin)),
     ("POST", "/api/scheduler", Some(Role::Admin)),
     ("GET", "/api/audit", Some(Role::Admin)),
     ("GET", "/api/admin/repository-key", Some(Role::Admin)),
@@ -571,6 +573,11 @@ fn every_route_is_documented_and_enforces_its_role() {
                     (path.clone(), json!({"name": r.json()["backup"]["name"]}))
                 }
                 ("POST", "/api/scheduler") => (path.clone(), json!({"task_id": "auto_backup"})),
+                ("POST", "/api/import") => {
+                    let r = clients[2].raw("GET", "/api/export", None).unwrap();
+                    assert_eq!(r.status, 200, "{}", r.text);
+                    (path.clone(), r.json())
+                }
                 ("PUT", _) => (path.clone(), json!({"value": 42})),
                 _ => (path.clone(), json!({})),
             };

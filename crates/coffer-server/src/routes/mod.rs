@@ -205,6 +205,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             selfbackup::delete
         ))
         .routes(routes!(selfbackup::tasks, selfbackup::run))
+        .routes(routes!(selfbackup::export))
+        .routes(routes!(selfbackup::import))
         .routes(routes!(jobs::list, jobs::create))
         .routes(routes!(jobs::get, jobs::update, jobs::patch, jobs::delete))
         .routes(routes!(jobs::history))

@@ -1,18 +1,20 @@
-//! Snapshots of Coffer's own metadata database (admin), and the server's own scheduled tasks.
+//! Coffer's own data (admin): snapshots of its metadata database, the server's own scheduled
+//! tasks, and the configuration exported and imported.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use coffer_types::{
-    Done, ErrorBody, MetaBackupName, MetaBackupTaken, MetaBackups, RunServerTask, ServerTaskRun,
-    ServerTasks,
+    Done, ErrorBody, Export, ImportReport, MetaBackupName, MetaBackupTaken, MetaBackups,
+    RunServerTask, ServerTaskRun, ServerTasks,
 };
 
 use crate::AppState;
-use crate::auth::{Admin, AuditSubject, Auth};
+use crate::auth::{Admin, AuditSubject, AuditedRead, Auth};
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::selfbackup::{self, AUTO_BACKUP_TASK};
+use crate::transfer;
 
 /// The snapshots kept in `<data_dir>/system-backups/`, newest first.
 #[utoipa::path(get, path = "/api/backup", tag = "system", security(("bearer" = ["admin"])),
@@ -117,4 +119,31 @@ pub async fn run(
         task_id: req.task_id,
         message,
     }))
+}
+
+/// The configuration as one document, without a secret: users (without passwords),
+/// repositories and credentials (without their secrets), jobs, settings (without the
+/// repository key).
+#[utoipa::path(get, path = "/api/export", tag = "system", security(("bearer" = ["admin"])),
+    responses((status = 200, body = Export)))]
+pub async fn export(
+    State(state): State<Arc<AppState>>,
+    _: AuditedRead,
+    _: Auth<Admin>,
+) -> Result<Json<Export>, ApiError> {
+    Ok(Json(transfer::export(&state).await?))
+}
+
+/// Merge an export into this server: what exists (by id or name) is skipped, the rest is
+/// created with the usual checks. The answer lists what was added and what was skipped, and
+/// why (users get no password, repositories and credentials no secret: set them again).
+#[utoipa::path(post, path = "/api/import", tag = "system", security(("bearer" = ["admin"])),
+    request_body = Export,
+    responses((status = 200, body = ImportReport), (status = 400, body = ErrorBody, description = "Not a Coffer export")))]
+pub async fn import(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+    Json(doc): Json<Export>,
+) -> Result<Json<ImportReport>, ApiError> {
+    Ok(Json(transfer::import(&state, doc).await?))
 }

@@ -206,5 +206,6 @@ mod databases;
 mod failures;
 mod restores;
 mod runs;
+mod system;
 mod trust;
 mod volumes;
