@@ -506,12 +506,13 @@ impl Client {
         job: &str,
         rid: &str,
     ) -> Result<(reqwest::header::HeaderMap, Vec<u8>)> {
-        let res = self
-            .request(
-                Method::GET,
-                &format!("/api/backup-jobs/{job}/records/{rid}/download"),
-            )
-            .send()?;
+        self.download(&format!("/api/backup-jobs/{job}/records/{rid}/download"))
+    }
+
+    /// A file the server gives (a record's archive, a system backup), with the headers that
+    /// describe it.
+    pub fn download(&self, path: &str) -> Result<(reqwest::header::HeaderMap, Vec<u8>)> {
+        let res = self.request(Method::GET, path).send()?;
         if !res.status().is_success() {
             return Err(api_error(res));
         }

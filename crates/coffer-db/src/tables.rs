@@ -57,6 +57,15 @@ fn value(row: &sqlx::sqlite::SqliteRow, i: usize, table: &str) -> Result<serde_j
 }
 
 impl Db {
+    /// How many records are running now.
+    pub async fn running_records(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM backup_records WHERE status = 'running'")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
     /// Every row of every table, read in one transaction.
     pub async fn dump_tables(&self) -> Result<Tables> {
         let mut tx = self.pool().begin().await?;
@@ -85,8 +94,9 @@ impl Db {
 
     /// Replace the rows of every table with `tables`, in one transaction: on any failure
     /// nothing changes. `tables` must be of this schema version and name exactly this
-    /// database's tables; foreign keys are checked when it commits.
-    pub async fn replace_tables(&self, tables: &Tables) -> Result<()> {
+    /// database's tables but those in `keep`, which stay as they are (their rows whose
+    /// parents are gone excepted); foreign keys are checked when it commits.
+    pub async fn replace_tables(&self, tables: &Tables, keep: &[&str]) -> Result<()> {
         if tables.schema != schema_version() {
             return Err(DbError::Conflict(format!(
                 "the tables are of schema {}, this database of schema {}",
@@ -96,16 +106,28 @@ impl Db {
         }
         let mut tx = self.pool().begin().await?;
         let names = table_names(&mut tx).await?;
+        let replaced: Vec<&String> = names
+            .iter()
+            .filter(|n| !keep.contains(&n.as_str()))
+            .collect();
         let given: Vec<&String> = tables.rows.keys().collect();
-        if given != names.iter().collect::<Vec<_>>() {
+        if given != replaced {
             return Err(DbError::Conflict(format!(
-                "the tables given ({given:?}) are not this database's ({names:?})"
+                "the tables given ({given:?}) are not this database's ({replaced:?})"
             )));
+        }
+        // Kept rows are set aside: deleting their parents may cascade to them.
+        for table in keep {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE TEMP TABLE \"kept_{table}\" AS SELECT * FROM \"{table}\""
+            )))
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query("PRAGMA defer_foreign_keys = ON")
             .execute(&mut *tx)
             .await?;
-        for table in &names {
+        for table in &replaced {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM \"{table}\"")))
                 .execute(&mut *tx)
                 .await?;
@@ -150,6 +172,29 @@ impl Db {
                 q.execute(&mut *tx).await?;
             }
         }
+        for table in keep {
+            // Back, but for the rows whose parents are gone.
+            let parents: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1)",
+            )
+            .bind(table)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut sql =
+                format!("INSERT OR IGNORE INTO \"{table}\" SELECT * FROM \"kept_{table}\" WHERE 1");
+            for (parent, from, to) in &parents {
+                sql += &format!(" AND \"{from}\" IN (SELECT \"{to}\" FROM \"{parent}\")");
+            }
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM \"{table}\"")))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE \"kept_{table}\"")))
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -173,7 +218,7 @@ mod tests {
 
         let b = Db::open(&dir.path().join("b.db")).await.unwrap();
         b.create_first_admin("someone-else", "hash").await.unwrap();
-        b.replace_tables(&taken).await.unwrap();
+        b.replace_tables(&taken, &[]).await.unwrap();
         assert_eq!(b.dump_tables().await.unwrap(), taken);
         assert_eq!(b.user_count().await.unwrap(), 1);
         assert!(b.user(&admin.id).await.is_ok());
@@ -183,8 +228,22 @@ mod tests {
         let mut row = broken.rows["users"][0].clone();
         row.insert("id".into(), "another".into());
         broken.rows.get_mut("users").unwrap().push(row);
-        assert!(b.replace_tables(&broken).await.is_err());
+        assert!(b.replace_tables(&broken, &[]).await.is_err());
         assert_eq!(b.dump_tables().await.unwrap(), taken);
+
+        // Kept tables stay, but for rows whose parents are gone.
+        let hour = chrono::Utc::now() + chrono::Duration::hours(1);
+        let kept = b.create_session(&admin.id, hour, None).await.unwrap();
+        let stranger = b
+            .create_user("stranger", "hash", coffer_types::Role::Viewer)
+            .await
+            .unwrap();
+        let gone = b.create_session(&stranger.id, hour, None).await.unwrap();
+        let mut other = taken.clone();
+        other.rows.remove("sessions");
+        b.replace_tables(&other, &["sessions"]).await.unwrap();
+        assert!(b.session(&kept).await.unwrap().is_some());
+        assert!(b.session(&gone).await.unwrap().is_none());
 
         // Another schema is refused before anything changes.
         let older = Tables {
@@ -192,7 +251,7 @@ mod tests {
             ..taken.clone()
         };
         assert!(matches!(
-            b.replace_tables(&older).await,
+            b.replace_tables(&older, &[]).await,
             Err(DbError::Conflict(_))
         ));
     }

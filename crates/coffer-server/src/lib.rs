@@ -122,7 +122,10 @@ pub(crate) struct AppState {
     pub login_limiter: RateLimiter,
     /// Snapshots of the metadata database, by admin.
     pub backup_limiter: RateLimiter<String>,
-    pub snapshots: coffer_system::Snapshots,
+    /// `<data_dir>/system-backups/`: snapshots of the metadata database, system backups.
+    pub backups: coffer_system::Folder,
+    /// The metadata database's file.
+    pub db_path: PathBuf,
     pub auto_backup: selfbackup::TaskLog,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub openapi: OnceLock<serde_json::Value>,
@@ -243,7 +246,7 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
-        let snapshots = coffer_system::Snapshots::new(&config.data_dir, &db_path);
+        let backups = coffer_system::Folder::new(&config.data_dir);
         let state = Arc::new(AppState {
             data_dir: config.data_dir,
             version: config.version,
@@ -258,7 +261,8 @@ impl Server {
             timeouts: config.timeouts,
             login_limiter: RateLimiter::new(10, Duration::from_secs(60)),
             backup_limiter: RateLimiter::new(10, Duration::from_secs(3600)),
-            snapshots,
+            backups,
+            db_path,
             auto_backup: Default::default(),
             metrics: metrics::handle(),
             openapi: OnceLock::new(),

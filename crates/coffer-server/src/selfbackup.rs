@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc};
+use coffer_system::archive::{self, ArchiveError};
 use coffer_system::{Snapshot, SystemError};
 use coffer_types::ServerTask;
 
@@ -18,12 +19,18 @@ pub const RETENTION: &str = "general.backup_retention_count";
 pub const AUTO_BACKUP: &str = "general.auto_backup";
 pub const AUTO_BACKUP_TASK: &str = "auto_backup";
 const DEFAULT_RETENTION: usize = 10;
+const SERVER_KEY: &str = "server.key";
 const AT: NaiveTime = NaiveTime::from_hms_opt(3, 0, 0).expect("a time of day");
 
 impl From<SystemError> for ApiError {
     fn from(e: SystemError) -> Self {
         match e {
-            SystemError::BadName(_) => ApiError::BadRequest(e.to_string()),
+            SystemError::BadName(_) | SystemError::Archive(ArchiveError::Invalid(_)) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            SystemError::Archive(ArchiveError::WrongPassphrase) => {
+                ApiError::BadRequest(e.to_string())
+            }
             SystemError::NotFound(_) => ApiError::NotFound(e.to_string()),
             SystemError::Io { source, .. } if crate::error::is_disk_full(&source) => {
                 ApiError::io(source)
@@ -84,11 +91,106 @@ pub async fn take(state: &Arc<AppState>) -> Result<Snapshot, ApiError> {
         .and_then(positive)
         .unwrap_or(DEFAULT_RETENTION);
     let s = state.clone();
-    let taken = tokio::task::spawn_blocking(move || s.snapshots.take(keep))
-        .await
-        .map_err(|e| ApiError::Internal(format!("the backup stopped unexpectedly: {e}")))??;
+    let taken =
+        tokio::task::spawn_blocking(move || coffer_system::snapshot(&s.backups, &s.db_path, keep))
+            .await
+            .map_err(|e| ApiError::Internal(format!("the backup stopped unexpectedly: {e}")))??;
     tracing::info!(backup = %taken.name, size = taken.size, "backed up the metadata database");
     Ok(taken)
+}
+
+/// Make a system backup of `kind`: every table, with the secrets sealed under `passphrase`
+/// when given.
+pub async fn system_backup(
+    state: &Arc<AppState>,
+    kind: coffer_system::Kind,
+    passphrase: Option<String>,
+) -> Result<Snapshot, ApiError> {
+    let tables = state.db.dump_tables().await?;
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let server_key =
+            std::fs::read(s.data_dir.join(SERVER_KEY)).map_err(|e| SystemError::Io {
+                what: SERVER_KEY.into(),
+                source: e,
+            })?;
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        let about = archive::About {
+            coffer_version: s.version,
+            host: &host,
+            server_key: &server_key,
+        };
+        s.backups.write(kind, None, |into| {
+            let file = std::fs::File::create(into).map_err(|e| SystemError::Io {
+                what: into.display().to_string(),
+                source: e,
+            })?;
+            archive::write(file, &tables, &about, passphrase.as_deref())?;
+            Ok(())
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::from)
+}
+
+/// Replace every table with those of the system backup at `path`, after checking all of it
+/// and keeping a `pre_restore_…` system backup of what it replaces. Sessions stay for the
+/// users the backup has; the token signing key stays.
+pub async fn system_restore(
+    state: &Arc<AppState>,
+    path: std::path::PathBuf,
+) -> Result<coffer_types::SystemRestored, ApiError> {
+    let s = state.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path).map_err(|e| SystemError::Io {
+            what: path.display().to_string(),
+            source: e,
+        })?;
+        let opened = archive::read(file, coffer_db::schema_version())?;
+        let server_key =
+            std::fs::read(s.data_dir.join(SERVER_KEY)).map_err(|e| SystemError::Io {
+                what: SERVER_KEY.into(),
+                source: e,
+            })?;
+        Ok::<_, SystemError>((opened, archive::key_id(&server_key)))
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let (opened, key_here) = opened?;
+    if opened.manifest.server_key_id != key_here {
+        return Err(ApiError::Conflict(
+            "this system backup belongs to another server key: the secrets sealed in it would not open here. \
+             Recover it on a stopped server with `coffer system recover`"
+                .into(),
+        ));
+    }
+    if opened.tables.schema != coffer_db::schema_version() {
+        return Err(ApiError::BadRequest(format!(
+            "this system backup is of schema {}, this Coffer of schema {}: restoring an older one is not possible yet",
+            opened.tables.schema,
+            coffer_db::schema_version()
+        )));
+    }
+    if state.db.running_records().await? > 0 {
+        return Err(ApiError::JobRunning(
+            "jobs are running: wait for them to finish, then restore".into(),
+        ));
+    }
+    let pre = system_backup(state, coffer_system::PRE_RESTORE, None).await?;
+    state
+        .db
+        .replace_tables(&opened.tables, &archive::SECRET_TABLES)
+        .await?;
+    tracing::warn!(pre_restore = %pre.name, "the metadata database was replaced by a system restore");
+    Ok(coffer_types::SystemRestored {
+        success: true,
+        pre_restore: pre.name,
+        tables: opened.manifest.tables.clone(),
+    })
 }
 
 /// The last run of the server's own task, for `GET /api/scheduler`.

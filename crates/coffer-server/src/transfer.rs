@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use coffer_jobs::Managed;
 use coffer_types::{
     Credential, CredentialInput, Export, ImportItem, ImportReport, Job, JobInput, Repository,
     RepositoryInput, Role,
@@ -103,6 +104,46 @@ fn job_input(
     })
 }
 
+/// Import the resources `given` (created from the input `input` makes, without their secret,
+/// which the note asks for), skipping those that exist by id or name; their old ids mapped to
+/// their ids here.
+async fn import_resources<R: Managed>(
+    jobs: &coffer_jobs::Jobs,
+    given: &[R],
+    report: &mut ImportReport,
+    input: impl Fn(&R) -> (R::Input, Option<&'static str>),
+) -> Result<HashMap<String, String>, ApiError> {
+    let mut ids = HashMap::new();
+    let existing = jobs.resources::<R>().await?;
+    for r in given {
+        if let Some(here) = existing
+            .iter()
+            .find(|e| e.id() == r.id() || e.name() == r.name())
+        {
+            ids.insert(r.id().to_string(), here.id().to_string());
+            report
+                .skipped
+                .push(item(R::KIND, r.id(), r.name(), Some("exists".into())));
+            continue;
+        }
+        let (made, note) = input(r);
+        match jobs.create_resource::<R>(made).await {
+            Ok(added) => {
+                ids.insert(r.id().to_string(), added.id().to_string());
+                let note = note.map(str::to_string);
+                report.added.push(item(R::KIND, r.id(), r.name(), note));
+            }
+            Err(e) => {
+                let why = ApiError::from(e).to_string();
+                report
+                    .skipped
+                    .push(item(R::KIND, r.id(), r.name(), Some(why)));
+            }
+        }
+    }
+    Ok(ids)
+}
+
 pub async fn import(state: &Arc<AppState>, doc: Export) -> Result<ImportReport, ApiError> {
     if doc.format != FORMAT || doc.version != VERSION {
         return Err(ApiError::BadRequest(format!(
@@ -131,16 +172,7 @@ pub async fn import(state: &Arc<AppState>, doc: Export) -> Result<ImportReport, 
     }
 
     // Old id → id here, for the jobs that name them.
-    let mut repositories = HashMap::new();
-    let existing = jobs.resources::<Repository>().await?;
-    for r in &doc.repositories {
-        if let Some(here) = existing.iter().find(|e| e.id == r.id || e.name == r.name) {
-            repositories.insert(r.id.clone(), here.id.clone());
-            report
-                .skipped
-                .push(item("repository", &r.id, &r.name, Some("exists".into())));
-            continue;
-        }
+    let repositories = import_resources(jobs, &doc.repositories, &mut report, |r| {
         let input = RepositoryInput {
             name: r.name.clone(),
             url: r.url.clone(),
@@ -150,33 +182,10 @@ pub async fn import(state: &Arc<AppState>, doc: Export) -> Result<ImportReport, 
             secret_access_key: None,
             encrypted: Some(r.encrypted),
         };
-        match jobs.create_resource::<Repository>(input).await {
-            Ok(added) => {
-                repositories.insert(r.id.clone(), added.id);
-                let note = r
-                    .has_secret
-                    .then(|| "enter its secret key again".to_string());
-                report.added.push(item("repository", &r.id, &r.name, note));
-            }
-            Err(e) => report.skipped.push(item(
-                "repository",
-                &r.id,
-                &r.name,
-                Some(ApiError::from(e).to_string()),
-            )),
-        }
-    }
-
-    let mut credentials = HashMap::new();
-    let existing = jobs.resources::<Credential>().await?;
-    for c in &doc.credentials {
-        if let Some(here) = existing.iter().find(|e| e.id == c.id || e.name == c.name) {
-            credentials.insert(c.id.clone(), here.id.clone());
-            report
-                .skipped
-                .push(item("credential", &c.id, &c.name, Some("exists".into())));
-            continue;
-        }
+        (input, r.has_secret.then_some("enter its secret key again"))
+    })
+    .await?;
+    let credentials = import_resources(jobs, &doc.credentials, &mut report, |c| {
         let input = CredentialInput {
             name: c.name.clone(),
             engine: c.engine,
@@ -187,22 +196,9 @@ pub async fn import(state: &Arc<AppState>, doc: Export) -> Result<ImportReport, 
             password: None,
             tls: Some(c.tls),
         };
-        match jobs.create_resource::<Credential>(input).await {
-            Ok(added) => {
-                credentials.insert(c.id.clone(), added.id);
-                let note = c
-                    .has_password
-                    .then(|| "enter its password again".to_string());
-                report.added.push(item("credential", &c.id, &c.name, note));
-            }
-            Err(e) => report.skipped.push(item(
-                "credential",
-                &c.id,
-                &c.name,
-                Some(ApiError::from(e).to_string()),
-            )),
-        }
-    }
+        (input, c.has_password.then_some("enter its password again"))
+    })
+    .await?;
 
     let existing = jobs.list().await?;
     for j in &doc.jobs {

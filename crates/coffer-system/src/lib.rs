@@ -1,22 +1,22 @@
-//! Coffer's own data, backed up: consistent snapshots of its metadata database (`coffer.db`,
-//! which holds every user, job, record and sealed secret), kept in
-//! `<data_dir>/system-backups/`.
+//! Coffer's own data, backed up, in `<data_dir>/system-backups/` ([`Folder`]): snapshots of its
+//! metadata database (`coffer.db`, which holds every user, job, record and sealed secret) and
+//! system backups ([`archive`]: the whole database as a checked `.zip`).
 //!
 //! A snapshot is taken with SQLite's online backup API while the server keeps serving and
 //! writing (`coffer_sources::sqlite::copy`: one read transaction, checked with `PRAGMA
-//! integrity_check`), written under a temporary name, synced and renamed into place, so a file
-//! with a snapshot's name is always a complete one. Snapshots are taken one at a time; two in the
-//! same second get distinct names.
+//! integrity_check`). Every file is written under a temporary name, synced and renamed into
+//! place, so a file with a backup's name is always a complete one; files are written one at a
+//! time, and two in the same second get distinct names.
+
+pub mod archive;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-/// Where the snapshots live, inside the data directory.
+/// Where Coffer's own backups live, inside the data directory.
 pub const DIR: &str = "system-backups";
-const PREFIX: &str = "coffer-backup-";
-const SUFFIX: &str = ".db";
 /// Files being written; removed when found at start-up.
 const TEMPORARY: &str = ".tmp";
 
@@ -29,6 +29,8 @@ pub enum SystemError {
     NotFound(String),
     #[error("the metadata database could not be copied: {0}")]
     Copy(#[from] coffer_sources::SourceError),
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -56,19 +58,40 @@ pub struct Snapshot {
     pub created_at: DateTime<Utc>,
 }
 
-/// The snapshots of one data directory.
+/// The folder Coffer keeps its own backups in, `<data_dir>/system-backups/`: files written
+/// under a temporary name, synced and renamed (what a stop left half-written is removed at
+/// start-up), one at a time, named by kind and time, distinct even within a second.
 #[derive(Debug)]
-pub struct Snapshots {
-    database: PathBuf,
+pub struct Folder {
     dir: PathBuf,
-    /// One snapshot at a time.
-    taking: Mutex<()>,
+    writing: Mutex<()>,
 }
 
-impl Snapshots {
-    /// The snapshots of the database `database` (`coffer.db`) in `data_dir`; what a stop left
-    /// half-written is removed.
-    pub fn new(data_dir: &Path, database: &Path) -> Snapshots {
+/// A kind of file in the folder: `coffer-backup-….db`.
+#[derive(Clone, Copy, Debug)]
+pub struct Kind {
+    pub prefix: &'static str,
+    pub suffix: &'static str,
+}
+
+/// Snapshots of the metadata database.
+pub const SNAPSHOT: Kind = Kind {
+    prefix: "coffer-backup-",
+    suffix: ".db",
+};
+/// System backups.
+pub const SYSTEM: Kind = Kind {
+    prefix: "coffer-system-",
+    suffix: ".zip",
+};
+/// The system backup a restore makes of what it replaces.
+pub const PRE_RESTORE: Kind = Kind {
+    prefix: "pre_restore_",
+    suffix: ".zip",
+};
+
+impl Folder {
+    pub fn new(data_dir: &Path) -> Folder {
         let data_dir = std::fs::canonicalize(data_dir)
             .or_else(|_| std::path::absolute(data_dir))
             .unwrap_or_else(|_| data_dir.to_path_buf());
@@ -81,20 +104,19 @@ impl Snapshots {
                 }
             }
         }
-        Snapshots {
-            database: database.to_path_buf(),
+        Folder {
             dir,
-            taking: Mutex::new(()),
+            writing: Mutex::new(()),
         }
     }
 
-    /// The directory they are kept in (absolute).
+    /// The directory (absolute).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Every snapshot, newest first.
-    pub fn list(&self) -> Result<Vec<Snapshot>> {
+    /// The files of the kinds `kinds`, newest first.
+    pub fn list(&self, kinds: &[Kind]) -> Result<Vec<Snapshot>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
@@ -103,40 +125,41 @@ impl Snapshots {
         let mut all = vec![];
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !(name.starts_with(PREFIX) && name.ends_with(SUFFIX)) {
+            if !kinds
+                .iter()
+                .any(|k| name.starts_with(k.prefix) && name.ends_with(k.suffix))
+            {
                 continue;
             }
             let Ok(meta) = e.metadata() else { continue };
-            let created_at = meta
-                .modified()
-                .map(DateTime::<Utc>::from)
-                .unwrap_or_default();
-            all.push(Snapshot {
-                name,
-                size: meta.len(),
-                created_at,
-            });
+            all.push(described(name, &meta));
         }
         all.sort_by(|a, b| (b.created_at, &b.name).cmp(&(a.created_at, &a.name)));
         Ok(all)
     }
 
-    /// Take a snapshot now, then keep only the newest `keep` (at least this one).
-    pub fn take(&self, keep: usize) -> Result<Snapshot> {
-        let _one = self.taking.lock().unwrap_or_else(|e| e.into_inner());
+    /// A new file of `kind`, written by `fill` (under a temporary name), then kept; then only
+    /// the newest `keep` of that kind remain.
+    pub fn write(
+        &self,
+        kind: Kind,
+        keep: Option<usize>,
+        fill: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Snapshot> {
+        let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::create_dir_all(&self.dir).map_err(|e| SystemError::io(self.dir.display(), e))?;
         let stamp = Utc::now().format("%Y-%m-%d_%H-%M-%S").to_string();
         let name = (1..)
             .map(|n| match n {
-                1 => format!("{PREFIX}{stamp}{SUFFIX}"),
-                n => format!("{PREFIX}{stamp}-{n}{SUFFIX}"),
+                1 => format!("{}{stamp}{}", kind.prefix, kind.suffix),
+                n => format!("{}{stamp}-{n}{}", kind.prefix, kind.suffix),
             })
             .find(|n| !self.dir.join(n).exists())
             .expect("a free name");
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}{TEMPORARY}"));
         let written = (|| {
-            coffer_sources::sqlite::copy(&self.database, &tmp)?;
+            fill(&tmp)?;
             let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
             sync(&tmp).map_err(|e| SystemError::io(tmp.display(), e))?;
             std::fs::rename(&tmp, &path).map_err(|e| SystemError::io(path.display(), e))?;
@@ -146,38 +169,61 @@ impl Snapshots {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        for old in self.list()?.into_iter().skip(keep.max(1)) {
-            match std::fs::remove_file(self.dir.join(&old.name)) {
-                Ok(()) => tracing::info!(backup = %old.name, "removed by the backup retention"),
-                Err(e) => {
-                    tracing::warn!(backup = %old.name, error = %e, "could not remove an old backup")
+        if let Some(keep) = keep {
+            for old in self.list(&[kind])?.into_iter().skip(keep.max(1)) {
+                match std::fs::remove_file(self.dir.join(&old.name)) {
+                    Ok(()) => tracing::info!(backup = %old.name, "removed by the backup retention"),
+                    Err(e) => {
+                        tracing::warn!(backup = %old.name, error = %e, "could not remove an old backup")
+                    }
                 }
             }
         }
         let meta = std::fs::metadata(&path).map_err(|e| SystemError::io(path.display(), e))?;
-        Ok(Snapshot {
-            name,
-            size: meta.len(),
-            created_at: meta
-                .modified()
-                .map(DateTime::<Utc>::from)
-                .unwrap_or_default(),
-        })
+        Ok(described(name, &meta))
     }
 
-    /// Delete the snapshot `name`.
-    pub fn delete(&self, name: &str) -> Result<()> {
-        if !name.ends_with(SUFFIX) || name.contains('/') || name.contains("..") || name.len() <= 3 {
+    /// The file `name` of a kind ending in `suffix`: it ends so, contains no `/` or `..`, and
+    /// exists.
+    pub fn path(&self, name: &str, suffix: &str) -> Result<PathBuf> {
+        if !name.ends_with(suffix)
+            || name.len() <= suffix.len()
+            || name.contains('/')
+            || name.contains("..")
+        {
             return Err(SystemError::BadName(name.to_string()));
         }
-        match std::fs::remove_file(self.dir.join(name)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(SystemError::NotFound(name.to_string()))
-            }
-            Err(e) => Err(SystemError::io(name, e)),
+        let path = self.dir.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => Ok(path),
+            _ => Err(SystemError::NotFound(name.to_string())),
         }
     }
+
+    /// Delete the file `name` (see [`Folder::path`]).
+    pub fn delete(&self, name: &str, suffix: &str) -> Result<()> {
+        let path = self.path(name, suffix)?;
+        std::fs::remove_file(&path).map_err(|e| SystemError::io(name, e))
+    }
+}
+
+fn described(name: String, meta: &std::fs::Metadata) -> Snapshot {
+    Snapshot {
+        name,
+        size: meta.len(),
+        created_at: meta
+            .modified()
+            .map(DateTime::<Utc>::from)
+            .unwrap_or_default(),
+    }
+}
+
+/// Take a snapshot of the metadata database `database` now (SQLite's online backup API,
+/// checked), keeping the newest `keep`.
+pub fn snapshot(folder: &Folder, database: &Path, keep: usize) -> Result<Snapshot> {
+    folder.write(SNAPSHOT, Some(keep), |into| {
+        Ok(coffer_sources::sqlite::copy(database, into)?)
+    })
 }
 
 impl From<Snapshot> for coffer_types::MetaBackup {
@@ -205,9 +251,14 @@ mod tests {
     #[test]
     fn snapshots_are_complete_distinct_and_kept_to_their_count() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Snapshots::new(dir.path(), &database(dir.path()));
-        let taken: Vec<Snapshot> = (0..4).map(|_| s.take(3).unwrap()).collect();
-        let names: Vec<String> = s.list().unwrap().into_iter().map(|b| b.name).collect();
+        let (s, db) = (Folder::new(dir.path()), database(dir.path()));
+        let taken: Vec<Snapshot> = (0..4).map(|_| snapshot(&s, &db, 3).unwrap()).collect();
+        let names: Vec<String> = s
+            .list(&[SNAPSHOT])
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
         assert_eq!(names.len(), 3, "{names:?}");
         assert!(names.contains(&taken[3].name) && !names.contains(&taken[0].name));
         let copy = rusqlite::Connection::open(s.dir().join(&taken[3].name)).unwrap();
@@ -218,17 +269,16 @@ mod tests {
     #[test]
     fn only_snapshot_names_can_be_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Snapshots::new(dir.path(), &database(dir.path()));
+        let (s, db) = (Folder::new(dir.path()), database(dir.path()));
         for bad in ["../coffer.db", "a/b.db", "x.txt", ".db"] {
-            assert!(
-                matches!(s.delete(bad), Err(SystemError::BadName(_))),
-                "{bad}"
-            );
+            let refused = s.delete(bad, SNAPSHOT.suffix);
+            assert!(matches!(refused, Err(SystemError::BadName(_))), "{bad}");
         }
-        assert!(matches!(s.delete("nope.db"), Err(SystemError::NotFound(_))));
-        let b = s.take(10).unwrap();
-        s.delete(&b.name).unwrap();
-        assert!(s.list().unwrap().is_empty());
+        let missing = s.delete("nope.db", SNAPSHOT.suffix);
+        assert!(matches!(missing, Err(SystemError::NotFound(_))));
+        let b = snapshot(&s, &db, 10).unwrap();
+        s.delete(&b.name, SNAPSHOT.suffix).unwrap();
+        assert!(s.list(&[SNAPSHOT]).unwrap().is_empty());
     }
 
     #[test]
@@ -237,8 +287,8 @@ mod tests {
         std::fs::create_dir_all(dir.path().join(DIR)).unwrap();
         let half = dir.path().join(DIR).join("coffer-backup-x.db.tmp");
         std::fs::write(&half, b"half").unwrap();
-        let s = Snapshots::new(dir.path(), &database(dir.path()));
+        let s = Folder::new(dir.path());
         assert!(!half.exists());
-        assert!(s.list().unwrap().is_empty());
+        assert!(s.list(&[SNAPSHOT]).unwrap().is_empty());
     }
 }

@@ -63,6 +63,7 @@ pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};
 pub use system::{
     Done, Export, ImportItem, ImportReport, MetaBackup, MetaBackupName, MetaBackupTaken,
     MetaBackups, RunServerTask, ServerTask, ServerTaskRun, ServerTasks, SettingsUpdate,
+    SystemBackupRequest, SystemRestored,
 };
 
 /// What a user or an API key may do. Ordered: each role can do what the ones below it can.

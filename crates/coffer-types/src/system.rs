@@ -128,3 +128,22 @@ pub struct ImportReport {
     pub added: Vec<ImportItem>,
     pub skipped: Vec<ImportItem>,
 }
+
+/// `POST /api/system/backups`: with `include_secrets=true`, the passphrase that seals them
+/// (12 characters or more).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SystemBackupRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
+}
+
+/// What a system restore did.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SystemRestored {
+    pub success: bool,
+    /// The system backup of what was replaced (`pre_restore_….zip`).
+    pub pre_restore: String,
+    /// Rows restored per table.
+    pub tables: std::collections::BTreeMap<String, usize>,
+}

@@ -12,6 +12,7 @@ mod keys;
 mod resources;
 mod selfbackup;
 mod system;
+mod upload;
 mod users;
 
 use std::sync::Arc;
@@ -205,6 +206,13 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             selfbackup::delete
         ))
         .routes(routes!(selfbackup::tasks, selfbackup::run))
+        .routes(routes!(selfbackup::create_system, selfbackup::list_system))
+        .routes(routes!(
+            selfbackup::download_system,
+            selfbackup::delete_system
+        ))
+        .routes(routes!(selfbackup::restore_system))
+        .routes(routes!(selfbackup::restore_system_upload))
         .routes(routes!(selfbackup::export))
         .routes(routes!(selfbackup::import))
         .routes(routes!(jobs::list, jobs::create))

@@ -3,18 +3,28 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use coffer_types::{
-    Done, ErrorBody, Export, ImportReport, MetaBackupName, MetaBackupTaken, MetaBackups,
-    RunServerTask, ServerTaskRun, ServerTasks,
+    Done, ErrorBody, Export, ImportReport, MetaBackup, MetaBackupName, MetaBackupTaken,
+    MetaBackups, RunServerTask, ServerTaskRun, ServerTasks, SystemBackupRequest, SystemRestored,
 };
+
+use coffer_system::{PRE_RESTORE, SNAPSHOT, SYSTEM};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::auth::{Admin, AuditSubject, AuditedRead, Auth};
 use crate::error::ApiError;
-use crate::extract::Json;
+use crate::extract::{Json, OptionalJson, Path, Query};
 use crate::selfbackup::{self, AUTO_BACKUP_TASK};
 use crate::transfer;
+
+use super::upload;
 
 /// The snapshots kept in `<data_dir>/system-backups/`, newest first.
 #[utoipa::path(get, path = "/api/backup", tag = "system", security(("bearer" = ["admin"])),
@@ -24,12 +34,12 @@ pub async fn list(
     _: Auth<Admin>,
 ) -> Result<Json<MetaBackups>, ApiError> {
     let s = state.clone();
-    let backups = tokio::task::spawn_blocking(move || s.snapshots.list())
+    let backups = tokio::task::spawn_blocking(move || s.backups.list(&[SNAPSHOT]))
         .await
         .map_err(ApiError::internal)??;
     Ok(Json(MetaBackups {
         backups: backups.into_iter().map(Into::into).collect(),
-        dir: state.snapshots.dir().display().to_string(),
+        dir: state.backups.dir().display().to_string(),
     }))
 }
 
@@ -69,7 +79,7 @@ pub async fn delete(
 ) -> Result<Json<Done>, ApiError> {
     subject.name(&req.name);
     let s = state.clone();
-    tokio::task::spawn_blocking(move || s.snapshots.delete(&req.name))
+    tokio::task::spawn_blocking(move || s.backups.delete(&req.name, SNAPSHOT.suffix))
         .await
         .map_err(ApiError::internal)??;
     Ok(Json(Done { success: true }))
@@ -146,4 +156,166 @@ pub async fn import(
     Json(doc): Json<Export>,
 ) -> Result<Json<ImportReport>, ApiError> {
     Ok(Json(transfer::import(&state, doc).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SystemBackupParams {
+    /// Also seal the server key and the token signing key into it, under the `passphrase` of
+    /// the body: what a new machine needs to open the stored secrets.
+    include_secrets: Option<bool>,
+}
+
+/// A system backup: the whole metadata database as one `.zip` (docs/system-backup.md), kept
+/// in `<data_dir>/system-backups/`; with `include_secrets=true` and a passphrase, the secrets
+/// sealed under it.
+#[utoipa::path(post, path = "/api/system/backups", tag = "system", security(("bearer" = ["admin"])),
+    params(SystemBackupParams), request_body = SystemBackupRequest,
+    responses((status = 201, body = MetaBackup), (status = 400, body = ErrorBody, description = "Names the invalid field")))]
+pub async fn create_system(
+    State(state): State<Arc<AppState>>,
+    subject: AuditSubject,
+    _: Auth<Admin>,
+    Query(params): Query<SystemBackupParams>,
+    OptionalJson(req): OptionalJson<SystemBackupRequest>,
+) -> Result<(StatusCode, Json<MetaBackup>), ApiError> {
+    let invalid = |message: &str| ApiError::Invalid {
+        field: "passphrase",
+        message: message.into(),
+    };
+    let passphrase = match (params.include_secrets.unwrap_or(false), req.passphrase) {
+        (true, Some(p)) if p.chars().count() >= 12 => Some(p),
+        (true, _) => {
+            return Err(invalid(
+                "include_secrets needs a passphrase of 12 characters or more: the secrets are sealed with it",
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(invalid(
+                "a passphrase seals secrets: ask for them with include_secrets=true",
+            ));
+        }
+        (false, None) => None,
+    };
+    let made = selfbackup::system_backup(&state, SYSTEM, passphrase).await?;
+    subject.name(&made.name);
+    Ok((StatusCode::CREATED, Json(made.into())))
+}
+
+/// The system backups kept on the server (`pre_restore_…` ones included), newest first.
+#[utoipa::path(get, path = "/api/system/backups", tag = "system", security(("bearer" = ["admin"])),
+    responses((status = 200, body = [MetaBackup])))]
+pub async fn list_system(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+) -> Result<Json<Vec<MetaBackup>>, ApiError> {
+    let s = state.clone();
+    let all = tokio::task::spawn_blocking(move || s.backups.list(&[SYSTEM, PRE_RESTORE]))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(all.into_iter().map(Into::into).collect()))
+}
+
+/// Download a system backup, with its SHA-256 in `X-Checksum-Sha256`.
+#[utoipa::path(get, path = "/api/system/backups/{name}", tag = "system", security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "System backup file name")),
+    responses((status = 200, description = "The system backup (application/zip)", content_type = "application/zip"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn download_system(
+    State(state): State<Arc<AppState>>,
+    _: AuditedRead,
+    _: Auth<Admin>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let path = state.backups.path(&name, SYSTEM.suffix)?;
+    let bytes = tokio::fs::read(&path).await.map_err(ApiError::io)?;
+    let checksum = hex::encode(Sha256::digest(&bytes));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+            (
+                header::HeaderName::from_static("x-checksum-sha256"),
+                checksum,
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// Delete a system backup kept on the server.
+#[utoipa::path(delete, path = "/api/system/backups/{name}", tag = "system", security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "System backup file name")),
+    responses((status = 200, body = Done), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_system(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<Done>, ApiError> {
+    state.backups.delete(&name, SYSTEM.suffix)?;
+    Ok(Json(Done { success: true }))
+}
+
+/// Restore a system backup kept on the server: a full replacement of the metadata database,
+/// checked whole first, after a `pre_restore_…` system backup of what it replaces; 409 while
+/// jobs run or when it belongs to another server key.
+#[utoipa::path(post, path = "/api/system/restore/{name}", tag = "system", security(("bearer" = ["admin"])),
+    params(("name" = String, Path, description = "System backup file name")),
+    responses((status = 200, body = SystemRestored), (status = 400, body = ErrorBody, description = "Not a usable system backup"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn restore_system(
+    State(state): State<Arc<AppState>>,
+    subject: AuditSubject,
+    _: Auth<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<SystemRestored>, ApiError> {
+    let path = state.backups.path(&name, SYSTEM.suffix)?;
+    subject.name(&name);
+    Ok(Json(selfbackup::system_restore(&state, path).await?))
+}
+
+/// Restore an uploaded system backup (the raw body, or the form field `file`), as
+/// `POST /api/system/restore/{name}` does; with `X-Checksum-Sha256` its SHA-256 must match.
+#[utoipa::path(post, path = "/api/system/restore", tag = "system", security(("bearer" = ["admin"])),
+    request_body(content(
+        (Vec<u8> = "application/zip"),
+        (Vec<u8> = "multipart/form-data")
+    ), description = "The system backup, raw or as the form field `file`"),
+    responses((status = 200, body = SystemRestored), (status = 400, body = ErrorBody, description = "Not a usable system backup"),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn restore_system_upload(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Admin>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<Json<SystemRestored>, ApiError> {
+    let dir = state.jobs.scratch_dir();
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::io)?;
+    let path = dir.join(format!(
+        "system-upload-{}.zip",
+        hex::encode(crate::auth::random_bytes::<16>())
+    ));
+    let checksum = upload::receive(&state, &headers, body, &path).await?;
+    let restored = async {
+        if let Some(want) = checksum {
+            let bytes = tokio::fs::read(&path).await.map_err(ApiError::io)?;
+            if !hex::encode(Sha256::digest(&bytes)).eq_ignore_ascii_case(want.trim()) {
+                return Err(ApiError::BadRequest(
+                    "the upload does not match its X-Checksum-Sha256: it was damaged on the way"
+                        .into(),
+                ));
+            }
+        }
+        selfbackup::system_restore(&state, path.clone()).await
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&path).await;
+    Ok(Json(restored?))
 }

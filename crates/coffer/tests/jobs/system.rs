@@ -1,4 +1,6 @@
-//! The configuration exported and imported.
+//! Coffer's own data: the configuration exported and imported, system backups.
+
+use std::collections::BTreeMap;
 
 use super::*;
 
@@ -148,4 +150,243 @@ fn the_configuration_is_exported_without_secrets_and_imported_back() {
         400
     );
     assert!(env.server.stop().success());
+}
+
+/// The entries of a zip, by name.
+fn entries(zip: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut e = z.by_index(i).unwrap();
+            let mut bytes = vec![];
+            std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+            (e.name().unwrap().to_string(), bytes)
+        })
+        .collect()
+}
+
+/// A zip of `files`, in order.
+fn zipped(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(vec![]);
+    let mut w = zip::ZipWriter::new(&mut out);
+    for (name, bytes) in files {
+        w.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut w, bytes).unwrap();
+    }
+    w.finish().unwrap();
+    out.into_inner()
+}
+
+fn usernames(api: &Client) -> BTreeSet<String> {
+    api.users()
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect()
+}
+
+/// A system backup holds the whole metadata database (secrets only sealed under a
+/// passphrase), and restoring one — kept on the server or uploaded — replaces everything
+/// changed since, after a backup of what it replaces; damaged, tampered, foreign and newer
+/// ones are refused before anything changes.
+#[test]
+fn a_system_backup_restores_the_whole_server_as_it_was() {
+    let env = start();
+    let api = &env.api;
+    let src = env.dir.path().join("system-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), "before").unwrap();
+    let new_user = |name: &str| {
+        api.create_user(
+            &serde_json::from_value(
+                json!({"username": name, "password": "a long enough password", "role": "viewer"}),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let keeper = new_user("keeper");
+    let job = api.create_job(&path_job("kept", &src, json!({}))).unwrap();
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+
+    // Made, without and with secrets (which need a passphrase).
+    let make = |query: &str, body: serde_json::Value| {
+        api.raw("POST", &format!("/api/system/backups{query}"), Some(&body))
+            .unwrap()
+    };
+    let r = make("", json!({}));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let plain = r.json()["name"].as_str().unwrap().to_string();
+    assert!(
+        plain.starts_with("coffer-system-") && plain.ends_with(".zip"),
+        "{plain}"
+    );
+    for body in [json!({}), json!({"passphrase": "short"})] {
+        let r = make("?include_secrets=true", body);
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(r.json()["field"], "passphrase");
+    }
+    let r = make(
+        "?include_secrets=true",
+        json!({"passphrase": "a long passphrase to keep"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sealed = r.json()["name"].as_str().unwrap().to_string();
+    let listed = api.raw("GET", "/api/system/backups", None).unwrap().json();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+
+    // What is in it: a manifest, one file per table, nothing secret in the clear.
+    let (headers, zip) = api
+        .download(&format!("/api/system/backups/{plain}"))
+        .unwrap();
+    assert_eq!(headers["x-checksum-sha256"].to_str().unwrap(), sha256(&zip));
+    let files = entries(&zip);
+    let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert_eq!(manifest["format"], "coffer-system-backup");
+    assert_eq!(manifest["secrets_included"], false);
+    assert_eq!(manifest["tables"]["users"], 2);
+    for table in ["users", "backup_jobs", "backup_records", "settings"] {
+        assert!(
+            files.contains_key(&format!("db/{table}.json")),
+            "{:?}",
+            files.keys()
+        );
+    }
+    assert!(
+        !files.contains_key("db/server_secrets.json") && !files.contains_key("db/sessions.json")
+    );
+    let server_key = hex::encode(std::fs::read(env.dir.path().join("data/server.key")).unwrap());
+    let (_, with_secrets) = api
+        .download(&format!("/api/system/backups/{sealed}"))
+        .unwrap();
+    for bytes in entries(&with_secrets).values() {
+        assert!(!String::from_utf8_lossy(bytes).contains(&server_key));
+    }
+    assert!(entries(&with_secrets).contains_key("secrets/keys.enc"));
+
+    // Everything changed, then restored from the server's copy.
+    api.delete_user(&keeper.id).unwrap();
+    new_user("intruder");
+    api.delete_job(&job.id, true).unwrap();
+    let r = api
+        .raw("POST", &format!("/api/system/restore/{plain}"), None)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let pre_restore = r.json()["pre_restore"].as_str().unwrap().to_string();
+    assert!(pre_restore.starts_with("pre_restore_"), "{}", r.text);
+    assert_eq!(
+        usernames(api),
+        BTreeSet::from(["admin".into(), "keeper".into()]),
+        "the admin's session still works"
+    );
+    let back = api.records(&job.id, &RecordFilter::default()).unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].snapshot_id, record.snapshot_id);
+    assert_eq!(run_to_end(api, &job.id).status, RecordStatus::Success);
+
+    // From an upload: raw with its checksum (a wrong one refused), or as the form field `file`.
+    new_user("second-intruder");
+    let upload = |zip: &[u8], checksum: Option<&str>| {
+        let mut r = reqwest::blocking::Client::new()
+            .post(format!("{}/api/system/restore", env.server.url()))
+            .bearer_auth(&env.token)
+            .header("content-type", "application/zip")
+            .body(zip.to_vec());
+        if let Some(c) = checksum {
+            r = r.header("x-checksum-sha256", c);
+        }
+        let res = r.send().unwrap();
+        (res.status().as_u16(), res.text().unwrap())
+    };
+    let wrong = sha256(b"something else");
+    assert_eq!(upload(&zip, Some(&wrong)).0, 400);
+    assert!(
+        usernames(api).contains("second-intruder"),
+        "nothing changed"
+    );
+    let (status, text) = upload(&zip, Some(&sha256(&zip)));
+    assert_eq!(status, 200, "{text}");
+    assert!(!usernames(api).contains("second-intruder"));
+    new_user("third-intruder");
+    let r = upload_system_form(api, &zip);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!usernames(api).contains("third-intruder"));
+
+    // Refused before anything changes: not a zip, cut short, tampered, with a name that climbs
+    // out, of a newer schema, of another server.
+    new_user("witness");
+    let mut tampered = files.clone();
+    tampered.insert("db/users.json".into(), b"[]".to_vec());
+    let mut newer = manifest.clone();
+    newer["schema_version"] = json!(manifest["schema_version"].as_i64().unwrap() + 1);
+    let mut renewed = files.clone();
+    renewed.insert("manifest.json".into(), serde_json::to_vec(&newer).unwrap());
+    let as_zip = |files: &BTreeMap<String, Vec<u8>>| {
+        let list: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        zipped(&list)
+    };
+    let mut climbing = files.clone();
+    climbing.insert("../escape.json".into(), b"[]".to_vec());
+    let other = start();
+    let r = other.api.raw("POST", "/api/system/backups", None).unwrap();
+    let (_, foreign) = other
+        .api
+        .download(&format!(
+            "/api/system/backups/{}",
+            r.json()["name"].as_str().unwrap()
+        ))
+        .unwrap();
+    for (what, bad, status) in [
+        ("not a zip", b"PK but not really".to_vec(), 400),
+        ("cut short", zip[..zip.len() / 2].to_vec(), 400),
+        ("tampered", as_zip(&tampered), 400),
+        ("newer", as_zip(&renewed), 400),
+        ("climbing", as_zip(&climbing), 400),
+        ("foreign", foreign, 409),
+    ] {
+        let (got, text) = upload(&bad, None);
+        assert_eq!(got, status, "{what}: {text}");
+        assert!(usernames(api).contains("witness"), "{what} changed nothing");
+    }
+    assert_eq!(
+        api.raw("GET", "/api/system/backups/coffer-system-none.zip", None)
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(
+        api.raw("DELETE", "/api/system/backups/..%2Fcoffer.db", None)
+            .unwrap()
+            .status,
+        400
+    );
+    let r = api
+        .raw("DELETE", &format!("/api/system/backups/{sealed}"), None)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(other.server.stop().success());
+    assert!(env.server.stop().success());
+}
+
+/// A system backup uploaded as the form field `file`, as a browser sends it.
+fn upload_system_form(api: &Client, zip: &[u8]) -> coffer_client::RawResponse {
+    let boundary = "coffer-system-form";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"backup.zip\"\r\nContent-Type: application/zip\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(zip);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    api.raw_body(
+        "POST",
+        "/api/system/restore",
+        &format!("multipart/form-data; boundary={boundary}"),
+        body,
+    )
+    .unwrap()
 }
