@@ -25,12 +25,12 @@ const AT: NaiveTime = NaiveTime::from_hms_opt(3, 0, 0).expect("a time of day");
 impl From<SystemError> for ApiError {
     fn from(e: SystemError) -> Self {
         match e {
-            SystemError::BadName(_) | SystemError::Archive(ArchiveError::Invalid(_)) => {
+            SystemError::BadName(_)
+            | SystemError::Refused(_)
+            | SystemError::Archive(ArchiveError::Invalid(_) | ArchiveError::WrongPassphrase) => {
                 ApiError::BadRequest(e.to_string())
             }
-            SystemError::Archive(ArchiveError::WrongPassphrase) => {
-                ApiError::BadRequest(e.to_string())
-            }
+            SystemError::Db(e) => e.into(),
             SystemError::NotFound(_) => ApiError::NotFound(e.to_string()),
             SystemError::Io { source, .. } if crate::error::is_disk_full(&source) => {
                 ApiError::io(source)

@@ -9,6 +9,9 @@
 //! time, and two in the same second get distinct names.
 
 pub mod archive;
+mod recover;
+
+pub use recover::{Recovered, recover};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -31,6 +34,11 @@ pub enum SystemError {
     Copy(#[from] coffer_sources::SourceError),
     #[error(transparent)]
     Archive(#[from] archive::ArchiveError),
+    /// Something that must not be done to this data directory or with this backup.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Db(#[from] coffer_db::DbError),
     #[error("{what}: {source}")]
     Io {
         what: String,

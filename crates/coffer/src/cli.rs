@@ -4,7 +4,7 @@
 //! from `COFFER_PASSWORD` or a file, the master key from a file.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -82,6 +82,9 @@ enum Command {
     Key(KeyCommand),
     /// Run the Coffer server.
     Serve(ServeArgs),
+    /// Coffer's own data.
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Open a sealed archive (a download with `?encrypted=true`): the archive goes to stdout.
     Decrypt {
         /// File holding the repository key, as `GET /api/admin/repository-key` shows it (the
@@ -106,6 +109,25 @@ pub(crate) struct ServeArgs {
     /// A TOML configuration file.
     #[arg(long, env = "COFFER_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum SystemCommand {
+    /// Build a data directory from a system backup, on a machine that has none; then
+    /// `coffer serve` starts with everything it held. The passphrase of a backup with secrets
+    /// comes from COFFER_SYSTEM_PASSPHRASE or --passphrase-file.
+    Recover {
+        /// The system backup (`coffer-system-….zip`).
+        #[arg(long = "from")]
+        from: PathBuf,
+        /// The data directory to build (empty or missing) [env: COFFER_DATA_DIR] [default:
+        /// coffer-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A file holding the passphrase the backup's secrets are sealed with.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -315,6 +337,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => crate::serve::run(a),
+        Command::System(SystemCommand::Recover {
+            from,
+            data_dir,
+            passphrase_file,
+        }) => recover(&ctx, &from, data_dir, passphrase_file.as_deref()),
         Command::Decrypt { key_file, input } => decrypt(&key_file, input.as_deref()),
         Command::Key(KeyCommand::Export) => {
             let repo = ctx.open()?;
@@ -734,6 +761,66 @@ fn decrypt(key_file: &std::path::Path, input: Option<&std::path::Path>) -> Resul
     coffer_repo::sealed::unseal(&mut reader, &mut out, key.as_bytes())
         .context("the archive cannot be opened (nothing written is to be trusted)")?;
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `coffer system recover`.
+fn recover(
+    ctx: &Ctx,
+    from: &Path,
+    data_dir: Option<PathBuf>,
+    passphrase_file: Option<&Path>,
+) -> Result<ExitCode> {
+    let data_dir = data_dir
+        .or_else(|| std::env::var_os("COFFER_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("coffer-data"));
+    let passphrase = match passphrase_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading {}", f.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        ),
+        None => std::env::var("COFFER_SYSTEM_PASSPHRASE").ok(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let done = runtime.block_on(coffer_system::recover(
+        from,
+        &data_dir,
+        passphrase.as_deref(),
+    ))?;
+    let m = &done.manifest;
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "data_dir": data_dir,
+            "created_at": m.created_at,
+            "host": m.host,
+            "tables": m.tables,
+            "secrets": done.with_secrets,
+        }));
+    } else {
+        println!(
+            "recovered {} from the system backup of {} made {}: {} users, {} jobs, {} records",
+            data_dir.display(),
+            m.host,
+            m.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            m.tables.get("users").unwrap_or(&0),
+            m.tables.get("backup_jobs").unwrap_or(&0),
+            m.tables.get("backup_records").unwrap_or(&0),
+        );
+        if !done.with_secrets {
+            println!(
+                "it held no secrets: stored passwords, secret keys and the repository key do not open; enter them again"
+            );
+        }
+        println!(
+            "start the server with: coffer serve --data-dir {}",
+            data_dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -390,3 +390,169 @@ fn upload_system_form(api: &Client, zip: &[u8]) -> coffer_client::RawResponse {
     )
     .unwrap()
 }
+
+/// The disaster: the data directory is lost. A system backup with its secrets, recovered on a
+/// machine that has nothing but it and the repositories, brings the server back with its
+/// admin, its jobs and every record taken before, which verify, download and restore.
+#[test]
+fn a_lost_data_directory_is_recovered_from_a_system_backup() {
+    let dir = tempdir().unwrap();
+    let offsite = dir.path().join("offsite");
+    std::fs::create_dir_all(&offsite).unwrap();
+    let roots = offsite.display().to_string();
+    let envs = [("COFFER_REPOSITORY_ROOTS", roots.as_str())];
+    let server = start_in_with(&dir, &envs);
+    let api = login(&server);
+    let repo: Repository = api
+        .create_resource::<Repository>(
+            &serde_json::from_value(json!({
+                "name": "offsite",
+                "url": format!("file://{}/repo", offsite.display()),
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("report.txt"), "first version").unwrap();
+    let db = sqlite_db(
+        dir.path(),
+        &["CREATE TABLE t (x)", "INSERT INTO t VALUES (42)"],
+    );
+    let files_job = api
+        .create_job(&path_job(
+            "files",
+            &files,
+            json!({"repository_id": repo.id}),
+        ))
+        .unwrap();
+    let db_job = api
+        .create_job(
+            &serde_json::from_value(json!({
+                "name": "app database", "sources": [{"type": "sqlite", "path": db}],
+                "repository_id": repo.id,
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+    let first = run_to_end(&api, &files_job.id);
+    std::fs::write(files.join("report.txt"), "second version").unwrap();
+    let second = run_to_end(&api, &files_job.id);
+    let db_record = run_to_end(&api, &db_job.id);
+    for r in [&first, &second, &db_record] {
+        assert_eq!(r.status, RecordStatus::Success, "{r:?}");
+    }
+
+    // The system backup, kept away from the data directory; then the data directory is gone.
+    let passphrase = "the passphrase kept in the safe";
+    let r = api
+        .raw(
+            "POST",
+            "/api/system/backups?include_secrets=true",
+            Some(&json!({"passphrase": passphrase})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (_, zip) = api
+        .download(&format!(
+            "/api/system/backups/{}",
+            r.json()["name"].as_str().unwrap()
+        ))
+        .unwrap();
+    let kept = dir.path().join("coffer-system.zip");
+    std::fs::write(&kept, &zip).unwrap();
+    assert!(server.stop().success());
+    let data = dir.path().join("data");
+    std::fs::remove_dir_all(&data).unwrap();
+
+    let recover = |passphrase: &str| {
+        std::process::Command::new(BIN)
+            .current_dir(dir.path())
+            .args([
+                "system",
+                "recover",
+                "--from",
+                kept.to_str().unwrap(),
+                "--data-dir",
+                "data",
+            ])
+            .env("COFFER_SYSTEM_PASSPHRASE", passphrase)
+            .output()
+            .unwrap()
+    };
+    let wrong = recover("not the passphrase");
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("passphrase"),
+        "{wrong:?}"
+    );
+    assert!(!data.join("coffer.db").exists(), "nothing was built");
+    let done = recover(passphrase);
+    assert!(done.status.success(), "{done:?}");
+    let again = recover(passphrase);
+    assert!(
+        !again.status.success(),
+        "a data directory with a database is never overwritten"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    for private in ["server.key", "coffer.db"] {
+        let mode = std::fs::metadata(data.join(private))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{private} is private");
+    }
+
+    // The server as it was: same admin (with its password), jobs, records, repository key.
+    let server = start_in_with(&dir, &envs);
+    let api = login(&server);
+    let jobs: BTreeSet<String> = api.jobs().unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(
+        jobs,
+        BTreeSet::from([files_job.id.clone(), db_job.id.clone()])
+    );
+    for (job, record) in [
+        (&files_job.id, &first),
+        (&files_job.id, &second),
+        (&db_job.id, &db_record),
+    ] {
+        assert!(api.verify_record(job, &record.id).unwrap().ok, "{record:?}");
+        let (_, archive) = api.download_record(job, &record.id).unwrap();
+        assert_eq!(Some(sha256(&archive)), record.checksum);
+    }
+    let task = restore(
+        &api,
+        &files_job.id,
+        &first.id,
+        json!({"target": "restores/first"}),
+    );
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    let restored = data
+        .join("restores/first")
+        .join(files.strip_prefix("/").unwrap())
+        .join("report.txt");
+    assert_eq!(std::fs::read_to_string(restored).unwrap(), "first version");
+    let task = restore(
+        &api,
+        &db_job.id,
+        &db_record.id,
+        json!({"target": "restores/db"}),
+    );
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    let copy = data
+        .join("restores/db/sqlite")
+        .join(db.strip_prefix("/").unwrap());
+    let x: i64 = with_database(&copy, async |pool| {
+        sqlx::query_scalar("SELECT x FROM t")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(x, 42);
+    // And it goes on backing up into the same repositories.
+    assert_eq!(
+        run_to_end(&api, &files_job.id).status,
+        RecordStatus::Success
+    );
+    assert!(server.stop().success());
+}
