@@ -20,6 +20,7 @@ pub const AUTO_BACKUP: &str = "general.auto_backup";
 pub const AUTO_BACKUP_TASK: &str = "auto_backup";
 const DEFAULT_RETENTION: usize = 10;
 const SERVER_KEY: &str = "server.key";
+const AUDIT: &str = "audit";
 const AT: NaiveTime = NaiveTime::from_hms_opt(3, 0, 0).expect("a time of day");
 
 impl From<SystemError> for ApiError {
@@ -139,7 +140,7 @@ pub async fn system_backup(
 
 /// Replace every table with those of the system backup at `path`, after checking all of it
 /// and keeping a `pre_restore_…` system backup of what it replaces. Sessions stay for the
-/// users the backup has; the token signing key stays.
+/// users the backup has; the token signing key and the audit log stay.
 pub async fn system_restore(
     state: &Arc<AppState>,
     path: std::path::PathBuf,
@@ -181,10 +182,11 @@ pub async fn system_restore(
         ));
     }
     let pre = system_backup(state, coffer_system::PRE_RESTORE, None).await?;
-    state
-        .db
-        .replace_tables(&opened.tables, &archive::SECRET_TABLES)
-        .await?;
+    // The audit log is this server's history: a restore adds to it, never rewrites it.
+    let mut tables = opened.tables;
+    tables.rows.remove(AUDIT);
+    let keep = [&archive::SECRET_TABLES[..], &[AUDIT]].concat();
+    state.db.replace_tables(&tables, &keep).await?;
     tracing::warn!(pre_restore = %pre.name, "the metadata database was replaced by a system restore");
     Ok(coffer_types::SystemRestored {
         success: true,

@@ -68,7 +68,7 @@ fn database_credentials_keep_their_password_to_themselves() {
 /// A credential (`credential`, JSON) and a job (`job`, JSON) with one database source through
 /// it: `source` gives the source's other fields (`{"database": …}` or `{"all": true}`, and
 /// `backup_tool`).
-fn database_job(
+pub(super) fn database_job(
     api: &Client,
     credential: serde_json::Value,
     mut job: serde_json::Value,
@@ -113,7 +113,7 @@ fn assert_missing_database_fails(api: &Client, cred: &Credential, tool: &str) {
 }
 
 /// `psql` as the superuser against the machine's PostgreSQL (127.0.0.1:5432, trust auth).
-fn psql(db: &str, sql: &str) -> String {
+pub(super) fn psql(db: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
         .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", db])
         .args(["-v", "ON_ERROR_STOP=1", "-X", "-A", "-t", "-c", sql])
@@ -124,10 +124,10 @@ fn psql(db: &str, sql: &str) -> String {
 }
 
 /// A database of the test's own, dropped at the end.
-struct PgDatabase(String);
+pub(super) struct PgDatabase(pub(super) String);
 
 impl PgDatabase {
-    fn new(tag: &str) -> PgDatabase {
+    pub(super) fn new(tag: &str) -> PgDatabase {
         let name = unique_name(&format!("coffer_{tag}"));
         psql("postgres", &format!("CREATE DATABASE {name}"));
         PgDatabase(name)

@@ -281,6 +281,12 @@ fn a_system_backup_restores_the_whole_server_as_it_was() {
         BTreeSet::from(["admin".into(), "keeper".into()]),
         "the admin's session still works"
     );
+    // The audit log keeps what happened since the backup (the deletion of keeper).
+    let audit = api.audit(&coffer_client::AuditFilter::default()).unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "DELETE /api/users/{id}"),
+        "{audit:?}"
+    );
     let back = api.records(&job.id, &RecordFilter::default()).unwrap();
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].snapshot_id, record.snapshot_id);
@@ -435,6 +441,21 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
             .unwrap(),
         )
         .unwrap();
+    // A PostgreSQL database through a credential whose password is sealed by the server key.
+    let pg = super::databases::PgDatabase::new("recovered");
+    super::databases::psql(
+        &pg.0,
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (7), (8);",
+    );
+    let (_, pg_job) = super::databases::database_job(
+        &api,
+        json!({"name": "local pg", "engine": "postgres", "host": "127.0.0.1",
+                "user": "postgres", "password": "sealed by the server key"}),
+        json!({"name": "pg", "repository_id": repo.id}),
+        json!({"database": pg.0}),
+    );
+    let pg_record = run_to_end(&api, &pg_job.id);
+    assert_eq!(pg_record.status, RecordStatus::Success, "{pg_record:?}");
     let first = run_to_end(&api, &files_job.id);
     std::fs::write(files.join("report.txt"), "second version").unwrap();
     let second = run_to_end(&api, &files_job.id);
@@ -509,12 +530,13 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
     let jobs: BTreeSet<String> = api.jobs().unwrap().into_iter().map(|j| j.id).collect();
     assert_eq!(
         jobs,
-        BTreeSet::from([files_job.id.clone(), db_job.id.clone()])
+        BTreeSet::from([files_job.id.clone(), db_job.id.clone(), pg_job.id.clone()])
     );
     for (job, record) in [
         (&files_job.id, &first),
         (&files_job.id, &second),
         (&db_job.id, &db_record),
+        (&pg_job.id, &pg_record),
     ] {
         assert!(api.verify_record(job, &record.id).unwrap().ok, "{record:?}");
         let (_, archive) = api.download_record(job, &record.id).unwrap();
@@ -549,6 +571,21 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
             .unwrap()
     });
     assert_eq!(x, 42);
+    let into = super::databases::PgDatabase::new("recovered_into");
+    super::databases::psql("postgres", &format!("DROP DATABASE {}", into.0));
+    let task = restore(
+        &api,
+        &pg_job.id,
+        &pg_record.id,
+        json!({"target_database": into.0}),
+    );
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(
+        super::databases::psql(&into.0, "SELECT sum(x) FROM t"),
+        "15"
+    );
+    // The credential's sealed password opens again: a new record of the database works.
+    assert_eq!(run_to_end(&api, &pg_job.id).status, RecordStatus::Success);
     // And it goes on backing up into the same repositories.
     assert_eq!(
         run_to_end(&api, &files_job.id).status,
