@@ -12,7 +12,10 @@ use coffer_types::{
     JobUpdate, LoginRequest, LoginResponse, Modules, Node, Record, RecordStatus, Rotated, Setting,
     SettingValue, SetupRequest, UpdateUser, User, VerifyResult,
 };
-use coffer_types::{Check, KeyRotation, RepositoryKey, Resource, RestoreRequest, RestoreTask};
+use coffer_types::{
+    Check, KeyRotation, MetaBackup, RepositoryKey, Resource, RestoreRequest, RestoreTask,
+    SystemBackupRequest, SystemRestored,
+};
 use reqwest::Method;
 use reqwest::blocking::{Client as Http, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -158,17 +161,23 @@ pub struct Client {
 impl Client {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:7480`).
     pub fn new(base: impl Into<String>) -> Client {
-        Client::build(base, None)
+        Client::build(base, None, Some(Duration::from_secs(60)))
+    }
+
+    /// A client without a time limit per request, for transfers of any size (the command
+    /// line).
+    pub fn patient(base: impl Into<String>) -> Client {
+        Client::build(base, None, None)
     }
 
     /// A client whose connections come from `local` (e.g. `127.0.0.2`), to act as another host.
     pub fn from_address(base: impl Into<String>, local: IpAddr) -> Client {
-        Client::build(base, Some(local))
+        Client::build(base, Some(local), Some(Duration::from_secs(60)))
     }
 
-    fn build(base: impl Into<String>, local: Option<IpAddr>) -> Client {
+    fn build(base: impl Into<String>, local: Option<IpAddr>, timeout: Option<Duration>) -> Client {
         let http = Http::builder()
-            .timeout(Duration::from_secs(60))
+            .timeout(timeout)
             .local_address(local)
             .build()
             .expect("an HTTP client without TLS builds");
@@ -507,6 +516,53 @@ impl Client {
         rid: &str,
     ) -> Result<(reqwest::header::HeaderMap, Vec<u8>)> {
         self.download(&format!("/api/backup-jobs/{job}/records/{rid}/download"))
+    }
+
+    /// Make a system backup on the server (with its secrets sealed under `passphrase`, if given).
+    pub fn create_system_backup(&self, passphrase: Option<&str>) -> Result<MetaBackup> {
+        let body = SystemBackupRequest {
+            passphrase: passphrase.map(str::to_string),
+        };
+        self.send(
+            self.request(Method::POST, "/api/system/backups")
+                .query(&[("include_secrets", passphrase.is_some())])
+                .json(&body),
+        )
+    }
+
+    /// Restore the server from the system backup `zip` (whose SHA-256 is `sha256`).
+    pub fn restore_system(
+        &self,
+        zip: impl Into<reqwest::blocking::Body>,
+        sha256: &str,
+    ) -> Result<SystemRestored> {
+        self.send(
+            self.request(Method::POST, "/api/system/restore")
+                .header("content-type", "application/zip")
+                .header("x-checksum-sha256", sha256)
+                .body(zip),
+        )
+    }
+
+    /// Write the file at `path` from byte `from` on into `out` (a `Range` request when `from`
+    /// is not 0: resuming an interrupted download); the headers that describe it.
+    pub fn download_into(
+        &self,
+        path: &str,
+        from: u64,
+        out: &mut impl std::io::Write,
+    ) -> Result<reqwest::header::HeaderMap> {
+        let mut r = self.request(Method::GET, path);
+        if from > 0 {
+            r = r.header("range", format!("bytes={from}-"));
+        }
+        let mut res = r.send()?;
+        if !res.status().is_success() {
+            return Err(api_error(res));
+        }
+        let headers = res.headers().clone();
+        res.copy_to(out)?;
+        Ok(headers)
     }
 
     /// A file the server gives (a record's archive, a system backup), with the headers that

@@ -41,6 +41,13 @@ pub struct Args {
     /// Print one JSON document instead of text for people.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The server the commands that drive one talk to [env: COFFER_URL] [default:
+    /// http://127.0.0.1:7480]. Their API key comes from COFFER_API_KEY or --api-key-file.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// A file holding the API key for --url.
+    #[arg(long, global = true, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +92,33 @@ enum Command {
     /// Coffer's own data.
     #[command(subcommand)]
     System(SystemCommand),
+    /// A running server's jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// A job's records on a running server.
+    Records { job: String },
+    /// Download a record's archive from a running server (resuming a partial file).
+    Download {
+        job: String,
+        record: String,
+        /// Where to write it [default: RECORD.tar].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Restore a record on a running server: in place, or as its options say.
+    RestoreRecord {
+        job: String,
+        record: String,
+        /// A directory (inside the server's restore roots) to restore into instead of in place.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only these paths of the record.
+        #[arg(long = "path")]
+        paths: Vec<String>,
+        /// Wait until it ends.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Open a sealed archive (a download with `?encrypted=true`): the archive goes to stdout.
     Decrypt {
         /// File holding the repository key, as `GET /api/admin/repository-key` shows it (the
@@ -112,7 +146,31 @@ pub(crate) struct ServeArgs {
 }
 
 #[derive(Subcommand, Debug)]
+enum JobsCommand {
+    /// The jobs and their last outcome.
+    List,
+    /// Run a job now.
+    Run {
+        job: String,
+        /// Wait until the record ends, showing its progress on a terminal.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum SystemCommand {
+    /// Make a system backup on a running server and download it.
+    Backup {
+        /// The directory to download it into.
+        #[arg(long, default_value = ".")]
+        output: PathBuf,
+        /// Seal the server's secrets into it with the passphrase from COFFER_SYSTEM_PASSPHRASE.
+        #[arg(long)]
+        include_secrets: bool,
+    },
+    /// Restore a running server from a system backup file.
+    Restore { file: PathBuf },
     /// Build a data directory from a system backup, on a machine that has none; then
     /// `coffer serve` starts with everything it held. The passphrase of a backup with secrets
     /// comes from COFFER_SYSTEM_PASSPHRASE or --passphrase-file.
@@ -322,6 +380,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         key_file: args.key_file,
         json: args.json,
     };
+    let remote = crate::remote::Remote {
+        url: args.url,
+        api_key_file: args.api_key_file,
+        json: args.json,
+    };
     match args.command {
         Command::Repo(RepoCommand::Init(a)) => init(&ctx, &a),
         Command::Backup(a) => backup(&ctx, a),
@@ -337,6 +400,35 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => crate::serve::run(a),
+        Command::Jobs(JobsCommand::List) => crate::remote::jobs_list(&remote),
+        Command::Jobs(JobsCommand::Run { job, wait }) => {
+            crate::remote::jobs_run(&remote, &job, wait)
+        }
+        Command::Records { job } => crate::remote::records(&remote, &job),
+        Command::Download {
+            job,
+            record,
+            output,
+        } => crate::remote::download(&remote, &job, &record, output),
+        Command::RestoreRecord {
+            job,
+            record,
+            target,
+            paths,
+            wait,
+        } => {
+            let request =
+                serde_json::from_value(serde_json::json!({"target": target, "paths": paths}))
+                    .context("the restore options")?;
+            crate::remote::restore_record(&remote, &job, &record, request, wait)
+        }
+        Command::System(SystemCommand::Backup {
+            output,
+            include_secrets,
+        }) => crate::remote::system_backup(&remote, &output, include_secrets),
+        Command::System(SystemCommand::Restore { file }) => {
+            crate::remote::system_restore(&remote, &file)
+        }
         Command::System(SystemCommand::Recover {
             from,
             data_dir,

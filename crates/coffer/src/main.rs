@@ -1,7 +1,9 @@
-//! The `coffer` binary: command line over the storage engine (and, later, the server).
+//! The `coffer` binary: command line over the storage engine, the server (`serve`), and
+//! commands that drive a running server.
 
 mod cli;
 mod output;
+mod remote;
 mod serve;
 
 use std::process::ExitCode;

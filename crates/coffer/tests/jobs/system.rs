@@ -593,3 +593,102 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
     );
     assert!(server.stop().success());
 }
+
+/// The command line drives a running server with an API key: jobs, runs, records, downloads
+/// (resumed), restores and system backups, for people and as JSON.
+#[test]
+fn the_command_line_drives_a_running_server() {
+    let env = start();
+    let api = &env.api;
+    let key = api
+        .create_key(&coffer_types::CreateKey {
+            name: "cli".into(),
+            role: None,
+            expires_at: None,
+        })
+        .unwrap()
+        .key;
+    let src = env.dir.path().join("cli-src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big.bin"), seeded(3 << 20, "cli")).unwrap();
+    let job = api.create_job(&path_job("cli", &src, json!({}))).unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .current_dir(env.dir.path())
+            .args(args)
+            .env("COFFER_URL", env.server.url())
+            .env("COFFER_API_KEY", &key)
+            .env("COFFER_SYSTEM_PASSPHRASE", "a passphrase for the cli")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "coffer {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&cli(&all)).unwrap()
+    };
+
+    assert_eq!(json(&["jobs", "list"])[0]["id"], job.id.as_str());
+    assert!(cli(&["jobs", "list"]).contains("cli"));
+    let record = json(&["jobs", "run", &job.id, "--wait"]);
+    assert_eq!(record["status"], "success", "{record}");
+    let rid = record["id"].as_str().unwrap().to_string();
+    assert_eq!(json(&["records", &job.id]).as_array().unwrap().len(), 1);
+
+    // A download cut short resumes where it stopped, and is checked whole.
+    let (_, whole) = api.download_record(&job.id, &rid).unwrap();
+    let out = env.dir.path().join("record.tar");
+    std::fs::write(&out, &whole[..whole.len() / 3]).unwrap();
+    let done = json(&["download", &job.id, &rid, "-o", out.to_str().unwrap()]);
+    assert_eq!(done["sha256"], sha256(&whole).as_str());
+    assert_eq!(std::fs::read(&out).unwrap(), whole);
+
+    let task = json(&[
+        "restore-record",
+        &job.id,
+        &rid,
+        "--target",
+        "restores/cli",
+        "--wait",
+    ]);
+    assert_eq!(task["status"], "success", "{task}");
+    let restored = env
+        .dir
+        .path()
+        .join("data/restores/cli")
+        .join(src.strip_prefix("/").unwrap())
+        .join("big.bin");
+    assert_eq!(std::fs::read(restored).unwrap(), seeded(3 << 20, "cli"));
+
+    // A system backup downloaded, then the server restored from the file.
+    let backups = env.dir.path().join("system-backups-here");
+    let made = json(&[
+        "system",
+        "backup",
+        "--output",
+        backups.to_str().unwrap(),
+        "--include-secrets",
+    ]);
+    let file = made["file"].as_str().unwrap().to_string();
+    assert!(entries(&std::fs::read(&file).unwrap()).contains_key("secrets/keys.enc"));
+    api.delete_job(&job.id, true).unwrap();
+    let restored = json(&["system", "restore", &file]);
+    assert_eq!(restored["success"], true, "{restored}");
+    assert!(api.job(&job.id).is_ok(), "the job is back");
+
+    // Without a key: a clear error.
+    let out = std::process::Command::new(BIN)
+        .args(["jobs", "list"])
+        .env("COFFER_URL", env.server.url())
+        .env_remove("COFFER_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("COFFER_API_KEY"),
+        "{out:?}"
+    );
+    assert!(env.server.stop().success());
+}

@@ -1,0 +1,245 @@
+//! Commands that drive a running server over its REST API (`coffer-client`): jobs, records,
+//! downloads, restores, system backups. The server comes from `--url` or `COFFER_URL`
+//! (default `http://127.0.0.1:7480`), the API key from `COFFER_API_KEY` or `--api-key-file`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use coffer_client::{Client, Credentials, RecordFilter};
+use coffer_types::{Record, RecordStatus, RestoreRequest, RestoreTask};
+
+use crate::output::{bytes, print_json};
+
+/// How to reach the server.
+pub struct Remote {
+    pub url: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub json: bool,
+}
+
+impl Remote {
+    fn client(&self) -> Result<Client> {
+        let url = self
+            .url
+            .clone()
+            .or_else(|| std::env::var("COFFER_URL").ok())
+            .unwrap_or_else(|| "http://127.0.0.1:7480".into());
+        let key = match &self.api_key_file {
+            Some(f) => std::fs::read_to_string(f)
+                .with_context(|| format!("reading the API key file {}", f.display()))?
+                .trim()
+                .to_string(),
+            None => std::env::var("COFFER_API_KEY").context(
+                "no API key: set COFFER_API_KEY or pass --api-key-file (create one with POST /api/keys)",
+            )?,
+        };
+        Ok(Client::patient(url).with(Credentials::ApiKey(key)))
+    }
+
+    /// Print `value` as JSON, or `text` for people.
+    fn show<T: serde::Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        match self.json {
+            true => print_json(value),
+            false => println!("{}", text()),
+        }
+    }
+}
+
+fn record_line(r: &Record) -> String {
+    format!(
+        "{}  {:<8}  {}  {}",
+        r.id,
+        r.status.as_str(),
+        r.started_at.format("%Y-%m-%d %H:%M:%S"),
+        r.size_bytes.map(bytes).unwrap_or_default()
+    )
+}
+
+pub fn jobs_list(remote: &Remote) -> Result<ExitCode> {
+    let jobs = remote.client()?.jobs()?;
+    remote.show(&jobs, || {
+        jobs.iter()
+            .map(|j| {
+                let last = j.last_status.map(|s| s.as_str()).unwrap_or("never run");
+                format!("{}  {}  ({last})", j.id, j.name)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Poll the record until it ends, showing its phase and progress on a terminal.
+fn wait_record(client: &Client, job: &str, mut record: Record, json: bool) -> Result<Record> {
+    let live = !json && std::io::stderr().is_terminal();
+    while record.status == RecordStatus::Running {
+        if live {
+            let done = record
+                .progress
+                .as_ref()
+                .map(|p| format!("{} files, {}", p.files, bytes(p.bytes)))
+                .unwrap_or_default();
+            eprint!("\r\x1b[2K{}: {done}", record.phase);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        record = client.record(job, &record.id)?;
+    }
+    if live {
+        eprintln!();
+    }
+    Ok(record)
+}
+
+pub fn jobs_run(remote: &Remote, job: &str, wait: bool) -> Result<ExitCode> {
+    let client = remote.client()?;
+    let mut record = client.run_job(job)?;
+    if wait {
+        record = wait_record(&client, job, record, remote.json)?;
+    }
+    remote.show(&record, || record_line(&record));
+    Ok(match record.status {
+        RecordStatus::Failed => {
+            eprintln!(
+                "coffer: the run failed: {}",
+                record.error.as_deref().unwrap_or("see the server's log")
+            );
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+pub fn records(remote: &Remote, job: &str) -> Result<ExitCode> {
+    let records = remote.client()?.records(job, &RecordFilter::default())?;
+    remote.show(&records, || {
+        records
+            .iter()
+            .map(record_line)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Download into `out`, resuming after what a file of that name already holds; the SHA-256 the
+/// server gives is checked once the file is whole.
+fn download_to(client: &Client, path: &str, out: &Path) -> Result<String> {
+    let have = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .with_context(|| format!("opening {}", out.display()))?;
+    let headers = client.download_into(path, have, &mut file)?;
+    file.sync_all()
+        .with_context(|| format!("writing {}", out.display()))?;
+    let want = headers
+        .get("x-checksum-sha256")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let got = sha256_file(out)?;
+    if !want.is_empty() && !got.eq_ignore_ascii_case(&want) {
+        bail!(
+            "{} does not match the server's SHA-256 ({want}): remove it and download again",
+            out.display()
+        );
+    }
+    Ok(got)
+}
+
+pub fn download(
+    remote: &Remote,
+    job: &str,
+    record: &str,
+    output: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let client = remote.client()?;
+    let out = output.unwrap_or_else(|| PathBuf::from(format!("{record}.tar")));
+    let sum = download_to(
+        &client,
+        &format!("/api/backup-jobs/{job}/records/{record}/download"),
+        &out,
+    )?;
+    remote.show(&serde_json::json!({"file": out, "sha256": sum}), || {
+        format!("{} (SHA-256 {sum})", out.display())
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restore_record(
+    remote: &Remote,
+    job: &str,
+    record: &str,
+    request: RestoreRequest,
+    wait: bool,
+) -> Result<ExitCode> {
+    let client = remote.client()?;
+    let mut task: RestoreTask = client.restore_record(job, record, &request)?;
+    if wait {
+        task = client.wait_restore(job, &task.id, Duration::from_secs(7 * 24 * 3600))?;
+    }
+    remote.show(&task, || {
+        format!(
+            "restore {}: {} into {}",
+            task.id,
+            task.status.as_str(),
+            task.target
+        )
+    });
+    Ok(match task.status {
+        RecordStatus::Failed => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+pub fn system_backup(remote: &Remote, output: &Path, include_secrets: bool) -> Result<ExitCode> {
+    let client = remote.client()?;
+    let passphrase = match include_secrets {
+        true => Some(std::env::var("COFFER_SYSTEM_PASSPHRASE").context(
+            "--include-secrets seals them with a passphrase: set COFFER_SYSTEM_PASSPHRASE",
+        )?),
+        false => None,
+    };
+    let made = client.create_system_backup(passphrase.as_deref())?;
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+    let out = output.join(&made.name);
+    let sum = download_to(&client, &format!("/api/system/backups/{}", made.name), &out)?;
+    remote.show(
+        &serde_json::json!({"file": out, "sha256": sum, "size": made.size}),
+        || format!("{} ({}, SHA-256 {sum})", out.display(), bytes(made.size)),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn system_restore(remote: &Remote, file: &Path) -> Result<ExitCode> {
+    let client = remote.client()?;
+    let sum = sha256_file(file)?;
+    let body = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let restored = client.restore_system(body, &sum)?;
+    remote.show(&restored, || {
+        format!(
+            "restored {}; what it replaced is kept as {}",
+            file.display(),
+            restored.pre_restore
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let (mut h, mut buf) = (sha2::Sha256::new(), vec![0u8; 1 << 20]);
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
