@@ -20,6 +20,59 @@ pub struct Tables {
     pub rows: BTreeMap<String, Vec<Row>>,
 }
 
+impl Tables {
+    /// Tables of an older schema brought to this one: loaded into a scratch database at their
+    /// schema (`scratch`, a file that must not exist; removed afterwards), migrated as any
+    /// database is, and read back. The tables `absent` are not among them and stay out.
+    pub async fn migrated(self, scratch: &std::path::Path, absent: &[&str]) -> Result<Tables> {
+        let current = schema_version();
+        if self.schema == current {
+            return Ok(self);
+        }
+        if self.schema > current {
+            return Err(DbError::NewerVersion(self.schema));
+        }
+        let older: Vec<sqlx::migrate::Migration> = MIGRATOR
+            .iter()
+            .filter(|m| m.version <= self.schema)
+            .cloned()
+            .collect();
+        if older.last().map(|m| m.version) != Some(self.schema) {
+            return Err(DbError::Corrupt(format!(
+                "no schema {} was ever written",
+                self.schema
+            )));
+        }
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(scratch)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let migrated = async {
+            sqlx::migrate::Migrator::with_migrations(older)
+                .run(&pool)
+                .await?;
+            let db = Db { pool: pool.clone() };
+            db.load(&self, absent).await?;
+            MIGRATOR.run(&pool).await?;
+            let mut tables = db.dump_tables().await?;
+            tables.rows.retain(|t, _| !absent.contains(&t.as_str()));
+            Ok(tables)
+        }
+        .await;
+        pool.close().await;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = scratch.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+        migrated
+    }
+}
+
 /// The schema version this build of Coffer writes.
 pub fn schema_version() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
@@ -104,6 +157,11 @@ impl Db {
                 schema_version()
             )));
         }
+        self.load(tables, keep).await
+    }
+
+    /// `replace_tables` without the schema check: the database is at the tables' schema.
+    async fn load(&self, tables: &Tables, keep: &[&str]) -> Result<()> {
         let mut tx = self.pool().begin().await?;
         let names = table_names(&mut tx).await?;
         let replaced: Vec<&String> = names
@@ -244,6 +302,18 @@ mod tests {
         b.replace_tables(&other, &["sessions"]).await.unwrap();
         assert!(b.session(&kept).await.unwrap().is_some());
         assert!(b.session(&gone).await.unwrap().is_none());
+
+        // Tables of an older schema are migrated: the columns added since get their defaults.
+        let mut old = taken.clone();
+        old.schema -= 1;
+        for row in old.rows.values_mut().flatten() {
+            row.remove("progress");
+        }
+        let scratch = dir.path().join("scratch.db");
+        let brought = old.migrated(&scratch, &[]).await.unwrap();
+        assert_eq!(brought.schema, schema_version());
+        assert_eq!(brought.rows["users"], taken.rows["users"]);
+        assert!(!scratch.exists());
 
         // Another schema is refused before anything changes.
         let older = Tables {

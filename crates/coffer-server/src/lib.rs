@@ -77,6 +77,9 @@ impl Default for ServerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// Another process holds the data directory: two servers on one would corrupt each other.
+    #[error("{0}")]
+    InUse(coffer_system::SystemError),
     #[error("the data directory {} cannot be used: {source}", path.display())]
     DataDir {
         path: PathBuf,
@@ -126,6 +129,8 @@ pub(crate) struct AppState {
     pub backups: coffer_system::Folder,
     /// The metadata database's file.
     pub db_path: PathBuf,
+    /// Held while the server runs: no other Coffer process works on the data directory.
+    _lock: coffer_system::DirLock,
     pub auto_backup: selfbackup::TaskLog,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub openapi: OnceLock<serde_json::Value>,
@@ -206,6 +211,7 @@ impl Server {
             source,
         })?;
         make_private(&config.data_dir)?;
+        let lock = coffer_system::lock(&config.data_dir).map_err(StartError::InUse)?;
         let db_path = config.data_dir.join("coffer.db");
         let db_error = |source| StartError::Database {
             path: db_path.clone(),
@@ -263,6 +269,7 @@ impl Server {
             backup_limiter: RateLimiter::new(10, Duration::from_secs(3600)),
             backups,
             db_path,
+            _lock: lock,
             auto_backup: Default::default(),
             metrics: metrics::handle(),
             openapi: OnceLock::new(),

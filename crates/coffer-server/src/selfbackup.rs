@@ -1,6 +1,7 @@
 //! Coffer backing up its own metadata database: the snapshots `coffer_system` takes, their
-//! settings (`general.backup_retention_count`, `general.auto_backup`), and the server's own
-//! scheduled task `auto_backup` (daily at 03:00 UTC when enabled).
+//! settings (`general.backup_retention_count`, `general.auto_backup`), the server's own
+//! scheduled task `auto_backup` (daily at 03:00 UTC when enabled), and system backups made and
+//! restored on the running server.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +20,6 @@ pub const RETENTION: &str = "general.backup_retention_count";
 pub const AUTO_BACKUP: &str = "general.auto_backup";
 pub const AUTO_BACKUP_TASK: &str = "auto_backup";
 const DEFAULT_RETENTION: usize = 10;
-const SERVER_KEY: &str = "server.key";
 const AUDIT: &str = "audit";
 const AT: NaiveTime = NaiveTime::from_hms_opt(3, 0, 0).expect("a time of day");
 
@@ -107,35 +107,15 @@ pub async fn system_backup(
     kind: coffer_system::Kind,
     passphrase: Option<String>,
 ) -> Result<Snapshot, ApiError> {
-    let tables = state.db.dump_tables().await?;
-    let s = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let server_key =
-            std::fs::read(s.data_dir.join(SERVER_KEY)).map_err(|e| SystemError::Io {
-                what: SERVER_KEY.into(),
-                source: e,
-            })?;
-        let host = rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned();
-        let about = archive::About {
-            coffer_version: s.version,
-            host: &host,
-            server_key: &server_key,
-        };
-        s.backups.write(kind, None, |into| {
-            let file = std::fs::File::create(into).map_err(|e| SystemError::Io {
-                what: into.display().to_string(),
-                source: e,
-            })?;
-            archive::write(file, &tables, &about, passphrase.as_deref())?;
-            Ok(())
-        })
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::from)
+    Ok(coffer_system::system_backup(
+        &state.db,
+        &state.data_dir,
+        &state.backups,
+        state.version,
+        kind,
+        passphrase.as_deref(),
+    )
+    .await?)
 }
 
 /// Replace every table with those of the system backup at `path`, after checking all of it
@@ -153,9 +133,11 @@ pub async fn system_restore(
         })?;
         let opened = archive::read(file, coffer_db::schema_version())?;
         let server_key =
-            std::fs::read(s.data_dir.join(SERVER_KEY)).map_err(|e| SystemError::Io {
-                what: SERVER_KEY.into(),
-                source: e,
+            std::fs::read(s.data_dir.join(coffer_system::SERVER_KEY)).map_err(|e| {
+                SystemError::Io {
+                    what: coffer_system::SERVER_KEY.into(),
+                    source: e,
+                }
             })?;
         Ok::<_, SystemError>((opened, archive::key_id(&server_key)))
     })
@@ -169,13 +151,24 @@ pub async fn system_restore(
                 .into(),
         ));
     }
-    if opened.tables.schema != coffer_db::schema_version() {
-        return Err(ApiError::BadRequest(format!(
-            "this system backup is of schema {}, this Coffer of schema {}: restoring an older one is not possible yet",
-            opened.tables.schema,
-            coffer_db::schema_version()
-        )));
-    }
+    // An older Coffer's tables are migrated first, as its database would have been.
+    let scratch = state.jobs.scratch_dir().join(format!(
+        "system-restore-{}.db",
+        hex::encode(crate::auth::random_bytes::<16>())
+    ));
+    tokio::fs::create_dir_all(state.jobs.scratch_dir())
+        .await
+        .map_err(ApiError::io)?;
+    let mut tables = opened
+        .tables
+        .migrated(&scratch, &archive::SECRET_TABLES)
+        .await
+        .map_err(|e| match e {
+            coffer_db::DbError::DiskFull => e.into(),
+            e => ApiError::BadRequest(format!(
+                "its tables do not fit the schema it names, so they cannot be brought to this Coffer's: {e}"
+            )),
+        })?;
     if state.db.running_records().await? > 0 {
         return Err(ApiError::JobRunning(
             "jobs are running: wait for them to finish, then restore".into(),
@@ -183,7 +176,6 @@ pub async fn system_restore(
     }
     let pre = system_backup(state, coffer_system::PRE_RESTORE, None).await?;
     // The audit log is this server's history: a restore adds to it, never rewrites it.
-    let mut tables = opened.tables;
     tables.rows.remove(AUDIT);
     let keep = [&archive::SECRET_TABLES[..], &[AUDIT]].concat();
     state.db.replace_tables(&tables, &keep).await?;

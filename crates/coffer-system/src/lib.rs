@@ -9,8 +9,10 @@
 //! time, and two in the same second get distinct names.
 
 pub mod archive;
+mod local;
 mod recover;
 
+pub use local::{DirLock, SERVER_KEY, lock, system_backup};
 pub use recover::{Recovered, recover};
 
 use std::path::{Path, PathBuf};

@@ -39,13 +39,6 @@ pub async fn recover(zip: &Path, data_dir: &Path, passphrase: Option<&str>) -> R
     }
     let file = std::fs::File::open(zip).map_err(io(zip.display()))?;
     let opened = archive::read(file, coffer_db::schema_version())?;
-    if opened.manifest.schema_version != coffer_db::schema_version() {
-        return Err(SystemError::Refused(format!(
-            "this system backup is of schema {}, this Coffer of schema {}: restoring an older one is not possible yet",
-            opened.manifest.schema_version,
-            coffer_db::schema_version()
-        )));
-    }
     let secrets = match (opened.manifest.secrets_included, passphrase) {
         (false, _) => None,
         (true, None) => {
@@ -62,11 +55,12 @@ pub async fn recover(zip: &Path, data_dir: &Path, passphrase: Option<&str>) -> R
         .map_err(io(data_dir.display()))?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
         .map_err(io(data_dir.display()))?;
+    let _held = crate::lock(data_dir)?;
     let mut tables = Tables {
         schema: opened.tables.schema,
         rows: opened.tables.rows.clone(),
     };
-    let keep: &[&str] = match &secrets {
+    let absent: &[&str] = match &secrets {
         Some(s) => {
             let key = hex::decode(&s.server_key)
                 .ok()
@@ -83,8 +77,12 @@ pub async fn recover(zip: &Path, data_dir: &Path, passphrase: Option<&str>) -> R
         }
         None => &SECRET_TABLES,
     };
+    // An older Coffer's tables are migrated first, as its database would have been.
+    let tables = tables
+        .migrated(&data_dir.join(".coffer-recover-scratch.db"), absent)
+        .await?;
     let db = Db::open(&database).await?;
-    db.replace_tables(&tables, keep).await?;
+    db.replace_tables(&tables, absent).await?;
     drop(db);
     for suffix in ["", "-wal", "-shm"] {
         let p = data_dir.join(format!("coffer.db{suffix}"));

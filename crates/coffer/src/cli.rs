@@ -160,14 +160,22 @@ enum JobsCommand {
 
 #[derive(Subcommand, Debug)]
 enum SystemCommand {
-    /// Make a system backup on a running server and download it.
+    /// Make a system backup: through the server when one answers at --url (downloaded into
+    /// --output), otherwise — or with --local — from the data directory directly (refused
+    /// while a server runs on it). Says which it did.
     Backup {
-        /// The directory to download it into.
+        /// The directory to write it into.
         #[arg(long, default_value = ".")]
         output: PathBuf,
         /// Seal the server's secrets into it with the passphrase from COFFER_SYSTEM_PASSPHRASE.
         #[arg(long)]
         include_secrets: bool,
+        /// Work on the data directory, not through a server.
+        #[arg(long)]
+        local: bool,
+        /// The data directory for --local [env: COFFER_DATA_DIR] [default: coffer-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Restore a running server from a system backup file.
     Restore { file: PathBuf },
@@ -425,7 +433,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::System(SystemCommand::Backup {
             output,
             include_secrets,
-        }) => crate::remote::system_backup(&remote, &output, include_secrets),
+            local,
+            data_dir,
+        }) => crate::remote::system_backup(&remote, &output, include_secrets, local, data_dir),
         Command::System(SystemCommand::Restore { file }) => {
             crate::remote::system_restore(&remote, &file)
         }
@@ -863,9 +873,7 @@ fn recover(
     data_dir: Option<PathBuf>,
     passphrase_file: Option<&Path>,
 ) -> Result<ExitCode> {
-    let data_dir = data_dir
-        .or_else(|| std::env::var_os("COFFER_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("coffer-data"));
+    let data_dir = crate::remote::data_dir(data_dir);
     let passphrase = match passphrase_file {
         Some(f) => Some(
             std::fs::read_to_string(f)

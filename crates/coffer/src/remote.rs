@@ -21,6 +21,11 @@ pub struct Remote {
 }
 
 impl Remote {
+    /// The client, when an API key is at hand.
+    fn client_or_none(&self) -> Option<Client> {
+        self.client().ok()
+    }
+
     fn client(&self) -> Result<Client> {
         let url = self
             .url
@@ -196,23 +201,104 @@ pub fn restore_record(
     })
 }
 
-pub fn system_backup(remote: &Remote, output: &Path, include_secrets: bool) -> Result<ExitCode> {
-    let client = remote.client()?;
+/// The data directory a local command works on.
+pub fn data_dir(given: Option<PathBuf>) -> PathBuf {
+    given
+        .or_else(|| std::env::var_os("COFFER_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("coffer-data"))
+}
+
+pub fn system_backup(
+    remote: &Remote,
+    output: &Path,
+    include_secrets: bool,
+    local: bool,
+    data_dir: Option<PathBuf>,
+) -> Result<ExitCode> {
     let passphrase = match include_secrets {
         true => Some(std::env::var("COFFER_SYSTEM_PASSPHRASE").context(
             "--include-secrets seals them with a passphrase: set COFFER_SYSTEM_PASSPHRASE",
         )?),
         false => None,
     };
-    let made = client.create_system_backup(passphrase.as_deref())?;
     std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
-    let out = output.join(&made.name);
-    let sum = download_to(&client, &format!("/api/system/backups/{}", made.name), &out)?;
+    // Through the server when one answers (unless --local), else on the data directory.
+    let server = match local {
+        true => None,
+        false => {
+            let client = remote.client_or_none();
+            client.filter(|c| c.health().is_ok())
+        }
+    };
+    let (mode, out, size) = match server {
+        Some(client) => {
+            let made = client.create_system_backup(passphrase.as_deref())?;
+            let out = output.join(&made.name);
+            download_to(&client, &format!("/api/system/backups/{}", made.name), &out)?;
+            (
+                format!("through the server at {}", client.base()),
+                out,
+                made.size,
+            )
+        }
+        None => {
+            let dir = data_dir_of(data_dir)?;
+            let made = local_system_backup(&dir, passphrase.as_deref())?;
+            let kept = coffer_system::Folder::new(&dir).dir().join(&made.name);
+            let out = output.join(&made.name);
+            if std::fs::canonicalize(output).ok() != kept.parent().map(Path::to_path_buf) {
+                std::fs::copy(&kept, &out)
+                    .with_context(|| format!("copying it to {}", out.display()))?;
+            }
+            (format!("locally, on {}", dir.display()), out, made.size)
+        }
+    };
+    let sum = sha256_file(&out)?;
     remote.show(
-        &serde_json::json!({"file": out, "sha256": sum, "size": made.size}),
-        || format!("{} ({}, SHA-256 {sum})", out.display(), bytes(made.size)),
+        &serde_json::json!({"file": out, "sha256": sum, "size": size, "mode": mode}),
+        || {
+            format!(
+                "{} ({}, SHA-256 {sum}), made {mode}",
+                out.display(),
+                bytes(size)
+            )
+        },
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn data_dir_of(given: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = data_dir(given);
+    if !dir.join("coffer.db").is_file() {
+        bail!(
+            "no server answers, and {} holds no Coffer database: pass --url or --data-dir",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// A system backup made on the data directory `dir` directly, kept in its
+/// `system-backups/`; refused while a server runs on it.
+fn local_system_backup(dir: &Path, passphrase: Option<&str>) -> Result<coffer_system::Snapshot> {
+    let _held = coffer_system::lock(dir)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let db = coffer_db::Db::open(&dir.join("coffer.db")).await?;
+        let folder = coffer_system::Folder::new(dir);
+        Ok(coffer_system::system_backup(
+            &db,
+            dir,
+            &folder,
+            env!("CARGO_PKG_VERSION"),
+            coffer_system::SYSTEM,
+            passphrase,
+        )
+        .await?)
+    })
 }
 
 pub fn system_restore(remote: &Remote, file: &Path) -> Result<ExitCode> {

@@ -320,6 +320,39 @@ fn a_system_backup_restores_the_whole_server_as_it_was() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(!usernames(api).contains("third-intruder"));
 
+    // An older Coffer's system backup (before records had `progress`): migrated, restored.
+    let mut older = files.clone();
+    let mut old_manifest = manifest.clone();
+    old_manifest["schema_version"] = json!(manifest["schema_version"].as_i64().unwrap() - 1);
+    for table in ["backup_records", "restore_tasks"] {
+        let name = format!("db/{table}.json");
+        let mut rows: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_slice(&older[&name]).unwrap();
+        for row in &mut rows {
+            row.remove("progress");
+        }
+        let bytes = serde_json::to_vec(&rows).unwrap();
+        old_manifest["files"][&name] = json!(sha256(&bytes));
+        older.insert(name, bytes);
+    }
+    older.insert(
+        "manifest.json".into(),
+        serde_json::to_vec(&old_manifest).unwrap(),
+    );
+    new_user("fourth-intruder");
+    let older_zip = {
+        let list: Vec<(&str, &[u8])> = older
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        zipped(&list)
+    };
+    let (status, text) = upload(&older_zip, None);
+    assert_eq!(status, 200, "{text}");
+    assert!(!usernames(api).contains("fourth-intruder"));
+    let records = api.records(&job.id, &RecordFilter::default()).unwrap();
+    assert_eq!(records.len(), 1, "as it was then: {records:?}");
+
     // Refused before anything changes: not a zip, cut short, tampered, with a name that climbs
     // out, of a newer schema, of another server.
     new_user("witness");
@@ -690,5 +723,48 @@ fn the_command_line_drives_a_running_server() {
         String::from_utf8_lossy(&out.stderr).contains("COFFER_API_KEY"),
         "{out:?}"
     );
+
+    // One process at a time on a data directory: a second server, or a local system backup,
+    // is refused while the server runs.
+    let local = |extra: &[&str]| {
+        let mut args = vec!["system", "backup", "--data-dir", "data", "--json"];
+        args.extend_from_slice(extra);
+        std::process::Command::new(BIN)
+            .current_dir(env.dir.path())
+            .args(&args)
+            .env("COFFER_URL", "http://127.0.0.1:9")
+            .env("COFFER_API_KEY", &key)
+            .output()
+            .unwrap()
+    };
+    let second = std::process::Command::new(BIN)
+        .current_dir(env.dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", "data"])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another Coffer process"),
+        "{second:?}"
+    );
+    let refused = local(&["--local"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(said.contains("another Coffer process"), "{said}");
     assert!(env.server.stop().success());
+
+    // Stopped: no server answers, so the backup is made on the data directory, and says so.
+    let made = local(&["--output", "local-backups"]);
+    assert!(made.status.success(), "{made:?}");
+    let made: serde_json::Value = serde_json::from_slice(&made.stdout).unwrap();
+    assert!(
+        made["mode"].as_str().unwrap().starts_with("locally"),
+        "{made}"
+    );
+    let file = env.dir.path().join(made["file"].as_str().unwrap());
+    assert!(entries(&std::fs::read(file).unwrap()).contains_key("db/backup_jobs.json"));
 }

@@ -1,0 +1,85 @@
+//! What works on a data directory directly: its lock, and system backups made from its
+//! database (by the server, or by `coffer system backup --local` while no server runs on it).
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use coffer_db::Db;
+
+use crate::archive;
+use crate::{Folder, Kind, Result, Snapshot, SystemError};
+
+/// The file a server holds locked while it runs on a data directory.
+const LOCK: &str = ".coffer.lock";
+/// The server key, beside the database.
+pub const SERVER_KEY: &str = "server.key";
+
+/// A data directory held by one process: the lock is the kernel's (`flock`), so a process
+/// that dies, however it dies, leaves nothing stuck.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+    pub path: PathBuf,
+}
+
+/// Hold `data_dir` for this process; refused while another process (a running server) holds
+/// it.
+pub fn lock(data_dir: &Path) -> Result<DirLock> {
+    let path = data_dir.join(LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| SystemError::Io {
+            what: path.display().to_string(),
+            source,
+        })?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(DirLock { _file: file, path }),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(SystemError::Refused(format!(
+            "another Coffer process (a running server) is using {}: stop it, or work through its API",
+            data_dir.display()
+        ))),
+        Err(e) => Err(SystemError::Io {
+            what: path.display().to_string(),
+            source: e.into(),
+        }),
+    }
+}
+
+/// Make a system backup of `kind` of the database `db` of `data_dir` in `folder`: every
+/// table, with the secrets sealed under `passphrase` when given.
+pub async fn system_backup(
+    db: &Db,
+    data_dir: &Path,
+    folder: &Folder,
+    coffer_version: &str,
+    kind: Kind,
+    passphrase: Option<&str>,
+) -> Result<Snapshot> {
+    let tables = db.dump_tables().await?;
+    let key_path = data_dir.join(SERVER_KEY);
+    let server_key = std::fs::read(&key_path).map_err(|source| SystemError::Io {
+        what: key_path.display().to_string(),
+        source,
+    })?;
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let about = archive::About {
+        coffer_version,
+        host: &host,
+        server_key: &server_key,
+    };
+    folder.write(kind, None, |into| {
+        let file = std::fs::File::create(into).map_err(|source| SystemError::Io {
+            what: into.display().to_string(),
+            source,
+        })?;
+        archive::write(file, &tables, &about, passphrase)?;
+        Ok(())
+    })
+}
