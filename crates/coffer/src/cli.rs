@@ -20,6 +20,8 @@ use coffer_repo::{
     snapshot,
 };
 
+use coffer_types::RestoreRequest;
+
 use crate::output::{ProgressLine, bytes, millis, print_json};
 
 #[derive(Parser, Debug)]
@@ -105,16 +107,35 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Restore a record on a running server: in place, or as its options say.
+    /// Restore a record on a running server: in place, or as its options say (those of
+    /// `POST /api/backup-jobs/{id}/records/{rid}/restore`).
     RestoreRecord {
         job: String,
         record: String,
         /// A directory (inside the server's restore roots) to restore into instead of in place.
         #[arg(long)]
         target: Option<String>,
-        /// Only these paths of the record.
+        /// Only this path of the record (repeatable).
         #[arg(long = "path")]
         paths: Vec<String>,
+        /// Only this volume of the job (repeatable).
+        #[arg(long = "volume")]
+        volumes: Vec<String>,
+        /// Only this database of the job (repeatable).
+        #[arg(long = "database")]
+        databases: Vec<String>,
+        /// Restore the job's one database into this database instead.
+        #[arg(long)]
+        target_database: Option<String>,
+        /// Replace the --target-database if it exists.
+        #[arg(long)]
+        replace: bool,
+        /// Stop running containers that use the volumes, and start them again afterwards.
+        #[arg(long)]
+        stop_containers: bool,
+        /// Restore SQLite databases in place even while processes hold them open.
+        #[arg(long)]
+        force: bool,
         /// Wait until it ends.
         #[arg(long)]
         wait: bool,
@@ -423,11 +444,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
             record,
             target,
             paths,
+            volumes,
+            databases,
+            target_database,
+            replace,
+            stop_containers,
+            force,
             wait,
         } => {
-            let request =
-                serde_json::from_value(serde_json::json!({"target": target, "paths": paths}))
-                    .context("the restore options")?;
+            let request = RestoreRequest {
+                paths,
+                volumes,
+                databases,
+                stop_containers,
+                target_database,
+                replace,
+                force,
+                target,
+            };
             crate::remote::restore_record(&remote, &job, &record, request, wait)
         }
         Command::System(SystemCommand::Backup {

@@ -272,7 +272,7 @@ fn a_postgres_database_is_dumped_restored_in_place_and_into_another_database() {
 }
 
 /// The `mariadb` client as root against the machine's MariaDB (127.0.0.1:3306).
-fn mariadb(db: &str, sql: &str) -> String {
+pub(super) fn mariadb(db: &str, sql: &str) -> String {
     let out = std::process::Command::new("mariadb")
         .args([
             "-h",
@@ -294,10 +294,10 @@ fn mariadb(db: &str, sql: &str) -> String {
 }
 
 /// A MariaDB database of the test's own, dropped at the end.
-struct MyDatabase(String);
+pub(super) struct MyDatabase(pub(super) String);
 
 impl MyDatabase {
-    fn new(tag: &str) -> MyDatabase {
+    pub(super) fn new(tag: &str) -> MyDatabase {
         let name = unique_name(&format!("coffer_{tag}"));
         mariadb("", &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"));
         MyDatabase(name)

@@ -489,6 +489,35 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
     );
     let pg_record = run_to_end(&api, &pg_job.id);
     assert_eq!(pg_record.status, RecordStatus::Success, "{pg_record:?}");
+    // A MariaDB database (mariadb-dump), through a credential without a password.
+    let my = super::databases::MyDatabase::new("recovered");
+    super::databases::mariadb(
+        &my.0,
+        "CREATE TABLE t (x INT); INSERT INTO t VALUES (20), (22);",
+    );
+    let (_, my_job) = super::databases::database_job(
+        &api,
+        json!({"name": "local mariadb", "engine": "mysql", "host": "127.0.0.1",
+                "user": "root", "tls": "disable"}),
+        json!({"name": "my", "repository_id": repo.id}),
+        json!({"database": my.0, "backup_tool": "mariadb-dump"}),
+    );
+    let my_record = run_to_end(&api, &my_job.id);
+    assert_eq!(my_record.status, RecordStatus::Success, "{my_record:?}");
+    // A Docker volume.
+    let vol = super::volumes::Volume::new(&["app=recovered"]);
+    super::volumes::fill_volume(&vol.0);
+    let original_volume = coffer_testkit::volume_manifest(&vol.0);
+    let vol_job = api
+        .create_job(
+            &serde_json::from_value(
+                json!({"name": "volume", "volumes": [vol.0], "repository_id": repo.id}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let vol_record = run_to_end(&api, &vol_job.id);
+    assert_eq!(vol_record.status, RecordStatus::Success, "{vol_record:?}");
     let first = run_to_end(&api, &files_job.id);
     std::fs::write(files.join("report.txt"), "second version").unwrap();
     let second = run_to_end(&api, &files_job.id);
@@ -563,13 +592,21 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
     let jobs: BTreeSet<String> = api.jobs().unwrap().into_iter().map(|j| j.id).collect();
     assert_eq!(
         jobs,
-        BTreeSet::from([files_job.id.clone(), db_job.id.clone(), pg_job.id.clone()])
+        BTreeSet::from([
+            files_job.id.clone(),
+            db_job.id.clone(),
+            pg_job.id.clone(),
+            my_job.id.clone(),
+            vol_job.id.clone()
+        ])
     );
     for (job, record) in [
         (&files_job.id, &first),
         (&files_job.id, &second),
         (&db_job.id, &db_record),
         (&pg_job.id, &pg_record),
+        (&my_job.id, &my_record),
+        (&vol_job.id, &vol_record),
     ] {
         assert!(api.verify_record(job, &record.id).unwrap().ok, "{record:?}");
         let (_, archive) = api.download_record(job, &record.id).unwrap();
@@ -617,6 +654,22 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
         super::databases::psql(&into.0, "SELECT sum(x) FROM t"),
         "15"
     );
+    super::databases::mariadb(&my.0, "DROP TABLE t");
+    let task = restore(&api, &my_job.id, &my_record.id, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(
+        super::databases::mariadb(&my.0, "SELECT SUM(x) FROM t"),
+        "42"
+    );
+    coffer_testkit::docker(&["volume", "rm", &vol.0]);
+    let task = restore(
+        &api,
+        &vol_job.id,
+        &vol_record.id,
+        json!({"volumes": [vol.0]}),
+    );
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(coffer_testkit::volume_manifest(&vol.0), original_volume);
     // The credential's sealed password opens again: a new record of the database works.
     assert_eq!(run_to_end(&api, &pg_job.id).status, RecordStatus::Success);
     // And it goes on backing up into the same repositories.

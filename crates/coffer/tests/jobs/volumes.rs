@@ -4,7 +4,7 @@ use super::*;
 
 /// A volume with a bit of everything: nested directories, a larger file, a symlink, a hard
 /// link, a file owned by another user with a narrow mode, an empty directory.
-fn fill_volume(volume: &str) {
+pub(super) fn fill_volume(volume: &str) {
     coffer_testkit::in_volume(
         volume,
         "mkdir -p /data/app/sub /data/empty && echo hello > /data/app/a.txt \
@@ -16,10 +16,10 @@ fn fill_volume(volume: &str) {
 }
 
 /// A unique volume name, and the volume removed (with the containers using it) at the end.
-struct Volume(String);
+pub(super) struct Volume(pub(super) String);
 
 impl Volume {
-    fn new(labels: &[&str]) -> Volume {
+    pub(super) fn new(labels: &[&str]) -> Volume {
         let labels: Vec<_> = labels.iter().flat_map(|l| ["--label", l]).collect();
         Volume::create(&labels)
     }
