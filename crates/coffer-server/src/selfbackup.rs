@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc};
 use coffer_system::archive::{self, ArchiveError};
-use coffer_system::{Snapshot, SystemError};
+use coffer_system::{BackupFile, SystemError};
 use coffer_types::ServerTask;
 
 use crate::AppState;
@@ -85,7 +85,7 @@ async fn setting(state: &AppState, key: &str) -> Result<Option<serde_json::Value
 }
 
 /// Take a snapshot now and apply the retention.
-pub async fn take(state: &Arc<AppState>) -> Result<Snapshot, ApiError> {
+pub async fn take(state: &Arc<AppState>) -> Result<BackupFile, ApiError> {
     let keep = setting(state, RETENTION)
         .await?
         .as_ref()
@@ -106,7 +106,7 @@ pub async fn system_backup(
     state: &Arc<AppState>,
     kind: coffer_system::Kind,
     passphrase: Option<String>,
-) -> Result<Snapshot, ApiError> {
+) -> Result<BackupFile, ApiError> {
     Ok(coffer_system::system_backup(
         &state.db,
         &state.data_dir,
@@ -231,7 +231,7 @@ pub async fn task(state: &AppState) -> Result<ServerTask, ApiError> {
 }
 
 /// Run `auto_backup` now (whether enabled or not); what it did, or why it failed.
-pub async fn run_task(state: &Arc<AppState>) -> Result<Snapshot, ApiError> {
+pub async fn run_task(state: &Arc<AppState>) -> Result<BackupFile, ApiError> {
     let taken = take(state).await;
     state.auto_backup.record(match &taken {
         Ok(_) => "success".into(),

@@ -60,9 +60,9 @@ impl SystemError {
 
 pub type Result<T, E = SystemError> = std::result::Result<T, E>;
 
-/// A snapshot of the metadata database.
+/// A file in the folder: a snapshot of the metadata database, or a system backup.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Snapshot {
+pub struct BackupFile {
     pub name: String,
     pub size: u64,
     pub created_at: DateTime<Utc>,
@@ -126,7 +126,7 @@ impl Folder {
     }
 
     /// The files of the kinds `kinds`, newest first.
-    pub fn list(&self, kinds: &[Kind]) -> Result<Vec<Snapshot>> {
+    pub fn list(&self, kinds: &[Kind]) -> Result<Vec<BackupFile>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
@@ -155,7 +155,7 @@ impl Folder {
         kind: Kind,
         keep: Option<usize>,
         fill: impl FnOnce(&Path) -> Result<()>,
-    ) -> Result<Snapshot> {
+    ) -> Result<BackupFile> {
         let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::create_dir_all(&self.dir).map_err(|e| SystemError::io(self.dir.display(), e))?;
         let stamp = Utc::now().format("%Y-%m-%d_%H-%M-%S").to_string();
@@ -217,8 +217,8 @@ impl Folder {
     }
 }
 
-fn described(name: String, meta: &std::fs::Metadata) -> Snapshot {
-    Snapshot {
+fn described(name: String, meta: &std::fs::Metadata) -> BackupFile {
+    BackupFile {
         name,
         size: meta.len(),
         created_at: meta
@@ -230,14 +230,14 @@ fn described(name: String, meta: &std::fs::Metadata) -> Snapshot {
 
 /// Take a snapshot of the metadata database `database` now (SQLite's online backup API,
 /// checked), keeping the newest `keep`.
-pub fn snapshot(folder: &Folder, database: &Path, keep: usize) -> Result<Snapshot> {
+pub fn snapshot(folder: &Folder, database: &Path, keep: usize) -> Result<BackupFile> {
     folder.write(SNAPSHOT, Some(keep), |into| {
         Ok(coffer_sources::sqlite::copy(database, into)?)
     })
 }
 
-impl From<Snapshot> for coffer_types::MetaBackup {
-    fn from(s: Snapshot) -> Self {
+impl From<BackupFile> for coffer_types::MetaBackup {
+    fn from(s: BackupFile) -> Self {
         coffer_types::MetaBackup {
             name: s.name,
             size: s.size,
@@ -262,7 +262,7 @@ mod tests {
     fn snapshots_are_complete_distinct_and_kept_to_their_count() {
         let dir = tempfile::tempdir().unwrap();
         let (s, db) = (Folder::new(dir.path()), database(dir.path()));
-        let taken: Vec<Snapshot> = (0..4).map(|_| snapshot(&s, &db, 3).unwrap()).collect();
+        let taken: Vec<BackupFile> = (0..4).map(|_| snapshot(&s, &db, 3).unwrap()).collect();
         let names: Vec<String> = s
             .list(&[SNAPSHOT])
             .unwrap()

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use coffer_db::Db;
 
 use crate::archive;
-use crate::{Folder, Kind, Result, Snapshot, SystemError};
+use crate::{BackupFile, Folder, Kind, Result, SystemError};
 
 /// The file a server holds locked while it runs on a data directory.
 const LOCK: &str = ".coffer.lock";
@@ -58,7 +58,7 @@ pub async fn system_backup(
     coffer_version: &str,
     kind: Kind,
     passphrase: Option<&str>,
-) -> Result<Snapshot> {
+) -> Result<BackupFile> {
     let tables = db.dump_tables().await?;
     let key_path = data_dir.join(SERVER_KEY);
     let server_key = std::fs::read(&key_path).map_err(|source| SystemError::Io {

@@ -280,7 +280,7 @@ fn data_dir_of(given: Option<PathBuf>) -> Result<PathBuf> {
 
 /// A system backup made on the data directory `dir` directly, kept in its
 /// `system-backups/`; refused while a server runs on it.
-fn local_system_backup(dir: &Path, passphrase: Option<&str>) -> Result<coffer_system::Snapshot> {
+fn local_system_backup(dir: &Path, passphrase: Option<&str>) -> Result<coffer_system::BackupFile> {
     let _held = coffer_system::lock(dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
