@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub safety_record_days: u32,
     /// How often running backups and restores report their progress.
     pub progress_every: Duration,
+    /// The configuration file the server was started with, kept in its system backups.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +73,7 @@ impl Default for ServerConfig {
             roots: coffer_jobs::Roots::default(),
             safety_record_days: 7,
             progress_every: Duration::from_secs(2),
+            config_file: None,
         }
     }
 }
@@ -129,6 +132,7 @@ pub(crate) struct AppState {
     pub backups: coffer_system::Folder,
     /// The metadata database's file.
     pub db_path: PathBuf,
+    pub config_file: Option<PathBuf>,
     /// Held while the server runs: no other Coffer process works on the data directory.
     _lock: coffer_system::DirLock,
     pub auto_backup: selfbackup::TaskLog,
@@ -270,6 +274,7 @@ impl Server {
             backups,
             db_path,
             _lock: lock,
+            config_file: config.config_file,
             auto_backup: Default::default(),
             metrics: metrics::handle(),
             openapi: OnceLock::new(),

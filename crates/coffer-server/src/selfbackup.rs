@@ -112,6 +112,7 @@ pub async fn system_backup(
         &state.data_dir,
         &state.backups,
         state.version,
+        state.config_file.as_deref(),
         kind,
         passphrase.as_deref(),
     )

@@ -28,6 +28,7 @@ pub const FORMAT: &str = "coffer-system-backup";
 pub const FORMAT_VERSION: u32 = 1;
 const MANIFEST: &str = "manifest.json";
 const SECRETS: &str = "secrets/keys.enc";
+const CONFIG: &str = "config/";
 /// Tables never written in the clear.
 pub const SECRET_TABLES: [&str; 2] = ["server_secrets", "sessions"];
 const MAGIC: &[u8; 8] = b"CFSYSK01";
@@ -94,6 +95,8 @@ pub struct About<'a> {
     pub coffer_version: &'a str,
     pub host: &'a str,
     pub server_key: &'a [u8],
+    /// The configuration file the server runs with: its name and content.
+    pub config: Option<(String, Vec<u8>)>,
 }
 
 /// Write `tables` as a system backup into `out`; with `passphrase`, the server key and the
@@ -113,6 +116,9 @@ pub fn write(
         }
         let json = serde_json::to_vec_pretty(rows).expect("rows serialize");
         files.insert(format!("db/{table}.json"), json);
+    }
+    if let Some((name, bytes)) = &about.config {
+        files.insert(format!("{CONFIG}{name}"), bytes.clone());
     }
     if let Some(passphrase) = passphrase {
         let secrets = Secrets {
@@ -161,6 +167,8 @@ pub struct Opened {
     pub manifest: Manifest,
     /// The tables in the clear (not [`SECRET_TABLES`]).
     pub tables: Tables,
+    /// The configuration file the server ran with: its name and content.
+    pub config: Option<(String, Vec<u8>)>,
     sealed: Option<Vec<u8>>,
 }
 
@@ -242,6 +250,20 @@ pub fn read(input: impl Read + Seek, newest_schema: i64) -> Result<Opened, Archi
     if sealed.is_some() != manifest.secrets_included {
         return Err(invalid("its manifest and its secrets disagree"));
     }
+    let config_names: Vec<String> = contents
+        .keys()
+        .filter(|n| n.starts_with(CONFIG))
+        .cloned()
+        .collect();
+    if config_names.len() > 1 || config_names.iter().any(|n| n[CONFIG.len()..].contains('/')) {
+        return Err(invalid(
+            "it holds more than one configuration file, or one in a folder",
+        ));
+    }
+    let config = config_names.first().map(|n| {
+        let bytes = contents.remove(n).expect("listed");
+        (n[CONFIG.len()..].to_string(), bytes)
+    });
     let mut rows = BTreeMap::new();
     for (name, bytes) in contents {
         let table = name
@@ -263,6 +285,7 @@ pub fn read(input: impl Read + Seek, newest_schema: i64) -> Result<Opened, Archi
             rows,
         },
         manifest,
+        config,
         sealed,
     })
 }
@@ -353,6 +376,7 @@ mod tests {
         coffer_version: "test",
         host: "here",
         server_key: &[7u8; 32],
+        config: None,
     };
 
     fn written(passphrase: Option<&str>) -> Vec<u8> {

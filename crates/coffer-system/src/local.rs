@@ -50,12 +50,14 @@ pub fn lock(data_dir: &Path) -> Result<DirLock> {
 }
 
 /// Make a system backup of `kind` of the database `db` of `data_dir` in `folder`: every
-/// table, with the secrets sealed under `passphrase` when given.
+/// table, the configuration file `config` the server runs with, and the secrets sealed under
+/// `passphrase` when given.
 pub async fn system_backup(
     db: &Db,
     data_dir: &Path,
     folder: &Folder,
     coffer_version: &str,
+    config: Option<&Path>,
     kind: Kind,
     passphrase: Option<&str>,
 ) -> Result<BackupFile> {
@@ -69,10 +71,25 @@ pub async fn system_backup(
         .nodename()
         .to_string_lossy()
         .into_owned();
+    let config = match config {
+        Some(path) => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "coffer.toml".into());
+            let bytes = std::fs::read(path).map_err(|source| SystemError::Io {
+                what: path.display().to_string(),
+                source,
+            })?;
+            Some((name, bytes))
+        }
+        None => None,
+    };
     let about = archive::About {
         coffer_version,
         host: &host,
         server_key: &server_key,
+        config,
     };
     folder.write(kind, None, |into| {
         let file = std::fs::File::create(into).map_err(|source| SystemError::Io {

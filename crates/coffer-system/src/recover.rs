@@ -17,6 +17,8 @@ pub struct Recovered {
     pub manifest: archive::Manifest,
     /// Whether the server key came back (without it, stored secrets do not open).
     pub with_secrets: bool,
+    /// Where the configuration file the server ran with was written, if it had one.
+    pub config: Option<std::path::PathBuf>,
 }
 
 fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> SystemError {
@@ -28,7 +30,8 @@ fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> SystemErro
 
 /// Build the data directory `data_dir` (empty or missing) from the system backup `zip`. A
 /// backup with secrets needs `passphrase`; without secrets the database comes back, but what
-/// its server key sealed (passwords, secret keys, the repository key) does not open.
+/// its server key sealed (passwords, secret keys, the repository key) does not open. The
+/// configuration file the server ran with, if any, is written to `<data_dir>/config/`.
 pub async fn recover(zip: &Path, data_dir: &Path, passphrase: Option<&str>) -> Result<Recovered> {
     let database = data_dir.join("coffer.db");
     if database.exists() {
@@ -81,6 +84,15 @@ pub async fn recover(zip: &Path, data_dir: &Path, passphrase: Option<&str>) -> R
     let tables = tables
         .migrated(&data_dir.join(".coffer-recover-scratch.db"), absent)
         .await?;
+    let config = match &opened.config {
+        Some((name, bytes)) => {
+            let dir = data_dir.join("config");
+            std::fs::create_dir_all(&dir).map_err(io(dir.display()))?;
+            write_private(&dir.join(name), bytes)?;
+            Some(dir.join(name))
+        }
+        None => None,
+    };
     let db = Db::open(&database).await?;
     db.replace_tables(&tables, absent).await?;
     drop(db);
@@ -94,6 +106,7 @@ pub async fn recover(zip: &Path, data_dir: &Path, passphrase: Option<&str>) -> R
     Ok(Recovered {
         manifest: opened.manifest,
         with_secrets: secrets.is_some(),
+        config,
     })
 }
 

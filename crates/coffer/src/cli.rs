@@ -934,6 +934,7 @@ fn recover(
             "host": m.host,
             "tables": m.tables,
             "secrets": done.with_secrets,
+            "config": done.config,
         }));
     } else {
         println!(
@@ -950,10 +951,17 @@ fn recover(
                 "it held no secrets: stored passwords, secret keys and the repository key do not open; enter them again"
             );
         }
-        println!(
-            "start the server with: coffer serve --data-dir {}",
-            data_dir.display()
-        );
+        match &done.config {
+            Some(config) => println!(
+                "start the server with: coffer serve --data-dir {} --config {}",
+                data_dir.display(),
+                config.display()
+            ),
+            None => println!(
+                "start the server with: coffer serve --data-dir {}",
+                data_dir.display()
+            ),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -294,6 +294,7 @@ fn local_system_backup(dir: &Path, passphrase: Option<&str>) -> Result<coffer_sy
             dir,
             &folder,
             env!("CARGO_PKG_VERSION"),
+            None,
             coffer_system::SYSTEM,
             passphrase,
         )

@@ -94,6 +94,7 @@ fn secret(name: &str) -> Result<Option<String>> {
 }
 
 fn config(args: ServeArgs) -> Result<ServerConfig> {
+    let config_file = args.config.clone();
     let file: FileConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -165,6 +166,7 @@ fn config(args: ServeArgs) -> Result<ServerConfig> {
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis)
             .unwrap_or(defaults.progress_every),
+        config_file: config_file.map(|f| std::path::absolute(&f).unwrap_or(f)),
     })
 }
 

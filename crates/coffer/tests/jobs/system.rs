@@ -439,7 +439,13 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
     let offsite = dir.path().join("offsite");
     std::fs::create_dir_all(&offsite).unwrap();
     let roots = offsite.display().to_string();
-    let envs = [("COFFER_REPOSITORY_ROOTS", roots.as_str())];
+    let config = dir.path().join("coffer.toml");
+    std::fs::write(&config, "session_hours = 12\n").unwrap();
+    let config_path = config.display().to_string();
+    let envs = [
+        ("COFFER_REPOSITORY_ROOTS", roots.as_str()),
+        ("COFFER_CONFIG", config_path.as_str()),
+    ];
     let server = start_in_with(&dir, &envs);
     let api = login(&server);
     let repo: Repository = api
@@ -572,6 +578,11 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
     assert!(!data.join("coffer.db").exists(), "nothing was built");
     let done = recover(passphrase);
     assert!(done.status.success(), "{done:?}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("config/coffer.toml")).unwrap(),
+        "session_hours = 12\n",
+        "the configuration file it ran with comes back"
+    );
     let again = recover(passphrase);
     assert!(
         !again.status.success(),
