@@ -26,7 +26,7 @@ const AT: NaiveTime = NaiveTime::from_hms_opt(3, 0, 0).expect("a time of day");
 impl From<SystemError> for ApiError {
     fn from(e: SystemError) -> Self {
         match e {
-            SystemError::BadName(_)
+            SystemError::BadName { .. }
             | SystemError::Refused(_)
             | SystemError::Archive(ArchiveError::Invalid(_) | ArchiveError::WrongPassphrase) => {
                 ApiError::BadRequest(e.to_string())

@@ -27,9 +27,11 @@ const TEMPORARY: &str = ".tmp";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemError {
-    /// A name that is not a snapshot's: it must end in `.db` and hold no `/` or `..`.
-    #[error("{0:?} is not the name of a backup: it ends in .db and contains no '/' or '..'")]
-    BadName(String),
+    /// A name that is not a backup's: it must end in its kind's suffix and hold no `/` or `..`.
+    #[error(
+        "{name:?} is not the name of a backup: it ends in {suffix} and contains no '/' or '..'"
+    )]
+    BadName { name: String, suffix: &'static str },
     #[error("there is no backup named {0:?}")]
     NotFound(String),
     #[error("the metadata database could not be copied: {0}")]
@@ -195,13 +197,16 @@ impl Folder {
 
     /// The file `name` of a kind ending in `suffix`: it ends so, contains no `/` or `..`, and
     /// exists.
-    pub fn path(&self, name: &str, suffix: &str) -> Result<PathBuf> {
+    pub fn path(&self, name: &str, suffix: &'static str) -> Result<PathBuf> {
         if !name.ends_with(suffix)
             || name.len() <= suffix.len()
             || name.contains('/')
             || name.contains("..")
         {
-            return Err(SystemError::BadName(name.to_string()));
+            return Err(SystemError::BadName {
+                name: name.to_string(),
+                suffix,
+            });
         }
         let path = self.dir.join(name);
         match std::fs::symlink_metadata(&path) {
@@ -211,7 +216,7 @@ impl Folder {
     }
 
     /// Delete the file `name` (see [`Folder::path`]).
-    pub fn delete(&self, name: &str, suffix: &str) -> Result<()> {
+    pub fn delete(&self, name: &str, suffix: &'static str) -> Result<()> {
         let path = self.path(name, suffix)?;
         std::fs::remove_file(&path).map_err(|e| SystemError::io(name, e))
     }
@@ -282,7 +287,7 @@ mod tests {
         let (s, db) = (Folder::new(dir.path()), database(dir.path()));
         for bad in ["../coffer.db", "a/b.db", "x.txt", ".db"] {
             let refused = s.delete(bad, SNAPSHOT.suffix);
-            assert!(matches!(refused, Err(SystemError::BadName(_))), "{bad}");
+            assert!(matches!(refused, Err(SystemError::BadName { .. })), "{bad}");
         }
         let missing = s.delete("nope.db", SNAPSHOT.suffix);
         assert!(matches!(missing, Err(SystemError::NotFound(_))));
