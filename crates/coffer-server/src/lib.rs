@@ -149,6 +149,21 @@ impl AppState {
             .clone()
     }
 
+    /// A fresh name in the jobs' scratch directory (`<data_dir>/tmp`, emptied at start-up),
+    /// `prefix-<random>.suffix`, for an upload or a temporary database.
+    pub async fn scratch_file(
+        &self,
+        prefix: &str,
+        suffix: &str,
+    ) -> Result<PathBuf, error::ApiError> {
+        let dir = self.jobs.scratch_dir();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(error::ApiError::io)?;
+        let random = hex::encode(auth::random_bytes::<16>());
+        Ok(dir.join(format!("{prefix}-{random}.{suffix}")))
+    }
+
     pub fn set_token_keys(&self, keys: TokenKeys) {
         *self.token_keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
     }

@@ -128,19 +128,8 @@ pub async fn system_restore(
 ) -> Result<coffer_types::SystemRestored, ApiError> {
     let s = state.clone();
     let opened = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path).map_err(|e| SystemError::Io {
-            what: path.display().to_string(),
-            source: e,
-        })?;
-        let opened = archive::read(file, coffer_db::schema_version())?;
-        let server_key =
-            std::fs::read(s.data_dir.join(coffer_system::SERVER_KEY)).map_err(|e| {
-                SystemError::Io {
-                    what: coffer_system::SERVER_KEY.into(),
-                    source: e,
-                }
-            })?;
-        Ok::<_, SystemError>((opened, archive::key_id(&server_key)))
+        let opened = coffer_system::read_backup(&path)?;
+        Ok::<_, SystemError>((opened, coffer_system::server_key_id(&s.data_dir)?))
     })
     .await
     .map_err(ApiError::internal)?;
@@ -153,13 +142,7 @@ pub async fn system_restore(
         ));
     }
     // An older Coffer's tables are migrated first, as its database would have been.
-    let scratch = state.jobs.scratch_dir().join(format!(
-        "system-restore-{}.db",
-        hex::encode(crate::auth::random_bytes::<16>())
-    ));
-    tokio::fs::create_dir_all(state.jobs.scratch_dir())
-        .await
-        .map_err(ApiError::io)?;
+    let scratch = state.scratch_file("system-restore", "db").await?;
     let mut tables = opened
         .tables
         .migrated(&scratch, &archive::SECRET_TABLES)

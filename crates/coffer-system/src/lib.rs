@@ -12,7 +12,7 @@ pub mod archive;
 mod local;
 mod recover;
 
-pub use local::{DirLock, SERVER_KEY, lock, system_backup};
+pub use local::{DirLock, SERVER_KEY, lock, read_backup, server_key_id, system_backup};
 pub use recover::{Recovered, recover};
 
 use std::path::{Path, PathBuf};
@@ -51,12 +51,11 @@ pub enum SystemError {
     },
 }
 
-impl SystemError {
-    fn io(what: impl std::fmt::Display, source: std::io::Error) -> SystemError {
-        SystemError::Io {
-            what: what.to_string(),
-            source,
-        }
+/// An I/O failure of `what`, for `map_err`.
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> SystemError {
+    move |source| SystemError::Io {
+        what: what.to_string(),
+        source,
     }
 }
 
@@ -132,7 +131,7 @@ impl Folder {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(SystemError::io(self.dir.display(), e)),
+            Err(e) => return Err(io(self.dir.display())(e)),
         };
         let mut all = vec![];
         for e in entries.flatten() {
@@ -159,7 +158,7 @@ impl Folder {
         fill: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<BackupFile> {
         let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        std::fs::create_dir_all(&self.dir).map_err(|e| SystemError::io(self.dir.display(), e))?;
+        std::fs::create_dir_all(&self.dir).map_err(io(self.dir.display()))?;
         let stamp = Utc::now().format("%Y-%m-%d_%H-%M-%S").to_string();
         let name = (1..)
             .map(|n| match n {
@@ -173,9 +172,9 @@ impl Folder {
         let written = (|| {
             fill(&tmp)?;
             let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
-            sync(&tmp).map_err(|e| SystemError::io(tmp.display(), e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| SystemError::io(path.display(), e))?;
-            sync(&self.dir).map_err(|e| SystemError::io(self.dir.display(), e))
+            sync(&tmp).map_err(io(tmp.display()))?;
+            std::fs::rename(&tmp, &path).map_err(io(path.display()))?;
+            sync(&self.dir).map_err(io(self.dir.display()))
         })();
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
@@ -191,7 +190,7 @@ impl Folder {
                 }
             }
         }
-        let meta = std::fs::metadata(&path).map_err(|e| SystemError::io(path.display(), e))?;
+        let meta = std::fs::metadata(&path).map_err(io(path.display()))?;
         Ok(described(name, &meta))
     }
 
@@ -218,7 +217,7 @@ impl Folder {
     /// Delete the file `name` (see [`Folder::path`]).
     pub fn delete(&self, name: &str, suffix: &'static str) -> Result<()> {
         let path = self.path(name, suffix)?;
-        std::fs::remove_file(&path).map_err(|e| SystemError::io(name, e))
+        std::fs::remove_file(&path).map_err(io(name))
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use coffer_db::Db;
 
 use crate::archive;
-use crate::{BackupFile, Folder, Kind, Result, SystemError};
+use crate::{BackupFile, Folder, Kind, Result, SystemError, io};
 
 /// The file a server holds locked while it runs on a data directory.
 const LOCK: &str = ".coffer.lock";
@@ -32,20 +32,14 @@ pub fn lock(data_dir: &Path) -> Result<DirLock> {
         .write(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|source| SystemError::Io {
-            what: path.display().to_string(),
-            source,
-        })?;
+        .map_err(io(path.display()))?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(DirLock { _file: file, path }),
         Err(rustix::io::Errno::WOULDBLOCK) => Err(SystemError::Refused(format!(
             "another Coffer process (a running server) is using {}: stop it, or work through its API",
             data_dir.display()
         ))),
-        Err(e) => Err(SystemError::Io {
-            what: path.display().to_string(),
-            source: e.into(),
-        }),
+        Err(e) => Err(io(path.display())(e.into())),
     }
 }
 
@@ -62,11 +56,7 @@ pub async fn system_backup(
     passphrase: Option<&str>,
 ) -> Result<BackupFile> {
     let tables = db.dump_tables().await?;
-    let key_path = data_dir.join(SERVER_KEY);
-    let server_key = std::fs::read(&key_path).map_err(|source| SystemError::Io {
-        what: key_path.display().to_string(),
-        source,
-    })?;
+    let server_key = server_key(data_dir)?;
     let host = rustix::system::uname()
         .nodename()
         .to_string_lossy()
@@ -77,10 +67,7 @@ pub async fn system_backup(
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "coffer.toml".into());
-            let bytes = std::fs::read(path).map_err(|source| SystemError::Io {
-                what: path.display().to_string(),
-                source,
-            })?;
+            let bytes = std::fs::read(path).map_err(io(path.display()))?;
             Some((name, bytes))
         }
         None => None,
@@ -92,11 +79,24 @@ pub async fn system_backup(
         config,
     };
     folder.write(kind, None, |into| {
-        let file = std::fs::File::create(into).map_err(|source| SystemError::Io {
-            what: into.display().to_string(),
-            source,
-        })?;
+        let file = std::fs::File::create(into).map_err(io(into.display()))?;
         archive::write(file, &tables, &about, passphrase)?;
         Ok(())
     })
+}
+
+fn server_key(data_dir: &Path) -> Result<Vec<u8>> {
+    let path = data_dir.join(SERVER_KEY);
+    std::fs::read(&path).map_err(io(path.display()))
+}
+
+/// The fingerprint of the server key of `data_dir`, as system backups record it.
+pub fn server_key_id(data_dir: &Path) -> Result<String> {
+    Ok(archive::key_id(&server_key(data_dir)?))
+}
+
+/// Read the system backup at `path` and check all of it (see [`archive::read`]).
+pub fn read_backup(path: &Path) -> Result<archive::Opened> {
+    let file = std::fs::File::open(path).map_err(io(path.display()))?;
+    Ok(archive::read(file, coffer_db::schema_version())?)
 }

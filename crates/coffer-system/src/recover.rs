@@ -9,7 +9,7 @@ use std::path::Path;
 use coffer_db::{Db, Tables};
 
 use crate::archive::{self, SECRET_TABLES};
-use crate::{Result, SystemError};
+use crate::{Result, SystemError, io};
 
 /// What a recovery did.
 #[derive(Debug)]
@@ -19,13 +19,6 @@ pub struct Recovered {
     pub with_secrets: bool,
     /// Where the configuration file the server ran with was written, if it had one.
     pub config: Option<std::path::PathBuf>,
-}
-
-fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> SystemError {
-    move |source| SystemError::Io {
-        what: what.to_string(),
-        source,
-    }
 }
 
 /// Build the data directory `data_dir` (empty or missing) from the system backup `zip`. A
@@ -40,8 +33,7 @@ pub async fn recover(zip: &Path, data_dir: &Path, passphrase: Option<&str>) -> R
             data_dir.display()
         )));
     }
-    let file = std::fs::File::open(zip).map_err(io(zip.display()))?;
-    let opened = archive::read(file, coffer_db::schema_version())?;
+    let opened = crate::read_backup(zip)?;
     let secrets = match (opened.manifest.secrets_included, passphrase) {
         (false, _) => None,
         (true, None) => {

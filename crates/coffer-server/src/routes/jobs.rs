@@ -409,14 +409,7 @@ pub async fn restore_upload(
     body: Body,
 ) -> Result<(StatusCode, Json<RestoreTask>), ApiError> {
     state.jobs.get(&id).await?;
-    let dir = state.jobs.scratch_dir();
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(ApiError::io)?;
-    let path = dir.join(format!(
-        "upload-{}.tar",
-        hex::encode(crate::auth::random_bytes::<16>())
-    ));
+    let path = state.scratch_file("upload", "tar").await?;
     let checksum = upload::receive(&state, &headers, body, &path).await?;
     let task = state
         .jobs

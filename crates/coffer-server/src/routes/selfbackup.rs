@@ -294,14 +294,7 @@ pub async fn restore_system_upload(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Json<SystemRestored>, ApiError> {
-    let dir = state.jobs.scratch_dir();
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(ApiError::io)?;
-    let path = dir.join(format!(
-        "system-upload-{}.zip",
-        hex::encode(crate::auth::random_bytes::<16>())
-    ));
+    let path = state.scratch_file("system-upload", "zip").await?;
     let checksum = upload::receive(&state, &headers, body, &path).await?;
     let restored = async {
         if let Some(want) = checksum {
