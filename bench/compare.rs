@@ -9,8 +9,12 @@
 //!
 //! Environment: `COFFER_BENCH_MB` (dataset size, default 1024), `COFFER_BENCH_TOOLS`
 //! (comma-separated subset of coffer,restic,borg,rustic), `COFFER_BENCH_DIR` (work directory,
-//! default `bench/work`). The tools must be installed: `apt-get install restic borgbackup` and
-//! `cargo install rustic-rs`.
+//! default `bench/work`), `COFFER_BENCH_DATASET=small` (only small text files: 20–300 words
+//! each, about 1,500 bytes), `COFFER_BENCH_S3=1` (the repositories on the tests' S3 server,
+//! `s3s-fs` on 127.0.0.1, for Coffer and restic; each keeps its cache in the work directory).
+//! The tools must be installed: `apt-get install restic borgbackup` and `cargo install
+//! rustic-rs` (and `s3s-fs` for the S3 mode: `scripts/test` installs it).
+//! Coffer's rows also give the requests it made to storage (its `--json` summary).
 
 #![allow(clippy::disallowed_methods)] // tests start the programs they test, and servers
 
@@ -191,11 +195,97 @@ fn modify(root: &Path, files: &[PathBuf]) {
     eprintln!("  changed {:.1} MiB", changed as f64 / 1048576.0);
 }
 
+/// The small-files dataset: `total_mb` of files of 20–300 words, 1,000 per directory.
+fn generate_small(root: &Path, total_mb: u64) -> Vec<PathBuf> {
+    let words = vocabulary();
+    let mut rng = Rng(4242);
+    let mut files = vec![];
+    let (mut used, budget) = (0u64, total_mb * 1024 * 1024);
+    while used < budget {
+        let i = files.len();
+        let n = 20 + rng.below(281) as usize;
+        let mut s = String::new();
+        for k in 0..n {
+            if k > 0 {
+                s.push(if rng.below(12) == 0 { '\n' } else { ' ' });
+            }
+            s.push_str(&words[rng.below(words.len() as u64) as usize]);
+        }
+        let path = root.join(format!("t{:03}/f{i:07}.txt", i / 1000));
+        if i % 1000 == 0 {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        }
+        std::fs::write(&path, &s).unwrap();
+        used += s.len() as u64;
+        files.push(path);
+    }
+    files
+}
+
+/// The S3 server the tests use, started for the S3 mode.
+struct S3 {
+    child: std::process::Child,
+    root: PathBuf,
+    endpoint: String,
+}
+
+impl S3 {
+    fn start(work: &Path, bin: String) -> S3 {
+        let root = work.join("s3");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("bench")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", "bench", "--secret-key", "bench-secret-key"])
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        S3 {
+            child,
+            root,
+            endpoint,
+        }
+    }
+
+    fn env(&self, work: &Path) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "bench".into()),
+            ("AWS_SECRET_ACCESS_KEY", "bench-secret-key".into()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("XDG_CACHE_HOME", work.join("cache").display().to_string()),
+        ]
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[derive(Clone, Copy, Default)]
 struct Measure {
     secs: f64,
     rss_mib: f64,
     repo_mib: f64,
+    /// Requests to storage, when the tool reports them (Coffer's `--json` summary).
+    requests: Option<u64>,
 }
 
 fn du(path: &Path) -> u64 {
@@ -216,6 +306,9 @@ fn du(path: &Path) -> u64 {
 struct Tool {
     name: &'static str,
     bin: String,
+    /// What the tool is given as its repository.
+    url: String,
+    /// Where the repository's bytes are (for its size).
     repo: PathBuf,
     env: Vec<(&'static str, String)>,
 }
@@ -249,10 +342,14 @@ impl Tool {
             .next()
             .and_then(|s| s.parse().ok())
             .unwrap_or(f64::NAN);
+        let requests = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["storage"]["requests"].as_u64());
         Measure {
             secs,
             rss_mib: rss_kib / 1024.0,
             repo_mib: du(&self.repo) as f64 / 1048576.0,
+            requests,
         }
     }
 }
@@ -276,7 +373,7 @@ fn wipe(target: &Path) {
 }
 
 fn bench_tool(tool: &Tool, data: &Path, work: &Path, files: &[PathBuf]) -> Vec<Measure> {
-    let repo = tool.repo.to_str().unwrap().to_string();
+    let repo = tool.url.clone();
     let d = data.to_str().unwrap();
     let target = work.join(format!("restore-{}", tool.name));
     let _ = std::fs::remove_dir_all(&target);
@@ -287,20 +384,18 @@ fn bench_tool(tool: &Tool, data: &Path, work: &Path, files: &[PathBuf]) -> Vec<M
     // Phase args per tool: (init, backup, restore, verify, forget+prune).
     match tool.name {
         "coffer" => {
-            tool.run(&["--repo", &repo, "repo", "init"], None);
-            out.push(tool.run(&["--repo", &repo, "backup", d], None));
-            out.push(tool.run(&["--repo", &repo, "backup", d], None));
+            let r = ["--json", "--repo", &repo];
+            let run = |args: &[&str]| tool.run(&[&r[..], args].concat(), None);
+            run(&["repo", "init"]);
+            out.push(run(&["backup", d]));
+            out.push(run(&["backup", d]));
             modify(data, files);
-            out.push(tool.run(&["--repo", &repo, "backup", d], None));
-            let restore = ["--repo", &repo, "restore", "latest", "--target", t];
-            out.push(tool.run(&restore, None));
+            out.push(run(&["backup", d]));
+            out.push(run(&["restore", "latest", "--target", t]));
             wipe(&target);
-            out.push(tool.run(&restore, None));
-            out.push(tool.run(&["--repo", &repo, "verify"], None));
-            out.push(tool.run(
-                &["--repo", &repo, "forget", "--keep-last", "1", "--prune"],
-                None,
-            ));
+            out.push(run(&["restore", "latest", "--target", t]));
+            out.push(run(&["verify"]));
+            out.push(run(&["forget", "--keep-last", "1", "--prune"]));
         }
         "restic" | "rustic" => {
             tool.run(&["-r", &repo, "init"], None);
@@ -359,6 +454,7 @@ fn bench_tool(tool: &Tool, data: &Path, work: &Path, files: &[PathBuf]) -> Vec<M
                 secs: p.secs + c.secs,
                 rss_mib: p.rss_mib.max(c.rss_mib),
                 repo_mib: c.repo_mib,
+                requests: None,
             });
         }
         other => panic!("unknown tool {other}"),
@@ -416,6 +512,11 @@ fn main() {
         modify(&changed, &files);
         return;
     }
+    let small = std::env::var("COFFER_BENCH_DATASET").is_ok_and(|v| v == "small");
+    let s3 = std::env::var("COFFER_BENCH_S3")
+        .is_ok_and(|v| v == "1")
+        .then(|| S3::start(&work, find("s3s-fs")));
+    let _ = std::fs::remove_dir_all(work.join("cache"));
     let data = work.join("data");
     let mut results: Vec<(String, Vec<Measure>)> = vec![];
     let started = Instant::now();
@@ -423,7 +524,11 @@ fn main() {
         // Every tool starts from the same original dataset, changed the same way before its
         // third backup.
         let _ = std::fs::remove_dir_all(&data);
-        let files = generate(&data, mb);
+        let files = if small {
+            generate_small(&data, mb)
+        } else {
+            generate(&data, mb)
+        };
         let (bin, env): (String, Vec<(&'static str, String)>) = match name.as_str() {
             "coffer" => (
                 env!("CARGO_BIN_EXE_coffer").to_string(),
@@ -451,10 +556,26 @@ fn main() {
             "rustic" => "rustic",
             _ => "borg",
         };
+        let (url, repo, env) = match &s3 {
+            None => {
+                let repo = work.join(format!("repo-{name}"));
+                (repo.display().to_string(), repo, env)
+            }
+            Some(s3) => {
+                let url = match name.as_str() {
+                    "coffer" => format!("s3://bench/{name}"),
+                    "restic" => format!("s3:{}/bench/{name}", s3.endpoint),
+                    other => panic!("{other} is not benchmarked on S3 here"),
+                };
+                let env = [env, s3.env(&work)].concat();
+                (url, s3.root.join("bench").join(name), env)
+            }
+        };
         let tool = Tool {
             name: name_static,
             bin,
-            repo: work.join(format!("repo-{name}")),
+            url,
+            repo,
             env,
         };
         eprintln!("benchmarking {name}…");
@@ -465,7 +586,13 @@ fn main() {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "Dataset: {mb} MiB generated by bench/compare.rs; machine: {} cores.\n",
+        "Dataset: {mb} MiB{} generated by bench/compare.rs; repositories {}; machine: {} cores.\n",
+        if small { " of small files" } else { "" },
+        if s3.is_some() {
+            "on the S3 server s3s-fs (127.0.0.1)"
+        } else {
+            "on the local disk"
+        },
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let _ = writeln!(md, "| phase | {} |", tools.join(" | "));
@@ -475,8 +602,13 @@ fn main() {
             .iter()
             .map(|(_, m)| {
                 format!(
-                    "{:.2} s, {:.0} MiB RSS, repo {:.0} MiB",
-                    m[i].secs, m[i].rss_mib, m[i].repo_mib
+                    "{:.2} s, {:.0} MiB RSS, repo {:.0} MiB{}",
+                    m[i].secs,
+                    m[i].rss_mib,
+                    m[i].repo_mib,
+                    m[i].requests
+                        .map(|n| format!(", {n} requests"))
+                        .unwrap_or_default()
                 )
             })
             .collect();

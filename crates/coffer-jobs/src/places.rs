@@ -126,6 +126,11 @@ impl Places {
         })
     }
 
+    /// Where the caches of remote repositories are kept (`<data_dir>/cache/<repository id>`).
+    pub(crate) fn cache(&self) -> PathBuf {
+        self.data.join("cache")
+    }
+
     pub(crate) fn scratch(&self) -> PathBuf {
         self.data.join(SCRATCH)
     }

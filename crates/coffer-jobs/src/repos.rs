@@ -152,6 +152,7 @@ impl Jobs {
                 location: Location::Local(PathBuf::from(dir)),
                 s3: None,
                 key,
+                cache: None,
             });
         };
         let r = self.db.resource::<Repository>(id).await?;
@@ -172,7 +173,14 @@ impl Jobs {
             region: r.region,
             access_key_id: r.access_key_id,
             secret_access_key: secret,
+            connections: None,
         });
-        Ok(Target { location, s3, key })
+        let cache = Some(self.places.cache());
+        Ok(Target {
+            location,
+            s3,
+            key,
+            cache,
+        })
     }
 }

@@ -4,7 +4,7 @@
 //! Blocking: called on the blocking thread pool.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use coffer_repo::forget;
@@ -26,6 +26,8 @@ pub struct Target {
     pub location: Location,
     pub s3: Option<S3Options>,
     pub key: Option<String>,
+    /// Where to keep the cache of a remote repository.
+    pub cache: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Target {
@@ -49,7 +51,14 @@ impl Target {
 
     /// The repository, opened.
     pub(crate) fn open(&self) -> coffer_repo::Result<Repository> {
-        Repository::open(self.backend()?, self.secret().as_ref())
+        Ok(self.cached(Repository::open(self.backend()?, self.secret().as_ref())?))
+    }
+
+    fn cached(&self, repo: Repository) -> Repository {
+        match &self.cache {
+            Some(base) => repo.with_cache(base),
+            None => repo,
+        }
     }
 
     /// Open the repository, creating it on the first run.
@@ -60,7 +69,7 @@ impl Target {
             .map_err(coffer_repo::Error::from)?
             .is_some()
         {
-            return Ok(Repository::open(backend, self.secret().as_ref())?);
+            return Ok(self.cached(Repository::open(backend, self.secret().as_ref())?));
         }
         if let Location::Local(dir) = &self.location {
             std::fs::create_dir_all(dir)
@@ -70,7 +79,7 @@ impl Target {
             kdf: KDF,
             ..InitOptions::default()
         };
-        Ok(Repository::init(backend, self.key.as_deref(), opts)?)
+        Ok(self.cached(Repository::init(backend, self.key.as_deref(), opts)?))
     }
 
     /// Bytes the repository takes in its storage.

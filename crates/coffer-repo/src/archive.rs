@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::reader::BlobReader;
+use crate::reader::{BlobReader, chunk_of};
 use crate::tree::{Content, Node, NodeKind, Tree};
 
 pub(crate) const BLOCK: u64 = 512;
@@ -357,12 +357,6 @@ impl std::fmt::Display for Damage {
     }
 }
 
-/// Segments decoded ahead of the archive writer, at most.
-const LOOKAHEAD: usize = 4;
-/// A segment closes once its blobs reach this many bytes, or it holds `SEGMENT_PIECES` pieces.
-const SEGMENT_BYTES: usize = 512 * 1024;
-const SEGMENT_PIECES: usize = 192;
-
 /// One step of writing an archive, in order.
 enum Piece {
     /// Header bytes of the next entry, and its path (for damage reports).
@@ -373,14 +367,44 @@ enum Piece {
 }
 
 /// Consecutive pieces decoded by one worker: handing each small file's blob to another thread
-/// on its own would cost more than decoding it.
+/// on its own would cost more than decoding it, and the segment's blobs are read together,
+/// planned per pack.
 type Segment = Vec<Piece>;
+
+/// Read the blobs of a segment, planned per pack, into their pieces.
+fn fill(reader: &BlobReader, segment: &mut Segment) {
+    let wanted: Vec<(Id, u32)> = segment
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Blob(id, len, _) => Some((*id, *len)),
+            _ => None,
+        })
+        .collect();
+    match reader.chunks(&wanted, 1) {
+        Ok(read) => {
+            for piece in segment.iter_mut() {
+                if let Piece::Blob(id, _, data) = piece {
+                    *data = Some(chunk_of(&read, id));
+                }
+            }
+        }
+        // Storage failed: the writer stops at the first blob, with the error.
+        Err(e) => {
+            let mut error = Some(e);
+            for piece in segment.iter_mut() {
+                if let Piece::Blob(_, _, data) = piece {
+                    *data = Some(Err(error.take().unwrap_or(Error::Interrupted)));
+                }
+            }
+        }
+    }
+}
 
 /// Write the canonical archive of the snapshot whose root tree is `root` to `out`.
 ///
-/// A producer thread walks the trees and hands blobs to worker threads, which read, decrypt,
-/// decompress and check them ahead of this thread, which writes everything in order. Memory
-/// stays bounded by `LOOKAHEAD` segments of about `SEGMENT_BYTES`.
+/// A producer thread walks the trees and hands segments to worker threads, which read (planned
+/// per pack), decrypt, decompress and check their blobs ahead of this thread, which writes
+/// everything in order. Memory stays bounded by a few segments per worker.
 ///
 /// With `damage: None` the first unreadable blob is an error (dump never writes wrong data
 /// silently). With `Some`, damaged blobs are recorded, replaced by zeros, and the walk goes on,
@@ -425,28 +449,25 @@ fn write_tree(
     mut damage: Option<&mut Vec<Damage>>,
 ) -> Result<u64> {
     let io = |e: std::io::Error| Error::io("archive output", e);
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8);
+    let tuning = reader.tuning();
+    // A segment closes once its blobs reach the segment size, or its pieces the limit.
+    let (workers, segment_bytes) = (tuning.parallel, tuning.segment);
+    let lookahead = workers + 2;
     // std's channels, not crossbeam's: they put a waiting thread to sleep at once, where
     // crossbeam's spin and yield first, which on two cores takes the CPU from the very threads
     // being waited for.
     std::thread::scope(|s| {
-        let (work_tx, work_rx) = sync_channel::<(Segment, SyncSender<Segment>)>(LOOKAHEAD);
+        let (work_tx, work_rx) = sync_channel::<(Segment, SyncSender<Segment>)>(lookahead);
         // The workers take turns at the queue; the others sleep on the lock.
         let work_rx = Arc::new(Mutex::new(work_rx));
-        let (segment_tx, segment_rx) = sync_channel::<Receiver<Segment>>(LOOKAHEAD);
+        let (segment_tx, segment_rx) = sync_channel::<Receiver<Segment>>(lookahead);
         for _ in 0..workers {
             let work_rx = work_rx.clone();
             s.spawn(move || {
                 // The lock is released as soon as a segment is taken.
                 let next = || work_rx.lock().expect("work queue").recv();
                 while let Ok((mut segment, tx)) = next() {
-                    for piece in &mut segment {
-                        if let Piece::Blob(id, len, data) = piece {
-                            *data = Some(reader.chunk(id, *len));
-                        }
-                    }
+                    fill(reader, &mut segment);
                     let _ = tx.send(segment);
                 }
             });
@@ -474,7 +495,7 @@ fn write_tree(
                                 Piece::Blob(id, len, None)
                             }
                         });
-                        if bytes >= SEGMENT_BYTES || segment.len() >= SEGMENT_PIECES {
+                        if bytes >= segment_bytes || segment.len() >= tuning.segment_pieces {
                             send(std::mem::take(&mut segment))?;
                             bytes = 0;
                         }

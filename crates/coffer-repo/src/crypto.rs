@@ -130,14 +130,25 @@ impl ObjectKey {
 
     /// Decrypt `buf` (ciphertext + tag) in place; false when authentication fails.
     pub fn open(&self, nonce: Nonce, aad: &[u8], buf: &mut Vec<u8>) -> bool {
-        match self.0.open_in_place(nonce, Aad::from(aad), buf) {
-            Ok(plain) => {
+        match self.open_in_place(nonce, aad, buf) {
+            Some(plain) => {
                 let n = plain.len();
                 buf.truncate(n);
                 true
             }
-            Err(_) => false,
+            None => false,
         }
+    }
+
+    /// Decrypt `buf` (ciphertext + tag) where it lies: the plaintext, at its start, or `None`
+    /// when authentication fails.
+    pub fn open_in_place<'b>(
+        &self,
+        nonce: Nonce,
+        aad: &[u8],
+        buf: &'b mut [u8],
+    ) -> Option<&'b mut [u8]> {
+        self.0.open_in_place(nonce, Aad::from(aad), buf).ok()
     }
 }
 

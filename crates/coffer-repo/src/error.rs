@@ -94,6 +94,16 @@ impl Error {
         matches!(self, Error::Damaged { .. } | Error::MissingBlob(_))
     }
 
+    /// A copy of a damage error (one blob's damage reported for each file that needs the blob);
+    /// anything else is copied as its message.
+    pub(crate) fn copy_damage(&self) -> Error {
+        match self {
+            Error::Damaged { object, detail } => Error::damaged(object.clone(), detail.clone()),
+            Error::MissingBlob(id) => Error::MissingBlob(id.clone()),
+            other => Error::Invalid(other.to_string()),
+        }
+    }
+
     /// The object an error names and what is wrong with it: for damage the object itself,
     /// for anything else "repository".
     pub fn damaged_object(&self) -> (String, String) {

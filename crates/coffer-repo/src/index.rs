@@ -37,9 +37,8 @@ impl Location {
     pub fn read(&self, repo: &Repository) -> Result<Vec<u8>> {
         let name = repo::pack_name(&self.pack);
         let e = &self.entry;
-        let stored = match repo
-            .backend()
-            .read_range(&name, e.offset as u64, e.length as u64)
+        let trees = e.kind == pack::BlobKind::Tree;
+        let stored = match repo.read_pack_range(&self.pack, e.offset as u64, e.length as u64, trees)
         {
             Ok(s) => s,
             Err(err) if err.is_not_found() => {
@@ -142,7 +141,9 @@ impl Index {
             listed: repo::list_packs(repo)?,
             ..Index::default()
         };
-        for f in repo.backend().list(INDEX)? {
+        let listed = repo.backend().list(INDEX)?;
+        repo.forget_unlisted(INDEX, listed.iter().map(|o| o.name.as_str()));
+        for f in listed {
             let Some(id) = repo::id_of_name(&f.name) else {
                 continue;
             };

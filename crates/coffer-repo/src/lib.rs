@@ -40,10 +40,12 @@
 pub mod archive;
 pub mod backend;
 mod backup;
+mod cache;
 mod chunker;
 mod compress;
 mod crypto;
 mod error;
+mod fetch;
 pub mod forget;
 mod id;
 mod index;
@@ -63,7 +65,9 @@ pub mod verify;
 mod wire;
 
 pub use archive::Damage;
-pub use backend::{Backend, BackendError, BackendErrorKind, BadLocation, Location, S3Options};
+pub use backend::{
+    Backend, BackendError, BackendErrorKind, BadLocation, Location, RequestStats, S3Options,
+};
 pub use backup::{
     BackupCounts, BackupItem, BackupOptions, BackupSummary, Excludes, ParentChoice, Progress,
     Source, backup,

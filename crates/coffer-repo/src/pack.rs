@@ -195,6 +195,31 @@ pub(crate) fn decode_blob(
     e: &BlobEntry,
     mut stored: Vec<u8>,
 ) -> Result<Vec<u8>> {
+    Ok(match open_blob(repo, pack, seed, e, &mut stored)? {
+        Opened::Decompressed(plain) => plain,
+        Opened::InPlace(len) => {
+            stored.truncate(len);
+            stored
+        }
+    })
+}
+
+/// A blob opened where it lay.
+pub(crate) enum Opened {
+    /// The plaintext is the first `n` bytes of the stored bytes.
+    InPlace(usize),
+    /// The blob was compressed: its plaintext.
+    Decompressed(Vec<u8>),
+}
+
+/// `decode_blob` in place: `stored` is authenticated and decrypted where it lies, and checked.
+pub(crate) fn open_blob(
+    repo: &Repository,
+    pack: &Id,
+    seed: &Seed,
+    e: &BlobEntry,
+    stored: &mut [u8],
+) -> Result<Opened> {
     // The pack is what a user can act on; the blob is named in the detail.
     let damaged = |detail: &str| {
         Error::damaged(
@@ -207,24 +232,31 @@ pub(crate) fn decode_blob(
             "the pack is shorter than the index says (truncated)",
         ));
     }
-    if let Some(keys) = repo.keys()
-        && !keys.object_key(seed).open(
-            crypto::counter_nonce(e.offset as u64),
-            &e.aad(),
-            &mut stored,
-        )
-    {
-        return Err(damaged("it fails authentication (modified or corrupted)"));
-    }
-    let plain = match e.compression {
-        Compression::None => stored,
-        Compression::Zstd => compress::decompress(&stored, e.raw_length as usize)
-            .map_err(|detail| damaged(&detail))?,
+    let stored = match repo.keys() {
+        Some(keys) => {
+            let key = keys.object_key(seed);
+            match key.open_in_place(crypto::counter_nonce(e.offset as u64), &e.aad(), stored) {
+                Some(plain) => plain,
+                None => return Err(damaged("it fails authentication (modified or corrupted)")),
+            }
+        }
+        None => stored,
     };
-    if plain.len() != e.raw_length as usize || repo.blob_id(&plain) != e.id {
+    let decompressed = match e.compression {
+        Compression::None => None,
+        Compression::Zstd => Some(
+            compress::decompress(stored, e.raw_length as usize)
+                .map_err(|detail| damaged(&detail))?,
+        ),
+    };
+    let plain = decompressed.as_deref().unwrap_or(stored);
+    if plain.len() != e.raw_length as usize || repo.blob_id(plain) != e.id {
         return Err(damaged("its content does not hash to its id"));
     }
-    Ok(plain)
+    Ok(match decompressed {
+        Some(plain) => Opened::Decompressed(plain),
+        None => Opened::InPlace(stored.len()),
+    })
 }
 
 /// Parse a whole pack read from storage: check its name, header and trailer.

@@ -1,11 +1,13 @@
 //! The repository: config, key files, sealed objects, and opening with a password or key.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendResult, Metered, RequestStats};
+use crate::cache::{self, Cache};
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::crypto::{self, IdHasher, KdfParams, Keys, MasterKey, SEED_LEN};
 use crate::error::{Error, Result};
@@ -33,9 +35,9 @@ pub(crate) fn object_name(dir: &str, id: &Id) -> String {
 
 /// Every pack in the repository, with its size.
 pub(crate) fn list_packs(repo: &Repository) -> Result<std::collections::HashMap<Id, u64>> {
-    Ok(repo
-        .backend()
-        .list(DATA)?
+    let listed = repo.backend().list(DATA)?;
+    repo.forget_unlisted(DATA, listed.iter().map(|o| o.name.as_str()));
+    Ok(listed
         .into_iter()
         .filter_map(|o| Some((id_of_name(&o.name)?, o.size)))
         .collect())
@@ -154,7 +156,10 @@ fn checksum_hex(data: &[u8]) -> String {
 
 #[derive(Clone)]
 pub struct Repository {
+    /// `metered`, as the engine uses it.
     backend: Arc<dyn Backend>,
+    metered: Arc<Metered>,
+    cache: Option<Arc<Cache>>,
     config: Config,
     master: Option<MasterKey>,
     keys: Option<Keys>,
@@ -184,6 +189,7 @@ impl Repository {
         password: Option<&str>,
         opts: InitOptions,
     ) -> Result<Self> {
+        let backend = Arc::new(Metered::new(backend));
         opts.chunker.check()?;
         if !(1 << 20..=256 << 20).contains(&opts.pack_size) {
             return Err(Error::Invalid(
@@ -228,6 +234,7 @@ impl Repository {
     }
 
     pub fn open(backend: Arc<dyn Backend>, secret: Option<&Secret>) -> Result<Self> {
+        let backend = Arc::new(Metered::new(backend));
         let raw = match backend.read(CONFIG) {
             Ok(r) => r,
             Err(e) if e.is_not_found() => return Err(Error::NotARepository(backend.location())),
@@ -250,7 +257,7 @@ impl Repository {
         let master = match secret {
             None => return Err(Error::PasswordRequired),
             Some(Secret::MasterKey(k)) => k.clone(),
-            Some(Secret::Password(pw)) => Self::unlock(backend.as_ref(), &config, pw)?,
+            Some(Secret::Password(pw)) => Self::unlock(&*backend, &config, pw)?,
         };
         let repo = Repository::assemble(backend, config, Some(master));
         let expected = repo.config_mac(&raw_config_json(&repo.config)?);
@@ -263,11 +270,13 @@ impl Repository {
         Ok(repo)
     }
 
-    fn assemble(backend: Arc<dyn Backend>, config: Config, master: Option<MasterKey>) -> Self {
+    fn assemble(metered: Arc<Metered>, config: Config, master: Option<MasterKey>) -> Self {
         let keys = master.as_ref().map(Keys::derive);
         let ids = IdHasher::new(keys.as_ref());
         Repository {
-            backend,
+            backend: metered.clone(),
+            metered,
+            cache: None,
             config,
             master,
             keys,
@@ -423,6 +432,59 @@ impl Repository {
         &self.backend
     }
 
+    /// Keep what is small and read often (index files, snapshots, the packs of trees) in a
+    /// cache under `base` (`base/<repository id>`), when the repository is remote. Without a
+    /// cache, or when it cannot be made, everything is read from the repository.
+    pub fn with_cache(mut self, base: &Path) -> Self {
+        if self.backend.is_remote() {
+            self.cache = Cache::open(base, &self.config.id, cache::DEFAULT_LIMIT).map(Arc::new);
+        }
+        self
+    }
+
+    /// This repository without its cache: what checks the repository itself (verify) reads
+    /// every object from it.
+    pub fn without_cache(&self) -> Repository {
+        Repository {
+            cache: None,
+            ..self.clone()
+        }
+    }
+
+    /// Where the cache is, when there is one.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache.as_deref().map(Cache::dir)
+    }
+
+    /// Drop the cache entries of `folder` that the repository's listing `listed` no longer
+    /// names.
+    pub(crate) fn forget_unlisted<'a>(&self, folder: &str, listed: impl Iterator<Item = &'a str>) {
+        if let Some(c) = &self.cache {
+            c.retain(folder, listed);
+        }
+    }
+
+    /// `len` bytes at `offset` of a pack; from the cache for a pack of trees (`trees`) when
+    /// there is one.
+    pub(crate) fn read_pack_range(
+        &self,
+        pack: &Id,
+        offset: u64,
+        len: u64,
+        trees: bool,
+    ) -> BackendResult<Vec<u8>> {
+        let name = pack_name(pack);
+        match &self.cache {
+            Some(c) if trees => c.range(&name, offset, len, || self.backend.read(&name)),
+            _ => self.backend.read_range(&name, offset, len),
+        }
+    }
+
+    /// The requests made to storage through this repository (and its clones) so far.
+    pub fn request_stats(&self) -> RequestStats {
+        self.metered.stats()
+    }
+
     pub fn location(&self) -> String {
         self.backend.location()
     }
@@ -547,12 +609,18 @@ impl Repository {
     /// Read a content-addressed object and check that its bytes still hash to its name.
     pub(crate) fn read_object(&self, dir: &str, id: &Id, magic: &[u8; 4]) -> Result<Vec<u8>> {
         let name = object_name(dir, id);
+        if let Some(data) = self.cache.as_ref().and_then(|c| c.get(&name)) {
+            return self.unseal(magic, &name, &data);
+        }
         let data = self.backend.read(&name)?;
         if Id::of_object(&data) != *id {
             return Err(Error::damaged(
                 &name,
                 "its content does not match its name (bytes changed or truncated)",
             ));
+        }
+        if let Some(c) = &self.cache {
+            c.put(&name, &data);
         }
         self.unseal(magic, &name, &data)
     }

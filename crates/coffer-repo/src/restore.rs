@@ -1,8 +1,11 @@
 //! Restore a snapshot (or part of it) into a directory.
 //!
 //! The calling thread walks the snapshot's trees, creating directories, symlinks and special
-//! files; regular files are written by a pool of workers (reading, decrypting and decompressing
-//! blobs in parallel). Hard links are made once the workers are done, directory metadata last.
+//! files, and regular files (empty), which it hands over in batches. For each batch, the blobs
+//! its files need are read planned per pack (`fetch`: few large range requests, several at a
+//! time), decoded, and written at their offsets into every file that holds them; a file is
+//! complete (length, metadata, its name) when its last blob is in. Hard links are made once
+//! the batches are done, directory metadata last.
 //!
 //! Safety rules:
 //! - Every name comes from a validated tree (one path component, never "." or ".."), and paths
@@ -12,8 +15,8 @@
 //!   (`O_EXCL | O_NOFOLLOW`: never over anything, never through a symlink), the common case of
 //!   a restore into a new or emptied directory; where something is already there, the file is
 //!   written to a fresh temporary name and renamed into place, which replaces it.
-//! - Only the walking thread creates names (directories, files, links); the workers write data
-//!   and set metadata through their open files. Threads never contend for a directory, and a
+//! - Only the walking thread creates names (directories, files, links); the readers write data
+//!   and set metadata through the open files. Threads never contend for a directory, and a
 //!   fresh target costs one create per file, not a create and a rename.
 //! - The walker makes every directory first, then walks again for the rest. Created together,
 //!   directories sit together and their files get inodes of their own elsewhere; made one by one
@@ -27,9 +30,8 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +42,7 @@ use serde::Serialize;
 use crate::archive::Damage;
 use crate::backup::Progress;
 use crate::error::{Error, Result};
+use crate::fetch;
 use crate::id::Id;
 use crate::reader::BlobReader;
 use crate::session::SnapshotReader;
@@ -183,13 +186,12 @@ pub(crate) fn restore(
         progress: opts.progress,
         cancel: opts.cancel.clone(),
     };
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(2, 8);
     let mut walker = Walker {
         reader: &reader,
         include,
         shared: &shared,
+        batch: vec![],
+        batch_limit: batch_limit(),
         jobs: None,
         links: HashMap::new(),
         pending_links: vec![],
@@ -198,10 +200,15 @@ pub(crate) fn restore(
         other: 0,
     };
     std::thread::scope(|s| {
-        let (tx, rx) = bounded::<FileJob>(workers * 4);
-        for _ in 0..workers {
-            let (rx, reader, shared) = (rx.clone(), &reader, &shared);
-            s.spawn(move || worker(reader, shared, rx));
+        // Batches are read while the walker creates the next ones.
+        let (tx, rx) = bounded::<Vec<FileJob>>(1);
+        let readers = reader.tuning().parallel;
+        let (range_tx, range_rx) = bounded(readers * 2);
+        let (reader, shared) = (&reader, &shared);
+        s.spawn(move || plan_batches(reader, shared, rx, range_tx));
+        for _ in 0..readers {
+            let range_rx = range_rx.clone();
+            s.spawn(move || read_ranges(reader, shared, range_rx));
         }
         walker.jobs = Some(tx);
         for pass in [Pass::Dirs, Pass::Rest] {
@@ -210,7 +217,8 @@ pub(crate) fn restore(
                 break;
             }
         }
-        // Closing the queue lets the workers finish what is queued and stop.
+        walker.send_batch();
+        // Closing the queue lets the reader finish what is queued and stop.
         walker.jobs = None;
     });
     if let Some(e) = shared.failure.lock().expect("failure").take() {
@@ -254,7 +262,10 @@ struct Walker<'a> {
     reader: &'a BlobReader<'a>,
     include: Vec<Vec<Vec<u8>>>,
     shared: &'a Shared,
-    jobs: Option<Sender<FileJob>>,
+    /// Files created and not handed over yet.
+    batch: Vec<FileJob>,
+    batch_limit: usize,
+    jobs: Option<Sender<Vec<FileJob>>>,
     /// First destination of each hard-linked inode, and the links to make afterwards.
     links: HashMap<(u64, u64), PathBuf>,
     pending_links: Vec<(PathBuf, PathBuf)>,
@@ -265,6 +276,15 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
+    fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        // A closed queue means the reader stopped on an error, reported by it.
+        let _ = self.jobs.as_ref().expect("restore running").send(batch);
+    }
+
     fn select(&self, path: &[Vec<u8>]) -> Selection {
         if self.include.is_empty() {
             return Selection::All;
@@ -361,15 +381,16 @@ impl Walker<'_> {
                     }
                     Err(e) => return Err(Error::io(dest, e)),
                 };
-                let job = FileJob {
+                self.batch.push(FileJob {
                     node: node.clone(),
                     dest: dest.to_path_buf(),
                     path,
                     file,
                     temporary,
-                };
-                // A closed queue means the workers stopped on an error, reported by them.
-                let _ = self.jobs.as_ref().expect("restore running").send(job);
+                });
+                if self.batch.len() >= self.batch_limit {
+                    self.send_batch();
+                }
                 Ok(())
             }
             NodeKind::Symlink => {
@@ -408,17 +429,229 @@ impl Walker<'_> {
     }
 }
 
-fn worker(reader: &BlobReader, shared: &Shared, jobs: Receiver<FileJob>) {
-    for job in jobs {
+/// How many files a batch holds: their blobs are planned together, and each is open until
+/// written, so the process's limit on open files bounds it (raised to the hard limit first, as
+/// the kernel allows any process to).
+fn batch_limit() -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    let open_files = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
+    // `BATCHES_IN_FLIGHT` batches are read while the walker makes the next two; leave room
+    // for the rest of the process.
+    (open_files / (4 * (BATCHES_IN_FLIGHT as u64 + 2))).clamp(16, 1024) as usize
+}
+
+/// Batches whose blobs are being read at the same time, at most: enough that the readers never
+/// wait for a batch's last range, few enough to bound the files open.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Plan each batch the walker hands over and queue its ranges for the readers.
+fn plan_batches<'a>(
+    reader: &BlobReader,
+    shared: &'a Shared,
+    batches: Receiver<Vec<FileJob>>,
+    ranges: Sender<(Arc<Batch<'a>>, usize)>,
+) {
+    let (slots, freed) = bounded::<()>(BATCHES_IN_FLIGHT);
+    for jobs in batches {
         if shared.stopped() {
             // Drain the queue so the walker never blocks; what it created goes again.
-            let _ = fs::remove_file(job.written());
+            for job in jobs {
+                let _ = fs::remove_file(job.written());
+            }
             continue;
         }
-        if let Err(e) = restore_file(reader, shared, job) {
+        if slots.send(()).is_err() {
+            return;
+        }
+        let batch = Arc::new(Batch::new(reader, shared, jobs, freed.clone()));
+        if let Err(e) = batch.start() {
+            shared.fail(e);
+        }
+        for i in 0..batch.ranges.len() {
+            if ranges.send((batch.clone(), i)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Read the ranges queued, writing their blobs into the files of their batch.
+fn read_ranges(reader: &BlobReader, shared: &Shared, ranges: Receiver<(Arc<Batch>, usize)>) {
+    for (batch, i) in ranges {
+        if shared.stopped() {
+            continue;
+        }
+        let read = fetch::read_range(reader.repo(), &batch.ranges[i], &mut |b, data| {
+            if let Err(e) = batch.put(&b.id, &data) {
+                shared.fail(e);
+            }
+        });
+        if let Err(e) = read {
             shared.fail(e);
         }
     }
+}
+
+/// A file of a batch being filled.
+struct Filling {
+    job: FileJob,
+    /// Blobs still to be written.
+    remaining: usize,
+    /// The first damage found: the file is dropped once its last blob is in.
+    damage: Option<Error>,
+}
+
+/// Files handed over together; their blobs are read planned per pack and written at their
+/// offsets into every file that holds them. Shared by the readers of its ranges: when the last
+/// one is done with it, what a stop or a failure left unfinished is removed (it goes again).
+struct Batch<'a> {
+    files: Vec<Mutex<Filling>>,
+    /// Where each blob goes: (file, offset, length).
+    targets: HashMap<Id, Vec<(usize, u64, u32)>>,
+    ranges: Vec<fetch::PackRange>,
+    missing: Vec<Id>,
+    shared: &'a Shared,
+    /// Frees this batch's place among those in flight when it is dropped.
+    slot: Receiver<()>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(
+        reader: &BlobReader,
+        shared: &'a Shared,
+        jobs: Vec<FileJob>,
+        slot: Receiver<()>,
+    ) -> Batch<'a> {
+        let mut targets: HashMap<Id, Vec<(usize, u64, u32)>> = HashMap::new();
+        let mut order = vec![];
+        let mut files = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.into_iter().enumerate() {
+            let (mut offset, mut remaining) = (0u64, 0);
+            for c in &job.node.content {
+                match *c {
+                    Content::Hole { len } => offset += len,
+                    Content::Chunk { id, len } => {
+                        let places = targets.entry(id).or_default();
+                        if places.is_empty() {
+                            order.push(id);
+                        }
+                        places.push((i, offset, len));
+                        remaining += 1;
+                        offset += len as u64;
+                    }
+                }
+            }
+            files.push(Mutex::new(Filling {
+                job,
+                remaining,
+                damage: None,
+            }));
+        }
+        let (ranges, missing) = fetch::plan(reader.index(), order, &reader.tuning());
+        Batch {
+            files,
+            targets,
+            ranges,
+            missing,
+            shared,
+            slot,
+        }
+    }
+
+    /// Complete the files that need no blob, and give up the blobs no index lists.
+    fn start(&self) -> Result<()> {
+        for f in &self.files {
+            let mut f = f.lock().expect("file");
+            if f.remaining == 0 {
+                finish_file(self.shared, &mut f)?;
+            }
+        }
+        for id in &self.missing {
+            self.put(id, &Err(Error::MissingBlob(id.to_hex())))?;
+        }
+        Ok(())
+    }
+
+    /// Write the blob `id` (or its damage) into every file of the batch that holds it.
+    fn put(&self, id: &Id, data: &Result<bytes::Bytes>) -> Result<()> {
+        for &(i, offset, len) in &self.targets[id] {
+            let mut f = self.files[i].lock().expect("file");
+            if f.damage.is_none() {
+                match data {
+                    Ok(d) if d.len() == len as usize => {
+                        let path = f.job.written();
+                        f.job
+                            .file
+                            .write_all_at(d, offset)
+                            .map_err(|e| Error::io(path, e))?;
+                        if let Some(p) = &self.shared.progress {
+                            p.bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(_) => {
+                        f.damage = Some(Error::damaged(
+                            format!("blob {}", id.short()),
+                            "its length differs from the tree's record",
+                        ))
+                    }
+                    Err(e) => f.damage = Some(e.copy_damage()),
+                }
+            }
+            f.remaining -= 1;
+            if f.remaining == 0 {
+                finish_file(self.shared, &mut f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        for f in &mut self.files {
+            let f = f.get_mut().expect("file");
+            if f.remaining > 0 {
+                let _ = fs::remove_file(f.job.written());
+            }
+        }
+        let _ = self.slot.try_recv();
+    }
+}
+
+/// A file whose last blob is in: dropped if damaged, else its length and metadata set and, if
+/// it was written under a temporary name, renamed into place.
+fn finish_file(shared: &Shared, f: &mut Filling) -> Result<()> {
+    let job = &f.job;
+    let written = job.written();
+    if let Some(e) = f.damage.take() {
+        let _ = fs::remove_file(written);
+        let damage = Damage::new(&job.path, &e);
+        shared.damaged.lock().expect("damaged").push(damage);
+        return Ok(());
+    }
+    // Extends a trailing hole without writing it.
+    job.file
+        .set_len(job.node.size)
+        .map_err(|e| Error::io(written, e))?;
+    set_metadata(written, &job.node, Some(&job.file), shared);
+    if job.temporary.is_some() {
+        let dest = &job.dest;
+        if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
+            remove_any(dest)?;
+        }
+        fs::rename(written, dest).map_err(|e| Error::io(dest, e))?;
+    }
+    shared.files.fetch_add(1, Ordering::Relaxed);
+    shared.bytes.fetch_add(job.node.size, Ordering::Relaxed);
+    if let Some(p) = &shared.progress {
+        p.files.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// The name of a file being restored, before it is renamed into place.
@@ -469,70 +702,6 @@ fn create(path: &Path) -> std::io::Result<File> {
         .mode(0o600)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
-}
-
-/// Write one file the walker created, then rename it into place if it was created under a
-/// temporary name.
-fn restore_file(reader: &BlobReader, shared: &Shared, mut job: FileJob) -> Result<()> {
-    let written = job.written().to_path_buf();
-    if let Err(e) = write_content(reader, shared, &mut job.file, &job.node, &written) {
-        drop(job.file);
-        let _ = fs::remove_file(&written);
-        if !e.is_damage() {
-            return Err(e);
-        }
-        shared
-            .damaged
-            .lock()
-            .expect("damaged")
-            .push(Damage::new(&job.path, &e));
-        return Ok(());
-    }
-    set_metadata(&written, &job.node, Some(&job.file), shared);
-    drop(job.file);
-    if job.temporary.is_some() {
-        let dest = &job.dest;
-        if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
-            remove_any(dest)?;
-        }
-        fs::rename(&written, dest).map_err(|e| Error::io(dest, e))?;
-    }
-    shared.files.fetch_add(1, Ordering::Relaxed);
-    shared.bytes.fetch_add(job.node.size, Ordering::Relaxed);
-    if let Some(p) = &shared.progress {
-        p.files.fetch_add(1, Ordering::Relaxed);
-    }
-    Ok(())
-}
-
-fn write_content(
-    reader: &BlobReader,
-    shared: &Shared,
-    f: &mut File,
-    node: &Node,
-    path: &Path,
-) -> Result<()> {
-    let io = |e| Error::io(path, e);
-    for c in &node.content {
-        if shared.stopped() {
-            return Err(Error::Interrupted);
-        }
-        match c {
-            Content::Hole { len } => {
-                f.seek(SeekFrom::Current(*len as i64)).map_err(io)?;
-            }
-            Content::Chunk { id, len } => {
-                let data = reader.chunk(id, *len)?;
-                f.write_all(&data).map_err(io)?;
-                if let Some(p) = &shared.progress {
-                    p.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-    // Extends a trailing hole without writing it.
-    f.set_len(node.size).map_err(io)?;
-    Ok(())
 }
 
 /// Owner (as root), extended attributes, mode and times; problems become warnings. Through

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::Index;
 use crate::lock::{self, LockGuard, LockKind};
-use crate::reader::BlobReader;
+use crate::reader::{BlobReader, chunk_of};
 use crate::repo::{self, Repository};
 use crate::restore::{RestoreOptions, RestoreSummary};
 use crate::sha256;
@@ -218,15 +218,38 @@ impl<'r> SnapshotReader<'r> {
             None => return Err(Error::NotInSnapshot(path.to_string())),
         };
         let io = |e: std::io::Error| Error::io(path, e);
-        for c in &node.content {
-            match *c {
-                Content::Chunk { id, len } => {
-                    out.write_all(&reader.chunk(&id, len)?).map_err(io)?
+        // Windows of content read ahead together, planned per pack, written in order.
+        let tuning = reader.tuning();
+        let window = tuning.segment * 8;
+        let mut rest = &node.content[..];
+        while !rest.is_empty() {
+            let (mut end, mut bytes) = (0, 0);
+            while end < rest.len() && bytes < window {
+                if let Content::Chunk { len, .. } = rest[end] {
+                    bytes += len as usize;
                 }
-                Content::Hole { len } => {
-                    std::io::copy(&mut std::io::repeat(0).take(len), out).map_err(io)?;
+                end += 1;
+            }
+            let (part, next) = rest.split_at(end);
+            let wanted: Vec<(Id, u32)> = part
+                .iter()
+                .filter_map(|c| match *c {
+                    Content::Chunk { id, len } => Some((id, len)),
+                    Content::Hole { .. } => None,
+                })
+                .collect();
+            let read = reader.chunks(&wanted, tuning.parallel)?;
+            for c in part {
+                match *c {
+                    Content::Chunk { id, .. } => {
+                        out.write_all(&chunk_of(&read, &id)?).map_err(io)?
+                    }
+                    Content::Hole { len } => {
+                        std::io::copy(&mut std::io::repeat(0).take(len), out).map_err(io)?;
+                    }
                 }
             }
+            rest = next;
         }
         out.flush().map_err(io)?;
         Ok(node.size)

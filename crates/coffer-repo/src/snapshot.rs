@@ -72,7 +72,9 @@ pub struct Listing {
 pub fn list(repo: &Repository) -> Result<Listing> {
     let mut out = vec![];
     let mut damaged = vec![];
-    for obj in repo.backend().list(SNAPSHOTS)? {
+    let listed = repo.backend().list(SNAPSHOTS)?;
+    repo.forget_unlisted(SNAPSHOTS, listed.iter().map(|o| o.name.as_str()));
+    for obj in listed {
         let Some(id) = repo::id_of_name(&obj.name) else {
             continue;
         };

@@ -12,12 +12,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::archive::{self, ArchiveWalk, Damage};
 use crate::error::{Error, Result};
+use crate::fetch::ReadTuning;
 use crate::id::Id;
 use crate::index::Index;
 use crate::lock::{self, LockKind};
@@ -106,6 +108,8 @@ const CONCURRENT_ARCHIVES: usize = 2;
 
 pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
     let started = Instant::now();
+    // What is checked is the repository, never a cached copy of it.
+    let repo = &repo.without_cache();
     let _lock = lock::acquire(repo, LockKind::Read)?;
     let mut problems = Problems::default();
     let mut report = VerifyReport::default();
@@ -306,7 +310,8 @@ fn walk_references(
     Ok(())
 }
 
-/// Read whole packs: name hash, trailer, agreement with the index. Returns bytes and blobs read.
+/// Read whole packs (several at a time, as the backend likes): name hash, trailer, agreement
+/// with the index. Returns bytes and blobs read.
 fn check_packs(
     repo: &Repository,
     index: &Index,
@@ -314,21 +319,21 @@ fn check_packs(
     problems: &Mutex<Vec<(Id, Error)>>,
 ) -> (u64, u64) {
     let contents = index.pack_contents();
-    let (mut bytes, mut blobs) = (0u64, 0u64);
+    let (bytes, blobs) = (AtomicU64::new(0), AtomicU64::new(0));
     let report = |id: &Id, e: Error| problems.lock().expect("problems").push((*id, e));
-    for id in packs {
+    let check = |id: &Id| {
         let name = repo::pack_name(id);
         let data = match repo.backend().read(&name) {
             Ok(d) => d,
             Err(e) => {
                 report(id, Error::damaged(name, format!("cannot be read: {e}")));
-                continue;
+                return;
             }
         };
-        bytes += data.len() as u64;
+        bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         match pack::parse_pack(repo, id, &data) {
             Ok((_, entries)) => {
-                blobs += entries.len() as u64;
+                blobs.fetch_add(entries.len() as u64, Ordering::Relaxed);
                 if let Some(indexed) = contents.get(id) {
                     let listed: HashSet<Id> = entries.iter().map(|e| e.id).collect();
                     if indexed.iter().any(|e| !listed.contains(&e.id)) {
@@ -344,6 +349,21 @@ fn check_packs(
             }
             Err(e) => report(id, e),
         }
-    }
-    (bytes, blobs)
+    };
+    // On a local disk one thread keeps up, beside the archive passes that use the CPU.
+    let threads = match repo.backend().is_remote() {
+        true => ReadTuning::of(repo).parallel,
+        false => 1,
+    };
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while let Some(id) = packs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    check(id);
+                }
+            });
+        }
+    });
+    (bytes.into_inner(), blobs.into_inner())
 }

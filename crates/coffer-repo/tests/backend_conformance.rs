@@ -112,6 +112,7 @@ fn s3_backend_conforms() {
         region: Some("us-east-1".into()),
         access_key_id: Some(server.access_key.clone()),
         secret_access_key: Some(server.secret_key.clone()),
+        connections: None,
     };
     conformance(&S3Backend::new(&bucket, "some/prefix", opts.clone()).unwrap());
     // A second repository under another prefix of the same bucket sees nothing of the first.
@@ -128,6 +129,7 @@ fn s3_backend_reports_bad_credentials_as_an_error() {
         region: Some("us-east-1".into()),
         access_key_id: Some(server.access_key.clone()),
         secret_access_key: Some("wrong-secret".into()),
+        connections: None,
     };
     let b = S3Backend::new(&bucket, "p", opts).unwrap();
     let err = b.write("config", b"x").unwrap_err();

@@ -81,6 +81,8 @@ fn free_port() -> u16 {
 pub struct S3Server {
     child: Child,
     root: TempDir,
+    /// The clients' cache of the repositories on this server (`XDG_CACHE_HOME` in `env`).
+    pub cache: TempDir,
     pub endpoint: String,
     pub access_key: String,
     pub secret_key: String,
@@ -115,6 +117,7 @@ impl S3Server {
                     return S3Server {
                         child,
                         root,
+                        cache: tempdir().expect("temporary directory"),
                         endpoint: format!("http://127.0.0.1:{port}"),
                         access_key,
                         secret_key,
@@ -145,9 +148,13 @@ impl S3Server {
         self.root.path().join(bucket).join(key)
     }
 
-    /// The AWS variables that point a client at this server.
+    /// The AWS variables that point a client at this server, and a cache of its own.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
+            (
+                "XDG_CACHE_HOME".into(),
+                self.cache.path().display().to_string(),
+            ),
             ("AWS_ACCESS_KEY_ID".into(), self.access_key.clone()),
             ("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
             ("AWS_ENDPOINT_URL".into(), self.endpoint.clone()),

@@ -43,6 +43,10 @@ pub struct Args {
     /// Print one JSON document instead of text for people.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Read everything from an S3 repository itself, without the local cache of its index,
+    /// snapshots and trees (in $XDG_CACHE_HOME/coffer, else ~/.cache/coffer).
+    #[arg(long, global = true)]
+    no_cache: bool,
     /// The server the commands that drive one talk to [env: COFFER_URL] [default:
     /// http://127.0.0.1:7480]. Their API key comes from COFFER_API_KEY or --api-key-file.
     #[arg(long, global = true)]
@@ -331,7 +335,7 @@ struct ForgetArgs {
 /// Print a result: as one JSON document, or as text for people with its warnings on stderr.
 fn report<T: serde::Serialize>(ctx: &Ctx, value: &T, warnings: &[String], text: impl FnOnce()) {
     if ctx.json {
-        print_json(value);
+        ctx.print_json(value);
     } else {
         for w in warnings {
             eprintln!("warning: {w}");
@@ -362,6 +366,9 @@ struct Ctx {
     password_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
     json: bool,
+    no_cache: bool,
+    /// The repository the command opened, whose requests its JSON summary reports.
+    opened: std::cell::RefCell<Option<Repository>>,
 }
 
 impl Ctx {
@@ -398,7 +405,27 @@ impl Ctx {
 
     fn open(&self) -> Result<Repository> {
         let backend = self.location()?.open(None)?;
-        Ok(Repository::open(backend, self.secret()?.as_ref())?)
+        let mut repo = Repository::open(backend, self.secret()?.as_ref())?;
+        if let Some(base) = cache_base().filter(|_| !self.no_cache) {
+            repo = repo.with_cache(&base);
+        }
+        *self.opened.borrow_mut() = Some(repo.clone());
+        Ok(repo)
+    }
+
+    /// `v` as JSON, with what the command asked of storage (`"storage": {"requests",
+    /// "bytes_read", "bytes_written"}`) when it opened a repository.
+    fn json_summary<T: serde::Serialize>(&self, v: &T) -> serde_json::Value {
+        let mut value = serde_json::to_value(v).expect("output serializes");
+        if let (Some(repo), Some(map)) = (self.opened.borrow().as_ref(), value.as_object_mut()) {
+            let stats = serde_json::to_value(repo.request_stats()).expect("serializes");
+            map.insert("storage".into(), stats);
+        }
+        value
+    }
+
+    fn print_json<T: serde::Serialize>(&self, v: &T) {
+        print_json(&self.json_summary(v));
     }
 }
 
@@ -408,6 +435,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         password_file: args.password_file,
         key_file: args.key_file,
         json: args.json,
+        no_cache: args.no_cache,
+        opened: Default::default(),
     };
     let remote = crate::remote::Remote {
         url: args.url,
@@ -488,6 +517,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Where the caches of remote repositories are kept: `$XDG_CACHE_HOME/coffer`, else
+/// `~/.cache/coffer`.
+fn cache_base() -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os("XDG_CACHE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".cache"))
+        })
+        .map(|base| base.join("coffer"))
 }
 
 /// The fewest characters a new repository's password may have.
@@ -644,7 +687,7 @@ fn snapshots(ctx: &Ctx) -> Result<ExitCode> {
             })
             .collect();
         let problems: Vec<String> = damaged.iter().map(|e| e.to_string()).collect();
-        print_json(&serde_json::json!({ "snapshots": list, "problems": problems }));
+        ctx.print_json(&serde_json::json!({ "snapshots": list, "problems": problems }));
     } else {
         println!(
             "{:<10} {:<20} {:<16} {:>9} {:>10}  PATHS",
@@ -720,7 +763,11 @@ fn dump(ctx: &Ctx, spec: &str) -> Result<ExitCode> {
     out.flush().context("writing the archive")?;
     if ctx.json {
         // stdout carries the archive; the summary goes to stderr.
-        eprintln!("{}", serde_json::to_string_pretty(&s).expect("serializes"));
+        let summary = ctx.json_summary(&s);
+        eprintln!(
+            "{}",
+            serde_json::to_string_pretty(&summary).expect("serializes")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -764,7 +811,7 @@ fn verify(ctx: &Ctx, spec: Option<&str>, quick: bool) -> Result<ExitCode> {
 
 fn print_verify(ctx: &Ctx, r: &verify::VerifyReport) {
     if ctx.json {
-        print_json(r);
+        ctx.print_json(r);
         return;
     }
     for p in &r.problems {
@@ -827,7 +874,7 @@ fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<ExitCode> {
         None
     };
     if ctx.json {
-        print_json(&serde_json::json!({ "forget": report, "prune": pruned }));
+        ctx.print_json(&serde_json::json!({ "forget": report, "prune": pruned }));
     } else {
         let line = |verb: &str, d: &Decision| {
             let why = bracketed(" (", &d.reasons, ", ", ")");

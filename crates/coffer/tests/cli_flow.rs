@@ -139,6 +139,150 @@ fn s3_repository_full_flow() {
     full_flow(&Cli::new(BIN, format!("s3://{bucket}/host-a")).with_envs(server.env()));
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The local cache of an S3 repository (index, snapshots, trees) saves requests and never
+/// changes what comes back: restores give the same bytes with the cache deleted, damaged,
+/// stale, or copied from another repository.
+#[test]
+fn s3_cache_saves_requests_and_never_changes_what_is_restored() {
+    let server = S3Server::start();
+    let bucket = server.bucket("cached");
+    let cli = Cli::new(BIN, format!("s3://{bucket}/r")).with_envs(server.env());
+    let other = Cli::new(BIN, format!("s3://{bucket}/other")).with_envs(server.env());
+    let dir = tempdir().unwrap();
+    let src = dir.path().join("src");
+    make_source(&src);
+    for d in 0..20 {
+        for f in 0..10 {
+            let path = src.join(format!("many/d{d}/f{f}.txt"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("file {d}/{f}\n").repeat(50 + f * 7)).unwrap();
+        }
+    }
+    cli.init(&[]);
+    other.init(&[]);
+    let s = src.to_str().unwrap();
+    cli.backup(&[&src]);
+    other.backup(&[&src.join("docs")]);
+
+    let requests = |args: &[&str]| cli.json(args)["storage"]["requests"].as_u64().unwrap();
+    let without = requests(&["--no-cache", "backup", s]);
+    requests(&["backup", s]);
+    let with = requests(&["backup", s]);
+    assert!(
+        with < without,
+        "a no-change backup with the cache made {with} requests, without {without}"
+    );
+
+    let restored = |label: &str| {
+        let target = dir.path().join(label);
+        let r = cli.json(&["restore", "latest", "--target", target.to_str().unwrap()]);
+        assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+        r["storage"]["requests"].as_u64().unwrap()
+    };
+    let cache_root = server.cache.path().join("coffer");
+    let ids = |d: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    let cached_files = |d: &Path| {
+        let mut out = vec![];
+        let mut pending = vec![d.to_path_buf()];
+        while let Some(p) = pending.pop() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    pending.push(e.path());
+                } else if e.path().parent() != Some(d) {
+                    out.push(e.path());
+                }
+            }
+        }
+        out
+    };
+    let warm = restored("warm");
+    assert_eq!(ids(&cache_root).len(), 2, "one cache per repository");
+    let mine = ids(&cache_root)
+        .into_iter()
+        .find(|d| cached_files(d).len() > 3)
+        .unwrap();
+    let objects = cached_files(&mine);
+    assert!(
+        objects
+            .iter()
+            .any(|p| p.to_str().unwrap().contains("/data/")),
+        "the packs of trees are cached: {objects:?}"
+    );
+
+    // Deleted: rebuilt, and the restore reads more from the server than with it.
+    std::fs::remove_dir_all(&cache_root).unwrap();
+    let cold = restored("cold");
+    assert!(cold > warm, "cold restore {cold} requests, warm {warm}");
+
+    // Damaged: every cached object overwritten; the entries are refused and read again.
+    for f in cached_files(&mine) {
+        std::fs::write(&f, b"garbage").unwrap();
+    }
+    restored("damaged");
+    let repaired = |f: &std::path::PathBuf| std::fs::read(f).unwrap() != b"garbage";
+    let after = cached_files(&mine);
+    // Every index file and snapshot is read by every command; the packs of trees a restore
+    // needs are.
+    for f in after
+        .iter()
+        .filter(|f| !f.to_str().unwrap().contains("/data/"))
+    {
+        assert!(repaired(f), "{} was used damaged", f.display());
+    }
+    assert!(
+        after
+            .iter()
+            .any(|f| f.to_str().unwrap().contains("/data/") && repaired(f))
+    );
+
+    // Stale: a cache from before a forget and prune that rewrote the repository.
+    let before = dir.path().join("cache-before");
+    copy_dir(&cache_root, &before);
+    std::fs::write(src.join("many/d3/f3.txt"), "changed").unwrap();
+    cli.backup(&[&src]);
+    cli.json(&["forget", "--keep-last", "1", "--prune"]);
+    std::fs::remove_dir_all(&cache_root).unwrap();
+    std::fs::rename(&before, &cache_root).unwrap();
+    restored("stale");
+
+    // Another repository's cache put in this one's place: nothing of it is used or kept.
+    other.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    let theirs = ids(&cache_root).into_iter().find(|d| *d != mine).unwrap();
+    let foreign: Vec<_> = cached_files(&theirs)
+        .iter()
+        .map(|p| p.strip_prefix(&theirs).unwrap().to_path_buf())
+        .collect();
+    std::fs::remove_dir_all(&mine).unwrap();
+    std::fs::rename(&theirs, &mine).unwrap();
+    restored("foreign");
+    for f in foreign {
+        assert!(!mine.join(&f).exists(), "{} was kept", f.display());
+    }
+}
+
 #[test]
 fn file_url_and_unencrypted_repositories_work() {
     let dir = tempdir().unwrap();

@@ -15,6 +15,7 @@ mod s3;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use local::LocalBackend;
 pub use s3::{S3Backend, S3Options};
@@ -91,6 +92,107 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn delete(&self, name: &str) -> BackendResult<()>;
     /// Size of `name`, or `None` when it does not exist.
     fn size(&self, name: &str) -> BackendResult<Option<u64>>;
+    /// Whether each request crosses a network (high latency, priced per request): readers then
+    /// make fewer, larger requests, more of them at a time.
+    fn is_remote(&self) -> bool {
+        false
+    }
+    /// How many requests to have in flight at once.
+    fn connections(&self) -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+/// What one process asked of storage, for `--json` summaries and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestStats {
+    /// Requests made (a listing counts one per page of 1,000 names, as S3 serves it).
+    pub requests: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+/// A backend that counts the requests made through it.
+#[derive(Debug)]
+pub(crate) struct Metered {
+    inner: Arc<dyn Backend>,
+    requests: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+impl Metered {
+    pub fn new(inner: Arc<dyn Backend>) -> Metered {
+        Metered {
+            inner,
+            requests: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> RequestStats {
+        RequestStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(&self, requests: u64) {
+        self.requests.fetch_add(requests, Ordering::Relaxed);
+    }
+
+    fn read_bytes<T: AsRef<[u8]>>(&self, r: BackendResult<T>) -> BackendResult<T> {
+        if let Ok(data) = &r {
+            let n = data.as_ref().len() as u64;
+            self.bytes_read.fetch_add(n, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl Backend for Metered {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> BackendResult<()> {
+        self.count(1);
+        self.inner.create()
+    }
+    fn read(&self, name: &str) -> BackendResult<Vec<u8>> {
+        self.count(1);
+        self.read_bytes(self.inner.read(name))
+    }
+    fn read_range(&self, name: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>> {
+        self.count(1);
+        self.read_bytes(self.inner.read_range(name, offset, len))
+    }
+    fn write(&self, name: &str, data: &[u8]) -> BackendResult<()> {
+        self.count(1);
+        self.bytes_written
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.inner.write(name, data)
+    }
+    fn list(&self, dir: &str) -> BackendResult<Vec<ObjectInfo>> {
+        let listed = self.inner.list(dir);
+        self.count(1 + listed.as_ref().map_or(0, |l| l.len() as u64 / 1000));
+        listed
+    }
+    fn delete(&self, name: &str) -> BackendResult<()> {
+        self.count(1);
+        self.inner.delete(name)
+    }
+    fn size(&self, name: &str) -> BackendResult<Option<u64>> {
+        self.count(1);
+        self.inner.size(name)
+    }
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
+    fn connections(&self) -> usize {
+        self.inner.connections()
+    }
 }
 
 /// A repository location that cannot be used, and why.

@@ -21,6 +21,8 @@ pub struct S3Options {
     pub region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// Requests in flight at once (default: `COFFER_S3_CONNECTIONS`, else 8).
+    pub connections: Option<usize>,
 }
 
 impl std::fmt::Debug for S3Options {
@@ -28,6 +30,7 @@ impl std::fmt::Debug for S3Options {
         f.debug_struct("S3Options")
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
+            .field("connections", &self.connections)
             .field("access_key_id", &self.access_key_id)
             .field(
                 "secret_access_key",
@@ -47,7 +50,12 @@ pub struct S3Backend {
     op: Operator,
     runtime: tokio::runtime::Runtime,
     location: String,
+    connections: usize,
 }
+
+/// Requests in flight at once unless configured: enough to hide a WAN round trip behind the
+/// others, few enough not to be throttled.
+const DEFAULT_CONNECTIONS: usize = 8;
 
 impl std::fmt::Debug for S3Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,6 +108,15 @@ impl S3Backend {
         if let (Some(ak), Some(sk)) = (&opts.access_key_id, &opts.secret_access_key) {
             b = b.access_key_id(ak).secret_access_key(sk);
         }
+        let connections = opts
+            .connections
+            .or_else(|| {
+                std::env::var("COFFER_S3_CONNECTIONS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(DEFAULT_CONNECTIONS)
+            .clamp(1, 64);
         let op = Operator::new(b)
             .map_err(cfg_err)?
             .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(120)))
@@ -114,6 +131,7 @@ impl S3Backend {
             op,
             runtime,
             location,
+            connections,
         })
     }
 
@@ -224,5 +242,13 @@ impl Backend for S3Backend {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(map_err("stat", self.loc(name), e)),
         }
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    fn connections(&self) -> usize {
+        self.connections
     }
 }
