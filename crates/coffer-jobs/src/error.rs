@@ -87,7 +87,9 @@ impl From<coffer_repo::Error> for JobsError {
                 BackendErrorKind::NoSpace => JobsError::DiskFull(b.to_string()),
                 BackendErrorKind::NotFound
                 | BackendErrorKind::PermissionDenied
-                | BackendErrorKind::Temporary => JobsError::Unavailable(b.to_string()),
+                | BackendErrorKind::Temporary
+                | BackendErrorKind::Unreachable
+                | BackendErrorKind::Misconfigured => JobsError::Unavailable(b.to_string()),
                 BackendErrorKind::Other => JobsError::Internal(b.to_string()),
             },
             E::Io { ref source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {

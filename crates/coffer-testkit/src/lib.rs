@@ -9,21 +9,23 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod docker;
 mod mysql;
 mod postgres;
+mod s3;
 mod server;
 
 pub use docker::{BUSYBOX, docker, docker_engine, docker_ok, in_volume, volume_manifest};
 pub use mysql::{MY_PASSWORD, MyInstance};
 pub use postgres::{PG_PASSWORD, PgInstance};
+pub use s3::S3Server;
 pub use server::{ServerProcess, with_database};
 pub use tempfile::{TempDir, tempdir};
 
@@ -74,100 +76,6 @@ fn free_port() -> u16 {
         .local_addr()
         .expect("address")
         .port()
-}
-
-/// An S3-protocol server (s3s-fs) on 127.0.0.1, storing objects as files under a temporary
-/// directory, so tests can also damage them on disk.
-pub struct S3Server {
-    child: Child,
-    root: TempDir,
-    /// The clients' cache of the repositories on this server (`XDG_CACHE_HOME` in `env`).
-    pub cache: TempDir,
-    pub endpoint: String,
-    pub access_key: String,
-    pub secret_key: String,
-}
-
-impl S3Server {
-    pub fn start() -> S3Server {
-        let bin = find_binary("s3s-fs").unwrap_or_else(|| {
-            panic!(
-                "the S3 test server `s3s-fs` is not installed: run scripts/test (it installs it), \
-                 or `cargo install s3s-fs@0.14.1 --features binary --locked`"
-            )
-        });
-        let root = tempdir().expect("temporary directory");
-        let (access_key, secret_key) = (
-            "coffer-test-access".to_string(),
-            "coffer-test-secret-key".to_string(),
-        );
-        for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new(&bin)
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--access-key", &access_key, "--secret-key", &secret_key])
-                .arg(root.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return S3Server {
-                        child,
-                        root,
-                        cache: tempdir().expect("temporary directory"),
-                        endpoint: format!("http://127.0.0.1:{port}"),
-                        access_key,
-                        secret_key,
-                    };
-                }
-                if child.try_wait().ok().flatten().is_some() {
-                    break; // the port was taken in the meantime: try another one
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!(
-            "the S3 test server {} did not start listening on 127.0.0.1",
-            bin.display()
-        );
-    }
-
-    /// Create a bucket and return its name.
-    pub fn bucket(&self, name: &str) -> String {
-        std::fs::create_dir_all(self.root.path().join(name)).expect("create bucket directory");
-        name.to_string()
-    }
-
-    /// The file that holds an object, for damaging it behind the server's back.
-    pub fn object_file(&self, bucket: &str, key: &str) -> PathBuf {
-        self.root.path().join(bucket).join(key)
-    }
-
-    /// The AWS variables that point a client at this server, and a cache of its own.
-    pub fn env(&self) -> Vec<(String, String)> {
-        vec![
-            (
-                "XDG_CACHE_HOME".into(),
-                self.cache.path().display().to_string(),
-            ),
-            ("AWS_ACCESS_KEY_ID".into(), self.access_key.clone()),
-            ("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
-            ("AWS_ENDPOINT_URL".into(), self.endpoint.clone()),
-            ("AWS_REGION".into(), "us-east-1".into()),
-        ]
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Runs the `coffer` binary against one repository.

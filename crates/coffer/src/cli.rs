@@ -443,6 +443,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         api_key_file: args.api_key_file,
         json: args.json,
     };
+    if !matches!(args.command, Command::Serve(_)) {
+        // Commands say what went wrong in their error; the details of each failed request
+        // (an S3 server's status and headers) are for `COFFER_LOG=warn` and up.
+        crate::serve::init_logging("off");
+    }
     match args.command {
         Command::Repo(RepoCommand::Init(a)) => init(&ctx, &a),
         Command::Backup(a) => backup(&ctx, a),

@@ -92,6 +92,12 @@ fn classify(e: &anyhow::Error) -> (&'static str, Option<&'static str>) {
         Error::Io { .. } => ("io", None),
         Error::Backend(b) => match b.kind {
             BackendErrorKind::NotFound => ("not_found", None),
+            BackendErrorKind::PermissionDenied if b.location.starts_with("s3://") => (
+                "permission_denied",
+                Some(
+                    "check the access key (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and what it may do in the bucket",
+                ),
+            ),
             BackendErrorKind::PermissionDenied => (
                 "permission_denied",
                 Some("check the permissions of the repository"),
@@ -105,6 +111,14 @@ fn classify(e: &anyhow::Error) -> (&'static str, Option<&'static str>) {
             BackendErrorKind::Temporary => (
                 "temporary",
                 Some("check the connection to the storage and try again"),
+            ),
+            BackendErrorKind::Unreachable => (
+                "unreachable",
+                Some("check the address of the storage (AWS_ENDPOINT_URL) and that it is running"),
+            ),
+            BackendErrorKind::Misconfigured => (
+                "misconfigured",
+                Some("check the bucket name in --repo, and AWS_REGION"),
             ),
             BackendErrorKind::Other => ("storage", None),
         },

@@ -175,10 +175,10 @@ fn seconds(secs: Option<u64>) -> Option<Duration> {
     secs.filter(|s| *s > 0).map(Duration::from_secs)
 }
 
-/// Log to stderr; `COFFER_LOG` filters (e.g. `debug`, `coffer_server=trace`).
-fn init_logging() {
+/// Log to stderr; `COFFER_LOG` filters (e.g. `debug`, `coffer_server=trace`), else `default`.
+pub(crate) fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -202,7 +202,7 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
-    init_logging();
+    init_logging("info");
     let config = config(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -137,6 +137,36 @@ fn s3_repository_full_flow() {
     let server = S3Server::start();
     let bucket = server.bucket("backups");
     full_flow(&Cli::new(BIN, format!("s3://{bucket}/host-a")).with_envs(server.env()));
+
+    // What the storage refuses is said in words, with a code to act on, not as a dump of the
+    // request and the server's answer.
+    let refused = |repo: &str, env: (&str, &str)| {
+        let out = Cli::new(BIN, repo)
+            .with_envs(server.env())
+            .with_env(env.0, env.1)
+            .run(&["--json", "snapshots"]);
+        assert_eq!(out.status.code(), Some(2));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let error = v["error"].as_str().unwrap().to_string();
+        assert!(
+            !error.contains("context") && !error.contains("Parts {"),
+            "{error}"
+        );
+        (v["code"].as_str().unwrap().to_string(), error)
+    };
+    let (code, error) = refused("s3://cb/host-a", ("AWS_REGION", "us-east-1"));
+    assert_eq!(code, "misconfigured");
+    assert!(
+        error.contains(r#"the S3 server refused the bucket name "cb": InvalidBucketName"#),
+        "{error}"
+    );
+    let (code, error) = refused(
+        &format!("s3://{bucket}/host-a"),
+        ("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+    );
+    assert_eq!(code, "permission_denied");
+    assert!(error.contains("SignatureDoesNotMatch"), "{error}");
+    assert!(!error.contains("not-the-secret"), "{error}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -28,6 +28,11 @@ pub enum BackendErrorKind {
     NoSpace,
     /// Network trouble, timeouts, throttling: retrying later may help.
     Temporary,
+    /// Nothing answers where the repository is said to be (connection refused, unknown host).
+    Unreachable,
+    /// The storage answers but the location is wrong: a bucket that does not exist, a name the
+    /// server refuses.
+    Misconfigured,
     Other,
 }
 

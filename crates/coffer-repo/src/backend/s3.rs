@@ -50,6 +50,7 @@ pub struct S3Backend {
     op: Operator,
     runtime: tokio::runtime::Runtime,
     location: String,
+    place: Place,
     connections: usize,
 }
 
@@ -65,19 +66,136 @@ impl std::fmt::Debug for S3Backend {
     }
 }
 
-fn map_err(op: &'static str, location: String, e: opendal::Error) -> BackendError {
-    let kind = match e.kind() {
-        ErrorKind::NotFound => BackendErrorKind::NotFound,
-        ErrorKind::PermissionDenied => BackendErrorKind::PermissionDenied,
-        ErrorKind::RateLimited => BackendErrorKind::Temporary,
-        _ if e.is_temporary() => BackendErrorKind::Temporary,
-        _ => BackendErrorKind::Other,
-    };
-    BackendError {
-        kind,
-        op,
-        location,
-        message: e.to_string(),
+/// Where requests go, for sentences about what went wrong.
+#[derive(Debug, Clone)]
+struct Place {
+    bucket: String,
+    endpoint: String,
+}
+
+impl Place {
+    /// A failed request as a sentence for people; the whole error (request, status, headers)
+    /// goes to the log.
+    fn error(&self, op: &'static str, location: String, e: opendal::Error) -> BackendError {
+        let (kind, message) = self.describe(&e);
+        if kind == BackendErrorKind::NotFound {
+            tracing::debug!(op, %location, error = %e, "S3 request failed");
+        } else {
+            tracing::warn!(op, %location, error = %e, "S3 request failed");
+        }
+        BackendError {
+            kind,
+            op,
+            location,
+            message,
+        }
+    }
+
+    fn describe(&self, e: &opendal::Error) -> (BackendErrorKind, String) {
+        use BackendErrorKind as K;
+        let bucket = &self.bucket;
+        let reply = S3Reply::of(e);
+        let code = reply.as_ref().map_or("", |r| r.code.as_str());
+        let said = || match &reply {
+            Some(r) if !r.message.is_empty() => format!("{}: {}", r.code, r.message),
+            Some(r) => r.code.clone(),
+            None => e.message().to_string(),
+        };
+        match (e.kind(), code) {
+            (_, "NoSuchBucket") => (
+                K::Misconfigured,
+                format!("the S3 bucket \"{bucket}\" does not exist"),
+            ),
+            (_, "InvalidBucketName") => (
+                K::Misconfigured,
+                format!("the S3 server refused the bucket name \"{bucket}\": InvalidBucketName"),
+            ),
+            (_, "AuthorizationHeaderMalformed" | "PermanentRedirect" | "IllegalLocationConstraintException") => (
+                K::Misconfigured,
+                format!("the S3 server refused the request for bucket \"{bucket}\" (is the region right?): {}", said()),
+            ),
+            (_, "InvalidAccessKeyId") => (
+                K::PermissionDenied,
+                "the S3 server does not know the access key: InvalidAccessKeyId".to_string(),
+            ),
+            (_, "SignatureDoesNotMatch") => (
+                K::PermissionDenied,
+                "the S3 server refused the credentials (the secret key does not match the access key): SignatureDoesNotMatch".to_string(),
+            ),
+            (ErrorKind::NotFound, _) => (K::NotFound, "no such object".to_string()),
+            (ErrorKind::PermissionDenied, _) => (
+                K::PermissionDenied,
+                format!("the S3 server denied access to bucket \"{bucket}\": {}", said()),
+            ),
+            (ErrorKind::RateLimited, _) => (
+                K::Temporary,
+                format!("the S3 server kept asking to slow down: {}", said()),
+            ),
+            (ErrorKind::ConfigInvalid, _) => (
+                K::Misconfigured,
+                format!("the S3 settings are not usable: {}", said()),
+            ),
+            _ if reply.is_none() => match io_cause(e) {
+                Some(io) => (
+                    K::Unreachable,
+                    format!("cannot reach the S3 server at {}: {io}", self.endpoint),
+                ),
+                None if e.is_temporary() => (
+                    K::Temporary,
+                    format!("the S3 server at {} did not answer: {}", self.endpoint, said()),
+                ),
+                None => (K::Other, format!("the S3 request failed: {}", said())),
+            },
+            _ if e.is_temporary() => (
+                K::Temporary,
+                format!("the S3 server kept failing: {}", said()),
+            ),
+            _ => (K::Other, format!("the S3 server answered with an error: {}", said())),
+        }
+    }
+}
+
+/// The operating-system error under a failed request (connection refused, unknown host).
+fn io_cause(e: &opendal::Error) -> Option<String> {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io.to_string());
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// The error document an S3 server answered with (`<Error><Code>…</Code><Message>…`).
+struct S3Reply {
+    code: String,
+    message: String,
+}
+
+impl S3Reply {
+    /// OpenDAL keeps the server's error document only as the text of its message
+    /// (`S3Error { code: "…", message: "…", … }`); read the two fields back from there.
+    fn of(e: &opendal::Error) -> Option<S3Reply> {
+        let text = e.message().strip_prefix("S3Error {")?;
+        let field = |name: &str| -> Option<String> {
+            let start = text.find(&format!("{name}: \""))? + name.len() + 3;
+            let mut out = String::new();
+            let mut chars = text[start..].chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => return Some(out),
+                    '\\' => out.extend(chars.next()),
+                    c => out.push(c),
+                }
+            }
+            None
+        };
+        let code = field("code").filter(|c| !c.is_empty())?;
+        Some(S3Reply {
+            code,
+            message: field("message").unwrap_or_default(),
+        })
     }
 }
 
@@ -89,7 +207,6 @@ impl S3Backend {
         } else {
             format!("s3://{bucket}/{prefix}")
         };
-        let cfg_err = |e: opendal::Error| map_err("configure", location.clone(), e);
         let region = opts
             .region
             .or_else(|| std::env::var("AWS_REGION").ok())
@@ -102,9 +219,16 @@ impl S3Backend {
             // Instance metadata lives at a link-local address; Coffer only talks to the
             // endpoint it is given.
             .disable_ec2_metadata();
-        if let Some(ep) = &opts.endpoint {
+        let endpoint = opts
+            .endpoint
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        if let Some(ep) = &endpoint {
             b = b.endpoint(ep);
         }
+        let place = Place {
+            bucket: bucket.to_string(),
+            endpoint: endpoint.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com")),
+        };
         if let (Some(ak), Some(sk)) = (&opts.access_key_id, &opts.secret_access_key) {
             b = b.access_key_id(ak).secret_access_key(sk);
         }
@@ -118,7 +242,7 @@ impl S3Backend {
             .unwrap_or(DEFAULT_CONNECTIONS)
             .clamp(1, 64);
         let op = Operator::new(b)
-            .map_err(cfg_err)?
+            .map_err(|e| place.error("configure", location.clone(), e))?
             .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(120)))
             .layer(RetryLayer::new().with_max_times(4));
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -131,6 +255,7 @@ impl S3Backend {
             op,
             runtime,
             location,
+            place,
             connections,
         })
     }
@@ -166,13 +291,13 @@ impl Backend for S3Backend {
         // Buckets are created by their owner; check that this one answers.
         let op = self.op.clone();
         self.run(async move { op.list_with("").limit(1).await.map(|_| ()) })
-            .map_err(|e| map_err("access", self.location.clone(), e))
+            .map_err(|e| self.place.error("access", self.location.clone(), e))
     }
 
     fn read(&self, name: &str) -> BackendResult<Vec<u8>> {
         let (op, n) = (self.op.clone(), name.to_string());
         self.run(async move { op.read(&n).await.map(|b| b.to_vec()) })
-            .map_err(|e| map_err("read", self.loc(name), e))
+            .map_err(|e| self.place.error("read", self.loc(name), e))
     }
 
     fn read_range(&self, name: &str, offset: u64, len: u64) -> BackendResult<Vec<u8>> {
@@ -190,15 +315,17 @@ impl Backend for S3Backend {
         };
         match get(len) {
             Ok(v) => Ok(v),
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(map_err("read", self.loc(name), e)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Err(self.place.error("read", self.loc(name), e))
+            }
             // The object is shorter than the range (a truncated pack): return what exists, like
             // a file read would, so that the engine reports damage rather than an I/O error.
             Err(e) => match self.size(name)? {
                 Some(size) if size <= offset => Ok(vec![]),
                 Some(size) if size < offset + len => {
-                    get(size - offset).map_err(|e| map_err("read", self.loc(name), e))
+                    get(size - offset).map_err(|e| self.place.error("read", self.loc(name), e))
                 }
-                _ => Err(map_err("read", self.loc(name), e)),
+                _ => Err(self.place.error("read", self.loc(name), e)),
             },
         }
     }
@@ -206,14 +333,14 @@ impl Backend for S3Backend {
     fn write(&self, name: &str, data: &[u8]) -> BackendResult<()> {
         let (op, n, d) = (self.op.clone(), name.to_string(), data.to_vec());
         self.run(async move { op.write(&n, d).await.map(|_| ()) })
-            .map_err(|e| map_err("write", self.loc(name), e))
+            .map_err(|e| self.place.error("write", self.loc(name), e))
     }
 
     fn list(&self, dir: &str) -> BackendResult<Vec<ObjectInfo>> {
         let (op, d) = (self.op.clone(), format!("{dir}/"));
         let entries = self
             .run(async move { op.list_with(&d).recursive(true).await })
-            .map_err(|e| map_err("list", self.loc(dir), e))?;
+            .map_err(|e| self.place.error("list", self.loc(dir), e))?;
         let mut out: Vec<ObjectInfo> = entries
             .into_iter()
             .filter(|e| e.metadata().is_file())
@@ -231,7 +358,7 @@ impl Backend for S3Backend {
         match self.run(async move { op.delete(&n).await }) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(map_err("delete", self.loc(name), e)),
+            Err(e) => Err(self.place.error("delete", self.loc(name), e)),
         }
     }
 
@@ -240,7 +367,7 @@ impl Backend for S3Backend {
         match self.run(async move { op.stat(&n).await }) {
             Ok(m) => Ok(Some(m.content_length())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(map_err("stat", self.loc(name), e)),
+            Err(e) => Err(self.place.error("stat", self.loc(name), e)),
         }
     }
 
