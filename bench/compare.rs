@@ -181,12 +181,15 @@ fn modify(root: &Path, files: &[PathBuf]) {
         }
         std::fs::write(f, data).unwrap();
     }
+    // The small-files dataset has no log to grow, and no small/ directory yet.
     let log = root.join("logs/app0.log");
-    let mut data = std::fs::read(&log).unwrap();
-    let extra = log_lines(&mut rng, data.len() / 20);
-    changed += extra.len() as u64;
-    data.extend_from_slice(&extra);
-    std::fs::write(&log, data).unwrap();
+    if let Ok(mut data) = std::fs::read(&log) {
+        let extra = log_lines(&mut rng, data.len() / 20);
+        changed += extra.len() as u64;
+        data.extend_from_slice(&extra);
+        std::fs::write(&log, data).unwrap();
+    }
+    std::fs::create_dir_all(root.join("small")).unwrap();
     for k in 0..20 {
         let d = text(&mut rng, &words, 200 * 1024);
         changed += d.len() as u64;
@@ -500,10 +503,18 @@ fn main() {
         );
     };
 
+    let small = std::env::var("COFFER_BENCH_DATASET").is_ok_and(|v| v == "small");
+    let dataset = |root: &Path| {
+        if small {
+            generate_small(root, mb)
+        } else {
+            generate(root, mb)
+        }
+    };
     // `COFFER_BENCH_GENERATE=DIR`: only write the dataset (and its ~5 % change in DIR.changed),
     // for profiling one tool by hand.
     if let Some(dir) = std::env::var_os("COFFER_BENCH_GENERATE").map(PathBuf::from) {
-        let files = generate(&dir, mb);
+        let files = dataset(&dir);
         let changed = dir.with_extension("changed");
         let _ = std::fs::remove_dir_all(&changed);
         let status = Command::new("cp")
@@ -520,7 +531,6 @@ fn main() {
         modify(&changed, &files);
         return;
     }
-    let small = std::env::var("COFFER_BENCH_DATASET").is_ok_and(|v| v == "small");
     let s3 = std::env::var("COFFER_BENCH_S3")
         .is_ok_and(|v| v == "1")
         .then(|| S3::start(&work, find("s3s-fs")));
@@ -532,11 +542,10 @@ fn main() {
         // Every tool starts from the same original dataset, changed the same way before its
         // third backup.
         let _ = std::fs::remove_dir_all(&data);
-        let files = if small {
-            generate_small(&data, mb)
-        } else {
-            generate(&data, mb)
-        };
+        let files = dataset(&data);
+        // The data a backup reads has long been on disk: no tool pays for writing out the
+        // freshly generated dataset (an fsync of the repository would wait for it).
+        assert!(Command::new("sync").status().unwrap().success());
         let (bin, env): (String, Vec<(&'static str, String)>) = match name.as_str() {
             "coffer" => (
                 env!("CARGO_BIN_EXE_coffer").to_string(),

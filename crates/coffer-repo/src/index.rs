@@ -61,9 +61,39 @@ pub(crate) struct PackRef {
 }
 
 #[derive(Clone, Copy, Debug)]
+/// A blob's place, as the in-memory index keeps it (the blob's id is the map's key: a
+/// repository of millions of small files holds millions of these).
 struct BlobLoc {
     pack: u32,
-    entry: BlobEntry,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+    kind: pack::BlobKind,
+    compression: crate::compress::Compression,
+}
+
+impl BlobLoc {
+    fn new(pack: u32, e: &BlobEntry) -> Self {
+        BlobLoc {
+            pack,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+            kind: e.kind,
+            compression: e.compression,
+        }
+    }
+
+    fn entry(&self, id: Id) -> BlobEntry {
+        BlobEntry {
+            kind: self.kind,
+            compression: self.compression,
+            id,
+            offset: self.offset,
+            length: self.length,
+            raw_length: self.raw_length,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -143,6 +173,10 @@ impl Index {
         };
         let listed = repo.backend().list(INDEX)?;
         repo.forget_unlisted(INDEX, listed.iter().map(|o| o.name.as_str()));
+        // Room for every entry the files can hold (46 bytes each), so that the map is not
+        // grown, and briefly held twice, while it fills.
+        let entries: u64 = listed.iter().map(|o| o.size / 46).sum();
+        index.blobs.reserve(entries as usize);
         for f in listed {
             let Some(id) = repo::id_of_name(&f.name) else {
                 continue;
@@ -191,10 +225,7 @@ impl Index {
             }
         };
         for b in &p.blobs {
-            let loc = BlobLoc {
-                pack: pos,
-                entry: *b,
-            };
+            let loc = BlobLoc::new(pos, b);
             match self.blobs.get(&b.id) {
                 Some(old) if self.rank(old) >= self.rank(&loc) => {}
                 _ => {
@@ -218,7 +249,7 @@ impl Index {
             Location {
                 pack: p.id,
                 seed: p.seed,
-                entry: l.entry,
+                entry: l.entry(*id),
             }
         })
     }
@@ -255,10 +286,10 @@ impl Index {
     /// Every blob of every indexed pack, grouped by pack.
     pub(crate) fn pack_contents(&self) -> HashMap<Id, Vec<BlobEntry>> {
         let mut m: HashMap<Id, Vec<BlobEntry>> = HashMap::new();
-        for l in self.blobs.values() {
+        for (id, l) in &self.blobs {
             m.entry(self.packs[l.pack as usize].id)
                 .or_default()
-                .push(l.entry);
+                .push(l.entry(*id));
         }
         m
     }

@@ -12,43 +12,63 @@ use crate::index::Index;
 use crate::repo::Repository;
 use crate::tree::Tree;
 
-/// How many decoded trees to keep; directories are visited once per walk, so this only needs
-/// to cover the current path plus the parent snapshot's matching directories.
-const TREE_CACHE: usize = 8192;
+/// Memory for decoded trees: directories are visited once per walk, so this only needs to
+/// cover the current path, the parent snapshot's matching directories and what is read ahead.
+/// A budget in bytes, not in trees: one directory of 100,000 files decodes to tens of MiB.
+const TREE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
-/// Recently decoded data blobs, up to a byte budget, oldest evicted first.
-struct BlobCache {
-    map: HashMap<Id, Bytes>,
+/// Recently used values up to a byte budget, oldest evicted first.
+struct Budgeted<V> {
+    map: HashMap<Id, (V, usize)>,
     order: VecDeque<Id>,
     bytes: usize,
     budget: usize,
 }
 
-impl BlobCache {
-    fn insert(&mut self, id: Id, data: Bytes) {
-        if data.len() > self.budget / 4 || self.map.contains_key(&id) {
+impl<V: Clone> Budgeted<V> {
+    fn new(budget: usize) -> Self {
+        Budgeted {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    fn get(&self, id: &Id) -> Option<V> {
+        self.map.get(id).map(|(v, _)| v.clone())
+    }
+
+    fn contains(&self, id: &Id) -> bool {
+        self.map.contains_key(id)
+    }
+
+    /// Keep `value` (taking `size` bytes) unless it is too large to be worth keeping.
+    fn insert(&mut self, id: Id, value: V, size: usize) {
+        if size > self.budget / 4 || self.map.contains_key(&id) {
             return;
         }
-        while self.bytes + data.len() > self.budget {
+        while self.bytes + size > self.budget {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
-            if let Some(b) = self.map.remove(&old) {
-                self.bytes -= b.len();
+            if let Some((_, n)) = self.map.remove(&old) {
+                self.bytes -= n;
             }
         }
-        self.bytes += data.len();
+        self.bytes += size;
         self.order.push_back(id);
-        // A copy: the blob may be a slice of a whole range read, which it would keep alive.
-        self.map.insert(id, Bytes::copy_from_slice(&data));
+        self.map.insert(id, (value, size));
     }
 }
 
 pub struct BlobReader<'a> {
     repo: &'a Repository,
     index: &'a Index,
-    trees: Mutex<HashMap<Id, Arc<Tree>>>,
-    blobs: Option<Mutex<BlobCache>>,
+    trees: Mutex<Budgeted<Arc<Tree>>>,
+    /// Listings a read-ahead found no room for, in the order a walk reaches them.
+    pending: Mutex<Vec<Id>>,
+    blobs: Option<Mutex<Budgeted<Bytes>>>,
     tuning: ReadTuning,
 }
 
@@ -57,7 +77,8 @@ impl<'a> BlobReader<'a> {
         BlobReader {
             repo,
             index,
-            trees: Mutex::new(HashMap::new()),
+            trees: Mutex::new(Budgeted::new(TREE_CACHE_BYTES)),
+            pending: Mutex::new(vec![]),
             blobs: None,
             tuning: ReadTuning::of(repo),
         }
@@ -79,14 +100,8 @@ impl<'a> BlobReader<'a> {
     /// A reader that also keeps up to `budget` bytes of recently decoded data blobs, for
     /// several walks over similar snapshots at the same time.
     pub fn with_blob_cache(repo: &'a Repository, index: &'a Index, budget: usize) -> Self {
-        let cache = BlobCache {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            bytes: 0,
-            budget,
-        };
         BlobReader {
-            blobs: Some(Mutex::new(cache)),
+            blobs: Some(Mutex::new(Budgeted::new(budget))),
             ..Self::new(repo, index)
         }
     }
@@ -124,7 +139,10 @@ impl<'a> BlobReader<'a> {
         for (id, data) in read {
             let data = data.and_then(|d| checked_len(d, &id, lengths[&id]));
             if let (Some(cache), Ok(d)) = (&self.blobs, &data) {
-                cache.lock().expect("blob cache").insert(id, d.clone());
+                // A copy: the blob may be a slice of a whole range read, which it would keep
+                // alive.
+                let copy = Bytes::copy_from_slice(d);
+                cache.lock().expect("blob cache").insert(id, copy, d.len());
             }
             out.insert(id, data);
         }
@@ -132,15 +150,28 @@ impl<'a> BlobReader<'a> {
     }
 
     fn cached(&self, id: &Id) -> Option<Bytes> {
-        let cache = self.blobs.as_ref()?.lock().expect("blob cache");
-        cache.map.get(id).cloned()
+        self.blobs.as_ref()?.lock().expect("blob cache").get(id)
     }
 
     /// A directory listing. When the listings below it are not cached, they are read ahead,
-    /// level by level, each level in as few requests as its packs allow (`prefetch_below`): a
+    /// level by level, each level in as few requests as its packs allow (`read_ahead`): a
     /// walk then costs a few requests per level of the tree, not one per directory.
     pub fn tree(&self, id: &Id) -> Result<Arc<Tree>> {
-        let cached = self.trees.lock().expect("tree cache").get(id).cloned();
+        let mut cached = self.trees.lock().expect("tree cache").get(id);
+        if cached.is_none() {
+            // Left for later by an earlier read-ahead: read it with the listings after it.
+            let later = {
+                let mut pending = self.pending.lock().expect("pending trees");
+                match pending.iter().position(|p| p == id) {
+                    Some(at) => pending.split_off(at),
+                    None => vec![],
+                }
+            };
+            if !later.is_empty() {
+                self.read_ahead(later)?;
+                cached = self.trees.lock().expect("tree cache").get(id);
+            }
+        }
         let tree = match cached {
             Some(t) => t,
             None => {
@@ -150,45 +181,58 @@ impl<'a> BlobReader<'a> {
                 tree
             }
         };
-        self.prefetch_below(&tree)?;
+        self.read_ahead(tree.nodes.iter().filter_map(|n| n.subtree).collect())?;
         Ok(tree)
     }
 
     fn keep_tree(&self, id: Id, tree: Arc<Tree>) {
-        let mut cache = self.trees.lock().expect("tree cache");
-        if cache.len() >= TREE_CACHE {
-            cache.clear();
-        }
-        cache.insert(id, tree);
+        let size = tree.memory();
+        self.trees
+            .lock()
+            .expect("tree cache")
+            .insert(id, tree, size);
     }
 
-    /// Read the listings below `tree` that are not cached yet, breadth first, up to a quarter
-    /// of the cache. A listing that cannot be read or decoded is left out: `tree` reads it
-    /// again and reports what is wrong with it.
-    fn prefetch_below(&self, tree: &Tree) -> Result<()> {
-        let mut budget = TREE_CACHE / 4;
-        let mut level: Vec<Id> = tree.nodes.iter().filter_map(|n| n.subtree).collect();
-        while !level.is_empty() && budget > 0 {
-            let wanted: Vec<Id> = {
+    /// Read the listings of `level` and below that are not cached yet, breadth first, until
+    /// they fill a quarter of the cache; what of a level does not fit is remembered, to be read
+    /// together when the walk gets there. A listing that cannot be read or decoded is left out:
+    /// `tree` reads it again and reports what is wrong with it.
+    fn read_ahead(&self, mut level: Vec<Id>) -> Result<()> {
+        let mut budget = TREE_CACHE_BYTES / 4;
+        while !level.is_empty() {
+            let wanted: Vec<(Id, u64)> = {
                 let cache = self.trees.lock().expect("tree cache");
                 level
                     .iter()
-                    .filter(|id| !cache.contains_key(id))
-                    .take(budget)
-                    .copied()
+                    .filter(|id| !cache.contains(id))
+                    .filter_map(|id| Some((*id, self.index.lookup(id)?.entry.raw_length as u64)))
                     .collect()
             };
-            if wanted.is_empty() {
+            // Listings decode to a few times their stored size: stop where the budget ends.
+            let mut planned = 0usize;
+            let fits = wanted
+                .iter()
+                .take_while(|(_, raw)| {
+                    planned += 4 * *raw as usize;
+                    planned <= budget
+                })
+                .count();
+            if fits < wanted.len() {
+                *self.pending.lock().expect("pending trees") =
+                    wanted[fits..].iter().map(|(id, _)| *id).collect();
+            }
+            if fits == 0 {
                 return Ok(());
             }
-            budget -= wanted.len();
             let mut next = vec![];
-            for (id, data) in fetch::read_blobs(self.repo, self.index, wanted, &self.tuning)? {
+            let ids = wanted[..fits].iter().map(|(id, _)| *id);
+            for (id, data) in fetch::read_blobs(self.repo, self.index, ids, &self.tuning)? {
                 let Ok(tree) =
                     data.and_then(|d| Tree::decode(&d, || format!("tree {}", id.short())))
                 else {
                     continue;
                 };
+                budget = budget.saturating_sub(tree.memory());
                 next.extend(tree.nodes.iter().filter_map(|n| n.subtree));
                 self.keep_tree(id, Arc::new(tree));
             }

@@ -121,6 +121,23 @@ pub fn valid_name(name: &[u8]) -> bool {
 }
 
 impl Tree {
+    /// About how much memory the decoded tree takes, for caches with a byte budget.
+    pub(crate) fn memory(&self) -> usize {
+        let node = std::mem::size_of::<Node>();
+        self.nodes
+            .iter()
+            .map(|n| {
+                node + n.name.capacity()
+                    + n.target.capacity()
+                    + n.content.capacity() * std::mem::size_of::<Content>()
+                    + n.xattrs
+                        .iter()
+                        .map(|(k, v)| 48 + k.len() + v.len())
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
         self.nodes
             .binary_search_by(|n| n.name.as_slice().cmp(name))

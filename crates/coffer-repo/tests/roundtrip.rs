@@ -289,6 +289,51 @@ fn incremental_backup_reads_only_changed_files_and_hashes_correctly() {
     assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), second.checksum);
 }
 
+/// More directory listings than the reader keeps or reads ahead at once (its budget is a few
+/// MiB of decoded listings): the unchanged backup still finds every file unchanged, one
+/// changed file in the last directory is found, and the snapshot restores and dumps whole.
+#[test]
+fn walks_over_more_listings_than_fit_in_memory_at_once() {
+    let dir = tempdir().unwrap();
+    let src = dir.path().join("src");
+    let (dirs, per_dir) = (300, 100);
+    for d in 0..dirs {
+        let sub = src.join(format!("d{d:03}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in 0..per_dir {
+            let name = format!("a-rather-long-file-name-to-make-listings-bigger-{f:03}");
+            std::fs::write(sub.join(name), format!("{d}/{f}")).unwrap();
+        }
+    }
+    let repo = new_repo(&dir.path().join("repo"), true);
+    let item = || vec![BackupItem::path(&src).unwrap()];
+    let first = backup(&repo, item(), BackupOptions::default()).unwrap();
+    assert_eq!(first.counts.files_new, dirs * per_dir);
+
+    let last = src.join(format!(
+        "d{:03}/a-rather-long-file-name-to-make-listings-bigger-000",
+        dirs - 1
+    ));
+    std::fs::write(&last, b"changed at the end of the walk").unwrap();
+    let second = backup(&repo, item(), BackupOptions::default()).unwrap();
+    assert_eq!(
+        (second.counts.files_changed, second.counts.files_unchanged),
+        (1, dirs * per_dir - 1)
+    );
+    let mut archive = vec![];
+    repo.open_snapshot(&second.snapshot_id)
+        .unwrap()
+        .dump(&mut archive)
+        .unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), second.checksum);
+    let target = dir.path().join("restored");
+    repo.open_snapshot(&second.snapshot_id)
+        .unwrap()
+        .restore(&target, RestoreOptions::default())
+        .unwrap();
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
+
 #[test]
 fn files_changing_during_the_backup_are_warnings_and_the_archive_stays_consistent() {
     let dir = tempdir().unwrap();
