@@ -126,6 +126,8 @@ pub(crate) struct Hasher<'a> {
     entries_since: u64,
     warnings: Vec<String>,
     hashed: u64,
+    /// Where unchanged files are read back; allocated once, not once per file.
+    read_buf: Vec<u8>,
 }
 
 impl<'a> Hasher<'a> {
@@ -140,6 +142,7 @@ impl<'a> Hasher<'a> {
                 .midstate()
                 .expect("the empty state is aligned"),
             buffer: vec![],
+            read_buf: vec![0u8; 1 << 20],
             checkpoints: vec![],
             last_checkpoint: 0,
             entries_since: 0,
@@ -261,7 +264,7 @@ impl<'a> Hasher<'a> {
                 size,
             } => {
                 let saved = self.sha.clone();
-                match reread(&path, guard, size, &mut self.sha) {
+                match reread(&path, guard, size, &mut self.sha, &mut self.read_buf) {
                     Ok(true) => {}
                     _ => {
                         self.sha = saved;
@@ -296,12 +299,12 @@ fn reread(
     guard: StatGuard,
     size: u64,
     sha: &mut Sha256,
+    buf: &mut [u8],
 ) -> std::io::Result<bool> {
     let mut f = File::open(path)?;
     if StatGuard::of(&f.metadata()?) != guard {
         return Ok(false);
     }
-    let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {
         let want = left.min(buf.len() as u64) as usize;
