@@ -43,9 +43,14 @@ impl<V: Clone> Budgeted<V> {
         self.map.contains_key(id)
     }
 
+    /// Whether a value of `size` bytes is small enough to be worth keeping.
+    fn fits(&self, size: usize) -> bool {
+        size <= self.budget / 4
+    }
+
     /// Keep `value` (taking `size` bytes) unless it is too large to be worth keeping.
     fn insert(&mut self, id: Id, value: V, size: usize) {
-        if size > self.budget / 4 || self.map.contains_key(&id) {
+        if !self.fits(size) || self.map.contains_key(&id) {
             return;
         }
         while self.bytes + size > self.budget {
@@ -139,10 +144,12 @@ impl<'a> BlobReader<'a> {
         for (id, data) in read {
             let data = data.and_then(|d| checked_len(d, &id, lengths[&id]));
             if let (Some(cache), Ok(d)) = (&self.blobs, &data) {
-                // A copy: the blob may be a slice of a whole range read, which it would keep
-                // alive.
-                let copy = Bytes::copy_from_slice(d);
-                cache.lock().expect("blob cache").insert(id, copy, d.len());
+                let mut cache = cache.lock().expect("blob cache");
+                if cache.fits(d.len()) {
+                    // A copy: the blob may be a slice of a whole range read, which it would
+                    // keep alive.
+                    cache.insert(id, Bytes::copy_from_slice(d), d.len());
+                }
             }
             out.insert(id, data);
         }
