@@ -100,7 +100,16 @@ impl BlobLoc {
 pub struct Index {
     packs: Vec<PackRef>,
     pack_pos: HashMap<Id, u32>,
-    blobs: HashMap<Id, BlobLoc>,
+    /// Every blob loaded from the index files, sorted by id: no hash table's slack for the
+    /// millions of entries of a repository of small files.
+    sorted: Vec<(Id, BlobLoc)>,
+    /// `fanout[k]` is the first position in `sorted` of an id whose first two bytes are `k` or
+    /// more (ids are uniformly random): a lookup then searches a few entries, not the whole
+    /// list, which would cost a cache miss per step.
+    fanout: Vec<u32>,
+    /// Blobs added after loading (packs found without an index file, packs a prune wrote);
+    /// an entry here overrides one in `sorted`.
+    added: HashMap<Id, BlobLoc>,
     /// Index files that were read.
     pub(crate) files: Vec<Id>,
     /// Index files that could not be read, with why.
@@ -173,10 +182,10 @@ impl Index {
         };
         let listed = repo.backend().list(INDEX)?;
         repo.forget_unlisted(INDEX, listed.iter().map(|o| o.name.as_str()));
-        // Room for every entry the files can hold (46 bytes each), so that the map is not
+        // Room for every entry the files can hold (46 bytes each), so that the list is not
         // grown, and briefly held twice, while it fills.
         let entries: u64 = listed.iter().map(|o| o.size / 46).sum();
-        index.blobs.reserve(entries as usize);
+        index.sorted.reserve_exact(entries as usize);
         for f in listed {
             let Some(id) = repo::id_of_name(&f.name) else {
                 continue;
@@ -185,7 +194,9 @@ impl Index {
                 Ok(packs) => {
                     index.files.push(id);
                     for p in packs {
-                        index.add_pack(&p, condemned.contains(&p.id));
+                        let pos = index.add_pack_ref(&p, condemned.contains(&p.id));
+                        let blobs = p.blobs.iter().map(|b| (b.id, BlobLoc::new(pos, b)));
+                        index.sorted.extend(blobs);
                     }
                 }
                 // Deleted by a concurrent prune after we listed it: its packs are in a newer file.
@@ -194,10 +205,71 @@ impl Index {
                 Err(e) => return Err(e),
             }
         }
+        // Sorted by id, the best copy of each blob first; then one entry per blob.
+        let mut sorted = std::mem::take(&mut index.sorted);
+        sorted.sort_unstable_by(|(a, la), (b, lb)| {
+            a.cmp(b).then_with(|| index.rank(lb).cmp(&index.rank(la)))
+        });
+        sorted.dedup_by(|(later, _), (first, _)| later == first);
+        sorted.shrink_to_fit();
+        index.sorted = sorted;
+        index.index_sorted();
         Ok(index)
     }
 
+    /// Rebuild `fanout` after `sorted` changed.
+    fn index_sorted(&mut self) {
+        let mut fanout = vec![0u32; 65537];
+        for (id, _) in &self.sorted {
+            fanout[Self::bucket(id) + 1] += 1;
+        }
+        for k in 1..fanout.len() {
+            fanout[k] += fanout[k - 1];
+        }
+        self.fanout = fanout;
+    }
+
+    fn bucket(id: &Id) -> usize {
+        u16::from_be_bytes([id.0[0], id.0[1]]) as usize
+    }
+
+    /// Add a pack and its blobs after loading.
     pub(crate) fn add_pack(&mut self, p: &PackEntries, condemned: bool) {
+        let pos = self.add_pack_ref(p, condemned);
+        for b in &p.blobs {
+            let loc = BlobLoc::new(pos, b);
+            match self.get(&b.id) {
+                Some(old) if self.rank(old) >= self.rank(&loc) => {}
+                _ => {
+                    self.added.insert(b.id, loc);
+                }
+            }
+        }
+    }
+
+    /// Where `id` is stored, if anywhere.
+    fn get(&self, id: &Id) -> Option<&BlobLoc> {
+        self.added.get(id).or_else(|| {
+            let b = Self::bucket(id);
+            let (from, to) = (*self.fanout.get(b)?, self.fanout[b + 1]);
+            let range = &self.sorted[from as usize..to as usize];
+            let at = range.binary_search_by(|(k, _)| k.cmp(id)).ok()?;
+            Some(&range[at].1)
+        })
+    }
+
+    /// Every blob once, with its place.
+    fn blobs(&self) -> impl Iterator<Item = (&Id, &BlobLoc)> {
+        let from_load = self
+            .sorted
+            .iter()
+            .filter(|(id, _)| !self.added.contains_key(id))
+            .map(|(id, l)| (id, l));
+        from_load.chain(self.added.iter())
+    }
+
+    /// The position of pack `p` in `packs`, added if new.
+    fn add_pack_ref(&mut self, p: &PackEntries, condemned: bool) -> u32 {
         let end = p
             .blobs
             .iter()
@@ -207,7 +279,7 @@ impl Index {
             .listed
             .get(&p.id)
             .is_some_and(|&size| end.unwrap_or(0) <= size);
-        let pos = match self.pack_pos.get(&p.id) {
+        match self.pack_pos.get(&p.id) {
             Some(&pos) => {
                 self.packs[pos as usize].held &= held;
                 pos
@@ -223,15 +295,6 @@ impl Index {
                 self.pack_pos.insert(p.id, pos);
                 pos
             }
-        };
-        for b in &p.blobs {
-            let loc = BlobLoc::new(pos, b);
-            match self.blobs.get(&b.id) {
-                Some(old) if self.rank(old) >= self.rank(&loc) => {}
-                _ => {
-                    self.blobs.insert(b.id, loc);
-                }
-            }
         }
     }
 
@@ -244,7 +307,7 @@ impl Index {
 
     /// Where the blob is stored, for reading.
     pub(crate) fn lookup(&self, id: &Id) -> Option<Location> {
-        self.blobs.get(id).map(|l| {
+        self.get(id).map(|l| {
             let p = &self.packs[l.pack as usize];
             Location {
                 pack: p.id,
@@ -256,8 +319,7 @@ impl Index {
 
     /// True when a backup may reuse the stored blob instead of storing it again.
     pub fn has_blob(&self, id: &Id) -> bool {
-        self.blobs
-            .get(id)
+        self.get(id)
             .is_some_and(|l| !self.packs[l.pack as usize].condemned)
     }
 
@@ -265,12 +327,14 @@ impl Index {
     /// need, so that they count as not stored. Returns those packs' names, sorted.
     pub(crate) fn forget_lost_packs(&mut self) -> Vec<String> {
         let packs = &self.packs;
-        self.blobs.retain(|_, l| packs[l.pack as usize].held);
+        self.sorted.retain(|(_, l)| packs[l.pack as usize].held);
+        self.added.retain(|_, l| packs[l.pack as usize].held);
         let mut names: Vec<String> = packs
             .iter()
             .filter(|p| !p.held)
             .map(|p| repo::pack_name(&p.id))
             .collect();
+        self.index_sorted();
         names.sort();
         names
     }
@@ -286,7 +350,7 @@ impl Index {
     /// Every blob of every indexed pack, grouped by pack.
     pub(crate) fn pack_contents(&self) -> HashMap<Id, Vec<BlobEntry>> {
         let mut m: HashMap<Id, Vec<BlobEntry>> = HashMap::new();
-        for (id, l) in &self.blobs {
+        for (id, l) in self.blobs() {
             m.entry(self.packs[l.pack as usize].id)
                 .or_default()
                 .push(l.entry(*id));

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use coffer_repo::restore::RestoreOptions;
 use coffer_repo::{
-    BackupItem, BackupOptions, InitOptions, KdfParams, Location, Repository, Source, backup,
+    BackupItem, BackupOptions, BackupSummary, InitOptions, KdfParams, Location, Repository, Source,
+    backup,
 };
 use coffer_testkit::{PASSWORD, assert_same_tree, seeded, tempdir};
 use proptest::prelude::*;
@@ -289,6 +290,20 @@ fn incremental_backup_reads_only_changed_files_and_hashes_correctly() {
     assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), second.checksum);
 }
 
+/// The snapshot's archive hashes to its recorded checksum; then restore it into `target`.
+fn dump_check_and_restore(repo: &Repository, s: &BackupSummary, target: &Path) {
+    let mut archive = vec![];
+    repo.open_snapshot(&s.snapshot_id)
+        .unwrap()
+        .dump(&mut archive)
+        .unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), s.checksum);
+    repo.open_snapshot(&s.snapshot_id)
+        .unwrap()
+        .restore(target, RestoreOptions::default())
+        .unwrap();
+}
+
 /// More directory listings than the reader keeps or reads ahead at once (its budget is a few
 /// MiB of decoded listings): the unchanged backup still finds every file unchanged, one
 /// changed file in the last directory is found, and the snapshot restores and dumps whole.
@@ -320,17 +335,8 @@ fn walks_over_more_listings_than_fit_in_memory_at_once() {
         (second.counts.files_changed, second.counts.files_unchanged),
         (1, dirs * per_dir - 1)
     );
-    let mut archive = vec![];
-    repo.open_snapshot(&second.snapshot_id)
-        .unwrap()
-        .dump(&mut archive)
-        .unwrap();
-    assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), second.checksum);
     let target = dir.path().join("restored");
-    repo.open_snapshot(&second.snapshot_id)
-        .unwrap()
-        .restore(&target, RestoreOptions::default())
-        .unwrap();
+    dump_check_and_restore(&repo, &second, &target);
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
 
@@ -411,17 +417,8 @@ fn chunks_larger_than_the_read_window_work() {
         BackupOptions::default(),
     )
     .unwrap();
-    let mut archive = vec![];
-    repo.open_snapshot(&s.snapshot_id)
-        .unwrap()
-        .dump(&mut archive)
-        .unwrap();
-    assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), s.checksum);
     let target = dir.path().join("out");
-    repo.open_snapshot(&s.snapshot_id)
-        .unwrap()
-        .restore(&target, RestoreOptions::default())
-        .unwrap();
+    dump_check_and_restore(&repo, &s, &target);
     assert_eq!(
         std::fs::read(target.join(src.strip_prefix("/").unwrap()).join("big")).unwrap(),
         data

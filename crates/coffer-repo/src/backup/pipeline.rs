@@ -9,7 +9,6 @@
 //! listed in an index file only after its upload returned (durable), and the snapshot is written
 //! only after `finish` has written the last index file: the write order of PRODUCT.md §2.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -20,7 +19,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use crate::compress::{Compression, Compressor};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{self, Location, PackEntries};
+use crate::index::{self, Index, Location, PackEntries};
 use crate::pack::{BlobKind, FinishedPack, PackBuilder};
 use crate::repo::{self, Repository};
 
@@ -88,13 +87,14 @@ impl Shared {
     }
 }
 
-/// Where each blob stored so far by this backup is.
+/// Where each blob stored so far by this backup is (an index of its own: compact, since a
+/// first backup of millions of small files stores millions of blobs).
 #[derive(Clone, Default)]
-pub(crate) struct StoredBlobs(Arc<Mutex<HashMap<Id, Location>>>);
+pub(crate) struct StoredBlobs(Arc<Mutex<Index>>);
 
 impl StoredBlobs {
     pub fn get(&self, id: &Id) -> Option<Location> {
-        self.0.lock().expect("stored").get(id).copied()
+        self.0.lock().expect("stored").lookup(id)
     }
 }
 
@@ -363,25 +363,18 @@ fn upload_loop(repo: &Repository, rx: Receiver<FinishedPack>, sh: Arc<Shared>) {
         sh.stored_bytes
             .fetch_add(pack.data.len() as u64, Ordering::SeqCst);
         sh.packs.fetch_add(1, Ordering::SeqCst);
-        {
-            let mut stored = sh.stored.0.lock().expect("stored");
-            for e in &pack.entries {
-                stored.insert(
-                    e.id,
-                    Location {
-                        pack: pack.id,
-                        seed: pack.seed,
-                        entry: *e,
-                    },
-                );
-            }
-        }
         let n = pack.entries.len() as u64;
-        sh.unindexed.lock().expect("unindexed").push(PackEntries {
+        let entries = PackEntries {
             id: pack.id,
             seed: pack.seed,
             blobs: pack.entries,
-        });
+        };
+        sh.stored
+            .0
+            .lock()
+            .expect("stored")
+            .add_pack(&entries, false);
+        sh.unindexed.lock().expect("unindexed").push(entries);
         {
             let mut c = sh.counts.lock().expect("counts");
             c.durable += n;
