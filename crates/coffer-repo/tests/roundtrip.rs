@@ -282,22 +282,22 @@ fn incremental_backup_reads_only_changed_files_and_hashes_correctly() {
     );
     assert_eq!(second.counts.bytes_read, 7 + 8);
     assert_eq!(second.parent, Some(first.snapshot_id));
-    let mut archive = vec![];
-    repo.open_snapshot(&second.snapshot_id)
-        .unwrap()
-        .dump(&mut archive)
-        .unwrap();
-    assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), second.checksum);
+    assert_archive_matches(&repo, &second);
 }
 
-/// The snapshot's archive hashes to its recorded checksum; then restore it into `target`.
-fn dump_check_and_restore(repo: &Repository, s: &BackupSummary, target: &Path) {
+/// The snapshot's archive hashes to the checksum the backup recorded.
+fn assert_archive_matches(repo: &Repository, s: &BackupSummary) {
     let mut archive = vec![];
     repo.open_snapshot(&s.snapshot_id)
         .unwrap()
         .dump(&mut archive)
         .unwrap();
     assert_eq!(hex::encode(sha2::Sha256::digest(&archive)), s.checksum);
+}
+
+/// `assert_archive_matches`, then restore the snapshot into `target`.
+fn dump_check_and_restore(repo: &Repository, s: &BackupSummary, target: &Path) {
+    assert_archive_matches(repo, s);
     repo.open_snapshot(&s.snapshot_id)
         .unwrap()
         .restore(target, RestoreOptions::default())
