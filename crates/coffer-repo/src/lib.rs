@@ -59,6 +59,7 @@ pub mod sealed;
 mod session;
 pub mod sha256;
 pub mod snapshot;
+mod spool;
 pub mod tarball;
 mod tree;
 pub mod verify;

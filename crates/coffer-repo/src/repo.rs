@@ -451,6 +451,14 @@ impl Repository {
         }
     }
 
+    /// This repository read through `backend`, a view of its own storage (verify's spool).
+    pub(crate) fn reading_through(&self, backend: Arc<dyn Backend>) -> Repository {
+        Repository {
+            backend,
+            ..self.clone()
+        }
+    }
+
     /// Where the cache is, when there is one.
     pub fn cache_dir(&self) -> Option<&Path> {
         self.cache.as_deref().map(Cache::dir)

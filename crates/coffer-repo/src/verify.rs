@@ -11,13 +11,14 @@
 //! Every problem names the damaged object and the snapshots and files it affects.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::archive::{self, ArchiveWalk, Damage};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::fetch::ReadTuning;
 use crate::id::Id;
@@ -28,6 +29,7 @@ use crate::reader::BlobReader;
 use crate::repo::{self, Repository};
 use crate::sha256::Sha256;
 use crate::snapshot::{self, Snapshot};
+use crate::spool::Spool;
 use crate::tree::{Content, NodeKind};
 
 #[derive(Debug, Default, Clone)]
@@ -108,6 +110,13 @@ const CONCURRENT_ARCHIVES: usize = 2;
 
 pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
     let started = Instant::now();
+    // Where packs read whole can be kept for the archive passes (remote repositories): beside
+    // the cache, else in the temporary directory.
+    let spool_base = repo.backend().is_remote().then(|| {
+        repo.cache_dir()
+            .and_then(|d| d.parent())
+            .map_or_else(|| std::env::temp_dir().join("coffer"), |d| d.to_path_buf())
+    });
     // What is checked is the repository, never a cached copy of it.
     let repo = &repo.without_cache();
     let _lock = lock::acquire(repo, LockKind::Read)?;
@@ -147,13 +156,18 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
     let listed = &index.listed;
 
     // Every pack the selected snapshots need, found through their trees, with the snapshots
-    // that use it, to name them if the pack turns out damaged.
+    // that use it, to name them if the pack turns out damaged, in the order they are first
+    // needed.
     let mut users: HashMap<Id, BTreeSet<Id>> = HashMap::new();
+    let mut first_needed: Vec<Id> = vec![];
     for (id, snap) in &selected {
         report.snapshots_checked += 1;
         walk_references(&reader, snap, &mut |file, blob| match index.lookup(blob) {
             Some(loc) => {
                 let (p, e) = (loc.pack, loc.entry);
+                if !users.contains_key(&p) {
+                    first_needed.push(p);
+                }
                 users.entry(p).or_default().insert(*id);
                 match listed.get(&p) {
                     None => problems.add(repo::pack_name(&p), "missing".into(), Some(id), file),
@@ -182,13 +196,34 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
     }
 
     if !opts.quick {
-        let packs: Vec<Id> = match opts.snapshots {
-            None => listed.keys().copied().collect(),
-            Some(_) => users
-                .keys()
-                .copied()
-                .filter(|p| listed.contains_key(p))
-                .collect(),
+        let contents = index.pack_contents();
+        let holds_trees = |p: &Id| {
+            contents
+                .get(p)
+                .is_some_and(|e| e.iter().any(|b| b.kind == pack::BlobKind::Tree))
+        };
+        // Packs of listings first, then data packs in the order the archives need them: a
+        // spool then hands the archive passes each pack soon after they ask for it.
+        let mut packs: Vec<Id> = match opts.snapshots {
+            None => listed.keys().copied().filter(|p| holds_trees(p)).collect(),
+            Some(_) => vec![],
+        };
+        packs.extend(first_needed.iter().filter(|p| listed.contains_key(p)));
+        let expected = packs.len();
+        if opts.snapshots.is_none() {
+            let seen: HashSet<Id> = packs.iter().copied().collect();
+            packs.extend(listed.keys().filter(|p| !seen.contains(p)));
+        }
+        let spool = spool_base.as_deref().and_then(|base| {
+            let names = packs[..expected].iter().map(repo::pack_name);
+            Spool::new(base, repo.backend().clone(), names)
+        });
+        let spooled = spool
+            .as_ref()
+            .map(|s| repo.reading_through(s.clone() as Arc<dyn Backend>));
+        let reader = match &spooled {
+            Some(r) => BlobReader::with_blob_cache(r, &index, SHARED_BLOB_CACHE),
+            None => reader,
         };
         let pack_problems = Mutex::new(vec![]);
         let mut trees: Vec<Id> = vec![];
@@ -200,7 +235,8 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
         let queue = Mutex::new(trees.into_iter());
         let computed: Mutex<HashMap<Id, Result<ArchiveCheck>>> = Mutex::new(HashMap::new());
         let (bytes, blobs) = std::thread::scope(|s| {
-            let checker = s.spawn(|| check_packs(repo, &index, &packs, &pack_problems));
+            let checker =
+                s.spawn(|| check_packs(repo, &contents, &packs, spool.as_deref(), &pack_problems));
             // The archive depends only on the root tree: compute each distinct one once, two at
             // a time, oldest first. Similar snapshots then share decoded blobs through the
             // reader's cache: the pass that falls behind finds the blobs the other just decoded.
@@ -310,15 +346,26 @@ fn walk_references(
     Ok(())
 }
 
-/// Read whole packs (several at a time, as the backend likes): name hash, trailer, agreement
-/// with the index. Returns bytes and blobs read.
+/// Read whole packs (several at a time, as the backend likes), in the order given: name hash,
+/// trailer, agreement with the index. Each pack read is offered to `spool`. Returns bytes and
+/// blobs read.
 fn check_packs(
     repo: &Repository,
-    index: &Index,
+    contents: &HashMap<Id, Vec<pack::BlobEntry>>,
     packs: &[Id],
+    spool: Option<&Spool>,
     problems: &Mutex<Vec<(Id, Error)>>,
 ) -> (u64, u64) {
-    let contents = index.pack_contents();
+    // Whatever happens here, the archive passes stop waiting for packs when it ends.
+    struct Closing<'a>(Option<&'a Spool>);
+    impl Drop for Closing<'_> {
+        fn drop(&mut self) {
+            if let Some(s) = self.0 {
+                s.close();
+            }
+        }
+    }
+    let _closing = Closing(spool);
     let (bytes, blobs) = (AtomicU64::new(0), AtomicU64::new(0));
     let report = |id: &Id, e: Error| problems.lock().expect("problems").push((*id, e));
     let check = |id: &Id| {
@@ -326,10 +373,16 @@ fn check_packs(
         let data = match repo.backend().read(&name) {
             Ok(d) => d,
             Err(e) => {
+                if let Some(s) = spool {
+                    s.pass(&name);
+                }
                 report(id, Error::damaged(name, format!("cannot be read: {e}")));
                 return;
             }
         };
+        if let Some(s) = spool {
+            s.offer(&name, &data);
+        }
         bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         match pack::parse_pack(repo, id, &data) {
             Ok((_, entries)) => {

@@ -136,7 +136,17 @@ fn local_repository_full_flow() {
 fn s3_repository_full_flow() {
     let server = S3Server::start();
     let bucket = server.bucket("backups");
+    // What a verify that crashed left behind (no process has this id).
+    let spool = server.cache.path().join("coffer/.spool");
+    std::fs::create_dir_all(spool.join("4000000000-abandoned")).unwrap();
+    std::fs::write(spool.join("4000000000-abandoned/pack"), b"old").unwrap();
     full_flow(&Cli::new(BIN, format!("s3://{bucket}/host-a")).with_envs(server.env()));
+    // Verify kept the packs it read whole on local disk for its archive passes, and removed
+    // them when it was done, with what the crashed one left.
+    let left: Vec<_> = std::fs::read_dir(&spool)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(spool.is_dir() && left.is_empty(), "{left:?}");
 
     // What the storage refuses is said in words, with a code to act on, not as a dump of the
     // request and the server's answer.
