@@ -347,6 +347,18 @@ impl Index {
         self.pack_pos.contains_key(id)
     }
 
+    /// For each indexed pack: how many blobs the index places in it, and whether they are
+    /// listings (packs hold one kind).
+    pub(crate) fn pack_counts(&self) -> HashMap<Id, (u32, bool)> {
+        let mut m: HashMap<Id, (u32, bool)> = HashMap::new();
+        for (_, l) in self.blobs() {
+            let e = m.entry(self.packs[l.pack as usize].id).or_default();
+            e.0 += 1;
+            e.1 |= l.kind == pack::BlobKind::Tree;
+        }
+        m
+    }
+
     /// Every blob of every indexed pack, grouped by pack.
     pub(crate) fn pack_contents(&self) -> HashMap<Id, Vec<BlobEntry>> {
         let mut m: HashMap<Id, Vec<BlobEntry>> = HashMap::new();

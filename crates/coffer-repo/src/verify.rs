@@ -196,12 +196,8 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
     }
 
     if !opts.quick {
-        let contents = index.pack_contents();
-        let holds_trees = |p: &Id| {
-            contents
-                .get(p)
-                .is_some_and(|e| e.iter().any(|b| b.kind == pack::BlobKind::Tree))
-        };
+        let counts = index.pack_counts();
+        let holds_trees = |p: &Id| counts.get(p).is_some_and(|c| c.1);
         // Packs of listings first, then data packs in the order the archives need them: a
         // spool then hands the archive passes each pack soon after they ask for it.
         let mut packs: Vec<Id> = match opts.snapshots {
@@ -235,8 +231,16 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
         let queue = Mutex::new(trees.into_iter());
         let computed: Mutex<HashMap<Id, Result<ArchiveCheck>>> = Mutex::new(HashMap::new());
         let (bytes, blobs) = std::thread::scope(|s| {
-            let checker =
-                s.spawn(|| check_packs(repo, &contents, &packs, spool.as_deref(), &pack_problems));
+            let checker = s.spawn(|| {
+                check_packs(
+                    repo,
+                    &index,
+                    &counts,
+                    &packs,
+                    spool.as_deref(),
+                    &pack_problems,
+                )
+            });
             // The archive depends only on the root tree: compute each distinct one once, two at
             // a time, oldest first. Similar snapshots then share decoded blobs through the
             // reader's cache: the pass that falls behind finds the blobs the other just decoded.
@@ -351,7 +355,8 @@ fn walk_references(
 /// blobs read.
 fn check_packs(
     repo: &Repository,
-    contents: &HashMap<Id, Vec<pack::BlobEntry>>,
+    index: &Index,
+    counts: &HashMap<Id, (u32, bool)>,
     packs: &[Id],
     spool: Option<&Spool>,
     problems: &Mutex<Vec<(Id, Error)>>,
@@ -387,9 +392,15 @@ fn check_packs(
         match pack::parse_pack(repo, id, &data) {
             Ok((_, entries)) => {
                 blobs.fetch_add(entries.len() as u64, Ordering::Relaxed);
-                if let Some(indexed) = contents.get(id) {
-                    let listed: HashSet<Id> = entries.iter().map(|e| e.id).collect();
-                    if indexed.iter().any(|e| !listed.contains(&e.id)) {
+                // The blobs the trailer lists that the index places here are a subset of those
+                // the index places here: as many means all of them.
+                if let Some(&(indexed, _)) = counts.get(id) {
+                    let here: HashSet<&Id> = entries
+                        .iter()
+                        .map(|e| &e.id)
+                        .filter(|b| index.lookup(b).is_some_and(|l| l.pack == *id))
+                        .collect();
+                    if here.len() != indexed as usize {
                         report(
                             id,
                             Error::damaged(
