@@ -37,6 +37,11 @@ const TAG: &str = "CACHEDIR.TAG";
 const TAG_TEXT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This file marks the directory as a cache of Coffer (coffer.dev); it can be deleted.\n";
 
+/// Tag `dir` as a cache, so that backups that leave caches out leave it out.
+pub(crate) fn mark_as_cache(dir: &Path) {
+    let _ = fs::write(dir.join(TAG), TAG_TEXT);
+}
+
 #[derive(Debug)]
 pub(crate) struct Cache {
     dir: PathBuf,
@@ -66,7 +71,7 @@ impl Cache {
             }
             Err(_) => fs::write(&owner, id.to_hex()).ok()?,
         }
-        let _ = fs::write(dir.join(TAG), TAG_TEXT);
+        mark_as_cache(&dir);
         let cache = Cache {
             dir,
             checked: Mutex::new(HashSet::new()),

@@ -55,6 +55,7 @@ impl Spool {
             .mode(0o700)
             .create(&dir)
             .ok()?;
+        crate::cache::mark_as_cache(&root);
         let room = free_space(&dir).map_or(0, |free| (free / 2).min(LIMIT));
         let slots = expected.into_iter().map(|n| (n, Slot::Expected)).collect();
         Some(Arc::new(Spool {
@@ -145,7 +146,7 @@ fn remove_abandoned(root: &Path) {
     let Ok(entries) = fs::read_dir(root) else {
         return;
     };
-    for e in entries.flatten() {
+    for e in entries.flatten().filter(|e| e.path().is_dir()) {
         let name = e.file_name().to_string_lossy().into_owned();
         let pid = name.split('-').next().unwrap_or_default();
         if !Path::new("/proc").join(pid).exists() {

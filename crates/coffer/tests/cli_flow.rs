@@ -144,9 +144,18 @@ fn s3_repository_full_flow() {
     // Verify kept the packs it read whole on local disk for its archive passes, and removed
     // them when it was done, with what the crashed one left.
     let left: Vec<_> = std::fs::read_dir(&spool)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     assert!(spool.is_dir() && left.is_empty(), "{left:?}");
+    assert!(
+        spool.join("CACHEDIR.TAG").is_file(),
+        "backups leave the spool out"
+    );
 
     // What the storage refuses is said in words, with a code to act on, not as a dump of the
     // request and the server's answer.
