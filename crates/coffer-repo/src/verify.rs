@@ -117,7 +117,10 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
             .and_then(|d| d.parent())
             .map_or_else(|| std::env::temp_dir().join("coffer"), |d| d.to_path_buf())
     });
-    // What is checked is the repository, never a cached copy of it.
+    // What is checked is the repository, never a cached copy of it. Only finding which packs
+    // the snapshots use may read listings from the cache, when the archive passes then read
+    // every listing again from the repository through the spool.
+    let cached = repo;
     let repo = &repo.without_cache();
     let _lock = lock::acquire(repo, LockKind::Read)?;
     let mut problems = Problems::default();
@@ -152,7 +155,10 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
             })
             .collect::<Result<_>>()?,
     };
-    let reader = BlobReader::with_blob_cache(repo, &index, SHARED_BLOB_CACHE);
+    let walker = match spool_base.is_some() && !opts.quick {
+        true => BlobReader::new(cached, &index),
+        false => BlobReader::new(repo, &index),
+    };
     let listed = &index.listed;
 
     // Every pack the selected snapshots need, found through their trees, with the snapshots
@@ -162,7 +168,7 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
     let mut first_needed: Vec<Id> = vec![];
     for (id, snap) in &selected {
         report.snapshots_checked += 1;
-        walk_references(&reader, snap, &mut |file, blob| match index.lookup(blob) {
+        walk_references(&walker, snap, &mut |file, blob| match index.lookup(blob) {
             Some(loc) => {
                 let (p, e) = (loc.pack, loc.entry);
                 if !users.contains_key(&p) {
@@ -217,10 +223,11 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
         let spooled = spool
             .as_ref()
             .map(|s| repo.reading_through(s.clone() as Arc<dyn Backend>));
-        let reader = match &spooled {
-            Some(r) => BlobReader::with_blob_cache(r, &index, SHARED_BLOB_CACHE),
-            None => reader,
-        };
+        let reader = BlobReader::with_blob_cache(
+            spooled.as_ref().unwrap_or(repo),
+            &index,
+            SHARED_BLOB_CACHE,
+        );
         let pack_problems = Mutex::new(vec![]);
         let mut trees: Vec<Id> = vec![];
         for (_, snap) in &selected {

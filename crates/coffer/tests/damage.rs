@@ -20,6 +20,8 @@ struct Fixture {
     b: String,
     /// The largest data pack written by backup A.
     pack_a: String,
+    /// The smallest pack backup A wrote: its listings.
+    trees_a: String,
     key_file: PathBuf,
 }
 
@@ -70,6 +72,10 @@ fn setup(cli: Cli, objects: PathBuf, dir: coffer_testkit::TempDir) -> Fixture {
         .collect();
     new_a.sort_by_key(|p| std::fs::metadata(objects.join(p)).unwrap().len());
     let pack_a = new_a.pop().expect("backup A wrote packs");
+    let trees_a = new_a
+        .first()
+        .expect("backup A wrote a pack of listings")
+        .clone();
     Fixture {
         _dir: dir,
         cli,
@@ -79,6 +85,7 @@ fn setup(cli: Cli, objects: PathBuf, dir: coffer_testkit::TempDir) -> Fixture {
         a,
         b,
         pack_a,
+        trees_a,
         key_file,
     }
 }
@@ -205,6 +212,26 @@ fn damaged_pack(f: Fixture) {
     // B is unaffected.
     assert_eq!(f.cli.json(&["verify", &f.b])["ok"], true);
     assert_restores(&f, &f.cli, &f.b, &f.src_b);
+}
+
+/// A flipped byte in the pack of A's listings, after a walk left an intact copy in the local
+/// cache (S3): verify reads the repository, not the cache, and says A is damaged; B is not.
+fn damaged_tree_pack(f: Fixture) {
+    // Reading A's archive keeps its listings in the cache.
+    f.cli.ok(&["dump", &f.a]);
+    flip_byte(&f.objects.join(&f.trees_a), None);
+    let problems = verify_finds_damage(&f, &[]);
+    assert!(
+        problems.iter().any(|p| p["object"] == f.trees_a.as_str()),
+        "{problems:?}"
+    );
+    let names_a = |p: &serde_json::Value| {
+        p["snapshots"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s == f.a.as_str()))
+    };
+    assert!(problems.iter().any(names_a), "{problems:?}");
+    assert_eq!(f.cli.json(&["verify", &f.b])["ok"], true);
 }
 
 fn truncated_pack(f: Fixture) {
@@ -344,6 +371,7 @@ macro_rules! damage_tests {
 
 damage_tests!(
     damaged_pack,
+    damaged_tree_pack,
     truncated_pack,
     deleted_pack,
     deleted_pack_is_stored_again,
