@@ -81,6 +81,14 @@ impl Error {
         }
     }
 
+    /// `pack`, which blob `blob` needs, is not in storage.
+    pub(crate) fn pack_missing(pack: &crate::id::Id, blob: &crate::id::Id) -> Self {
+        Error::damaged(
+            crate::repo::pack_name(pack),
+            format!("the pack is missing (needed for blob {})", blob.short()),
+        )
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -18,9 +18,9 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::Index;
+use crate::index::{Index, Location};
 use crate::pack::{self, BlobEntry, BlobKind, Opened, Seed};
-use crate::repo::{self, Repository};
+use crate::repo::Repository;
 
 /// How reads are shaped for a backend: a local disk wants many small reads in parallel with the
 /// CPU; object storage wants few large ones, many at a time.
@@ -137,7 +137,6 @@ pub(crate) fn read_range(
     range: &PackRange,
     deliver: &mut dyn FnMut(&BlobEntry, Result<Bytes>),
 ) -> Result<()> {
-    let name = repo::pack_name(&range.pack);
     // Trees are packed apart from data: a range of trees is a range of a pack of trees.
     let trees = range.blobs.iter().all(|b| b.kind == BlobKind::Tree);
     let mut bytes =
@@ -145,8 +144,7 @@ pub(crate) fn read_range(
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
                 for b in &range.blobs {
-                    let detail = format!("the pack is missing (needed for blob {})", b.id.short());
-                    deliver(b, Err(Error::damaged(&name, detail)));
+                    deliver(b, Err(Error::pack_missing(&range.pack, &b.id)));
                 }
                 return Ok(());
             }
@@ -179,6 +177,21 @@ pub(crate) fn read_range(
     Ok(())
 }
 
+/// One blob, read and decoded like a range of one.
+pub(crate) fn read_one(repo: &Repository, loc: &Location) -> Result<Bytes> {
+    let (start, len) = (loc.entry.offset as u64, loc.entry.length as u64);
+    let range = PackRange {
+        pack: loc.pack,
+        seed: loc.seed,
+        start,
+        end: start + len,
+        blobs: vec![loc.entry],
+    };
+    let mut read = None;
+    read_range(repo, &range, &mut |_, r| read = Some(r))?;
+    read.expect("a range of one blob delivers it")
+}
+
 /// Read every range on up to `tuning.parallel` threads; `deliver` is called from those threads.
 /// Stops early (with the first storage error, or once `stop` says so) without reading the rest.
 pub(crate) fn read_all(
@@ -188,38 +201,47 @@ pub(crate) fn read_all(
     stop: &(dyn Fn() -> bool + Sync),
     deliver: &(dyn Fn(&BlobEntry, Result<Bytes>) + Sync),
 ) -> Result<()> {
-    let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error = std::sync::Mutex::new(None);
-    let threads = tuning.parallel.min(ranges.len()).max(1);
-    let work = || {
-        loop {
-            if failed.load(Ordering::Relaxed) || stop() {
-                return;
-            }
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(range) = ranges.get(i) else {
-                return;
-            };
-            if let Err(e) = read_range(repo, range, &mut |b, r| deliver(b, r)) {
-                failed.store(true, Ordering::Relaxed);
-                first_error.lock().expect("fetch error").get_or_insert(e);
+    each_parallel(ranges, tuning.parallel, &|range| {
+        if failed.load(Ordering::Relaxed) || stop() {
+            return false;
+        }
+        if let Err(e) = read_range(repo, range, &mut |b, r| deliver(b, r)) {
+            failed.store(true, Ordering::Relaxed);
+            first_error.lock().expect("fetch error").get_or_insert(e);
+            return false;
+        }
+        true
+    });
+    match first_error.into_inner().expect("fetch error") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Call `work` on the items from up to `threads` threads, each taking the next item no thread
+/// has taken, until the items run out or `work` returns false (that thread then stops).
+pub(crate) fn each_parallel<T: Sync>(
+    items: &[T],
+    threads: usize,
+    work: &(dyn Fn(&T) -> bool + Sync),
+) {
+    let next = AtomicUsize::new(0);
+    let run = || {
+        while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if !work(item) {
                 return;
             }
         }
     };
-    if threads == 1 {
-        work();
-    } else {
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(work);
+    match threads.min(items.len()) {
+        0 | 1 => run(),
+        n => std::thread::scope(|s| {
+            for _ in 0..n {
+                s.spawn(run);
             }
-        });
-    }
-    match first_error.into_inner().expect("fetch error") {
-        Some(e) => Err(e),
-        None => Ok(()),
+        }),
     }
 }
 

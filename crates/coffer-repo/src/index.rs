@@ -32,25 +32,6 @@ pub(crate) struct Location {
     pub entry: BlobEntry,
 }
 
-impl Location {
-    /// Read the blob from storage and decode it, fully checked.
-    pub fn read(&self, repo: &Repository) -> Result<Vec<u8>> {
-        let name = repo::pack_name(&self.pack);
-        let e = &self.entry;
-        let trees = e.kind == pack::BlobKind::Tree;
-        let stored = match repo.read_pack_range(&self.pack, e.offset as u64, e.length as u64, trees)
-        {
-            Ok(s) => s,
-            Err(err) if err.is_not_found() => {
-                let detail = format!("the pack is missing (needed for blob {})", e.id.short());
-                return Err(Error::damaged(&name, detail));
-            }
-            Err(err) => return Err(err.into()),
-        };
-        pack::decode_blob(repo, &self.pack, &self.seed, e, stored)
-    }
-}
-
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PackRef {
     pub id: Id,

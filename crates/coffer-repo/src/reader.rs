@@ -117,7 +117,7 @@ impl<'a> BlobReader<'a> {
             .index
             .lookup(id)
             .ok_or_else(|| Error::MissingBlob(id.to_hex()))?;
-        Ok(loc.read(self.repo)?.into())
+        fetch::read_one(self.repo, &loc)
     }
 
     /// Many chunks of file content at once, read as planned (`fetch`) with up to `parallel`
@@ -262,7 +262,7 @@ pub(crate) fn chunk_of(read: &Chunks, id: &Id) -> Result<Bytes> {
 }
 
 /// A chunk's plaintext, checked against the length its tree records.
-fn checked_len(data: Bytes, id: &Id, len: u32) -> Result<Bytes> {
+pub(crate) fn checked_len(data: Bytes, id: &Id, len: u32) -> Result<Bytes> {
     if data.len() != len as usize {
         return Err(Error::damaged(
             format!("blob {}", id.short()),

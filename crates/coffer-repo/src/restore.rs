@@ -44,7 +44,7 @@ use crate::backup::Progress;
 use crate::error::{Error, Result};
 use crate::fetch;
 use crate::id::Id;
-use crate::reader::BlobReader;
+use crate::reader::{BlobReader, checked_len};
 use crate::session::SnapshotReader;
 use crate::tree::{Content, Node, NodeKind, valid_name};
 
@@ -582,24 +582,22 @@ impl<'a> Batch<'a> {
         for &(i, offset, len) in &self.targets[id] {
             let mut f = self.files[i].lock().expect("file");
             if f.damage.is_none() {
-                match data {
-                    Ok(d) if d.len() == len as usize => {
+                let checked = match data {
+                    Ok(d) => checked_len(d.clone(), id, len),
+                    Err(e) => Err(e.copy_damage()),
+                };
+                match checked {
+                    Ok(d) => {
                         let path = f.job.written();
                         f.job
                             .file
-                            .write_all_at(d, offset)
+                            .write_all_at(&d, offset)
                             .map_err(|e| Error::io(path, e))?;
                         if let Some(p) = &self.shared.progress {
                             p.bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
                         }
                     }
-                    Ok(_) => {
-                        f.damage = Some(Error::damaged(
-                            format!("blob {}", id.short()),
-                            "its length differs from the tree's record",
-                        ))
-                    }
-                    Err(e) => f.damage = Some(e.copy_damage()),
+                    Err(e) => f.damage = Some(e),
                 }
             }
             f.remaining -= 1;

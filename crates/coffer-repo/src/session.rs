@@ -190,10 +190,7 @@ impl<'r> SnapshotReader<'r> {
                         .lookup(id)
                         .ok_or_else(|| Error::MissingBlob(id.to_hex()))?;
                     if !self.index.listed.contains_key(&loc.pack) {
-                        return Err(Error::damaged(
-                            repo::pack_name(&loc.pack),
-                            format!("the pack is missing (needed for blob {})", id.short()),
-                        ));
+                        return Err(Error::pack_missing(&loc.pack, id));
                     }
                 }
             }

@@ -11,7 +11,7 @@
 //! Every problem names the damaged object and the snapshots and files it affects.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::archive::{self, ArchiveWalk, Damage};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::fetch::ReadTuning;
+use crate::fetch::{self, ReadTuning};
 use crate::id::Id;
 use crate::index::Index;
 use crate::lock::{self, LockKind};
@@ -426,15 +426,9 @@ fn check_packs(
         true => ReadTuning::of(repo).parallel,
         false => 1,
     };
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                while let Some(id) = packs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    check(id);
-                }
-            });
-        }
+    fetch::each_parallel(packs, threads, &|id| {
+        check(id);
+        true
     });
     (bytes.into_inner(), blobs.into_inner())
 }

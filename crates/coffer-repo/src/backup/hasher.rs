@@ -110,7 +110,7 @@ pub(crate) struct HashResult {
 
 /// Reads stored blobs for the hasher.
 pub(crate) trait BlobSource {
-    fn read(&self, id: &Id) -> Result<Vec<u8>>;
+    fn read(&self, id: &Id) -> Result<Bytes>;
 }
 
 pub(crate) struct Hasher<'a> {

@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::fetch;
 use crate::id::Id;
 use crate::index::Index;
 use crate::lock::{self, LockKind};
@@ -203,10 +204,12 @@ struct Readback {
 }
 
 impl BlobSource for Readback {
-    fn read(&self, id: &Id) -> Result<Vec<u8>> {
+    fn read(&self, id: &Id) -> Result<Bytes> {
         let loc = self.index.lookup(id).or_else(|| self.stored.get(id));
-        loc.ok_or_else(|| Error::MissingBlob(id.to_hex()))?
-            .read(&self.repo)
+        fetch::read_one(
+            &self.repo,
+            &loc.ok_or_else(|| Error::MissingBlob(id.to_hex()))?,
+        )
     }
 }
 
