@@ -156,6 +156,16 @@ impl Index {
     /// again, and every reader (and prune, which keeps the packs of these locations) then uses
     /// the new copy.
     pub fn load(repo: &Repository) -> Result<Index> {
+        Self::load_kinds(repo, false)
+    }
+
+    /// `load`, keeping only the blobs of listings (trees and the like) but every pack: what a
+    /// backup needs to walk its parent, a small fraction of a repository's blobs.
+    pub(crate) fn load_trees(repo: &Repository) -> Result<Index> {
+        Self::load_kinds(repo, true)
+    }
+
+    fn load_kinds(repo: &Repository, trees_only: bool) -> Result<Index> {
         let condemned = crate::prune::condemned_packs(repo)?;
         let mut index = Index {
             listed: repo::list_packs(repo)?,
@@ -165,8 +175,10 @@ impl Index {
         repo.forget_unlisted(INDEX, listed.iter().map(|o| o.name.as_str()));
         // Room for every entry the files can hold (46 bytes each), so that the list is not
         // grown, and briefly held twice, while it fills.
-        let entries: u64 = listed.iter().map(|o| o.size / 46).sum();
-        index.sorted.reserve_exact(entries as usize);
+        if !trees_only {
+            let entries: u64 = listed.iter().map(|o| o.size / 46).sum();
+            index.sorted.reserve_exact(entries as usize);
+        }
         for f in listed {
             let Some(id) = repo::id_of_name(&f.name) else {
                 continue;
@@ -176,8 +188,13 @@ impl Index {
                     index.files.push(id);
                     for p in packs {
                         let pos = index.add_pack_ref(&p, condemned.contains(&p.id));
-                        let blobs = p.blobs.iter().map(|b| (b.id, BlobLoc::new(pos, b)));
-                        index.sorted.extend(blobs);
+                        let blobs = p
+                            .blobs
+                            .iter()
+                            .filter(|b| !trees_only || b.kind == pack::BlobKind::Tree);
+                        index
+                            .sorted
+                            .extend(blobs.map(|b| (b.id, BlobLoc::new(pos, b))));
                     }
                 }
                 // Deleted by a concurrent prune after we listed it: its packs are in a newer file.
@@ -318,6 +335,18 @@ impl Index {
         self.index_sorted();
         names.sort();
         names
+    }
+
+    /// Whether every blob the index files list is stored and stays: no index file was
+    /// unreadable, every pack they name is held in full by storage and condemned by no prune
+    /// plan, and every pack storage lists is indexed. Then every blob an existing snapshot
+    /// references is stored, without a lookup per blob: a snapshot is written only after the
+    /// index files of its blobs, and a prune deletes only blobs no snapshot references (see
+    /// ARCHITECTURE.md).
+    pub(crate) fn intact(&self) -> bool {
+        self.damaged.is_empty()
+            && self.packs.iter().all(|p| p.held && !p.condemned)
+            && self.listed.keys().all(|id| self.has_pack(id))
     }
 
     pub(crate) fn packs(&self) -> &[PackRef] {

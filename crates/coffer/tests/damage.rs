@@ -22,6 +22,8 @@ struct Fixture {
     pack_a: String,
     /// The smallest pack backup A wrote: its listings.
     trees_a: String,
+    /// The index file backup A wrote.
+    index_a: String,
     key_file: PathBuf,
 }
 
@@ -63,8 +65,13 @@ fn setup(cli: Cli, objects: PathBuf, dir: coffer_testkit::TempDir) -> Fixture {
         }
     }
     let before = list(&objects, "data");
+    let index_before = list(&objects, "index");
     let a = cli.backup(&[&src_a]);
     let after_a = list(&objects, "data");
+    let index_a = list(&objects, "index")
+        .into_iter()
+        .find(|i| !index_before.contains(i))
+        .expect("backup A wrote an index file");
     let b = cli.backup(&[&src_b]);
     let mut new_a: Vec<String> = after_a
         .into_iter()
@@ -86,6 +93,7 @@ fn setup(cli: Cli, objects: PathBuf, dir: coffer_testkit::TempDir) -> Fixture {
         b,
         pack_a,
         trees_a,
+        index_a,
         key_file,
     }
 }
@@ -299,6 +307,29 @@ fn deleted_pack_is_stored_again(f: Fixture) {
     assert_restores(&f, &f.cli, &f.a, &f.src_a);
 }
 
+/// A backup after an index file was deleted does not trust its parent's data blindly: the
+/// parent's listings are indexed (a later backup wrote them) but the packs of its files' data
+/// are in storage and indexed nowhere, so the unchanged files are stored again and the new
+/// snapshot restores from what the remaining index files list.
+fn deleted_index_is_stored_again(f: Fixture) {
+    std::fs::write(
+        f.src_a.join("new"),
+        b"a new file, so that a new listing is stored",
+    )
+    .unwrap();
+    let parent = f.cli.backup(&[&f.src_a]);
+    std::fs::remove_file(f.objects.join(&f.index_a)).unwrap();
+    let out = f.cli.json(&["backup", f.src_a.to_str().unwrap()]);
+    assert_eq!(out["parent"], parent.as_str(), "{out}");
+    assert!(
+        out["stored_bytes"].as_u64().unwrap() > 3 * 1024 * 1024,
+        "{out}"
+    );
+    let again = out["snapshot_id"].as_str().unwrap();
+    assert_restores(&f, &f.cli, again, &f.src_a);
+    assert_eq!(f.cli.json(&["verify", again])["ok"], true);
+}
+
 fn damaged_index(f: Fixture) {
     let index = list(&f.objects, "index");
     let victim = &index[0];
@@ -375,6 +406,7 @@ damage_tests!(
     truncated_pack,
     deleted_pack,
     deleted_pack_is_stored_again,
+    deleted_index_is_stored_again,
     damaged_index,
     damaged_snapshot,
     damaged_key_file

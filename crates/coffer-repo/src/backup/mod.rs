@@ -6,6 +6,7 @@
 
 mod exclude;
 mod hasher;
+mod known;
 mod pipeline;
 mod walker;
 
@@ -25,7 +26,6 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::fetch;
 use crate::id::Id;
-use crate::index::Index;
 use crate::lock::{self, LockKind};
 use crate::pack::BlobKind;
 use crate::reader::BlobReader;
@@ -35,6 +35,7 @@ use crate::tree::valid_name;
 
 use hasher::{BlobSource, HashMsg, Hasher, ParentArchive};
 pub(crate) use hasher::{decode_checkpoints, encode_checkpoints};
+use known::Known;
 use pipeline::{Pipeline, StoredBlobs};
 
 /// Where the data of one backup item comes from.
@@ -199,13 +200,13 @@ pub struct BackupCounts {
 /// Blobs for the hasher: from the index, or stored by this very backup.
 struct Readback {
     repo: Repository,
-    index: Arc<Index>,
+    known: Arc<Known>,
     stored: StoredBlobs,
 }
 
 impl BlobSource for Readback {
     fn read(&self, id: &Id) -> Result<Bytes> {
-        let loc = self.index.lookup(id).or_else(|| self.stored.get(id));
+        let loc = self.known.lookup(id)?.or_else(|| self.stored.get(id));
         fetch::read_one(
             &self.repo,
             &loc.ok_or_else(|| Error::MissingBlob(id.to_hex()))?,
@@ -248,14 +249,13 @@ pub fn backup(
     let time = opts.time.unwrap_or_else(Utc::now);
     let host = opts.host.clone().unwrap_or_else(repo::hostname);
     let _lock = lock::acquire(repo, LockKind::Backup)?;
-    let mut index = Index::load(repo)?;
     // Data in a lost pack is not reused: it is stored again when the files still have it, and
     // the new snapshot never depends on a pack that is gone.
-    let lost = index.forget_lost_packs();
-    let index = Arc::new(index);
+    let (known, lost) = Known::load(repo)?;
+    let known = Arc::new(known);
     let paths: Vec<String> = items.iter().map(|i| i.label.clone()).collect();
     let parent = choose_parent(repo, &opts.parent, &host, &paths)?;
-    let reader = BlobReader::new(repo, &index);
+    let reader = BlobReader::new(repo, known.trees());
 
     // What the hasher needs of the parent; a damaged parent only costs speed, never the backup.
     let parent_archive = parent.as_ref().and_then(|(_, p)| {
@@ -274,7 +274,7 @@ pub fn backup(
     let (hash_tx, hash_rx) = crossbeam_channel::bounded::<Vec<HashMsg>>(4);
     let readback = Readback {
         repo: repo.clone(),
-        index: index.clone(),
+        known: known.clone(),
         stored: pipeline.stored_blobs(),
     };
     let hasher = std::thread::Builder::new()
@@ -285,7 +285,7 @@ pub fn backup(
     let walked = {
         let mut w = walker::Walker::new(
             repo,
-            &index,
+            &known,
             &reader,
             &pipeline,
             hash_tx,
@@ -313,7 +313,7 @@ pub fn backup(
 
     let cp_data = encode_checkpoints(&hashed.checkpoints);
     let cp_id = repo.blob_id(&cp_data);
-    if !index.has_blob(&cp_id) {
+    if !known.has_tree(&cp_id) {
         pipeline.add(BlobKind::Tree, cp_id, Bytes::from(cp_data))?;
     }
     let stored = pipeline.finish()?;

@@ -16,13 +16,13 @@ use chrono::{DateTime, Utc};
 use crossbeam_channel::Sender;
 
 use super::hasher::{HashMsg, StatGuard};
+use super::known::Known;
 use super::pipeline::Pipeline;
 use super::{BackupCounts, BackupItem, Excludes, Progress, Source};
 use crate::archive::{self, ArchiveWalk};
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::Index;
 use crate::pack::BlobKind;
 use crate::reader::BlobReader;
 use crate::repo::Repository;
@@ -55,7 +55,7 @@ struct Listing {
 
 pub(super) struct Walker<'a> {
     repo: &'a Repository,
-    index: &'a Index,
+    known: &'a Known,
     reader: &'a BlobReader<'a>,
     pipeline: &'a Pipeline,
     hash: Option<Sender<Vec<HashMsg>>>,
@@ -155,7 +155,7 @@ impl<'a> Walker<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         repo: &'a Repository,
-        index: &'a Index,
+        known: &'a Known,
         reader: &'a BlobReader<'a>,
         pipeline: &'a Pipeline,
         hash: Sender<Vec<HashMsg>>,
@@ -167,7 +167,7 @@ impl<'a> Walker<'a> {
         let parent_walk = parent_root.and_then(|r| ArchiveWalk::new(reader, &r).ok());
         Ok(Walker {
             repo,
-            index,
+            known,
             reader,
             pipeline,
             hash: Some(hash),
@@ -515,8 +515,8 @@ impl<'a> Walker<'a> {
             self.count_file(0);
             return Ok(Some(node));
         }
-        match prev.filter(|p| unchanged(p, &node) && self.all_stored(&p.content)) {
-            Some(p) => {
+        match prev.filter(|p| unchanged(p, &node)) {
+            Some(p) if self.all_stored(&p.content)? => {
                 node.content = p.content.clone();
                 node.xattrs = p.xattrs.clone();
                 self.emit(apath, &node, None, true)?;
@@ -531,7 +531,7 @@ impl<'a> Walker<'a> {
                 self.stats.files_unchanged += 1;
                 self.count_file(0);
             }
-            None => {
+            _ => {
                 let mut f = match fs::OpenOptions::new()
                     .read(true)
                     .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
@@ -732,7 +732,8 @@ impl<'a> Walker<'a> {
     ) -> Result<()> {
         let id = self.repo.blob_id(&chunk);
         let len = chunk.len() as u32;
-        if !self.index.has_blob(&id) && self.queued.insert(id) {
+        if !self.queued.contains(&id) && !self.known.has_data(&id)? {
+            self.queued.insert(id);
             self.stats.bytes_added += len as u64;
             self.pipeline.add(BlobKind::Data, id, chunk.clone())?;
         }
@@ -749,17 +750,15 @@ impl<'a> Walker<'a> {
     /// Whether every chunk of `content` is stored, so that an unchanged file may reuse it.
     /// False when the parent's data was in a pack that is lost or about to be pruned: the
     /// file is then read again.
-    fn all_stored(&self, content: &[Content]) -> bool {
-        content.iter().all(|c| match c {
-            Content::Chunk { id, .. } => self.index.has_blob(id) || self.queued.contains(id),
-            Content::Hole { .. } => true,
-        })
+    fn all_stored(&self, content: &[Content]) -> Result<bool> {
+        self.known
+            .parent_content_stored(content, |id| self.queued.contains(id))
     }
 
     fn store_tree(&mut self, nodes: Vec<Node>) -> Result<Id> {
         let data = Tree { nodes }.encode();
         let id = self.repo.blob_id(&data);
-        if !self.index.has_blob(&id) && self.queued.insert(id) {
+        if !self.known.has_tree(&id) && self.queued.insert(id) {
             self.pipeline.add(BlobKind::Tree, id, Bytes::from(data))?;
         }
         Ok(id)
