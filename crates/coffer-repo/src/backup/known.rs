@@ -17,6 +17,8 @@ use crate::tree::Content;
 pub(super) struct Known {
     repo: Repository,
     trees: Index,
+    /// `Index::intact`, answered once.
+    intact: bool,
     data: OnceLock<Index>,
     /// Held while the data index loads, so that two threads do not load it twice.
     loading: Mutex<()>,
@@ -30,6 +32,7 @@ impl Known {
         let lost = trees.forget_lost_packs();
         let known = Known {
             repo: repo.clone(),
+            intact: trees.intact(),
             trees,
             data: OnceLock::new(),
             loading: Mutex::new(()),
@@ -78,7 +81,7 @@ impl Known {
         content: &[Content],
         queued: impl Fn(&Id) -> bool,
     ) -> Result<bool> {
-        if self.trees.intact() {
+        if self.intact {
             return Ok(true);
         }
         let data = self.data()?;
