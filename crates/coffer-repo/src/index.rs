@@ -16,6 +16,9 @@ use crate::wire;
 
 const MAGIC: &[u8; 4] = b"CFIX";
 
+/// `added` is folded into the sorted list once it holds this many blobs and an eighth of it.
+const FOLD_AT: usize = 65_536;
+
 /// One pack and its blobs, as an index file lists them.
 #[derive(Clone, Debug)]
 pub(crate) struct PackEntries {
@@ -88,8 +91,9 @@ pub struct Index {
     /// more (ids are uniformly random): a lookup then searches a few entries, not the whole
     /// list, which would cost a cache miss per step.
     fanout: Vec<u32>,
-    /// Blobs added after loading (packs found without an index file, packs a prune wrote);
-    /// an entry here overrides one in `sorted`.
+    /// Blobs added after loading (packs found without an index file, packs a prune wrote, a
+    /// backup's own packs); an entry here overrides one in `sorted`, into which they are folded
+    /// once they are many (`fold_added`).
     added: HashMap<Id, BlobLoc>,
     /// Index files that were read.
     pub(crate) files: Vec<Id>,
@@ -243,17 +247,54 @@ impl Index {
                 }
             }
         }
+        if self.added.len() >= FOLD_AT.max(self.sorted.len() / 8) {
+            self.fold_added();
+        }
+    }
+
+    /// Move the blobs of `added` into `sorted`, in place: a backup that stores millions of
+    /// blobs keeps where they went at 52 bytes each, not in a hash table twice that size.
+    fn fold_added(&mut self) {
+        let mut new = Vec::with_capacity(self.added.len());
+        for (id, loc) in std::mem::take(&mut self.added) {
+            match self.position(&id) {
+                Some(at) => self.sorted[at].1 = loc,
+                None => new.push((id, loc)),
+            }
+        }
+        new.sort_unstable_by_key(|(id, _)| *id);
+        // Merge from the back into the grown list: each entry moves once.
+        let (mut i, mut j) = (self.sorted.len(), new.len());
+        self.sorted.extend_from_slice(&new);
+        let mut k = self.sorted.len();
+        while j > 0 {
+            k -= 1;
+            if i > 0 && self.sorted[i - 1].0 > new[j - 1].0 {
+                i -= 1;
+                self.sorted[k] = self.sorted[i];
+            } else {
+                j -= 1;
+                self.sorted[k] = new[j];
+            }
+        }
+        self.index_sorted();
     }
 
     /// Where `id` is stored, if anywhere.
     fn get(&self, id: &Id) -> Option<&BlobLoc> {
-        self.added.get(id).or_else(|| {
-            let b = Self::bucket(id);
-            let (from, to) = (*self.fanout.get(b)?, self.fanout[b + 1]);
-            let range = &self.sorted[from as usize..to as usize];
-            let at = range.binary_search_by(|(k, _)| k.cmp(id)).ok()?;
-            Some(&range[at].1)
-        })
+        self.added
+            .get(id)
+            .or_else(|| Some(&self.sorted[self.position(id)?].1))
+    }
+
+    /// The position of `id` in `sorted`.
+    fn position(&self, id: &Id) -> Option<usize> {
+        let b = Self::bucket(id);
+        let (from, to) = (*self.fanout.get(b)? as usize, self.fanout[b + 1] as usize);
+        let at = self.sorted[from..to]
+            .binary_search_by(|(k, _)| k.cmp(id))
+            .ok()?;
+        Some(from + at)
     }
 
     /// Every blob once, with its place.
@@ -438,4 +479,64 @@ pub(crate) fn read_trailer(
         return Err(bad());
     }
     pack::parse_trailer(repo, name, &head, &trailer, tstart as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress::Compression;
+
+    fn pack(n: u8, ids: impl Iterator<Item = u32>) -> PackEntries {
+        let blobs = ids
+            .map(|i| BlobEntry {
+                kind: pack::BlobKind::Data,
+                compression: Compression::None,
+                id: Id::of_object(&i.to_le_bytes()),
+                offset: i,
+                length: 1,
+                raw_length: 1,
+            })
+            .collect();
+        PackEntries {
+            id: Id::of_object(&[n]),
+            seed: [n; crate::crypto::SEED_LEN],
+            blobs,
+        }
+    }
+
+    /// Packs added one after another are folded into the sorted list along the way; every
+    /// blob is still found where it was stored, and a later copy in a better pack wins.
+    #[test]
+    fn added_packs_fold_into_the_sorted_list() {
+        let mut index = Index::default();
+        for p in 0..10u32 {
+            index.add_pack(&pack(p as u8, p * 20_000..(p + 1) * 20_000), false);
+        }
+        assert!(index.added.len() < 65_536, "folded: {}", index.added.len());
+        assert_eq!(index.sorted.len() + index.added.len(), 200_000);
+        assert!(index.sorted.windows(2).all(|w| w[0].0 < w[1].0));
+        for i in (0..200_000u32).step_by(997) {
+            let at = index
+                .lookup(&Id::of_object(&i.to_le_bytes()))
+                .expect("found");
+            assert_eq!(at.pack, Id::of_object(&[(i / 20_000) as u8]));
+            assert_eq!(at.entry.offset, i);
+        }
+        assert!(
+            index
+                .lookup(&Id::of_object(&200_000u32.to_le_bytes()))
+                .is_none()
+        );
+        // A condemned pack's copy gives way to one in a pack that stays, folded or not.
+        index.packs[0].condemned = true;
+        index.add_pack(&pack(99, (0..70_000).chain(200_000..210_000)), false);
+        assert!(index.added.is_empty(), "folded again");
+        let moved = index.lookup(&Id::of_object(&5u32.to_le_bytes())).unwrap();
+        assert_eq!(moved.pack, Id::of_object(&[99]));
+        let kept = index
+            .lookup(&Id::of_object(&25_000u32.to_le_bytes()))
+            .unwrap();
+        assert_eq!(kept.pack, Id::of_object(&[1]));
+        assert_eq!(index.blobs().count(), 210_000);
+    }
 }

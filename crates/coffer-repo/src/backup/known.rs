@@ -74,7 +74,7 @@ impl Known {
         Ok(self.data()?.lookup(id))
     }
 
-    /// Whether every chunk of a file of the parent snapshot is stored (`queued`: stored by
+    /// Whether every chunk of a file of the parent snapshot is stored (`queued`: queued by
     /// this backup). When the repository is intact this needs no lookup at all.
     pub fn parent_content_stored(
         &self,

@@ -9,6 +9,7 @@
 //! listed in an index file only after its upload returned (durable), and the snapshot is written
 //! only after `finish` has written the last index file: the write order of PRODUCT.md §2.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -67,6 +68,8 @@ struct Shared {
     unindexed: Mutex<Vec<PackEntries>>,
     /// Every blob stored by this backup, for reading back before the index is written.
     stored: StoredBlobs,
+    /// Blobs queued but not yet in `stored`; one leaves only after it is there.
+    pending: Mutex<HashSet<Id>>,
     stored_bytes: AtomicU64,
     packs: AtomicU64,
 }
@@ -87,8 +90,9 @@ impl Shared {
     }
 }
 
-/// Where each blob stored so far by this backup is (an index of its own: compact, since a
-/// first backup of millions of small files stores millions of blobs).
+/// Where each blob stored so far by this backup is (an index of its own, folded into its
+/// sorted list as it grows: a first backup of millions of small files stores millions of
+/// blobs).
 #[derive(Clone, Default)]
 pub(crate) struct StoredBlobs(Arc<Mutex<Index>>);
 
@@ -128,6 +132,7 @@ impl Pipeline {
             failed: AtomicBool::new(false),
             unindexed: Mutex::new(vec![]),
             stored: StoredBlobs::default(),
+            pending: Mutex::new(HashSet::new()),
             stored_bytes: AtomicU64::new(0),
             packs: AtomicU64::new(0),
         });
@@ -174,6 +179,7 @@ impl Pipeline {
     /// Queue a new blob for storing. The caller has already decided it is not a duplicate.
     pub fn add(&self, kind: BlobKind, id: Id, data: Bytes) -> Result<()> {
         self.check()?;
+        self.shared.pending.lock().expect("pending").insert(id);
         self.shared.counts.lock().expect("counts").sent += 1;
         let full = {
             let mut batch = self.batch.lock().expect("batch");
@@ -182,6 +188,15 @@ impl Pipeline {
             batch.0.len() >= BATCH_BLOBS || batch.1 >= BATCH_BYTES
         };
         if full { self.send_batch() } else { Ok(()) }
+    }
+
+    /// Whether this backup has queued the blob already (stored or on its way). No set of its
+    /// own beside `stored`: a first backup of millions of small files would hold one more
+    /// entry per blob.
+    pub fn has(&self, id: &Id) -> bool {
+        // `pending` first: a blob leaves it only after it is in `stored`.
+        self.shared.pending.lock().expect("pending").contains(id)
+            || self.shared.stored.get(id).is_some()
     }
 
     fn send_batch(&self) -> Result<()> {
@@ -374,6 +389,12 @@ fn upload_loop(repo: &Repository, rx: Receiver<FinishedPack>, sh: Arc<Shared>) {
             .lock()
             .expect("stored")
             .add_pack(&entries, false);
+        {
+            let mut pending = sh.pending.lock().expect("pending");
+            for b in &entries.blobs {
+                pending.remove(&b.id);
+            }
+        }
         sh.unindexed.lock().expect("unindexed").push(entries);
         {
             let mut c = sh.counts.lock().expect("counts");

@@ -1,7 +1,7 @@
 //! The walker: visits the sources in archive order, decides what is unchanged, reads and
 //! chunks what is not, builds the trees, and tells the hasher the archive as it goes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
 use std::io::{Read, Seek, SeekFrom};
@@ -62,8 +62,6 @@ pub(super) struct Walker<'a> {
     batch: Vec<HashMsg>,
     batch_bytes: usize,
     chunker: Chunker,
-    /// Blobs queued by this backup (not yet in the index).
-    queued: HashSet<Id>,
     /// The parent's archive, walked in step with ours while both are identical.
     parent_walk: Option<ArchiveWalk<'a>>,
     parent_root: Option<Id>,
@@ -174,7 +172,6 @@ impl<'a> Walker<'a> {
             batch: Vec::with_capacity(HASH_BATCH),
             batch_bytes: 0,
             chunker: repo.chunker(),
-            queued: HashSet::new(),
             diverged: parent_walk.is_none(),
             parent_walk,
             parent_root,
@@ -732,8 +729,7 @@ impl<'a> Walker<'a> {
     ) -> Result<()> {
         let id = self.repo.blob_id(&chunk);
         let len = chunk.len() as u32;
-        if !self.queued.contains(&id) && !self.known.has_data(&id)? {
-            self.queued.insert(id);
+        if !self.pipeline.has(&id) && !self.known.has_data(&id)? {
             self.stats.bytes_added += len as u64;
             self.pipeline.add(BlobKind::Data, id, chunk.clone())?;
         }
@@ -752,13 +748,13 @@ impl<'a> Walker<'a> {
     /// file is then read again.
     fn all_stored(&self, content: &[Content]) -> Result<bool> {
         self.known
-            .parent_content_stored(content, |id| self.queued.contains(id))
+            .parent_content_stored(content, |id| self.pipeline.has(id))
     }
 
     fn store_tree(&mut self, nodes: Vec<Node>) -> Result<Id> {
         let data = Tree { nodes }.encode();
         let id = self.repo.blob_id(&data);
-        if !self.known.has_tree(&id) && self.queued.insert(id) {
+        if !self.known.has_tree(&id) && !self.pipeline.has(&id) {
             self.pipeline.add(BlobKind::Tree, id, Bytes::from(data))?;
         }
         Ok(id)
