@@ -11,7 +11,8 @@
 //! (comma-separated subset of coffer,restic,borg,rustic), `COFFER_BENCH_DIR` (work directory,
 //! default `bench/work`), `COFFER_BENCH_DATASET=small` (only small text files: 20–300 words
 //! each, about 1,500 bytes), `COFFER_BENCH_S3=1` (the repositories on the tests' S3 server,
-//! `s3s-fs` on 127.0.0.1, for Coffer and restic; each keeps its cache in the work directory).
+//! `s3s-fs` on 127.0.0.1, for Coffer, restic and rustic; each keeps its cache in the work
+//! directory).
 //! The tools must be installed: `apt-get install restic borgbackup` and `cargo install
 //! rustic-rs` (and `s3s-fs` for the S3 mode: `scripts/test` installs it).
 //! Coffer's rows also give the requests it made to storage (its `--json` summary).
@@ -264,6 +265,21 @@ impl S3 {
         }
     }
 
+    /// rustic takes S3 settings from a profile only: write one (the benchmark's own throwaway
+    /// credentials) under a configuration directory of its own, and return that directory.
+    fn rustic_profile(&self, work: &Path, name: &str) -> String {
+        let dir = work.join("rustic-config");
+        std::fs::create_dir_all(dir.join("rustic")).unwrap();
+        let profile = format!(
+            "[repository.options]\nendpoint = \"{}\"\nbucket = \"bench\"\nroot = \"/{name}\"\n\
+             region = \"us-east-1\"\naccess_key_id = \"bench\"\n\
+             secret_access_key = \"bench-secret-key\"\n",
+            self.endpoint
+        );
+        std::fs::write(dir.join("rustic/bench-s3.toml"), profile).unwrap();
+        dir.display().to_string()
+    }
+
     fn env(&self, work: &Path) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ACCESS_KEY_ID", "bench".into()),
@@ -315,7 +331,8 @@ struct Tool {
     repo: PathBuf,
     env: Vec<(&'static str, String)>,
     /// On s3s-fs, restic's `check` and `prune` call packs under nested prefixes missing (the
-    /// server lists them differently from S3) and fail: their time is still measured.
+    /// server lists them differently from S3) and fail: their time is still measured (rustic
+    /// alike, should it meet the same listings).
     listing_may_fail: bool,
 }
 
@@ -579,12 +596,17 @@ fn main() {
                 (repo.display().to_string(), repo, env)
             }
             Some(s3) => {
+                let mut env = [env, s3.env(&work)].concat();
                 let url = match name.as_str() {
                     "coffer" => format!("s3://bench/{name}"),
                     "restic" => format!("s3:{}/bench/{name}", s3.endpoint),
+                    "rustic" => {
+                        env.push(("XDG_CONFIG_HOME", s3.rustic_profile(&work, name)));
+                        env.push(("RUSTIC_USE_PROFILE", "bench-s3".into()));
+                        "opendal:s3".into()
+                    }
                     other => panic!("{other} is not benchmarked on S3 here"),
                 };
-                let env = [env, s3.env(&work)].concat();
                 (url, s3.root.join("bench").join(name), env)
             }
         };
@@ -594,7 +616,7 @@ fn main() {
             url,
             repo,
             env,
-            listing_may_fail: s3.is_some() && name == "restic",
+            listing_may_fail: s3.is_some() && name != "coffer",
         };
         eprintln!("benchmarking {name}…");
         results.push((name.clone(), bench_tool(&tool, &data, &work, &files)));
