@@ -10,7 +10,9 @@
 //! copied from another repository serves nothing, as its directory names another repository
 //! and is emptied). Writes go to a temporary name and are renamed: a crash leaves no partial
 //! entry under a real name. The cache is bounded (oldest entries removed first when it grows
-//! past its limit at open) and optional: without it every read goes to the repository.
+//! past its limit at open) and optional: without it every read goes to the repository. The cache
+//! of a repository not opened for 30 days (deleted, moved, unregistered) is removed when another
+//! one under the same base is opened.
 //!
 //! **Architecture Invariant:** the cache never decides what exists. Listings always come from
 //! the repository; the cache only saves reading again what a listing names.
@@ -21,6 +23,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use crate::backend::BackendResult;
 use crate::id::Id;
@@ -30,8 +33,11 @@ use crate::repo;
 pub const DEFAULT_LIMIT: u64 = 2 << 30;
 
 const TEMPORARY: &str = ".tmp-";
-/// Names the repository a cache directory belongs to.
+/// Names the repository a cache directory belongs to; its modification time is when the cache
+/// was last opened.
 const OWNER: &str = "repository";
+/// A cache not opened for this long is removed.
+const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Marks the directory as a cache (<https://bford.info/cachedir/>): backups leave it out.
 const TAG: &str = "CACHEDIR.TAG";
 const TAG_TEXT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
@@ -47,6 +53,30 @@ pub(crate) struct Cache {
     dir: PathBuf,
     /// Entries whose bytes were checked against their name by this process.
     checked: Mutex<HashSet<String>>,
+}
+
+/// Remove the caches under `base`, other than `open`, that no one opened for `UNUSED_FOR`.
+/// Only directories named like a repository id and holding an owner file are touched.
+fn remove_unused(base: &Path, open: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let named_like_a_cache = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.parse::<Id>().is_ok());
+        if path == open || !named_like_a_cache {
+            continue;
+        }
+        let last_opened = fs::metadata(path.join(OWNER)).and_then(|m| m.modified());
+        if let Ok(t) = last_opened
+            && t.elapsed().is_ok_and(|age| age > UNUSED_FOR)
+        {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
 }
 
 impl Cache {
@@ -71,6 +101,8 @@ impl Cache {
             }
             Err(_) => fs::write(&owner, id.to_hex()).ok()?,
         }
+        let _ = fs::File::open(&owner).and_then(|f| f.set_modified(SystemTime::now()));
+        remove_unused(base, &dir);
         mark_as_cache(&dir);
         let cache = Cache {
             dir,
@@ -228,5 +260,39 @@ impl Cache {
                 total -= size;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opening a cache removes the caches of other repositories not opened for 30 days, and
+    /// leaves alone recent ones and whatever else is in the directory.
+    #[test]
+    fn caches_unused_for_a_month_are_removed() {
+        let base = tempfile::tempdir().unwrap();
+        let (old, recent) = (Id::random(), Id::random());
+        Cache::open(base.path(), &old, DEFAULT_LIMIT).unwrap();
+        Cache::open(base.path(), &recent, DEFAULT_LIMIT).unwrap();
+        let month_ago = SystemTime::now() - UNUSED_FOR - Duration::from_secs(3600);
+        let owner = base.path().join(old.to_hex()).join(OWNER);
+        fs::File::open(&owner)
+            .and_then(|f| f.set_modified(month_ago))
+            .unwrap();
+        let unrelated = base.path().join("not-a-cache");
+        fs::create_dir(&unrelated).unwrap();
+        fs::File::open(&unrelated)
+            .and_then(|f| f.set_modified(month_ago))
+            .unwrap();
+
+        let current = Cache::open(base.path(), &Id::random(), DEFAULT_LIMIT).unwrap();
+        assert!(!base.path().join(old.to_hex()).exists());
+        assert!(base.path().join(recent.to_hex()).exists());
+        assert!(unrelated.exists());
+        assert!(current.dir().exists());
+        // Opening it again keeps it: it was just used.
+        Cache::open(base.path(), &recent, DEFAULT_LIMIT).unwrap();
+        assert!(base.path().join(recent.to_hex()).exists());
     }
 }
