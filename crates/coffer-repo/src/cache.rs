@@ -55,6 +55,11 @@ pub(crate) struct Cache {
     checked: Mutex<HashSet<String>>,
 }
 
+/// Mark `path` as used now (its modification time).
+fn touch(path: &Path) {
+    let _ = fs::File::open(path).and_then(|f| f.set_modified(SystemTime::now()));
+}
+
 /// Remove the caches under `base`, other than `open`, that no one opened for `UNUSED_FOR`.
 /// Only directories named like a repository id and holding an owner file are touched.
 fn remove_unused(base: &Path, open: &Path) {
@@ -91,7 +96,8 @@ impl Cache {
             .ok()?;
         let owner = dir.join(OWNER);
         match fs::read_to_string(&owner) {
-            Ok(s) if s.trim() == id.to_hex() => {}
+            // Opened now: not removed as unused (a new owner file is as recent already).
+            Ok(s) if s.trim() == id.to_hex() => touch(&owner),
             Ok(_) => {
                 // Not this repository's: nothing in it is used.
                 for folder in [repo::INDEX, repo::SNAPSHOTS, repo::DATA] {
@@ -101,7 +107,6 @@ impl Cache {
             }
             Err(_) => fs::write(&owner, id.to_hex()).ok()?,
         }
-        let _ = fs::File::open(&owner).and_then(|f| f.set_modified(SystemTime::now()));
         remove_unused(base, &dir);
         mark_as_cache(&dir);
         let cache = Cache {
@@ -129,8 +134,7 @@ impl Cache {
             return None;
         }
         // Used now: trimmed last.
-        let _ = fs::File::open(self.path(name))
-            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        touch(&self.path(name));
         self.checked.lock().expect("cache").insert(name.to_string());
         Some(data)
     }

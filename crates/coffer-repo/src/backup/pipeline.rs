@@ -100,6 +100,10 @@ impl StoredBlobs {
     pub fn get(&self, id: &Id) -> Option<Location> {
         self.0.lock().expect("stored").lookup(id)
     }
+
+    fn add(&self, pack: &PackEntries) {
+        self.0.lock().expect("stored").add_pack(pack, false);
+    }
 }
 
 /// What the pipeline stored, returned by `finish`.
@@ -384,11 +388,7 @@ fn upload_loop(repo: &Repository, rx: Receiver<FinishedPack>, sh: Arc<Shared>) {
             seed: pack.seed,
             blobs: pack.entries,
         };
-        sh.stored
-            .0
-            .lock()
-            .expect("stored")
-            .add_pack(&entries, false);
+        sh.stored.add(&entries);
         {
             let mut pending = sh.pending.lock().expect("pending");
             for b in &entries.blobs {
