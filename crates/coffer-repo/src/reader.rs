@@ -1,7 +1,7 @@
 //! Reading blobs and trees back from the repository, fully checked.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
 
@@ -67,13 +67,50 @@ impl<V: Clone> Budgeted<V> {
     }
 }
 
+/// Decoded data blobs shared by several walks at once, and the blobs one of them is decoding.
+struct SharedBlobs {
+    state: Mutex<SharedState>,
+    decoded: Condvar,
+}
+
+struct SharedState {
+    cache: Budgeted<Bytes>,
+    decoding: HashSet<Id>,
+}
+
+impl SharedBlobs {
+    /// `id` once the walk decoding it is done: `None` when it could not be decoded or is no
+    /// longer cached.
+    fn wait_for(&self, id: &Id) -> Option<Bytes> {
+        let mut state = self.state.lock().expect("blob cache");
+        while state.decoding.contains(id) {
+            state = self.decoded.wait(state).expect("blob cache");
+        }
+        state.cache.get(id)
+    }
+}
+
+/// Unmarks the blobs a walk was decoding, and wakes the walks waiting for them, however the
+/// read ended.
+struct Unmark<'s>(&'s SharedBlobs, &'s HashMap<Id, u32>);
+
+impl Drop for Unmark<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        for id in self.1.keys() {
+            state.decoding.remove(id);
+        }
+        self.0.decoded.notify_all();
+    }
+}
+
 pub struct BlobReader<'a> {
     repo: &'a Repository,
     index: &'a Index,
     trees: Mutex<Budgeted<Arc<Tree>>>,
     /// Listings a read-ahead found no room for, in the order a walk reaches them.
     pending: Mutex<Vec<Id>>,
-    blobs: Option<Mutex<Budgeted<Bytes>>>,
+    blobs: Option<SharedBlobs>,
     tuning: ReadTuning,
 }
 
@@ -106,7 +143,13 @@ impl<'a> BlobReader<'a> {
     /// several walks over similar snapshots at the same time.
     pub fn with_blob_cache(repo: &'a Repository, index: &'a Index, budget: usize) -> Self {
         BlobReader {
-            blobs: Some(Mutex::new(Budgeted::new(budget))),
+            blobs: Some(SharedBlobs {
+                state: Mutex::new(SharedState {
+                    cache: Budgeted::new(budget),
+                    decoding: HashSet::new(),
+                }),
+                decoded: Condvar::new(),
+            }),
             ..Self::new(repo, index)
         }
     }
@@ -125,16 +168,63 @@ impl<'a> BlobReader<'a> {
     /// reached is the error returned.
     pub(crate) fn chunks(&self, wanted: &[(Id, u32)], parallel: usize) -> Result<Chunks> {
         let mut out = HashMap::with_capacity(wanted.len());
-        let mut lengths = HashMap::with_capacity(wanted.len());
-        for &(id, len) in wanted {
-            match self.cached(&id) {
+        let Some(shared) = &self.blobs else {
+            self.read_chunks(&wanted.iter().copied().collect(), parallel, &mut out, None)?;
+            return Ok(out);
+        };
+        // Blobs another walk is decoding are waited for, not decoded a second time: two walks
+        // at the same pace would otherwise both miss the cache, blob after blob.
+        let (mut mine, mut awaited) = (HashMap::with_capacity(wanted.len()), vec![]);
+        {
+            let mut state = shared.state.lock().expect("blob cache");
+            let SharedState { cache, decoding } = &mut *state;
+            for &(id, len) in wanted {
+                if out.contains_key(&id) || mine.contains_key(&id) {
+                    continue;
+                }
+                match cache.get(&id) {
+                    Some(b) => {
+                        out.insert(id, Ok(b));
+                    }
+                    None if decoding.contains(&id) => awaited.push((id, len)),
+                    None => {
+                        if cache.fits(len as usize) {
+                            decoding.insert(id);
+                        }
+                        mine.insert(id, len);
+                    }
+                }
+            }
+        }
+        self.read_chunks(&mine, parallel, &mut out, Some(shared))?;
+        let mut missed = HashMap::new();
+        for (id, len) in awaited {
+            match shared.wait_for(&id) {
                 Some(b) => {
                     out.insert(id, Ok(b));
                 }
+                // Damaged, or already evicted: read here.
                 None => {
-                    lengths.insert(id, len);
+                    missed.insert(id, len);
                 }
             }
+        }
+        self.read_chunks(&missed, parallel, &mut out, None)?;
+        Ok(out)
+    }
+
+    /// Read `lengths` (ids and the lengths their trees record) into `out`. With `shared`, the
+    /// blobs this walk marked as decoding are cached and unmarked, whatever happens.
+    fn read_chunks(
+        &self,
+        lengths: &HashMap<Id, u32>,
+        parallel: usize,
+        out: &mut Chunks,
+        shared: Option<&SharedBlobs>,
+    ) -> Result<()> {
+        let _unmark = shared.map(|s| Unmark(s, lengths));
+        if lengths.is_empty() {
+            return Ok(());
         }
         let tuning = ReadTuning {
             parallel,
@@ -143,21 +233,17 @@ impl<'a> BlobReader<'a> {
         let read = fetch::read_blobs(self.repo, self.index, lengths.keys().copied(), &tuning)?;
         for (id, data) in read {
             let data = data.and_then(|d| checked_len(d, &id, lengths[&id]));
-            if let (Some(cache), Ok(d)) = (&self.blobs, &data) {
-                let mut cache = cache.lock().expect("blob cache");
-                if cache.fits(d.len()) {
+            if let (Some(shared), Ok(d)) = (shared, &data) {
+                let mut state = shared.state.lock().expect("blob cache");
+                if state.cache.fits(d.len()) {
                     // A copy: the blob may be a slice of a whole range read, which it would
                     // keep alive.
-                    cache.insert(id, Bytes::copy_from_slice(d), d.len());
+                    state.cache.insert(id, Bytes::copy_from_slice(d), d.len());
                 }
             }
             out.insert(id, data);
         }
-        Ok(out)
-    }
-
-    fn cached(&self, id: &Id) -> Option<Bytes> {
-        self.blobs.as_ref()?.lock().expect("blob cache").get(id)
+        Ok(())
     }
 
     /// A directory listing. When the listings below it are not cached, they are read ahead,

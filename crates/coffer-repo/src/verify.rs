@@ -162,32 +162,47 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
     let listed = &index.listed;
 
     // Every pack the selected snapshots need, found through their trees, with the snapshots
-    // that use it, to name them if the pack turns out damaged, in the order they are first
-    // needed.
+    // that use it, to name them if the pack turns out damaged, and when the archive passes
+    // first need it: they run `CONCURRENT_ARCHIVES` at a time over the distinct root trees, at
+    // about the same pace, so at the least (round, offset in the archive) of its uses.
     let mut users: HashMap<Id, BTreeSet<Id>> = HashMap::new();
-    let mut first_needed: Vec<Id> = vec![];
+    let mut first_needed: HashMap<Id, (usize, u64)> = HashMap::new();
+    let mut trees: Vec<Id> = vec![];
     for (id, snap) in &selected {
         report.snapshots_checked += 1;
-        walk_references(&walker, snap, &mut |file, blob| match index.lookup(blob) {
-            Some(loc) => {
-                let (p, e) = (loc.pack, loc.entry);
-                if !users.contains_key(&p) {
-                    first_needed.push(p);
-                }
-                users.entry(p).or_default().insert(*id);
-                match listed.get(&p) {
-                    None => problems.add(repo::pack_name(&p), "missing".into(), Some(id), file),
-                    Some(size) if *size < e.offset as u64 + e.length as u64 => problems.add(
-                        repo::pack_name(&p),
-                        "truncated: shorter than its blobs need".into(),
-                        Some(id),
-                        file,
-                    ),
-                    Some(_) => {}
-                }
+        let round = match trees.iter().position(|t| *t == snap.tree) {
+            Some(i) => i,
+            None => {
+                trees.push(snap.tree);
+                trees.len() - 1
             }
-            None => problems.add_error(&Error::MissingBlob(blob.to_hex()), Some(id), file),
-        })
+        } / CONCURRENT_ARCHIVES;
+        walk_references(
+            &walker,
+            snap,
+            &mut |file, blob, offset| match index.lookup(blob) {
+                Some(loc) => {
+                    let (p, e) = (loc.pack, loc.entry);
+                    let when = (round, offset);
+                    first_needed
+                        .entry(p)
+                        .and_modify(|w| *w = (*w).min(when))
+                        .or_insert(when);
+                    users.entry(p).or_default().insert(*id);
+                    match listed.get(&p) {
+                        None => problems.add(repo::pack_name(&p), "missing".into(), Some(id), file),
+                        Some(size) if *size < e.offset as u64 + e.length as u64 => problems.add(
+                            repo::pack_name(&p),
+                            "truncated: shorter than its blobs need".into(),
+                            Some(id),
+                            file,
+                        ),
+                        Some(_) => {}
+                    }
+                }
+                None => problems.add_error(&Error::MissingBlob(blob.to_hex()), Some(id), file),
+            },
+        )
         .unwrap_or_else(|e| problems.add_error(&e, Some(id), None));
         if let Some(cp) = &snap.checkpoints
             && index.lookup(cp).is_none()
@@ -210,7 +225,14 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
             None => listed.keys().copied().filter(|p| holds_trees(p)).collect(),
             Some(_) => vec![],
         };
-        packs.extend(first_needed.iter().filter(|p| listed.contains_key(p)));
+        let mut needed: Vec<(&Id, &(usize, u64))> = first_needed.iter().collect();
+        needed.sort_unstable_by_key(|&(p, when)| (*when, *p));
+        packs.extend(
+            needed
+                .into_iter()
+                .map(|(p, _)| *p)
+                .filter(|p| listed.contains_key(p)),
+        );
         let expected = packs.len();
         if opts.snapshots.is_none() {
             let seen: HashSet<Id> = packs.iter().copied().collect();
@@ -229,12 +251,6 @@ pub fn verify(repo: &Repository, opts: &VerifyOptions) -> Result<VerifyReport> {
             SHARED_BLOB_CACHE,
         );
         let pack_problems = Mutex::new(vec![]);
-        let mut trees: Vec<Id> = vec![];
-        for (_, snap) in &selected {
-            if !trees.contains(&snap.tree) {
-                trees.push(snap.tree);
-            }
-        }
         let queue = Mutex::new(trees.into_iter());
         let computed: Mutex<HashMap<Id, Result<ArchiveCheck>>> = Mutex::new(HashMap::new());
         let (bytes, blobs) = std::thread::scope(|s| {
@@ -336,12 +352,14 @@ fn check_archive(reader: &BlobReader, tree: &Id) -> Result<ArchiveCheck> {
     })
 }
 
-/// Call `f(file, blob)` for every data blob a snapshot references (reading every tree).
+/// Call `f(file, blob, offset)` for every data blob a snapshot references (reading every
+/// tree), with the file content that comes before it in the walk.
 fn walk_references(
     reader: &BlobReader,
     snap: &Snapshot,
-    f: &mut dyn FnMut(Option<String>, &Id),
+    f: &mut dyn FnMut(Option<String>, &Id, u64),
 ) -> Result<()> {
+    let mut offset = 0;
     let mut walk = ArchiveWalk::new(reader, &snap.tree)?;
     while let Some(e) = walk.next_entry()? {
         if e.node.kind != NodeKind::File || e.link.is_some() {
@@ -349,8 +367,9 @@ fn walk_references(
         }
         let path = String::from_utf8_lossy(&e.path).into_owned();
         for c in &e.node.content {
-            if let Content::Chunk { id, .. } = c {
-                f(Some(path.clone()), id);
+            if let Content::Chunk { id, len } = c {
+                f(Some(path.clone()), id, offset);
+                offset += u64::from(*len);
             }
         }
     }

@@ -222,6 +222,49 @@ fn damaged_pack(f: Fixture) {
     assert_restores(&f, &f.cli, &f.b, &f.src_b);
 }
 
+/// Damage in data two snapshots share, checked by two archive passes at once (the second waits
+/// for the blobs the first is decoding): both snapshots are named, and neither verify nor the
+/// restore of either hangs or writes the damaged bytes.
+fn damage_in_shared_data(f: Fixture) {
+    // A second snapshot of A's data with one more file: a different archive over the same
+    // packs. B is forgotten so that the two passes run side by side.
+    std::fs::write(f.src_a.join("extra"), b"one more file").unwrap();
+    let a2 = f.cli.backup(&[&f.src_a]);
+    f.cli.ok(&["forget", &f.b]);
+    flip_byte(&f.objects.join(&f.pack_a), None);
+    let problems = verify_finds_damage(&f, &[]);
+    for snap in [&f.a, &a2] {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p["object"] == format!("snapshots/{snap}")
+                    && p["error"].as_str().unwrap().contains("checksum mismatch")),
+            "the archive of {snap} no longer matches: {problems:?}"
+        );
+    }
+    let p = problems
+        .iter()
+        .find(|p| p["object"] == f.pack_a.as_str())
+        .unwrap_or_else(|| panic!("{problems:?}"));
+    for snap in [&f.a, &a2] {
+        assert!(
+            p["snapshots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s == snap.as_str()),
+            "{p}"
+        );
+    }
+    let out = f.cli.run(&[
+        "restore",
+        &a2,
+        "--target",
+        f._dir.path().join("r").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "the damaged files are refused");
+}
+
 /// A flipped byte in the pack of A's listings, after a walk left an intact copy in the local
 /// cache (S3): verify reads the repository, not the cache, and says A is damaged; B is not.
 fn damaged_tree_pack(f: Fixture) {
@@ -402,6 +445,7 @@ macro_rules! damage_tests {
 
 damage_tests!(
     damaged_pack,
+    damage_in_shared_data,
     damaged_tree_pack,
     truncated_pack,
     deleted_pack,
