@@ -159,6 +159,18 @@ impl Jobs {
         self.registered_target(r, key).await
     }
 
+    /// The registered repository `id`, opened with the server's key (made on first use), for
+    /// what the server keeps there itself: copies of its system backups.
+    pub async fn open_registered(&self, id: &str) -> Result<coffer_repo::Repository> {
+        let r = self.db.resource::<Repository>(id).await?;
+        let key = match r.encrypted {
+            true => Some(self.export_repository_key().await?),
+            false => None,
+        };
+        let target = self.registered_target(r, key).await?;
+        blocking(move || target.open_or_init()).await
+    }
+
     /// How to open the registered repository `r` with `key`.
     pub(crate) async fn registered_target(
         &self,

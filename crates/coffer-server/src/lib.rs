@@ -57,6 +57,9 @@ pub struct ServerConfig {
     pub progress_every: Duration,
     /// The configuration file the server was started with, kept in its system backups.
     pub config_file: Option<PathBuf>,
+    /// What the secrets of the server's copies of its system backups are sealed under
+    /// (`system.offsite_repository`).
+    pub system_passphrase: Option<coffer_system::Passphrase>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             safety_record_days: 7,
             progress_every: Duration::from_secs(2),
             config_file: None,
+            system_passphrase: None,
         }
     }
 }
@@ -133,6 +137,7 @@ pub(crate) struct AppState {
     /// The metadata database's file.
     pub db_path: PathBuf,
     pub config_file: Option<PathBuf>,
+    pub system_passphrase: Option<coffer_system::Passphrase>,
     /// Held while the server runs: no other Coffer process works on the data directory.
     _lock: coffer_system::DirLock,
     pub auto_backup: selfbackup::TaskLog,
@@ -290,6 +295,7 @@ impl Server {
             db_path,
             _lock: lock,
             config_file: config.config_file,
+            system_passphrase: config.system_passphrase,
             auto_backup: Default::default(),
             metrics: metrics::handle(),
             openapi: OnceLock::new(),

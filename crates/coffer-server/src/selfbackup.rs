@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveTime, Utc};
 use coffer_system::archive::{self, ArchiveError};
 use coffer_system::{BackupFile, SystemError};
-use coffer_types::ServerTask;
+use coffer_types::{OffsiteCopy, ServerTask};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -18,6 +18,12 @@ use crate::error::ApiError;
 pub const RETENTION: &str = "general.backup_retention_count";
 /// `"true"`: a snapshot every day at 03:00 UTC.
 pub const AUTO_BACKUP: &str = "general.auto_backup";
+/// The id of a registered repository that every system backup is also copied into (and the
+/// daily task, when enabled, makes one for); empty or unset: none.
+pub const OFFSITE_REPOSITORY: &str = "system.offsite_repository";
+/// How many copies that repository keeps (a positive integer; 7 when unset).
+pub const OFFSITE_KEEP: &str = "system.offsite_keep";
+const DEFAULT_OFFSITE_KEEP: usize = 7;
 pub const AUTO_BACKUP_TASK: &str = "auto_backup";
 const DEFAULT_RETENTION: usize = 10;
 const AUDIT: &str = "audit";
@@ -61,13 +67,49 @@ fn flag(v: &serde_json::Value) -> Option<bool> {
 }
 
 /// Refuse a value the server could not use for a setting it reads.
-pub fn check_setting(key: &str, value: &serde_json::Value) -> Result<(), ApiError> {
+pub async fn check_setting(
+    state: &AppState,
+    key: &str,
+    value: &serde_json::Value,
+) -> Result<(), ApiError> {
+    if key != OFFSITE_REPOSITORY {
+        return check_value(key, value);
+    }
+    let invalid = |message: String| ApiError::Invalid {
+        field: OFFSITE_REPOSITORY,
+        message,
+    };
+    let id = match value {
+        serde_json::Value::Null => return Ok(()),
+        serde_json::Value::String(s) if s.is_empty() => return Ok(()),
+        serde_json::Value::String(s) => s,
+        _ => {
+            return Err(invalid(format!(
+                "{key} must be a repository's id, not {value}"
+            )));
+        }
+    };
+    if state.system_passphrase.is_none() {
+        return Err(invalid(
+            "copies of system backups are sealed under the system passphrase: start the server with COFFER_SYSTEM_PASSPHRASE (or COFFER_SYSTEM_PASSPHRASE_FILE) set"
+                .into(),
+        ));
+    }
+    match state.db.resource::<coffer_types::Repository>(id).await {
+        Ok(_) => Ok(()),
+        Err(coffer_db::DbError::NotFound(_)) => Err(invalid(format!(
+            "no registered repository has the id {id:?}"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Refuse a value of a setting that needs nothing but itself to be checked.
+fn check_value(key: &str, value: &serde_json::Value) -> Result<(), ApiError> {
+    let count = |field| (field, positive(value).is_some(), "a positive whole number");
     let (field, ok, expected) = match key {
-        RETENTION => (
-            RETENTION,
-            positive(value).is_some(),
-            "a positive whole number",
-        ),
+        RETENTION => count(RETENTION),
+        OFFSITE_KEEP => count(OFFSITE_KEEP),
         AUTO_BACKUP => (AUTO_BACKUP, flag(value).is_some(), "\"true\" or \"false\""),
         _ => return Ok(()),
     };
@@ -117,6 +159,73 @@ pub async fn system_backup(
         passphrase.as_deref(),
     )
     .await?)
+}
+
+/// When the settings name a repository: a system backup made for it, its secrets sealed under
+/// the system passphrase, copied into it (the newest `system.offsite_keep` kept) and removed
+/// here. A copy that failed says why; the caller's own backup stands either way.
+pub async fn offsite_copy(state: &Arc<AppState>) -> Result<Option<OffsiteCopy>, ApiError> {
+    let Some(repository_id) = setting(state, OFFSITE_REPOSITORY)
+        .await?
+        .and_then(|v| v.as_str().map(str::to_string))
+        .filter(|id| !id.is_empty())
+    else {
+        return Ok(None);
+    };
+    let keep = setting(state, OFFSITE_KEEP)
+        .await?
+        .as_ref()
+        .and_then(positive)
+        .unwrap_or(DEFAULT_OFFSITE_KEEP);
+    let copy = async {
+        let passphrase = state.system_passphrase.clone().ok_or_else(|| {
+            ApiError::Conflict(
+                "the server has no system passphrase (COFFER_SYSTEM_PASSPHRASE) to seal the copy's secrets under"
+                    .into(),
+            )
+        })?;
+        let made = system_backup(
+            state,
+            coffer_system::OFFSITE,
+            Some(passphrase.expose().to_string()),
+        )
+        .await?;
+        let stored = async {
+            let repo = state.jobs.open_registered(&repository_id).await?;
+            let zip = state.backups.path(&made.name, coffer_system::OFFSITE.suffix)?;
+            let name = made.name.clone();
+            tokio::task::spawn_blocking(move || {
+                coffer_system::offsite::store(&repo, &zip, &name, passphrase.expose(), keep)
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
+        }
+        .await;
+        let _ = state
+            .backups
+            .delete(&made.name, coffer_system::OFFSITE.suffix);
+        stored
+    }
+    .await;
+    Ok(Some(match copy {
+        Ok(stored) => {
+            tracing::info!(repository = %repository_id, snapshot = %stored.snapshot, forgotten = stored.forgotten, "copied a system backup offsite");
+            OffsiteCopy {
+                repository_id,
+                snapshot: Some(stored.snapshot.to_hex()),
+                error: None,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(repository = %repository_id, error = %e, "the offsite copy of a system backup failed");
+            OffsiteCopy {
+                repository_id,
+                snapshot: None,
+                error: Some(e.to_string()),
+            }
+        }
+    }))
 }
 
 /// Replace every table with those of the system backup at `path`, after checking all of it
@@ -214,12 +323,20 @@ pub async fn task(state: &AppState) -> Result<ServerTask, ApiError> {
     })
 }
 
-/// Run `auto_backup` now (whether enabled or not); what it did, or why it failed.
+/// Run `auto_backup` now (whether enabled or not): a snapshot, and a copy of a system backup
+/// when the settings name a repository for them; what it did, or why it failed.
 pub async fn run_task(state: &Arc<AppState>) -> Result<BackupFile, ApiError> {
     let taken = take(state).await;
-    state.auto_backup.record(match &taken {
-        Ok(_) => "success".into(),
-        Err(e) => format!("failed: {e}"),
+    let offsite = match &taken {
+        Ok(_) => offsite_copy(state).await,
+        Err(_) => Ok(None),
+    };
+    state.auto_backup.record(match (&taken, &offsite) {
+        (Err(e), _) | (Ok(_), Err(e)) => format!("failed: {e}"),
+        (Ok(_), Ok(Some(OffsiteCopy { error: Some(e), .. }))) => {
+            format!("failed: the offsite copy: {e}")
+        }
+        (Ok(_), Ok(_)) => "success".into(),
     });
     if let Err(e) = &taken {
         tracing::warn!(error = %e, "the backup of the metadata database failed");
@@ -268,7 +385,7 @@ mod tests {
     fn settings_the_server_reads_are_checked() {
         use serde_json::json;
         for ok in [json!(3), json!("3"), json!(" 12 ")] {
-            assert!(check_setting(RETENTION, &ok).is_ok(), "{ok}");
+            assert!(check_value(RETENTION, &ok).is_ok(), "{ok}");
         }
         for bad in [
             json!(0),
@@ -278,11 +395,13 @@ mod tests {
             json!(null),
             json!("0"),
         ] {
-            assert!(check_setting(RETENTION, &bad).is_err(), "{bad}");
+            assert!(check_value(RETENTION, &bad).is_err(), "{bad}");
         }
-        assert!(check_setting(AUTO_BACKUP, &json!("true")).is_ok());
-        assert!(check_setting(AUTO_BACKUP, &json!(false)).is_ok());
-        assert!(check_setting(AUTO_BACKUP, &json!("yes")).is_err());
-        assert!(check_setting("ui.theme", &json!("anything")).is_ok());
+        assert!(check_value(AUTO_BACKUP, &json!("true")).is_ok());
+        assert!(check_value(AUTO_BACKUP, &json!(false)).is_ok());
+        assert!(check_value(AUTO_BACKUP, &json!("yes")).is_err());
+        assert!(check_value(OFFSITE_KEEP, &json!(3)).is_ok());
+        assert!(check_value(OFFSITE_KEEP, &json!(0)).is_err());
+        assert!(check_value("ui.theme", &json!("anything")).is_ok());
     }
 }

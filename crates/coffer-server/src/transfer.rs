@@ -240,7 +240,10 @@ pub async fn import(state: &Arc<AppState>, doc: Export) -> Result<ImportReport, 
         } else if db.setting(&s.key).await?.is_some() {
             Some("exists".into())
         } else {
-            check_setting(&s.key, &s.value).err().map(|e| e.to_string())
+            check_setting(state, &s.key, &s.value)
+                .await
+                .err()
+                .map(|e| e.to_string())
         };
         match skip {
             Some(why) => report

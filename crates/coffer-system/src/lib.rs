@@ -10,6 +10,7 @@
 
 pub mod archive;
 mod local;
+pub mod offsite;
 mod recover;
 
 pub use local::{DirLock, SERVER_KEY, lock, read_backup, server_key_id, system_backup};
@@ -43,12 +44,44 @@ pub enum SystemError {
     Refused(String),
     #[error(transparent)]
     Db(#[from] coffer_db::DbError),
+    /// The repository that holds copies of system backups (`offsite`).
+    #[error(transparent)]
+    Repository(#[from] coffer_repo::Error),
     #[error("{what}: {source}")]
     Io {
         what: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The fewest characters a passphrase that seals secrets may have.
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+
+/// The passphrase the server seals the secrets of its copies of system backups under
+/// (`COFFER_SYSTEM_PASSPHRASE`): long enough, and never shown.
+#[derive(Clone)]
+pub struct Passphrase(String);
+
+impl Passphrase {
+    pub fn new(text: String) -> Result<Passphrase> {
+        match text.chars().count() >= MIN_PASSPHRASE_CHARS {
+            true => Ok(Passphrase(text)),
+            false => Err(SystemError::Refused(format!(
+                "a passphrase that seals secrets has {MIN_PASSPHRASE_CHARS} characters or more"
+            ))),
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(…)")
+    }
 }
 
 /// An I/O failure of `what`, for `map_err`.
@@ -93,6 +126,11 @@ pub const SNAPSHOT: Kind = Kind {
 /// System backups.
 pub const SYSTEM: Kind = Kind {
     prefix: "coffer-system-",
+    suffix: ".zip",
+};
+/// A system backup made to be copied into a repository (`offsite`), removed once copied.
+pub const OFFSITE: Kind = Kind {
+    prefix: "coffer-offsite-",
     suffix: ".zip",
 };
 /// The system backup a restore makes of what it replaces.
@@ -246,6 +284,7 @@ impl From<BackupFile> for coffer_types::MetaBackup {
             name: s.name,
             size: s.size,
             created_at: s.created_at.timestamp(),
+            offsite: None,
         }
     }
 }

@@ -62,8 +62,8 @@ pub use jobs::{
 pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};
 pub use system::{
     Done, Export, ImportItem, ImportReport, MetaBackup, MetaBackupName, MetaBackupTaken,
-    MetaBackups, RunServerTask, ServerTask, ServerTaskRun, ServerTasks, SettingsUpdate,
-    SystemBackupRequest, SystemRestored,
+    MetaBackups, OffsiteCopy, RunServerTask, ServerTask, ServerTaskRun, ServerTasks,
+    SettingsUpdate, SystemBackupRequest, SystemRestored,
 };
 
 /// What a user or an API key may do. Ordered: each role can do what the ones below it can.

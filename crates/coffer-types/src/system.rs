@@ -14,6 +14,23 @@ pub struct MetaBackup {
     pub size: u64,
     /// When it was taken, in seconds since the Unix epoch.
     pub created_at: i64,
+    /// A system backup just made: its copy in the repository `system.offsite_repository`
+    /// names, when one is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsite: Option<OffsiteCopy>,
+}
+
+/// A copy of a system backup in the repository the setting `system.offsite_repository` names,
+/// its secrets sealed under the server's system passphrase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OffsiteCopy {
+    pub repository_id: String,
+    /// The snapshot that holds it; absent when the copy failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Why the copy failed (the system backup itself was made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `GET /api/backup`.

@@ -209,8 +209,17 @@ enum SystemCommand {
     /// comes from COFFER_SYSTEM_PASSPHRASE or --passphrase-file.
     Recover {
         /// The system backup (`coffer-system-….zip`).
-        #[arg(long = "from")]
-        from: PathBuf,
+        #[arg(
+            long = "from",
+            required_unless_present = "repo",
+            conflicts_with = "repo"
+        )]
+        from: Option<PathBuf>,
+        /// Take the newest copy of a system backup from this repository (the one the setting
+        /// system.offsite_repository named: a directory, file:///path or s3://bucket/prefix,
+        /// S3 credentials from AWS_*), opened with the system passphrase.
+        #[arg(long)]
+        repo: Option<String>,
         /// The data directory to build (empty or missing) [env: COFFER_DATA_DIR] [default:
         /// coffer-data].
         #[arg(long)]
@@ -509,9 +518,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Command::System(SystemCommand::Recover {
             from,
+            repo,
             data_dir,
             passphrase_file,
-        }) => recover(&ctx, &from, data_dir, passphrase_file.as_deref()),
+        }) => {
+            let from = match (from, repo) {
+                (Some(zip), _) => RecoverFrom::Zip(zip),
+                (None, Some(url)) => RecoverFrom::Repository(url),
+                (None, None) => bail!("give --from FILE.zip or --repo URL"),
+            };
+            recover(&ctx, from, data_dir, passphrase_file.as_deref())
+        }
         Command::Decrypt { key_file, input } => decrypt(&key_file, input.as_deref()),
         Command::Key(KeyCommand::Export) => {
             let repo = ctx.open()?;
@@ -952,10 +969,17 @@ fn decrypt(key_file: &std::path::Path, input: Option<&std::path::Path>) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where `coffer system recover` takes the system backup from.
+enum RecoverFrom {
+    Zip(PathBuf),
+    /// The newest copy in a repository (`offsite`).
+    Repository(String),
+}
+
 /// `coffer system recover`.
 fn recover(
     ctx: &Ctx,
-    from: &Path,
+    from: RecoverFrom,
     data_dir: Option<PathBuf>,
     passphrase_file: Option<&Path>,
 ) -> Result<ExitCode> {
@@ -969,15 +993,41 @@ fn recover(
         ),
         None => std::env::var("COFFER_SYSTEM_PASSPHRASE").ok(),
     };
+    // A copy in a repository is fetched next to the data directory first, and removed after.
+    let (zip, fetched) = match from {
+        RecoverFrom::Zip(zip) => (zip, None),
+        RecoverFrom::Repository(url) => {
+            let passphrase = passphrase.clone().context(
+                "the repository opens with the system passphrase: set COFFER_SYSTEM_PASSPHRASE or give --passphrase-file",
+            )?;
+            let backend = Location::parse(&url)?.open(None)?;
+            let repo = Repository::open(backend, Some(&Secret::Password(passphrase)))?;
+            let parent = std::path::absolute(&data_dir)?
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(std::env::temp_dir);
+            let zip = parent.join(format!(".coffer-recover-{}.zip", std::process::id()));
+            let name = coffer_system::offsite::fetch_newest(&repo, &zip)?
+                .with_context(|| format!("{url} holds no copy of a system backup"))?;
+            if !ctx.json {
+                println!("taking {name}, the newest system backup in {url}");
+            }
+            (zip.clone(), Some(zip))
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let done = runtime.block_on(coffer_system::recover(
-        from,
+        &zip,
         &data_dir,
         passphrase.as_deref(),
-    ))?;
+    ));
+    if let Some(f) = fetched {
+        let _ = std::fs::remove_file(f);
+    }
+    let done = done?;
     let m = &done.manifest;
     if ctx.json {
         print_json(&serde_json::json!({

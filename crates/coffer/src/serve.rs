@@ -167,6 +167,10 @@ fn config(args: ServeArgs) -> Result<ServerConfig> {
             .map(Duration::from_millis)
             .unwrap_or(defaults.progress_every),
         config_file: config_file.map(|f| std::path::absolute(&f).unwrap_or(f)),
+        system_passphrase: secret("SYSTEM_PASSPHRASE")?
+            .map(coffer_system::Passphrase::new)
+            .transpose()
+            .context("COFFER_SYSTEM_PASSPHRASE")?,
     })
 }
 

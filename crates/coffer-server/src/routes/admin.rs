@@ -122,7 +122,7 @@ pub async fn put_setting(
     Json(req): Json<SettingValue>,
 ) -> Result<Json<Setting>, ApiError> {
     let key = setting_key(&key)?;
-    selfbackup::check_setting(key, &req.value)?;
+    selfbackup::check_setting(&state, key, &req.value).await?;
     Ok(Json(state.db.put_setting(key, &req.value).await?))
 }
 
@@ -137,7 +137,7 @@ pub async fn put_settings(
     Json(req): Json<SettingsUpdate>,
 ) -> Result<Json<Vec<Setting>>, ApiError> {
     for (key, value) in &req.settings {
-        selfbackup::check_setting(setting_key(key)?, value)?;
+        selfbackup::check_setting(&state, setting_key(key)?, value).await?;
     }
     let mut stored = vec![];
     for (key, value) in &req.settings {

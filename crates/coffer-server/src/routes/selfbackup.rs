@@ -169,7 +169,9 @@ pub struct SystemBackupParams {
 
 /// A system backup: the whole metadata database as one `.zip` (docs/system-backup.md), kept
 /// in `<data_dir>/system-backups/`; with `include_secrets=true` and a passphrase, the secrets
-/// sealed under it.
+/// sealed under it. When the setting `system.offsite_repository` names a repository, a copy
+/// (its secrets sealed under the server's system passphrase) is also stored there: `offsite`
+/// in the answer.
 #[utoipa::path(post, path = "/api/system/backups", tag = "system", security(("bearer" = ["admin"])),
     params(SystemBackupParams), request_body = SystemBackupRequest,
     responses((status = 201, body = MetaBackup), (status = 400, body = ErrorBody, description = "Names the invalid field")))]
@@ -185,7 +187,7 @@ pub async fn create_system(
         message: message.into(),
     };
     let passphrase = match (params.include_secrets.unwrap_or(false), req.passphrase) {
-        (true, Some(p)) if p.chars().count() >= 12 => Some(p),
+        (true, Some(p)) if p.chars().count() >= coffer_system::MIN_PASSPHRASE_CHARS => Some(p),
         (true, _) => {
             return Err(invalid(
                 "include_secrets needs a passphrase of 12 characters or more: the secrets are sealed with it",
@@ -200,7 +202,9 @@ pub async fn create_system(
     };
     let made = selfbackup::system_backup(&state, SYSTEM, passphrase).await?;
     subject.name(&made.name);
-    Ok((StatusCode::CREATED, Json(made.into())))
+    let mut answer: MetaBackup = made.into();
+    answer.offsite = selfbackup::offsite_copy(&state).await?;
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 /// The system backups kept on the server (`pre_restore_…` ones included), newest first.

@@ -442,9 +442,11 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
     let config = dir.path().join("coffer.toml");
     std::fs::write(&config, "session_hours = 12\n").unwrap();
     let config_path = config.display().to_string();
+    let passphrase = "the passphrase kept in the safe";
     let envs = [
         ("COFFER_REPOSITORY_ROOTS", roots.as_str()),
         ("COFFER_CONFIG", config_path.as_str()),
+        ("COFFER_SYSTEM_PASSPHRASE", passphrase),
     ];
     let server = start_in_with(&dir, &envs);
     let api = login(&server);
@@ -457,6 +459,68 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
             .unwrap(),
         )
         .unwrap();
+    // Every system backup is also copied into that repository; one copy is kept.
+    let offsite_url = format!("file://{}/repo", offsite.display());
+    let put = |settings: serde_json::Value| {
+        api.raw(
+            "PUT",
+            "/api/settings",
+            Some(&json!({ "settings": settings })),
+        )
+        .unwrap()
+    };
+    for bad in [
+        json!({"system.offsite_repository": "no-such-repository"}),
+        json!({"system.offsite_repository": 7}),
+        json!({"system.offsite_keep": 0}),
+    ] {
+        let r = put(bad.clone());
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+    }
+    let r = put(json!({"system.offsite_repository": repo.id, "system.offsite_keep": 1}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The copies in the repository, which opens with the system passphrase.
+    let copies = || -> Vec<String> {
+        let out = std::process::Command::new(BIN)
+            .args(["--repo", &offsite_url, "--json", "snapshots"])
+            .env("COFFER_PASSWORD", passphrase)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        listed["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["labels"]["coffer.system_backup"].is_string())
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let early = api.raw("POST", "/api/system/backups", None).unwrap();
+    assert_eq!(early.status, 201, "{}", early.text);
+    assert!(
+        early.json()["offsite"]["snapshot"].is_string(),
+        "{}",
+        early.text
+    );
+    // The server's daily task makes a copy too.
+    let r = api
+        .raw(
+            "POST",
+            "/api/scheduler",
+            Some(&json!({"task_id": "auto_backup"})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let tasks = api.raw("GET", "/api/scheduler", None).unwrap().json();
+    assert_eq!(tasks["tasks"][0]["last_status"], "success", "{tasks}");
+    let held = copies();
+    assert_eq!(held.len(), 1, "one copy is kept: {held:?}");
+    assert_ne!(
+        held[0],
+        early.json()["offsite"]["snapshot"],
+        "the task's copy replaced it"
+    );
     let files = dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
     std::fs::write(files.join("report.txt"), "first version").unwrap();
@@ -533,7 +597,6 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
     }
 
     // The system backup, kept away from the data directory; then the data directory is gone.
-    let passphrase = "the passphrase kept in the safe";
     let r = api
         .raw(
             "POST",
@@ -542,6 +605,14 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
         )
         .unwrap();
     assert_eq!(r.status, 201, "{}", r.text);
+    let offsite_copy = &r.json()["offsite"];
+    assert_eq!(
+        offsite_copy["repository_id"],
+        repo.id.as_str(),
+        "{}",
+        r.text
+    );
+    assert!(offsite_copy["error"].is_null(), "{}", r.text);
     let (_, zip) = api
         .download(&format!(
             "/api/system/backups/{}",
@@ -554,36 +625,52 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
     let data = dir.path().join("data");
     std::fs::remove_dir_all(&data).unwrap();
 
-    let recover = |passphrase: &str| {
+    let recover = |from: [&str; 2], into: &str, passphrase: &str| {
         std::process::Command::new(BIN)
             .current_dir(dir.path())
-            .args([
-                "system",
-                "recover",
-                "--from",
-                kept.to_str().unwrap(),
-                "--data-dir",
-                "data",
-            ])
+            .args(["system", "recover", from[0], from[1], "--data-dir", into])
             .env("COFFER_SYSTEM_PASSPHRASE", passphrase)
             .output()
             .unwrap()
     };
-    let wrong = recover("not the passphrase");
+    // From the zip kept aside.
+    let from_zip = ["--from", kept.to_str().unwrap()];
+    let wrong = recover(from_zip, "data-from-zip", "not the passphrase");
     assert!(!wrong.status.success());
     assert!(
         String::from_utf8_lossy(&wrong.stderr).contains("passphrase"),
         "{wrong:?}"
     );
-    assert!(!data.join("coffer.db").exists(), "nothing was built");
-    let done = recover(passphrase);
+    let from_zip_dir = dir.path().join("data-from-zip");
+    assert!(
+        !from_zip_dir.join("coffer.db").exists(),
+        "nothing was built"
+    );
+    let done = recover(from_zip, "data-from-zip", passphrase);
     assert!(done.status.success(), "{done:?}");
     assert_eq!(
-        std::fs::read_to_string(data.join("config/coffer.toml")).unwrap(),
+        std::fs::read_to_string(from_zip_dir.join("config/coffer.toml")).unwrap(),
         "session_hours = 12\n",
         "the configuration file it ran with comes back"
     );
-    let again = recover(passphrase);
+    // From the repository alone, with nothing but its address and the passphrase: the
+    // newest copy (the older one is gone: one copy is kept).
+    assert_eq!(
+        copies(),
+        [offsite_copy["snapshot"].as_str().unwrap()],
+        "the newest copy alone is kept"
+    );
+    let from_repo = ["--repo", offsite_url.as_str()];
+    let wrong = recover(from_repo, "data", "not the passphrase");
+    assert!(!wrong.status.success());
+    assert!(!data.join("coffer.db").exists(), "nothing was built");
+    let done = recover(from_repo, "data", passphrase);
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("config/coffer.toml")).unwrap(),
+        "session_hours = 12\n"
+    );
+    let again = recover(from_repo, "data", passphrase);
     assert!(
         !again.status.success(),
         "a data directory with a database is never overwritten"
