@@ -88,7 +88,7 @@ fn job(r: JobRow) -> Result<Job> {
         last_run: parse_opt_ts(r.last_run)?,
         last_status: r
             .last_status
-            .map(|s| s.parse().map_err(DbError::Corrupt))
+            .map(|s| s.parse().map_err(DbError::BadValue))
             .transpose()?,
         next_run: None,
         warnings: vec![],
@@ -137,7 +137,7 @@ pub(crate) fn running_progress(
 
 fn record(r: RecordRow) -> Result<Record> {
     let bytes = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
-    let status: RecordStatus = r.status.parse().map_err(DbError::Corrupt)?;
+    let status: RecordStatus = r.status.parse().map_err(DbError::BadValue)?;
     Ok(Record {
         id: r.id,
         job_id: r.job_id,

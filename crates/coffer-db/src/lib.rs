@@ -60,6 +60,8 @@ pub enum DbError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("metadata database holds an invalid value: {0}")]
     Corrupt(String),
+    #[error("metadata database holds an invalid value: {0}")]
+    BadValue(coffer_types::BadValue),
 }
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -101,7 +103,7 @@ pub(crate) fn parse_opt_ts(s: Option<String>) -> Result<Option<DateTime<Utc>>> {
 }
 
 pub(crate) fn parse_role(s: &str) -> Result<coffer_types::Role> {
-    coffer_types::Role::from_str(s).map_err(DbError::Corrupt)
+    coffer_types::Role::from_str(s).map_err(DbError::BadValue)
 }
 
 pub(crate) fn unique_violation(e: &sqlx::Error) -> bool {

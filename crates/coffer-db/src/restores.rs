@@ -36,7 +36,7 @@ pub struct Restored {
 
 fn task(r: TaskRow) -> Result<RestoreTask> {
     let count = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
-    let status = r.status.parse().map_err(DbError::Corrupt)?;
+    let status = r.status.parse().map_err(DbError::BadValue)?;
     Ok(RestoreTask {
         id: r.id,
         job_id: r.job_id,

@@ -185,15 +185,13 @@ impl RecordStatus {
 }
 
 impl std::str::FromStr for RecordStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::BadValue;
+    fn from_str(s: &str) -> Result<Self, crate::BadValue> {
         match s {
             "running" => Ok(RecordStatus::Running),
             "success" => Ok(RecordStatus::Success),
             "failed" => Ok(RecordStatus::Failed),
-            other => Err(format!(
-                "{other:?} is not a status (running, success or failed)"
-            )),
+            other => Err(crate::BadValue::Status(other.to_string())),
         }
     }
 }

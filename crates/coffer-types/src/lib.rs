@@ -96,16 +96,29 @@ impl fmt::Display for Role {
     }
 }
 
+/// A value that is none of a domain type's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadValue {
+    #[error("{0:?} is not a role (admin, operator or viewer)")]
+    Role(String),
+    #[error("{0:?} is not a status (running, success or failed)")]
+    Status(String),
+    #[error("a username is 1 to 64 letters, digits, '.', '_' or '-'")]
+    Username,
+    #[error("the password is too short: use at least 12 characters")]
+    PasswordTooShort,
+    #[error("the password is too long: use at most 1024 characters")]
+    PasswordTooLong,
+}
+
 impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
         match s {
             "viewer" => Ok(Role::Viewer),
             "operator" => Ok(Role::Operator),
             "admin" => Ok(Role::Admin),
-            other => Err(format!(
-                "{other:?} is not a role (admin, operator or viewer)"
-            )),
+            other => Err(BadValue::Role(other.to_string())),
         }
     }
 }
@@ -116,15 +129,15 @@ impl FromStr for Role {
 pub struct Username(String);
 
 impl TryFrom<String> for Username {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = BadValue;
+    fn try_from(s: String) -> Result<Self, BadValue> {
         let ok = (1..=64).contains(&s.len())
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if ok {
             Ok(Username(s))
         } else {
-            Err("a username is 1 to 64 letters, digits, '.', '_' or '-'".into())
+            Err(BadValue::Username)
         }
     }
 }
@@ -153,11 +166,11 @@ impl fmt::Display for Username {
 pub struct NewPassword(String);
 
 impl TryFrom<String> for NewPassword {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = BadValue;
+    fn try_from(s: String) -> Result<Self, BadValue> {
         match s.chars().count() {
-            n if n < 12 => Err("the password is too short: use at least 12 characters".into()),
-            n if n > 1024 => Err("the password is too long: use at most 1024 characters".into()),
+            n if n < 12 => Err(BadValue::PasswordTooShort),
+            n if n > 1024 => Err(BadValue::PasswordTooLong),
             _ => Ok(NewPassword(s)),
         }
     }

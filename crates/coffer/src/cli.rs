@@ -362,10 +362,12 @@ fn bracketed(open: &str, items: &[String], sep: &str, close: &str) -> String {
     }
 }
 
-fn parse_chunk_kib(s: &str) -> std::result::Result<u32, String> {
-    let v: u32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+fn parse_chunk_kib(s: &str) -> Result<u32> {
+    let v: u32 = s
+        .parse()
+        .with_context(|| format!("{s:?} is not a number"))?;
     if !(64..=4096).contains(&v) || !v.is_power_of_two() {
-        return Err("give a power of two between 64 and 4096".into());
+        bail!("give a power of two between 64 and 4096");
     }
     Ok(v)
 }
