@@ -5,7 +5,7 @@
 //! merges all index files. Packs condemned by a pending prune plan stay readable but are not
 //! used for deduplication, so a backup never makes a new snapshot depend on them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::backend::BackendErrorKind;
 use crate::error::{Error, Result};
@@ -183,28 +183,33 @@ impl Index {
             let entries: u64 = listed.iter().map(|o| o.size / 46).sum();
             index.sorted.reserve_exact(entries as usize);
         }
-        for f in listed {
-            let Some(id) = repo::id_of_name(&f.name) else {
-                continue;
-            };
-            match read_file(repo, &id) {
-                Ok(packs) => {
-                    index.files.push(id);
-                    for p in packs {
-                        let pos = index.add_pack_ref(&p, condemned.contains(&p.id));
-                        let blobs = p
-                            .blobs
-                            .iter()
-                            .filter(|b| !trees_only || b.kind == pack::BlobKind::Tree);
-                        index
-                            .sorted
-                            .extend(blobs.map(|b| (b.id, BlobLoc::new(pos, b))));
-                    }
-                }
-                // Deleted by a concurrent prune after we listed it: its packs are in a newer file.
-                Err(Error::Backend(e)) if e.kind == BackendErrorKind::NotFound => {}
-                Err(e) if e.is_damage() => index.damaged.push(e),
-                Err(e) => return Err(e),
+        let ids: Vec<Id> = listed
+            .iter()
+            .filter_map(|f| repo::id_of_name(&f.name))
+            .collect();
+        // Several files read and decoded at once (each a request to object storage), a few
+        // batches of them at a time so that no more than a batch is held decoded, merged in
+        // the order listed.
+        let threads = match repo.backend().is_remote() {
+            true => crate::fetch::ReadTuning::of(repo).parallel,
+            false => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        for batch in ids.chunks(threads.max(1) * 4) {
+            let read: Vec<std::sync::Mutex<Option<Result<Vec<PackEntries>>>>> =
+                batch.iter().map(|_| Default::default()).collect();
+            let slots: Vec<usize> = (0..batch.len()).collect();
+            crate::fetch::each_parallel(&slots, threads, &|&i| {
+                *read[i].lock().expect("index file") = Some(read_file(repo, &batch[i]));
+                true
+            });
+            for (id, file) in batch.iter().zip(read) {
+                let file = file.into_inner().expect("index file");
+                index.merge_file(
+                    *id,
+                    file.expect("every file is read"),
+                    &condemned,
+                    trees_only,
+                )?;
             }
         }
         // Sorted by id, the best copy of each blob first; then one entry per blob.
@@ -217,6 +222,36 @@ impl Index {
         index.sorted = sorted;
         index.index_sorted();
         Ok(index)
+    }
+
+    /// Add what the index file `id` holds (read as `file`) to the list being loaded; a damaged
+    /// file is recorded, one a concurrent prune deleted is passed over.
+    fn merge_file(
+        &mut self,
+        id: Id,
+        file: Result<Vec<PackEntries>>,
+        condemned: &HashSet<Id>,
+        trees_only: bool,
+    ) -> Result<()> {
+        match file {
+            Ok(packs) => {
+                self.files.push(id);
+                for p in packs {
+                    let pos = self.add_pack_ref(&p, condemned.contains(&p.id));
+                    let blobs = p
+                        .blobs
+                        .iter()
+                        .filter(|b| !trees_only || b.kind == pack::BlobKind::Tree);
+                    self.sorted
+                        .extend(blobs.map(|b| (b.id, BlobLoc::new(pos, b))));
+                }
+            }
+            // Deleted by a concurrent prune after we listed it: its packs are in a newer file.
+            Err(Error::Backend(e)) if e.kind == BackendErrorKind::NotFound => {}
+            Err(e) if e.is_damage() => self.damaged.push(e),
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     /// Rebuild `fanout` after `sorted` changed.
