@@ -14,7 +14,7 @@ use coffer_types::{
 };
 use coffer_types::{
     Check, KeyRotation, MetaBackup, RepositoryKey, Resource, RestoreRequest, RestoreTask,
-    SystemBackupRequest, SystemRestored,
+    RunServerTask, ServerTask, ServerTaskRun, ServerTasks, SystemBackupRequest, SystemRestored,
 };
 use reqwest::Method;
 use reqwest::blocking::{Client as Http, RequestBuilder};
@@ -373,6 +373,19 @@ impl Client {
 
     pub fn settings(&self) -> Result<Vec<Setting>> {
         self.get("/api/settings")
+    }
+
+    /// The server's own scheduled tasks (admins).
+    pub fn server_tasks(&self) -> Result<Vec<ServerTask>> {
+        Ok(self.get::<ServerTasks>("/api/scheduler")?.tasks)
+    }
+
+    /// Run one of the server's own tasks now (admins).
+    pub fn run_server_task(&self, task_id: &str) -> Result<ServerTaskRun> {
+        let body = RunServerTask {
+            task_id: task_id.into(),
+        };
+        self.post("/api/scheduler", &body)
     }
 
     pub fn setting(&self, key: &str) -> Result<Setting> {

@@ -504,16 +504,9 @@ fn a_lost_data_directory_is_recovered_from_a_system_backup() {
         early.text
     );
     // The server's daily task makes a copy too.
-    let r = api
-        .raw(
-            "POST",
-            "/api/scheduler",
-            Some(&json!({"task_id": "auto_backup"})),
-        )
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text);
-    let tasks = api.raw("GET", "/api/scheduler", None).unwrap().json();
-    assert_eq!(tasks["tasks"][0]["last_status"], "success", "{tasks}");
+    assert!(api.run_server_task("auto_backup").unwrap().success);
+    let task = &api.server_tasks().unwrap()[0];
+    assert_eq!(task.last_status.as_deref(), Some("success"), "{task:?}");
     let held = copies();
     assert_eq!(held.len(), 1, "one copy is kept: {held:?}");
     assert_ne!(
