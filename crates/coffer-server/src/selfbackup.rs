@@ -147,7 +147,7 @@ pub async fn take(state: &Arc<AppState>) -> Result<BackupFile, ApiError> {
 pub async fn system_backup(
     state: &Arc<AppState>,
     kind: coffer_system::Kind,
-    passphrase: Option<String>,
+    passphrase: Option<&coffer_system::Passphrase>,
 ) -> Result<BackupFile, ApiError> {
     Ok(coffer_system::system_backup(
         &state.db,
@@ -156,7 +156,7 @@ pub async fn system_backup(
         state.version,
         state.config_file.as_deref(),
         kind,
-        passphrase.as_deref(),
+        passphrase.map(coffer_system::Passphrase::expose),
     )
     .await?)
 }
@@ -184,12 +184,7 @@ pub async fn offsite_copy(state: &Arc<AppState>) -> Result<Option<OffsiteCopy>, 
                     .into(),
             )
         })?;
-        let made = system_backup(
-            state,
-            coffer_system::OFFSITE,
-            Some(passphrase.expose().to_string()),
-        )
-        .await?;
+        let made = system_backup(state, coffer_system::OFFSITE, Some(&passphrase)).await?;
         let stored = async {
             let repo = state.jobs.open_registered(&repository_id).await?;
             let zip = state.backups.path(&made.name, coffer_system::OFFSITE.suffix)?;

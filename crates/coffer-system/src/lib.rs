@@ -56,7 +56,7 @@ pub enum SystemError {
 }
 
 /// The fewest characters a passphrase that seals secrets may have.
-pub const MIN_PASSPHRASE_CHARS: usize = 12;
+const MIN_PASSPHRASE_CHARS: usize = 12;
 
 /// The passphrase the server seals the secrets of its copies of system backups under
 /// (`COFFER_SYSTEM_PASSPHRASE`): long enough, and never shown.
@@ -68,7 +68,7 @@ impl Passphrase {
         match text.chars().count() >= MIN_PASSPHRASE_CHARS {
             true => Ok(Passphrase(text)),
             false => Err(SystemError::Refused(format!(
-                "a passphrase that seals secrets has {MIN_PASSPHRASE_CHARS} characters or more"
+                "the passphrase is too short: use at least {MIN_PASSPHRASE_CHARS} characters"
             ))),
         }
     }

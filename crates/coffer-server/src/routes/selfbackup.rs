@@ -187,10 +187,14 @@ pub async fn create_system(
         message: message.into(),
     };
     let passphrase = match (params.include_secrets.unwrap_or(false), req.passphrase) {
-        (true, Some(p)) if p.chars().count() >= coffer_system::MIN_PASSPHRASE_CHARS => Some(p),
-        (true, _) => {
+        (true, Some(p)) => Some(coffer_system::Passphrase::new(p).map_err(|e| {
+            invalid(&format!(
+                "include_secrets needs a passphrase to seal the secrets with: {e}"
+            ))
+        })?),
+        (true, None) => {
             return Err(invalid(
-                "include_secrets needs a passphrase of 12 characters or more: the secrets are sealed with it",
+                "include_secrets needs a passphrase to seal the secrets with",
             ));
         }
         (false, Some(_)) => {
@@ -200,7 +204,7 @@ pub async fn create_system(
         }
         (false, None) => None,
     };
-    let made = selfbackup::system_backup(&state, SYSTEM, passphrase).await?;
+    let made = selfbackup::system_backup(&state, SYSTEM, passphrase.as_ref()).await?;
     subject.name(&made.name);
     let mut answer: MetaBackup = made.into();
     answer.offsite = selfbackup::offsite_copy(&state).await?;
