@@ -185,6 +185,15 @@ fn settings_come_from_flags_environment_config_file_and_secret_files() {
     assert!(err.contains("COFFER_SESSION_HOURS"), "{err}");
     let err = refused(dir.path(), &ANY_PORT, &[("COFFER_ADMIN_PASSWORD", "short")]);
     assert!(err.contains("too short"), "{err}");
+    let err = refused(
+        dir.path(),
+        &ANY_PORT,
+        &[("COFFER_SYSTEM_PASSPHRASE", "short")],
+    );
+    assert!(
+        err.contains("COFFER_SYSTEM_PASSPHRASE") && err.contains("too short"),
+        "{err}"
+    );
 }
 
 /// The permission bits of `p`.
