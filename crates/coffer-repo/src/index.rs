@@ -190,22 +190,18 @@ impl Index {
         // Several files read and decoded at once (each a request to object storage), a few
         // batches of them at a time so that no more than a batch is held decoded, merged in
         // the order listed.
-        let threads = match repo.backend().is_remote() {
-            true => crate::fetch::ReadTuning::of(repo).parallel,
-            false => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        };
-        for batch in ids.chunks(threads.max(1) * 4) {
-            let read: Vec<std::sync::Mutex<Option<Result<Vec<PackEntries>>>>> =
-                batch.iter().map(|_| Default::default()).collect();
-            let slots: Vec<usize> = (0..batch.len()).collect();
-            crate::fetch::each_parallel(&slots, threads, &|&i| {
-                *read[i].lock().expect("index file") = Some(read_file(repo, &batch[i]));
+        let threads = crate::fetch::ReadTuning::of(repo).parallel;
+        for batch in ids.chunks(threads * 4) {
+            type Slot = std::sync::Mutex<Option<Result<Vec<PackEntries>>>>;
+            let read: Vec<(Id, Slot)> = batch.iter().map(|id| (*id, Slot::default())).collect();
+            crate::fetch::each_parallel(&read, threads, &|(id, slot)| {
+                *slot.lock().expect("index file") = Some(read_file(repo, id));
                 true
             });
-            for (id, file) in batch.iter().zip(read) {
-                let file = file.into_inner().expect("index file");
+            for (id, slot) in read {
+                let file = slot.into_inner().expect("index file");
                 index.merge_file(
-                    *id,
+                    id,
                     file.expect("every file is read"),
                     &condemned,
                     trees_only,

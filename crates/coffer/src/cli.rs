@@ -996,8 +996,9 @@ fn recover(
         None => std::env::var("COFFER_SYSTEM_PASSPHRASE").ok(),
     };
     // A copy in a repository is fetched next to the data directory first, and removed after.
-    let (zip, fetched) = match from {
-        RecoverFrom::Zip(zip) => (zip, None),
+    let fetched = matches!(from, RecoverFrom::Repository(_));
+    let zip = match from {
+        RecoverFrom::Zip(zip) => zip,
         RecoverFrom::Repository(url) => {
             let passphrase = passphrase.clone().context(
                 "the repository opens with the system passphrase: set COFFER_SYSTEM_PASSPHRASE or give --passphrase-file",
@@ -1014,7 +1015,7 @@ fn recover(
             if !ctx.json {
                 println!("taking {name}, the newest system backup in {url}");
             }
-            (zip.clone(), Some(zip))
+            zip
         }
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1026,8 +1027,8 @@ fn recover(
         &data_dir,
         passphrase.as_deref(),
     ));
-    if let Some(f) = fetched {
-        let _ = std::fs::remove_file(f);
+    if fetched {
+        let _ = std::fs::remove_file(&zip);
     }
     let done = done?;
     let m = &done.manifest;
