@@ -27,6 +27,10 @@ struct JobRow {
     updated_at: String,
     last_run: Option<String>,
     last_status: Option<String>,
+    last_error: Option<String>,
+    last_success_at: Option<String>,
+    last_size_bytes: Option<i64>,
+    stored_bytes: Option<i64>,
 }
 
 const JOB_COLUMNS: &str = "j.id, j.name, j.node_id, j.sources, j.schedule, j.timezone,
@@ -35,7 +39,14 @@ const JOB_COLUMNS: &str = "j.id, j.name, j.node_id, j.sources, j.schedule, j.tim
     (SELECT started_at FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
         ORDER BY started_at DESC LIMIT 1) AS last_run,
     (SELECT status FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
-        ORDER BY started_at DESC LIMIT 1) AS last_status";
+        ORDER BY started_at DESC LIMIT 1) AS last_status,
+    (SELECT error FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
+        ORDER BY started_at DESC LIMIT 1) AS last_error,
+    (SELECT started_at FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
+        AND r.status = 'success' ORDER BY started_at DESC LIMIT 1) AS last_success_at,
+    (SELECT size_bytes FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
+        AND r.status = 'success' ORDER BY started_at DESC LIMIT 1) AS last_size_bytes,
+    (SELECT SUM(stored_bytes) FROM backup_records r WHERE r.job_id = j.id) AS stored_bytes";
 
 fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| DbError::Corrupt(format!("{what}: {e}")))
@@ -64,6 +75,7 @@ fn job(r: JobRow) -> Result<Job> {
             _ => None,
         })
         .collect();
+    let failed = r.last_status.as_deref() == Some("failed");
     Ok(Job {
         id: r.id,
         name: r.name,
@@ -91,6 +103,11 @@ fn job(r: JobRow) -> Result<Job> {
             .map(|s| s.parse().map_err(DbError::BadValue))
             .transpose()?,
         next_run: None,
+        last_error: r.last_error.filter(|_| failed),
+        last_success_at: parse_opt_ts(r.last_success_at)?,
+        last_size_bytes: r.last_size_bytes.and_then(|n| u64::try_from(n).ok()),
+        stored_bytes: r.stored_bytes.and_then(|n| u64::try_from(n).ok()),
+        overdue: false,
         warnings: vec![],
     })
 }

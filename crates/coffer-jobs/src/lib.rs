@@ -27,7 +27,7 @@ mod vault;
 
 pub use error::{JobsError, Result};
 pub use keys::KEY_SETTING;
-pub use kinds::volume::docker_check;
+pub use kinds::volume::{docker_check, docker_volumes};
 pub use places::Roots;
 pub use resources::Managed;
 pub use vault::Vault;
@@ -56,7 +56,8 @@ use std::time::Duration;
 use chrono::Utc;
 use coffer_db::{Db, DbError, RecordQuery, RunOutcome};
 use coffer_types::{
-    Event, Job, JobInput, JobUpdate, Record, Repository, Role, Source, VerifyResult,
+    Event, Job, JobInput, JobUpdate, Record, RecordStatus, RecordTree, Repository, Role, Source,
+    VerifyResult,
 };
 
 pub use coffer_repo::sealed::sealed_len;
@@ -194,7 +195,7 @@ impl Jobs {
     /// The archive size of the job's newest successful backup: what the next is likely to be.
     async fn likely_size(&self, job_id: &str) -> Option<u64> {
         let newest = RecordQuery {
-            status: Some(coffer_types::RecordStatus::Success),
+            status: Some(RecordStatus::Success),
             limit: 1,
             ..RecordQuery::default()
         };
@@ -207,12 +208,27 @@ impl Jobs {
         self.places.scratch()
     }
 
+    /// The job with what its schedule says now: the next run, and whether a run is overdue.
     fn with_next_run(job: Job) -> Job {
-        let next_run = match due(&job, Some(Utc::now()), Utc::now()) {
+        let now = Utc::now();
+        let next_run = match due(&job, Some(now), now) {
             Due::Wait { at } => Some(at),
             _ => None,
         };
-        Job { next_run, ..job }
+        let overdue = job.last_status != Some(RecordStatus::Running)
+            && matches!(
+                due(
+                    &job,
+                    Some(job.last_run.unwrap_or(job.created_at)),
+                    now - OVERDUE_AFTER
+                ),
+                Due::Run { .. }
+            );
+        Job {
+            next_run,
+            overdue,
+            ..job
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<Job>> {
@@ -722,6 +738,14 @@ impl Jobs {
         Ok(result)
     }
 
+    /// The folder at `path` of the record (`/`: its root).
+    pub async fn tree(&self, job_id: &str, rid: &str, path: &str) -> Result<RecordTree> {
+        let (record, _, target) = self.usable(job_id, rid).await?;
+        let snapshot = record.snapshot_id.unwrap_or_default();
+        let path = path.to_string();
+        blocking(move || runner::tree(&target, &snapshot, &path)).await
+    }
+
     /// The record's canonical archive, ready to stream (see [`Download`]); with `sealed`,
     /// sealed with the repository key (`coffer decrypt`), which needs an encrypted repository.
     pub async fn download(&self, job_id: &str, rid: &str, sealed: bool) -> Result<Download> {
@@ -810,6 +834,9 @@ impl Download {
         rx
     }
 }
+
+/// A scheduled run that has not started this long after its time makes the job overdue.
+const OVERDUE_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// How long a prune waits for another process's prune of the same repository.
 const PRUNE_WAIT: Duration = Duration::from_secs(30);

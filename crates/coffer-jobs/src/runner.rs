@@ -9,10 +9,11 @@ use std::sync::atomic::AtomicBool;
 
 use coffer_db::Restored;
 use coffer_repo::verify::{self, VerifyOptions};
-use coffer_repo::{BackupOptions, BackupSummary, Id, ParentChoice};
+use coffer_repo::{BackupOptions, BackupSummary, Id, NodeKind, ParentChoice};
 use coffer_types::{Source, VerifyResult};
 
 use crate::kinds::{self, Logins, Restore, Scratch};
+use crate::spec::field;
 use crate::target::Target;
 use crate::{JobsError, Result, inplace};
 
@@ -134,6 +135,51 @@ pub fn dump(target: &Target, snapshot: &str, out: &mut dyn Write) -> Result<()> 
         .open_snapshot(&snapshot_id(snapshot)?)?
         .dump(out)?;
     Ok(())
+}
+
+/// The folder at `path` of the snapshot (`/`: its root), for browsing a record.
+pub fn tree(target: &Target, snapshot: &str, path: &str) -> Result<coffer_types::RecordTree> {
+    let repo = target.open()?;
+    let session = repo.open_snapshot(&snapshot_id(snapshot)?)?;
+    let folder = format!("/{}", path.trim_matches('/'));
+    let entries = match session.entries(&folder) {
+        Err(coffer_repo::Error::NotInSnapshot(_)) => {
+            Err(field("path", format!("{folder} is not in this record")))?
+        }
+        Err(coffer_repo::Error::Invalid(_)) => {
+            Err(field("path", format!("{folder} is not a folder")))?
+        }
+        listed => listed?,
+    };
+    let under = folder.trim_end_matches('/');
+    let entries = entries
+        .into_iter()
+        .map(|e| {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            coffer_types::TreeEntry {
+                path: format!("{under}/{name}"),
+                name,
+                kind: match e.kind {
+                    NodeKind::File => "file",
+                    NodeKind::Dir => "dir",
+                    NodeKind::Symlink => "symlink",
+                    NodeKind::CharDevice => "chardev",
+                    NodeKind::BlockDevice => "blockdev",
+                    NodeKind::Fifo => "fifo",
+                }
+                .into(),
+                size: e.size,
+                mode: e.mode,
+                mtime: chrono::DateTime::from_timestamp(e.mtime.0, e.mtime.1).unwrap_or_default(),
+                target: (e.kind == NodeKind::Symlink)
+                    .then(|| String::from_utf8_lossy(&e.target).into_owned()),
+            }
+        })
+        .collect();
+    Ok(coffer_types::RecordTree {
+        path: folder,
+        entries,
+    })
 }
 
 /// Check, before anything is changed, that the snapshot holds every item of `plan` and every

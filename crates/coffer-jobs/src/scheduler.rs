@@ -145,6 +145,11 @@ mod tests {
             last_run: None,
             last_status: None,
             next_run: None,
+            last_success_at: None,
+            last_size_bytes: None,
+            stored_bytes: None,
+            last_error: None,
+            overdue: false,
             warnings: vec![],
         }
     }

@@ -59,6 +59,28 @@ impl Schedule {
     }
 }
 
+/// The next `count` times `expr` fires after `from`, read in `timezone` (default UTC): what a
+/// schedule means, shown while it is typed.
+pub fn preview(
+    expr: &str,
+    timezone: Option<&str>,
+    from: DateTime<Utc>,
+    count: usize,
+) -> Result<coffer_types::SchedulePreview, FieldError> {
+    let timezone = timezone
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .unwrap_or("UTC");
+    let schedule = Schedule::parse(expr, timezone)?;
+    let next = std::iter::successors(schedule.next_after(from), |t| schedule.next_after(*t))
+        .take(count)
+        .collect();
+    Ok(coffer_types::SchedulePreview {
+        timezone: timezone.to_string(),
+        next,
+    })
+}
+
 /// The job's schedule, if it has one (a stored job's fields are valid).
 pub fn schedule_of(job: &Job) -> Option<Schedule> {
     job.schedule
@@ -269,6 +291,11 @@ pub(crate) fn new_job(
         last_run: None,
         last_status: None,
         next_run: None,
+        last_success_at: None,
+        last_size_bytes: None,
+        stored_bytes: None,
+        last_error: None,
+        overdue: false,
         warnings: vec![],
     })
 }
@@ -346,5 +373,24 @@ mod tests {
                 "{expr} {tz}"
             );
         }
+    }
+
+    #[test]
+    fn a_preview_lists_the_next_runs_in_the_time_zone() {
+        let t = Utc.with_ymd_and_hms(2026, 7, 10, 12, 0, 0).unwrap();
+        let p = preview("30 2 * * *", Some("Europe/Berlin"), t, 5).unwrap();
+        assert_eq!(p.timezone, "Europe/Berlin");
+        // 02:30 in Berlin in summer is 00:30 UTC, every day.
+        let first = Utc.with_ymd_and_hms(2026, 7, 11, 0, 30, 0).unwrap();
+        let days: Vec<_> = (0..5).map(|d| first + chrono::TimeDelta::days(d)).collect();
+        assert_eq!(p.next, days);
+        assert_eq!(preview("@hourly", None, t, 2).unwrap().timezone, "UTC");
+        assert_eq!(preview("nope", None, t, 5).unwrap_err().field, "schedule");
+        assert_eq!(
+            preview("@daily", Some("Mars/Olympus"), t, 5)
+                .unwrap_err()
+                .field,
+            "timezone"
+        );
     }
 }

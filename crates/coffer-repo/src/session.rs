@@ -152,20 +152,39 @@ impl<'r> SnapshotReader<'r> {
     /// The names in the directory at `path` (the dumps of a database server, say), in the
     /// tree's order; empty when there is no such directory.
     pub fn list_dir(&self, path: &str) -> Result<Vec<Vec<u8>>> {
-        let reader = self.blobs();
-        Ok(match self.node(&reader, path)? {
-            Some(Node {
-                kind: NodeKind::Dir,
-                subtree: Some(sub),
-                ..
-            }) => reader
-                .tree(&sub)?
-                .nodes
-                .iter()
-                .map(|n| n.name.clone())
-                .collect(),
-            _ => vec![],
+        Ok(match self.entries(path) {
+            Ok(nodes) => nodes.into_iter().map(|n| n.name).collect(),
+            Err(Error::NotInSnapshot(_) | Error::Invalid(_)) => vec![],
+            Err(e) => Err(e)?,
         })
+    }
+
+    /// What the directory at `path` holds (`""` or `/`: the snapshot's root), in the tree's
+    /// order (by name). `Error::NotInSnapshot` when there is nothing at `path`,
+    /// `Error::Invalid` when it is no directory.
+    pub fn entries(&self, path: &str) -> Result<Vec<Node>> {
+        let reader = self.blobs();
+        let tree = match path.split('/').all(str::is_empty) {
+            true => reader.tree(&self.snapshot.tree)?,
+            false => match self.node(&reader, path)? {
+                Some(Node {
+                    kind: NodeKind::Dir,
+                    subtree: Some(sub),
+                    ..
+                }) => reader.tree(&sub)?,
+                Some(Node {
+                    kind: NodeKind::Dir,
+                    ..
+                }) => return Ok(vec![]),
+                Some(_) => {
+                    return Err(Error::Invalid(format!(
+                        "{path} is not a directory of this snapshot"
+                    )));
+                }
+                None => return Err(Error::NotInSnapshot(path.to_string())),
+            },
+        };
+        Ok(tree.nodes.clone())
     }
 
     /// Check, without reading any data, that the files or directories at `paths` exist

@@ -20,13 +20,16 @@ pub enum ApiError {
     /// A field whose value cannot be used; `field` names it.
     #[error("{field}: {message}")]
     Invalid {
-        field: &'static str,
+        field: std::borrow::Cow<'static, str>,
         message: String,
     },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A browser request that changes something, sent by a page of another site.
+    #[error("{0}")]
+    CrossOrigin(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -91,6 +94,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
     ),
     ("unauthorized", 401, "no valid credentials"),
     ("forbidden", 403, "the caller's role is too low"),
+    (
+        "cross_origin",
+        403,
+        "a browser request that changes something came from a page of another site",
+    ),
     ("not_found", 404, "no such thing"),
     (
         "method_not_allowed",
@@ -161,6 +169,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "invalid_field",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::CrossOrigin(_) => "cross_origin",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -197,7 +206,7 @@ impl ApiError {
         ApiError::Internal(e.to_string())
     }
 
-    fn field(&self) -> Option<&'static str> {
+    fn field(&self) -> Option<&str> {
         match self {
             ApiError::Invalid { field, .. } => Some(field),
             _ => None,
@@ -254,10 +263,7 @@ impl From<coffer_jobs::JobsError> for ApiError {
     fn from(e: coffer_jobs::JobsError) -> Self {
         use coffer_jobs::JobsError as J;
         match e {
-            J::Field(f) => ApiError::Invalid {
-                field: f.field,
-                message: f.message,
-            },
+            J::Field(f) => f.into(),
             J::Db(e) => e.into(),
             J::Unusable(m) => ApiError::Unusable(m),
             J::Busy(m) => ApiError::InUse(m),
@@ -269,6 +275,15 @@ impl From<coffer_jobs::JobsError> for ApiError {
             J::Source(e) => ApiError::SourceFailed(e.to_string()),
             J::DiskFull(m) => ApiError::DiskFull(m),
             J::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<coffer_jobs::FieldError> for ApiError {
+    fn from(f: coffer_jobs::FieldError) -> Self {
+        ApiError::Invalid {
+            field: f.field.into(),
+            message: f.message,
         }
     }
 }
@@ -326,11 +341,12 @@ mod tests {
         let all = [
             ApiError::BadRequest(String::new()),
             ApiError::Invalid {
-                field: "f",
+                field: "f".into(),
                 message: String::new(),
             },
             ApiError::Unauthorized(String::new()),
             ApiError::Forbidden(String::new()),
+            ApiError::CrossOrigin(String::new()),
             ApiError::NotFound(String::new()),
             ApiError::MethodNotAllowed(String::new()),
             ApiError::Conflict(String::new()),

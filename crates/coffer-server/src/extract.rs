@@ -80,9 +80,23 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "the request body must be a JSON object ({...})".into(),
         ));
     }
-    axum::Json::<T>::from_bytes(body)
-        .map(|axum::Json(v)| v)
-        .map_err(ApiError::from)
+    // A value of the wrong type or out of range names its field (`retention.keep_daily`), so
+    // that a form can show the reason next to it; unreadable JSON is a bad request.
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data if field != "." => ApiError::Invalid {
+                field: field.into(),
+                message: inner.to_string(),
+            },
+            _ => ApiError::BadRequest(format!("the request body is not valid: {inner}")),
+        }
+    })?;
+    json.end()
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid: {e}")))?;
+    Ok(value)
 }
 
 impl From<BytesRejection> for ApiError {

@@ -16,6 +16,7 @@ mod ratelimit;
 mod routes;
 mod selfbackup;
 mod transfer;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use coffer_db::NewAuditEntry;
@@ -92,4 +92,30 @@ pub async fn audit(State(state): State<Arc<AppState>>, mut req: Request, next: N
 /// A handler that panicked answers 500 in the usual format (and is logged with the request id).
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::Internal("a handler panicked".into()).into_response()
+}
+
+/// Browsers send `Origin` with every request that changes something and with every WebSocket
+/// handshake. One from a page of another site is refused before anything runs, so that such a
+/// page cannot act with the user's session cookie (which is SameSite=Strict as well). Clients
+/// that are not browsers send no `Origin` and are not affected.
+pub async fn same_origin(req: Request, next: Next) -> Response {
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || req.headers().contains_key(header::UPGRADE);
+    if let Some(origin) = req.headers().get(header::ORIGIN).filter(|_| changes) {
+        let host = req.headers().get(header::HOST).map(HeaderValue::as_bytes);
+        let from = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, authority)| authority.as_bytes());
+        if host.is_none() || from != host {
+            let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+            tracing::warn!(%origin, "refused a request from a page of another site");
+            return ApiError::CrossOrigin(format!(
+                "a page of {origin} may not act on this server: open Coffer at its own address"
+            ))
+            .into_response();
+        }
+    }
+    next.run(req).await
 }

@@ -76,7 +76,7 @@ pub async fn check_setting(
         return check_value(key, value);
     }
     let invalid = |message: String| ApiError::Invalid {
-        field: OFFSITE_REPOSITORY,
+        field: OFFSITE_REPOSITORY.into(),
         message,
     };
     let id = match value {
@@ -116,7 +116,7 @@ fn check_value(key: &str, value: &serde_json::Value) -> Result<(), ApiError> {
     match ok {
         true => Ok(()),
         false => Err(ApiError::Invalid {
-            field,
+            field: field.into(),
             message: format!("{key} must be {expected}, not {value}"),
         }),
     }

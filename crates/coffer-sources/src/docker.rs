@@ -139,6 +139,28 @@ impl Docker {
         }
     }
 
+    /// Every volume of the engine, by name.
+    pub async fn volumes(&self) -> Result<Vec<VolumeInfo>> {
+        let list = self
+            .inner
+            .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
+            .await
+            .map_err(api)?;
+        let mut volumes: Vec<VolumeInfo> = list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| VolumeInfo {
+                name: v.name,
+                driver: v.driver,
+                options: v.options,
+                labels: v.labels,
+            })
+            .collect();
+        volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(volumes)
+    }
+
     /// The volume's driver, options and labels.
     pub async fn volume(&self, name: &str) -> Result<VolumeInfo> {
         let v = self.inspect(name).await?;

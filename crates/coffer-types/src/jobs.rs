@@ -220,6 +220,22 @@ pub struct Job {
     pub last_status: Option<RecordStatus>,
     /// When the schedule fires next (none when disabled or unscheduled).
     pub next_run: Option<DateTime<Utc>>,
+    /// When the latest successful record started.
+    #[serde(default)]
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// The archive size of the latest successful record.
+    #[serde(default)]
+    pub last_size_bytes: Option<u64>,
+    /// What the job's records have added to their repository, together.
+    #[serde(default)]
+    pub stored_bytes: Option<u64>,
+    /// Why the latest record failed, when it did.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// The schedule fired more than an hour ago and no run has started since: the server was
+    /// down or the job could not start.
+    #[serde(default)]
+    pub overdue: bool,
     /// In the answer to a create or a change: what will not work as the job stands (a source
     /// that does not exist now, no retention). The job is saved all the same.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -388,4 +404,41 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
     pub at: DateTime<Utc>,
+}
+
+/// The next runs of a schedule: `GET /api/schedule-preview`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SchedulePreview {
+    /// The time zone the schedule is read in.
+    pub timezone: String,
+    /// The next five times it fires.
+    pub next: Vec<DateTime<Utc>>,
+}
+
+/// A folder of a record: `GET /api/backup-jobs/{id}/records/{rid}/tree?path=`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecordTree {
+    /// The folder, absolute (`/` is the root of the record).
+    pub path: String,
+    /// What it holds, sorted by name.
+    pub entries: Vec<TreeEntry>,
+}
+
+/// A file, folder or link of a record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TreeEntry {
+    pub name: String,
+    /// Its absolute path in the record: what a restore's `paths` names.
+    pub path: String,
+    /// `file`, `dir`, `symlink`, `chardev`, `blockdev` or `fifo`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Bytes of a file's content.
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub mtime: DateTime<Utc>,
+    /// Where a symlink points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }

@@ -57,7 +57,8 @@ mod system;
 pub use credentials::{Credential, CredentialInput, CredentialUpdate, DbEngine, TlsMode};
 pub use jobs::{
     DatabaseDump, Event, Job, JobInput, JobUpdate, MysqlTool, Progress, Record, RecordStatus,
-    RestoreRequest, RestoreTask, Retention, Source, VerifyResult,
+    RecordTree, RestoreRequest, RestoreTask, Retention, SchedulePreview, Source, TreeEntry,
+    VerifyResult,
 };
 pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};
 pub use system::{
@@ -210,6 +211,9 @@ pub struct Health {
     pub status: String,
     pub version: String,
     pub uptime_seconds: u64,
+    /// No user exists yet: the first administrator is still to be created (`/api/auth/setup`).
+    #[serde(default)]
+    pub setup_required: bool,
 }
 
 /// The modules this server provides.
@@ -365,6 +369,13 @@ pub struct Tool {
     pub path: Option<String>,
     /// The first line the tool prints for `--version`.
     pub version: Option<String>,
+}
+
+/// A Docker volume on a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DockerVolume {
+    pub name: String,
+    pub driver: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

@@ -676,7 +676,7 @@ fn bad_input_gets_the_error_format_with_the_right_status() {
             )
             .unwrap(),
         400,
-        "bad_request",
+        "invalid_field",
     );
     assert!(msg.contains("password"), "the field is named: {msg}");
     let msg = check(
@@ -688,7 +688,7 @@ fn bad_input_gets_the_error_format_with_the_right_status() {
             )
             .unwrap(),
         400,
-        "bad_request",
+        "invalid_field",
     );
     assert!(msg.contains("role"), "{msg}");
     let msg = check(admin.raw("POST", "/api/users", Some(&json!({"username": "x", "password": PASSWORD, "role": "viewer", "admin": true}))).unwrap(), 400, "bad_request");
@@ -702,8 +702,19 @@ fn bad_input_gets_the_error_format_with_the_right_status() {
             )
             .unwrap(),
         400,
-        "bad_request",
+        "invalid_field",
     );
+    // A value of the wrong type names its field, so that a form can show the reason there.
+    let r = admin
+        .raw(
+            "POST",
+            "/api/backup-jobs",
+            Some(&json!({"name": "x", "retention": {"keep_daily": "often"}})),
+        )
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text);
+    assert_eq!(r.json()["code"], "invalid_field", "{}", r.text);
+    assert_eq!(r.json()["field"], "retention.keep_daily", "{}", r.text);
     check(
         admin
             .raw_body("POST", "/api/users", "text/plain", "hello")

@@ -590,6 +590,30 @@ impl Jobs {
     /// Whether the server behind credential `c` answers with its password: the databases
     /// it lists, or why not.
     pub(crate) async fn test_credential(&self, c: Credential) -> Result<coffer_types::Check> {
+        Ok(match self.databases_behind(c).await? {
+            Ok(dbs) => coffer_types::Check {
+                ok: true,
+                detail: format!("it answers; {} databases: {}", dbs.len(), dbs.join(", ")),
+            },
+            Err(e) => coffer_types::Check {
+                ok: false,
+                detail: e.to_string(),
+            },
+        })
+    }
+
+    /// The databases of the server behind credential `id` (what a source can name), or why
+    /// they cannot be listed.
+    pub async fn credential_databases(&self, id: &str) -> Result<Vec<String>> {
+        let c = self.db.resource::<Credential>(id).await?;
+        Ok(self.databases_behind(c).await??)
+    }
+
+    /// The databases the server behind `c` lists (the inner error: it does not answer).
+    async fn databases_behind(
+        &self,
+        c: Credential,
+    ) -> Result<std::result::Result<Vec<String>, SourceError>> {
         let id = c.id.as_str();
         let probe = match c.engine {
             DbEngine::Postgres => Source::Postgres {
@@ -606,17 +630,7 @@ impl Jobs {
         };
         let logins = self.logins(std::slice::from_ref(&probe)).await?;
         let (_, login) = logins.login(id)?.clone();
-        let listed = crate::blocking(move || login.databases()).await;
-        Ok(match listed {
-            Ok(dbs) => coffer_types::Check {
-                ok: true,
-                detail: format!("it answers; {} databases: {}", dbs.len(), dbs.join(", ")),
-            },
-            Err(e) => coffer_types::Check {
-                ok: false,
-                detail: e.to_string(),
-            },
-        })
+        crate::blocking(move || Ok::<_, JobsError>(login.databases())).await
     }
 
     /// Every database source names a stored credential of its engine.

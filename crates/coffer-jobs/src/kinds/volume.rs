@@ -117,6 +117,25 @@ pub async fn docker_check() -> coffer_types::Check {
     }
 }
 
+/// The node's Docker volumes (what a job can back up), or why the engine cannot be asked.
+pub async fn docker_volumes() -> Result<Vec<coffer_types::DockerVolume>, JobsError> {
+    let listed = async { Docker::connect().await?.volumes().await }.await;
+    let engine = |e: DockerError| {
+        JobsError::Source(coffer_sources::SourceError::Failed {
+            what: "the Docker engine".into(),
+            message: e.to_string(),
+        })
+    };
+    Ok(listed
+        .map_err(engine)?
+        .into_iter()
+        .map(|v| coffer_types::DockerVolume {
+            name: v.name,
+            driver: v.driver,
+        })
+        .collect())
+}
+
 /// Remove temporary containers a killed run left behind (when there is an engine).
 pub(crate) async fn remove_leftovers() {
     if let Ok(docker) = Docker::connect().await {

@@ -173,7 +173,7 @@ pub async fn audit(
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::Invalid {
-            field: "limit",
+            field: "limit".into(),
             message: "use 1 to 1000".into(),
         });
     }

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use coffer_db::{RecordQuery, TriggerFilter};
 use coffer_types::{
-    ErrorBody, Job, JobInput, JobUpdate, Record, RecordStatus, RestoreRequest, RestoreTask,
-    VerifyResult,
+    ErrorBody, Job, JobInput, JobUpdate, Record, RecordStatus, RecordTree, RestoreRequest,
+    RestoreTask, SchedulePreview, VerifyResult,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -102,6 +102,29 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewParams {
+    /// A five-field cron expression or an alias such as `@daily`.
+    schedule: String,
+    /// IANA time zone (default `UTC`).
+    timezone: Option<String>,
+}
+
+/// The next five times a schedule fires, read in its time zone: what a job's schedule means,
+/// before the job is saved. 400 naming `schedule` or `timezone` when it cannot be used.
+#[utoipa::path(get, path = "/api/schedule-preview", tag = "jobs", security(("bearer" = ["viewer"])),
+    params(PreviewParams),
+    responses((status = 200, body = SchedulePreview), (status = 400, body = ErrorBody)))]
+pub async fn schedule_preview(
+    _: Auth<Viewer>,
+    Query(p): Query<PreviewParams>,
+) -> Result<Json<SchedulePreview>, ApiError> {
+    let preview = coffer_jobs::spec::preview(&p.schedule, p.timezone.as_deref(), Utc::now(), 5)?;
+    Ok(Json(preview))
+}
+
 /// Start a run now: 202 with the new record; 409 while the job is running.
 #[utoipa::path(post, path = "/api/backup-jobs/{id}/run", tag = "jobs", security(("bearer" = ["operator"])),
     params(("id" = String, Path, description = "Job id")),
@@ -150,7 +173,7 @@ pub async fn records(
 ) -> Result<Json<Vec<Record>>, ApiError> {
     if p.job_id.is_some() {
         return Err(ApiError::Invalid {
-            field: "job_id",
+            field: "job_id".into(),
             message: "this route names its job in the path".into(),
         });
     }
@@ -163,7 +186,7 @@ impl RecordParams {
         let limit = self.limit.unwrap_or(50);
         if !(1..=200).contains(&limit) {
             return Err(ApiError::Invalid {
-                field: "limit",
+                field: "limit".into(),
                 message: "use 1 to 200".into(),
             });
         }
@@ -175,7 +198,7 @@ impl RecordParams {
             }
             Some(other) => {
                 return Err(ApiError::Invalid {
-                    field: "trigger",
+                    field: "trigger".into(),
                     message: format!(
                         "{other:?} is not one of backups, pre_restore, schedule, manual, adopted, all"
                     ),
@@ -227,6 +250,30 @@ pub async fn delete_record(
 ) -> Result<StatusCode, ApiError> {
     state.jobs.delete_record(&id, &rid).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TreeParams {
+    /// The folder to list, absolute (default `/`, the record's root).
+    path: Option<String>,
+}
+
+/// What a folder of the record holds (names, types, sizes, modes, times), for picking what to
+/// restore; read from the repository one folder at a time. 400 naming `path` when the record
+/// has no such folder.
+#[utoipa::path(get, path = "/api/backup-jobs/{id}/records/{rid}/tree", tag = "jobs", security(("bearer" = ["operator"])),
+    params(("id" = String, Path, description = "Job id"), ("rid" = String, Path, description = "Record id"), TreeParams),
+    responses((status = 200, body = RecordTree), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn tree(
+    State(state): State<Arc<AppState>>,
+    _: Auth<Operator>,
+    Path((id, rid)): Path<(String, String)>,
+    Query(p): Query<TreeParams>,
+) -> Result<Json<RecordTree>, ApiError> {
+    let path = p.path.unwrap_or_else(|| "/".into());
+    Ok(Json(state.jobs.tree(&id, &rid, &path).await?))
 }
 
 /// Re-read everything the record references and recompute the archive checksum.

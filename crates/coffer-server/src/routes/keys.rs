@@ -51,7 +51,7 @@ pub async fn create(
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::Invalid {
-            field: "name",
+            field: "name".into(),
             message: "give the key a name of 1 to 100 characters, without control characters"
                 .into(),
         });
@@ -65,7 +65,7 @@ pub async fn create(
     }
     if req.expires_at.is_some_and(|t| t <= Utc::now()) {
         return Err(ApiError::Invalid {
-            field: "expires_at",
+            field: "expires_at".into(),
             message: "the expiry must be in the future".into(),
         });
     }

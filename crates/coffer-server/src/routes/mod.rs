@@ -1,7 +1,8 @@
-//! The router: every API route with its OpenAPI description, and the layers around them.
+//! The router: every API route with its OpenAPI description, the web interface, and the
+//! layers around them.
 //!
-//! Routes are only ever added through `OpenApiRouter::routes(routes!(...))`, so a route cannot
-//! be served without being documented. A handler's `security` names the least role it needs
+//! API routes are only ever added through `OpenApiRouter::routes(routes!(...))`, so a route
+//! cannot be served without being documented (the interface's page and files are no API). A handler's `security` names the least role it needs
 //! (as the scope of the `bearer` scheme), and its `Auth<Role>` extractor enforces exactly that;
 //! the route × role test checks that the two agree.
 
@@ -184,6 +185,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(system::metrics))
         .routes(routes!(system::openapi))
         .routes(routes!(system::nodes))
+        .routes(routes!(system::volumes))
         .routes(routes!(system::ws))
         .routes(routes!(account::setup))
         .routes(routes!(account::login))
@@ -216,12 +218,14 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(selfbackup::export))
         .routes(routes!(selfbackup::import))
         .routes(routes!(jobs::list, jobs::create))
+        .routes(routes!(jobs::schedule_preview))
         .routes(routes!(jobs::get, jobs::update, jobs::patch, jobs::delete))
         .routes(routes!(jobs::history))
         .routes(routes!(jobs::run))
         .routes(routes!(jobs::records))
         .routes(routes!(jobs::record, jobs::delete_record))
         .routes(routes!(jobs::verify))
+        .routes(routes!(jobs::tree))
         .routes(routes!(jobs::download))
         .routes(routes!(jobs::restore))
         .routes(routes!(jobs::restore_upload))
@@ -235,6 +239,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         ))
         .routes(routes!(credentials::list, credentials::create))
         .routes(routes!(credentials::test))
+        .routes(routes!(resources::databases))
         .routes(routes!(repositories::test))
         .routes(routes!(
             credentials::get,
@@ -249,6 +254,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.max_body_bytes;
     // Layers run outside-in in the reverse of the order written here.
     router
+        .route("/", axum::routing::get(crate::ui::index))
+        .route("/ui/{*path}", axum::routing::get(crate::ui::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
@@ -256,6 +263,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             middleware::audit,
         ))
+        .layer(axum::middleware::from_fn(middleware::same_origin))
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(axum::middleware::from_fn(middleware::span))
         .layer(PropagateRequestIdLayer::new(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use coffer_jobs::Managed;
-use coffer_types::Check;
+use coffer_types::{Check, ErrorBody};
 
 use crate::AppState;
 use crate::auth::{Admin, Auth};
@@ -158,4 +158,18 @@ resource_routes! {
     update "Replace the fields given; an empty `password` removes it.";
     delete "Delete a credential; 409 while a job names it.";
     test_doc "Whether the server answers with this credential: `ok` and the databases it lists, or why not (a wrong password, a server that is down)."
+}
+
+/// The databases of the server behind a credential: what a `postgres` or `mysql` source can
+/// name (the job form offers them). 502 when the server does not answer.
+#[utoipa::path(get, path = "/api/credentials/{id}/databases", tag = "credentials", security(("bearer" = ["admin"])),
+    params(("id" = String, Path, description = "Credential id")),
+    responses((status = 200, body = [String]), (status = 404, body = ErrorBody),
+        (status = 502, body = ErrorBody, description = "The database server does not answer")))]
+pub async fn databases(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    _: Admitted,
+    crate::extract::Path(id): crate::extract::Path<String>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    Ok(Json(state.jobs.credential_databases(&id).await?))
 }

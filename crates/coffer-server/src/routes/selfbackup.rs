@@ -183,7 +183,7 @@ pub async fn create_system(
     OptionalJson(req): OptionalJson<SystemBackupRequest>,
 ) -> Result<(StatusCode, Json<MetaBackup>), ApiError> {
     let invalid = |message: &str| ApiError::Invalid {
-        field: "passphrase",
+        field: "passphrase".into(),
         message: message.into(),
     };
     let passphrase = match (params.include_secrets.unwrap_or(false), req.passphrase) {

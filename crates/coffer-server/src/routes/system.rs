@@ -9,13 +9,13 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::http::header;
 use axum::response::IntoResponse;
-use coffer_types::{ErrorBody, Health, Modules, Node};
+use coffer_types::{DockerVolume, ErrorBody, Health, Modules, Node};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::auth::{Auth, Viewer};
 use crate::error::{ApiError, is_disk_full};
-use crate::extract::Json;
+use crate::extract::{self, Json};
 
 /// 200 while the data directory can be written and the metadata database answers; 503 with
 /// the reason otherwise (a full disk, a data directory that cannot be written, a database that
@@ -42,10 +42,12 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<Health>, 
             "the metadata database does not answer".into(),
         ));
     }
+    let setup_required = state.db.user_count().await? == 0;
     Ok(Json(Health {
         status: "ok".into(),
         version: state.version.into(),
         uptime_seconds: state.started.elapsed().as_secs(),
+        setup_required,
     }))
 }
 
@@ -109,6 +111,23 @@ pub async fn nodes(
         docker: coffer_jobs::docker_check().await,
         tools,
     }]))
+}
+
+/// The node's Docker volumes: what a job's `volume` sources can name.
+#[utoipa::path(get, path = "/api/nodes/{id}/volumes", tag = "system", security(("bearer" = ["viewer"])),
+    params(("id" = String, Path, description = "Node id (`local`)")),
+    responses((status = 200, body = [DockerVolume]), (status = 404, body = ErrorBody),
+        (status = 502, body = ErrorBody, description = "The Docker engine cannot be asked")))]
+pub async fn volumes(
+    _: Auth<Viewer>,
+    extract::Path(id): extract::Path<String>,
+) -> Result<Json<Vec<DockerVolume>>, ApiError> {
+    if id != "local" {
+        return Err(ApiError::NotFound(format!(
+            "node {id:?} not found: this server has one node, \"local\""
+        )));
+    }
+    Ok(Json(coffer_jobs::docker_volumes().await?))
 }
 
 /// Live events (backups started, completed or failed; restores; failed verifies) as JSON text

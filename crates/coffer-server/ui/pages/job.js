@@ -1,0 +1,269 @@
+// A job: what it backs up and when, its records (filter, verify, download, delete, restore) and
+// its restores, all updated live.
+
+import { del, get, post, put, query, subscribe } from '../api.js';
+import { ago, bytes, dialog, duration, fill, h, progressBar, sourceText, statusBadge, toast, when } from '../dom.js';
+import { field, input, select } from '../forms.js';
+import { session } from '../session.js';
+import { jobWarning } from './dashboard.js';
+import { dropZone, restoreDialog } from './restore.js';
+
+export async function jobPage(id) {
+  const base = `/api/backup-jobs/${encodeURIComponent(id)}`;
+  let job = await get(base);
+  const operator = session.can('operator');
+
+  const head = h('div', {});
+  const recordsBox = h('div', {});
+  const restoresBox = h('div', {});
+  const status = select([
+    ['', 'any status'],
+    ['success', 'successful'],
+    ['failed', 'failed'],
+    ['running', 'running'],
+  ]);
+  const since = input({ type: 'date' });
+  const filters = h('div', { class: 'filters' }, field('Status', 'status', status), field('Started on or after', 'since', since));
+  status.addEventListener('change', () => loadRecords());
+  since.addEventListener('change', () => loadRecords());
+
+  const view = h(
+    'div',
+    {},
+    head,
+    h('section', { 'aria-labelledby': 'records-title' }, h('h2', { id: 'records-title' }, 'Records'), filters, recordsBox),
+    h('section', { 'aria-labelledby': 'restores-title' }, h('h2', { id: 'restores-title' }, 'Restores'), operator && dropZone(job, () => loadRestores()), restoresBox),
+  );
+
+  const drawHead = () => {
+    const warning = jobWarning(job);
+    fill(
+      head,
+      h('p', { class: 'crumbs' }, h('a', { href: '#/' }, 'Dashboard'), ' / ', job.name),
+      h('h1', {}, job.name, ' ', statusBadge(job.last_status), !job.enabled && h('span', { class: 'badge none' }, 'disabled')),
+      warning && h('p', { class: 'warning', role: 'status' }, warning),
+      h(
+        'dl',
+        { class: 'facts' },
+        h('dt', {}, 'Backs up'),
+        h('dd', {}, job.sources.map(sourceText).join(', ')),
+        h('dt', {}, 'Schedule'),
+        h('dd', {}, job.schedule ? `${job.schedule} (${job.timezone})` : 'by hand only'),
+        h('dt', {}, 'Next run'),
+        h('dd', {}, job.next_run ? [ago(job.next_run), ` (${when(job.next_run)})`] : '—'),
+        h('dt', {}, 'Last success'),
+        h('dd', {}, ago(job.last_success_at)),
+        h('dt', {}, 'Keeps'),
+        h('dd', {}, retentionText(job)),
+        h('dt', {}, 'Stored'),
+        h('dd', {}, `${bytes(job.stored_bytes)}${job.encrypted ? ', encrypted' : ''}`),
+      ),
+      operator &&
+        h(
+          'div',
+          { class: 'actions' },
+          h('button', { type: 'button', class: 'primary', onclick: runNow, disabled: job.last_status === 'running' }, 'Run now'),
+          h('a', { class: 'button', href: `#/jobs/${encodeURIComponent(id)}/edit` }, 'Edit'),
+          h('button', { type: 'button', onclick: toggle }, job.enabled ? 'Disable' : 'Enable'),
+          h('button', { type: 'button', class: 'danger', onclick: remove }, 'Delete job'),
+        ),
+    );
+  };
+
+  const runNow = async () => {
+    try {
+      await post(`${base}/run`);
+      toast(`${job.name} started`);
+      await refresh();
+    } catch (e) {
+      toast(e.message, 'error');
+    }
+  };
+
+  const toggle = async () => {
+    try {
+      job = await put(base, { enabled: !job.enabled });
+      drawHead();
+    } catch (e) {
+      toast(e.message, 'error');
+    }
+  };
+
+  const remove = async () => {
+    const keep = h('input', { type: 'checkbox', checked: true });
+    const done = await dialog({
+      title: `Delete ${job.name}?`,
+      body: [h('p', {}, 'The job and its schedule are removed.'), field('Keep the backed-up data in its repository (a new job can adopt it)', 'keep_data', keep)],
+      ok: 'Delete job',
+      danger: true,
+      onOk: () => del(`${base}${query({ keep_data: keep.checked })}`),
+    });
+    if (done) location.hash = '#/';
+  };
+
+  const loadRecords = async () => {
+    const sinceIso = since.value ? new Date(`${since.value}T00:00:00`).toISOString() : '';
+    const records = await get(`${base}/records${query({ status: status.value, since: sinceIso, limit: 200 })}`);
+    if (records.length === 0) {
+      fill(recordsBox, h('p', { class: 'empty' }, status.value || since.value ? 'No records match.' : 'No records yet.'));
+      return;
+    }
+    fill(
+      recordsBox,
+      h(
+        'table',
+        { class: 'records' },
+        h('thead', {}, h('tr', {}, ['Status', 'Started', 'Duration', 'Size', 'Stored', 'Checksum', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, records.map(recordRow)),
+      ),
+    );
+  };
+
+  const recordRow = (r) => {
+    const rbase = `${base}/records/${encodeURIComponent(r.id)}`;
+    const result = h('div', { class: 'inline-result', 'aria-live': 'polite' });
+    const verify = async (ev) => {
+      ev.target.disabled = true;
+      fill(result, h('span', { class: 'muted' }, 'verifying…'));
+      try {
+        const v = await post(`${rbase}/verify`);
+        fill(result, v.ok ? h('span', { class: 'ok' }, 'Verified: every byte is there and the checksum matches.') : h('span', { class: 'error' }, `Damaged: ${v.error || ''} ${v.damaged.join(', ')}`));
+      } catch (e) {
+        fill(result, h('span', { class: 'error' }, e.message));
+      } finally {
+        ev.target.disabled = false;
+      }
+    };
+    const removeRecord = async () => {
+      const done = await dialog({
+        title: 'Delete this record?',
+        body: h('p', {}, `The record of ${when(r.started_at)} and its snapshot are removed; data no other record uses is freed at the next prune.`),
+        ok: 'Delete record',
+        danger: true,
+        onOk: () => del(rbase),
+      });
+      if (done) loadRecords();
+    };
+    const usable = r.status === 'success' && r.snapshot_id;
+    return h(
+      'tr',
+      { dataset: { record: r.id } },
+      h('td', { dataset: { label: 'Status' } }, statusBadge(r.status), r.trigger !== 'manual' && r.trigger !== 'schedule' && h('span', { class: 'muted small' }, ` ${r.trigger}`), r.status === 'running' && [h('div', { class: 'phase' }, r.phase), progressBar(r.progress)], r.error && h('div', { class: 'error small' }, r.error), r.verified_at && h('div', { class: r.verify_ok ? 'ok small' : 'error small' }, r.verify_ok ? 'verified ' : 'damaged at verify ', ago(r.verified_at))),
+      h('td', { dataset: { label: 'Started' } }, when(r.started_at)),
+      h('td', { dataset: { label: 'Duration' } }, duration(r.duration_ms)),
+      h('td', { dataset: { label: 'Size' } }, bytes(r.size_bytes)),
+      h('td', { dataset: { label: 'Stored' } }, bytes(r.stored_bytes)),
+      h('td', { dataset: { label: 'Checksum' } }, r.checksum ? checksum(r.checksum) : '—'),
+      h(
+        'td',
+        {},
+        h(
+          'div',
+          { class: 'row-actions' },
+        usable && operator && h('a', { class: 'button', href: `#/jobs/${encodeURIComponent(id)}/records/${encodeURIComponent(r.id)}` }, 'Browse'),
+        usable && operator && h('button', { type: 'button', onclick: () => restoreDialog(job, r).then((t) => t && loadRestores()) }, 'Restore'),
+        usable && operator && h('button', { type: 'button', onclick: verify }, 'Verify'),
+        usable && operator && h('a', { class: 'button', href: `${rbase}/download`, download: '' }, 'Download'),
+        usable && operator && h('a', { class: 'button', href: `${rbase}/download?encrypted=true`, download: '', title: 'Sealed with the repository key' }, 'Download sealed'),
+        operator && r.status !== 'running' && h('button', { type: 'button', class: 'danger', onclick: removeRecord }, 'Delete'),
+          result,
+        ),
+      ),
+    );
+  };
+
+  const loadRestores = async () => {
+    const tasks = await get(`${base}/restores`);
+    if (tasks.length === 0) {
+      fill(restoresBox, h('p', { class: 'empty' }, 'No restores yet.'));
+      return;
+    }
+    fill(
+      restoresBox,
+      h(
+        'table',
+        { class: 'restores' },
+        h('thead', {}, h('tr', {}, ['Status', 'Started', 'Into', 'What', 'Result'].map((t) => h('th', { scope: 'col' }, t)))),
+        h(
+          'tbody',
+          {},
+          tasks.map((t) =>
+            h(
+              'tr',
+              { dataset: { restore: t.id } },
+              h('td', { dataset: { label: 'Status' } }, statusBadge(t.status), ' ', h('span', { class: 'phase' }, t.phase), t.status === 'running' && progressBar(t.progress)),
+              h('td', { dataset: { label: 'Started' } }, when(t.started_at)),
+              h('td', { dataset: { label: 'Into' } }, t.target),
+              h('td', { dataset: { label: 'What' } }, t.paths.length ? t.paths.join(', ') : 'everything'),
+              h(
+                'td',
+                { dataset: { label: 'Result' } },
+                t.error && h('span', { class: 'error' }, t.error),
+                t.status === 'success' && `${t.files ?? 0} files, ${bytes(t.bytes)}`,
+                t.safety_record_id && h('div', { class: 'muted small' }, t.safety_record_removed ? 'The safety record is gone.' : 'A safety record of what was replaced was taken first.'),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  };
+
+  const refresh = async () => {
+    job = await get(base);
+    drawHead();
+    await Promise.all([loadRecords(), loadRestores()]);
+  };
+
+  let pending = null;
+  const stop = subscribe((ev) => {
+    if (ev.event !== 'connected' && ev.job_id !== id) return;
+    if (ev.event === 'backup.progress' || ev.event === 'restore.progress') {
+      const row = recordsBox.querySelector(`tr[data-record="${CSS.escape(ev.record_id)}"]`);
+      const box = ev.restore_id ? restoresBox.querySelector(`tr[data-restore="${CSS.escape(ev.restore_id)}"] td`) : row && row.querySelector('td');
+      if (box) {
+        const old = box.querySelector('.progress');
+        const bar = progressBar(ev.progress);
+        if (old) old.replaceWith(bar);
+        else box.append(bar);
+      }
+      return;
+    }
+    clearTimeout(pending);
+    pending = setTimeout(() => refresh().catch(() => {}), 200);
+  });
+  drawHead();
+  await Promise.all([loadRecords(), loadRestores()]);
+  return { view, stop: () => (stop(), clearTimeout(pending)) };
+}
+
+function retentionText(job) {
+  const parts = [];
+  if (job.retention_count) parts.push(`the last ${job.retention_count} records`);
+  if (job.retention_days) parts.push(`${job.retention_days} days`);
+  const r = job.retention || {};
+  for (const [k, label] of [
+    ['keep_last', 'last'],
+    ['keep_hourly', 'hourly'],
+    ['keep_daily', 'daily'],
+    ['keep_weekly', 'weekly'],
+    ['keep_monthly', 'monthly'],
+    ['keep_yearly', 'yearly'],
+  ]) {
+    if (r[k]) parts.push(`${r[k]} ${label}`);
+  }
+  return parts.length ? parts.join(', ') : 'everything (no retention set)';
+}
+
+/// A checksum, shortened, with a button that copies it whole.
+function checksum(sum) {
+  const copy = async (ev) => {
+    try {
+      await navigator.clipboard.writeText(sum);
+      ev.target.textContent = 'Copied';
+    } catch {
+      ev.target.textContent = 'Select and copy';
+    }
+  };
+  return h('span', { class: 'checksum' }, h('code', { title: sum }, `${sum.slice(0, 12)}…`), ' ', h('button', { type: 'button', class: 'small', onclick: copy, 'aria-label': 'Copy checksum' }, 'Copy'));
+}

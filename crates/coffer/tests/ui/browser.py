@@ -1,0 +1,290 @@
+"""Coffer's web interface in a real Chromium, driven by Playwright, against a running `coffer
+serve` (started by `tests/ui.rs`, which passes its address and directories in the environment).
+
+Inputs are found by their labels and buttons by their roles, as a user (or a screen reader)
+finds them. Every step asserts what the user would see; the first failure ends the run with a
+traceback. Screenshots of the main pages go to COFFER_UI_SHOTS.
+"""
+
+import base64
+import os
+import pathlib
+import re
+import sys
+
+from playwright.sync_api import expect, sync_playwright
+
+URL = os.environ["COFFER_UI_URL"]
+SRC = pathlib.Path(os.environ["COFFER_UI_SRC"])
+DATA = pathlib.Path(os.environ["COFFER_UI_DATA"])
+SHOTS = pathlib.Path(os.environ["COFFER_UI_SHOTS"])
+PASSWORD = "correct horse battery staple"
+TIMEOUT = 60_000
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page, username, password):
+    page.goto(URL)
+    expect(page.get_by_role("heading", name="Log in to Coffer")).to_be_visible()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+
+def record_rows(page):
+    return page.locator("table.records tbody tr")
+
+
+# What the page reported as errors (shown with any failure: a script error explains a timeout).
+errors = []
+
+
+def main():
+    (SRC / "notes.txt").write_text("first version\n")
+    (SRC / "sub").mkdir(exist_ok=True)
+    (SRC / "sub" / "deep.txt").write_text("deep file\n")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(TIMEOUT)
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+        # Answers of 4xx and 5xx are logged by the browser as failed loads: the tests provoke
+        # some on purpose. Anything else the page logs as an error is a failure.
+        page.on(
+            "console",
+            lambda m: m.type == "error"
+            and not m.text.startswith("Failed to load resource")
+            and errors.append(f"console: {m.text}"),
+        )
+
+        # First start: set up the first administrator, then land on the dashboard.
+        page.goto(URL)
+        expect(page.get_by_role("heading", name="Welcome to Coffer")).to_be_visible()
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password").fill("short")
+        page.get_by_role("button", name="Create administrator").click()
+        # The server's reason, next to the field it names.
+        expect(page.locator('[data-field="password"] .field-error')).to_contain_text("12")
+        shot(page, "setup")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Create administrator").click()
+        expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+        expect(page.get_by_text("No backup jobs yet")).to_be_visible()
+
+        # A path job through the form, with a bad cron first.
+        page.get_by_role("link", name="New job").click()
+        expect(page.get_by_role("heading", name="New backup job")).to_be_visible()
+        page.get_by_label("Name", exact=True).fill("documents")
+        page.get_by_label("Path", exact=True).fill(str(SRC))
+        page.get_by_label("Schedule (cron)").fill("61 * * * *")
+        page.get_by_label("Time zone of the schedule").fill("Europe/Berlin")
+        schedule_field = page.locator('[data-field="schedule"]')
+        # As it is typed: what is wrong with it.
+        expect(schedule_field.locator(".preview")).to_contain_text("is not a five-field cron expression")
+        page.get_by_role("button", name="Create job").click()
+        # Saved anyway: the server refuses it, and says so at the field.
+        expect(schedule_field.locator(".field-error").first).to_contain_text("61 * * * *")
+        expect(page.get_by_label("Schedule (cron)")).to_have_attribute("aria-invalid", "true")
+        page.get_by_label("Schedule (cron)").fill("30 2 * * *")
+        expect(schedule_field.locator(".next-runs li")).to_have_count(5)
+        expect(schedule_field.locator(".preview")).to_contain_text("Europe/Berlin")
+        page.get_by_label("Keep the last N records").fill("10")
+        shot(page, "job-form")
+        page.get_by_role("button", name="Create job").click()
+        expect(page.get_by_role("heading", name=re.compile("^documents"))).to_be_visible()
+        expect(page.get_by_text("No records yet.")).to_be_visible()
+
+        # Run it, and watch the record turn successful without a reload.
+        page.evaluate("window.__sameDocument = true")
+        page.get_by_role("button", name="Run now").click()
+        expect(record_rows(page).first.locator(".badge.success")).to_be_visible()
+        assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+        expect(page.get_by_role("heading", name=re.compile("^documents"))).to_contain_text("successful")
+
+        # Verify it: the result shows inline.
+        row = record_rows(page).first
+        row.get_by_role("button", name="Verify").click()
+        expect(row.locator(".inline-result")).to_contain_text("Verified")
+        shot(page, "job")
+
+        # Browse the record, pick one file, and restore it into another directory.
+        record_id = row.get_attribute("data-record")
+        row.get_by_role("link", name="Browse").click()
+        expect(page.get_by_role("heading", name=re.compile("^documents, "))).to_be_visible()
+        for part in (SRC / "sub").parts[1:]:
+            folder = page.get_by_role("button", name=f"{part}/", exact=True)
+            folder.click()
+            expect(folder).to_have_attribute("aria-expanded", "true")
+        deep = str(SRC / "sub" / "deep.txt")
+        expect(page.get_by_text("deep.txt", exact=True)).to_be_visible()
+        page.get_by_label(f"Choose {deep}").check()
+        expect(page.get_by_text("1 chosen to restore.")).to_be_visible()
+        shot(page, "browse")
+        target = DATA / "restores" / "one"
+        page.get_by_role("button", name="Restore…").click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog.get_by_label("Only these paths (one per line)")).to_have_value(deep)
+        dialog.get_by_label("Into another directory").fill(str(target))
+        shot(page, "restore-dialog")
+        dialog.get_by_role("button", name="Restore", exact=True).click()
+        # Back on the job's page, the restore is listed and finishes.
+        expect(page.get_by_role("heading", name=re.compile("^documents"))).to_be_visible()
+        expect(page.locator("table.restores tbody tr").first.locator(".badge.success")).to_be_visible()
+        row = record_rows(page).first
+        restored = target / str(SRC / "sub" / "deep.txt").lstrip("/")
+        assert restored.read_text() == "deep file\n", restored
+        assert not (target / str(SRC / "notes.txt").lstrip("/")).exists(), "only the chosen file is restored"
+
+        # Restore by dropping an archive onto the job's page: the record's own archive, after
+        # the live file changed.
+        job_url = page.url
+        job_id = job_url.rsplit("/", 1)[1]
+        archive = page.request.get(f"{URL}/api/backup-jobs/{job_id}/records/{record_id}/download")
+        assert archive.ok, archive.status
+        (SRC / "notes.txt").write_text("changed after the backup\n")
+        data_transfer = page.evaluate_handle(
+            """([name, b64]) => {
+                const bin = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bin], name, { type: 'application/x-tar' }));
+                return dt;
+            }""",
+            ["documents.tar", base64.b64encode(archive.body()).decode()],
+        )
+        page.dispatch_event(".dropzone", "drop", {"dataTransfer": data_transfer})
+        upload = page.get_by_role("dialog", name=re.compile("^Restore documents.tar"))
+        upload.get_by_label("SHA-256 of the archive").fill(archive.headers["x-checksum-sha256"])
+        upload.get_by_role("button", name="Upload and restore").click()
+        confirm = page.get_by_role("dialog", name=re.compile("Overwrite documents"))
+        confirm.get_by_label(re.compile("Type the job's name")).fill("wrong name")
+        confirm.get_by_role("button", name="Restore in place").click()
+        expect(confirm.get_by_role("alert")).to_contain_text("Type documents exactly")
+        confirm.get_by_label(re.compile("Type the job's name")).fill("documents")
+        confirm.get_by_role("button", name="Restore in place").click()
+        expect(page.locator("table.restores tbody tr")).to_have_count(2)
+        expect(page.locator("table.restores tbody tr").first.locator(".badge.success")).to_be_visible()
+        assert (SRC / "notes.txt").read_text() == "first version\n", "the dropped archive was restored"
+
+        # A job whose last run failed: the dashboard says so.
+        gone = SRC.parent / "gone"
+        gone.mkdir(exist_ok=True)
+        made = page.request.post(f"{URL}/api/backup-jobs", data={"name": "vanished", "sources": [{"type": "path", "path": str(gone)}]})
+        assert made.ok, made.text()
+        gone.rmdir()
+        run = page.request.post(f"{URL}/api/backup-jobs/{made.json()['id']}/run")
+        assert run.ok, run.text()
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
+        warnings = page.get_by_role("list", name="Warnings")
+        expect(warnings).to_contain_text("vanished")
+        expect(warnings).to_contain_text("The last run failed")
+        expect(page.locator('tr[data-job="vanished"] .badge.failed')).to_be_visible()
+        expect(page.locator('tr[data-job="documents"] .badge.success')).to_be_visible()
+        shot(page, "dashboard")
+
+        # The same page on a phone, and in the dark.
+        phone = browser.new_context(viewport={"width": 375, "height": 800}, color_scheme="dark", storage_state=context.storage_state())
+        phone_page = phone.new_page()
+        phone_page.goto(URL)
+        expect(phone_page.get_by_role("heading", name="Dashboard")).to_be_visible()
+        expect(phone_page.get_by_role("list", name="Warnings")).to_be_visible()
+        width = phone_page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"the dashboard is {width} px wide on a 375-px phone"
+        shot(phone_page, "dashboard-phone-dark")
+        phone.close()
+
+        # The pages around the jobs.
+        nav = page.get_by_role("navigation", name="Main")
+        nav.get_by_role("link", name="Credentials").click()
+        page.get_by_role("button", name="Add credential").click()
+        add = page.get_by_role("dialog")
+        add.get_by_label("Name").fill("local postgres")
+        add.get_by_label("Host").fill("127.0.0.1")
+        add.get_by_label("User").fill("postgres")
+        add.get_by_role("button", name="Add credential").click()
+        row = page.locator('tr[data-credential="local postgres"]')
+        expect(row).to_contain_text("not set")
+        row.get_by_role("button", name="Test").click()
+        expect(row.locator(".inline-result .ok")).to_be_visible()
+        # A database job: the credential's server lists its databases in the form.
+        nav.get_by_role("link", name="New job").click()
+        page.get_by_label("Name", exact=True).fill("postgres database")
+        page.get_by_role("button", name="Remove this files and folders source").click()
+        page.get_by_label("Type of the source to add").select_option("postgres")
+        page.get_by_role("button", name="Add source").click()
+        expect(page.get_by_text(re.compile("databases on that server: .*postgres"))).to_be_visible()
+        page.get_by_label("Database", exact=True).fill("postgres")
+        page.get_by_role("button", name="Create job").click()
+        expect(page.get_by_role("heading", name=re.compile("^postgres database"))).to_be_visible()
+        expect(page.locator("dl.facts")).to_contain_text("PostgreSQL postgres")
+        nav.get_by_role("link", name="API keys").click()
+        page.get_by_label("Name").fill("nightly script")
+        page.get_by_role("button", name="Create key").click()
+        expect(page.locator(".new-key")).to_contain_text("shown only this once")
+        assert page.locator(".new-key code").inner_text().startswith("cf_")
+        expect(page.locator('tr[data-key="nightly script"]')).to_be_visible()
+        shot(page, "keys")
+        nav.get_by_role("link", name="System backups").click()
+        page.get_by_role("button", name="Back up now").click()
+        expect(page.locator("table.system-backups tbody tr")).to_have_count(1)
+        nav.get_by_role("link", name="Audit log").click()
+        expect(page.locator("table.audit")).to_contain_text("POST /api/keys")
+        shot(page, "audit")
+        nav.get_by_role("link", name="Nodes").click()
+        expect(page.locator("table.tools")).to_contain_text("pg_dump")
+        nav.get_by_role("link", name="Settings").click()
+        expect(page.get_by_label("general.auto_backup")).to_be_visible()
+
+        # A viewer sees everything, and no button that changes anything.
+        made = page.request.post(f"{URL}/api/users", data={"username": "watcher", "password": PASSWORD, "role": "viewer"})
+        assert made.ok, made.text()
+        page.get_by_role("button", name="Log out").click()
+        expect(page.get_by_role("heading", name="Log in to Coffer")).to_be_visible()
+        log_in(page, "watcher", PASSWORD)
+        expect(page.get_by_role("link", name="New job")).to_have_count(0)
+        expect(page.get_by_role("list", name="Warnings")).to_contain_text("vanished")
+        page.get_by_role("link", name="documents").click()
+        expect(page.get_by_role("heading", name=re.compile("^documents"))).to_be_visible()
+        expect(record_rows(page).first).to_be_visible()
+        for name in ["Run now", "Edit", "Disable", "Delete job", "Restore", "Verify", "Delete", "Download"]:
+            expect(page.get_by_role("button", name=name, exact=True)).to_have_count(0)
+            expect(page.get_by_role("link", name=name, exact=True)).to_have_count(0)
+        expect(page.locator(".dropzone")).to_have_count(0)
+
+        # Cross-site requests that would act with the session cookie are refused.
+        refused = page.request.post(f"{URL}/api/auth/logout", headers={"Origin": "http://evil.example"})
+        assert refused.status == 403 and refused.json()["code"] == "cross_origin", refused.text()
+        csp = page.request.get(URL).headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp, csp
+
+        browser.close()
+    if errors:
+        raise AssertionError("the page reported errors:\n" + "\n".join(errors))
+    print("browser tests passed; screenshots in", SHOTS)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        if errors:
+            print("the page reported:\n" + "\n".join(errors), file=sys.stderr)
+        sys.exit(1)
