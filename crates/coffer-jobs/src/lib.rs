@@ -215,18 +215,9 @@ impl Jobs {
             Due::Wait { at } => Some(at),
             _ => None,
         };
-        let overdue = job.last_status != Some(RecordStatus::Running)
-            && matches!(
-                due(
-                    &job,
-                    Some(job.last_run.unwrap_or(job.created_at)),
-                    now - OVERDUE_AFTER
-                ),
-                Due::Run { .. }
-            );
         Job {
             next_run,
-            overdue,
+            overdue: scheduler::overdue(&job, now),
             ..job
         }
     }
@@ -834,9 +825,6 @@ impl Download {
         rx
     }
 }
-
-/// A scheduled run that has not started this long after its time makes the job overdue.
-const OVERDUE_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// How long a prune waits for another process's prune of the same repository.
 const PRUNE_WAIT: Duration = Duration::from_secs(30);

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use coffer_types::Job;
+use coffer_types::{Job, RecordStatus};
 
 use crate::{Jobs, Result, spec};
 
@@ -38,6 +38,24 @@ pub fn due(job: &Job, scheduled_until: Option<DateTime<Utc>>, now: DateTime<Utc>
         Some(at) => Due::Wait { at },
         None => Due::Never,
     }
+}
+
+/// A scheduled run that has not started this long after its time makes the job overdue.
+const OVERDUE_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Whether a time the schedule named passed more than [`OVERDUE_AFTER`] ago without a run
+/// starting since (the server was down past it, or the run could not start). A running job is
+/// not overdue: it is busy.
+pub fn overdue(job: &Job, now: DateTime<Utc>) -> bool {
+    job.last_status != Some(RecordStatus::Running)
+        && matches!(
+            due(
+                job,
+                Some(job.last_run.unwrap_or(job.created_at)),
+                now - OVERDUE_AFTER
+            ),
+            Due::Run { .. }
+        )
 }
 
 impl Jobs {
@@ -156,6 +174,29 @@ mod tests {
 
     fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, d, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn a_job_is_overdue_an_hour_after_a_slot_passed_without_a_run() {
+        let mut j = job(Some("0 3 * * *"), true);
+        assert!(!overdue(&j, at(1, 3, 30)), "within the hour");
+        assert!(overdue(&j, at(1, 4, 1)), "an hour after 03:00, never run");
+        j.last_run = Some(at(1, 3, 0));
+        assert!(!overdue(&j, at(1, 23, 0)), "it ran");
+        assert!(
+            overdue(&j, at(2, 4, 1)),
+            "the next day's run did not happen"
+        );
+        j.last_status = Some(RecordStatus::Running);
+        assert!(
+            !overdue(&j, at(2, 4, 1)),
+            "a running job is busy, not overdue"
+        );
+        assert!(!overdue(&job(None, true), at(9, 0, 0)), "no schedule");
+        assert!(
+            !overdue(&job(Some("0 3 * * *"), false), at(9, 0, 0)),
+            "disabled"
+        );
     }
 
     #[test]

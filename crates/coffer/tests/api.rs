@@ -225,6 +225,14 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("POST", "/api/keys", Some(Role::Viewer)),
     ("DELETE", "/api/keys/{id}", Some(Role::Viewer)),
     ("GET", "/api/nodes", Some(Role::Viewer)),
+    ("GET", "/api/nodes/{id}/volumes", Some(Role::Viewer)),
+    ("GET", "/api/schedule-preview", Some(Role::Viewer)),
+    ("GET", "/api/credentials/{id}/databases", Some(Role::Admin)),
+    (
+        "GET",
+        "/api/backup-jobs/{id}/records/{rid}/tree",
+        Some(Role::Operator),
+    ),
     ("GET", "/api/ws", Some(Role::Viewer)),
     ("GET", "/api/settings", Some(Role::Admin)),
     ("GET", "/api/settings/{key}", Some(Role::Admin)),
@@ -691,8 +699,11 @@ fn bad_input_gets_the_error_format_with_the_right_status() {
         "invalid_field",
     );
     assert!(msg.contains("role"), "{msg}");
-    let msg = check(admin.raw("POST", "/api/users", Some(&json!({"username": "x", "password": PASSWORD, "role": "viewer", "admin": true}))).unwrap(), 400, "bad_request");
-    assert!(msg.contains("admin"), "unknown fields are named: {msg}");
+    let msg = check(admin.raw("POST", "/api/users", Some(&json!({"username": "x", "password": PASSWORD, "role": "viewer", "admin": true}))).unwrap(), 400, "invalid_field");
+    assert!(
+        msg.contains("unknown field `admin`"),
+        "unknown fields are named: {msg}"
+    );
     check(
         admin
             .raw(

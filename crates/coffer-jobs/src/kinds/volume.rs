@@ -119,14 +119,16 @@ pub async fn docker_check() -> coffer_types::Check {
 
 /// The node's Docker volumes (what a job can back up), or why the engine cannot be asked.
 pub async fn docker_volumes() -> Result<Vec<coffer_types::DockerVolume>, JobsError> {
-    let listed = async { Docker::connect().await?.volumes().await }.await;
     let engine = |e: DockerError| {
         JobsError::Source(coffer_sources::SourceError::Failed {
             what: "the Docker engine".into(),
             message: e.to_string(),
         })
     };
-    Ok(listed
+    let docker = Docker::connect().await.map_err(engine)?;
+    Ok(docker
+        .volumes()
+        .await
         .map_err(engine)?
         .into_iter()
         .map(|v| coffer_types::DockerVolume {

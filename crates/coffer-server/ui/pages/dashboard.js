@@ -3,7 +3,7 @@
 // jobs show their phase and progress and turn green or red without a reload.
 
 import { get, subscribe } from '../api.js';
-import { ago, bytes, fill, h, progressBar, sourceText, statusBadge } from '../dom.js';
+import { ago, bytes, fill, h, progressBar, sourceText, statusBadge, table } from '../dom.js';
 import { session } from '../session.js';
 
 /// What needs the user's attention about `job`, if anything.
@@ -62,41 +62,30 @@ export async function dashboard() {
           { class: 'warnings', 'aria-label': 'Warnings' },
           warned.map((j) => h('li', { class: 'warning' }, h('a', { href: `#/jobs/${encodeURIComponent(j.id)}` }, j.name), ': ', jobWarning(j))),
         ),
-      h(
-        'table',
-        { class: 'jobs' },
-        h('thead', {}, h('tr', {}, ['Job', 'Last run', 'Last success', 'Next run', 'Size', 'Stored'].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', {}, jobs.map(row)),
-      ),
+      table('jobs', ['Job', 'Last run', 'Last success', 'Next run', 'Size', 'Stored'], jobs.map(row)),
     );
   };
 
   const row = (j) => {
     const live = progress.get(j.id);
-    const warning = jobWarning(j);
-    return h(
-      'tr',
-      { class: warning ? 'attention' : null, dataset: { job: j.name } },
-      h(
-        'td',
-        { dataset: { label: 'Job' } },
+    return [
+      { class: jobWarning(j) ? 'attention' : null, dataset: { job: j.name } },
+      [
         h('a', { href: `#/jobs/${encodeURIComponent(j.id)}`, class: 'job-name' }, j.name),
         !j.enabled && h('span', { class: 'badge none' }, 'disabled'),
         h('div', { class: 'muted small' }, j.sources.map(sourceText).join(', ')),
-      ),
-      h(
-        'td',
-        { dataset: { label: 'Last run' } },
+      ],
+      [
         statusBadge(j.last_status),
         ' ',
         ago(j.last_run),
         j.last_status === 'running' && live && h('div', {}, h('span', { class: 'phase' }, live.phase), progressBar(live.progress)),
-      ),
-      h('td', { dataset: { label: 'Last success' } }, ago(j.last_success_at)),
-      h('td', { dataset: { label: 'Next run' } }, j.next_run ? ago(j.next_run) : h('span', { class: 'muted' }, j.schedule ? 'disabled' : 'by hand')),
-      h('td', { dataset: { label: 'Size' } }, bytes(j.last_size_bytes)),
-      h('td', { dataset: { label: 'Stored' } }, bytes(j.stored_bytes)),
-    );
+      ],
+      ago(j.last_success_at),
+      j.next_run ? ago(j.next_run) : h('span', { class: 'muted' }, j.schedule ? 'disabled' : 'by hand'),
+      bytes(j.last_size_bytes),
+      bytes(j.stored_bytes),
+    ];
   };
 
   let pending = null;

@@ -2,7 +2,7 @@
 // its restores, all updated live.
 
 import { del, get, post, put, query, subscribe } from '../api.js';
-import { ago, bytes, dialog, duration, fill, h, progressBar, sourceText, statusBadge, toast, when } from '../dom.js';
+import { ago, bytes, dialog, duration, fill, h, progressBar, sourceText, statusBadge, table, toast, when } from '../dom.js';
 import { field, input, select } from '../forms.js';
 import { session } from '../session.js';
 import { jobWarning } from './dashboard.js';
@@ -108,15 +108,7 @@ export async function jobPage(id) {
       fill(recordsBox, h('p', { class: 'empty' }, status.value || since.value ? 'No records match.' : 'No records yet.'));
       return;
     }
-    fill(
-      recordsBox,
-      h(
-        'table',
-        { class: 'records' },
-        h('thead', {}, h('tr', {}, ['Status', 'Started', 'Duration', 'Size', 'Stored', 'Checksum', ''].map((t) => h('th', { scope: 'col' }, t)))),
-        h('tbody', {}, records.map(recordRow)),
-      ),
-    );
+    fill(recordsBox, table('records', ['Status', 'Started', 'Duration', 'Size', 'Stored', 'Checksum', ''], records.map(recordRow)));
   };
 
   const recordRow = (r) => {
@@ -145,31 +137,32 @@ export async function jobPage(id) {
       if (done) loadRecords();
     };
     const usable = r.status === 'success' && r.snapshot_id;
-    return h(
-      'tr',
+    return [
       { dataset: { record: r.id } },
-      h('td', { dataset: { label: 'Status' } }, statusBadge(r.status), r.trigger !== 'manual' && r.trigger !== 'schedule' && h('span', { class: 'muted small' }, ` ${r.trigger}`), r.status === 'running' && [h('div', { class: 'phase' }, r.phase), progressBar(r.progress)], r.error && h('div', { class: 'error small' }, r.error), r.verified_at && h('div', { class: r.verify_ok ? 'ok small' : 'error small' }, r.verify_ok ? 'verified ' : 'damaged at verify ', ago(r.verified_at))),
-      h('td', { dataset: { label: 'Started' } }, when(r.started_at)),
-      h('td', { dataset: { label: 'Duration' } }, duration(r.duration_ms)),
-      h('td', { dataset: { label: 'Size' } }, bytes(r.size_bytes)),
-      h('td', { dataset: { label: 'Stored' } }, bytes(r.stored_bytes)),
-      h('td', { dataset: { label: 'Checksum' } }, r.checksum ? checksum(r.checksum) : '—'),
+      [
+        statusBadge(r.status),
+        r.trigger !== 'manual' && r.trigger !== 'schedule' && h('span', { class: 'muted small' }, ` ${r.trigger}`),
+        r.status === 'running' && [h('div', { class: 'phase' }, r.phase), progressBar(r.progress)],
+        r.error && h('div', { class: 'error small' }, r.error),
+        r.verified_at && h('div', { class: r.verify_ok ? 'ok small' : 'error small' }, r.verify_ok ? 'verified ' : 'damaged at verify ', ago(r.verified_at)),
+      ],
+      when(r.started_at),
+      duration(r.duration_ms),
+      bytes(r.size_bytes),
+      bytes(r.stored_bytes),
+      r.checksum ? checksum(r.checksum) : '—',
       h(
-        'td',
-        {},
-        h(
-          'div',
-          { class: 'row-actions' },
+        'div',
+        { class: 'row-actions' },
         usable && operator && h('a', { class: 'button', href: `#/jobs/${encodeURIComponent(id)}/records/${encodeURIComponent(r.id)}` }, 'Browse'),
         usable && operator && h('button', { type: 'button', onclick: () => restoreDialog(job, r).then((t) => t && loadRestores()) }, 'Restore'),
         usable && operator && h('button', { type: 'button', onclick: verify }, 'Verify'),
         usable && operator && h('a', { class: 'button', href: `${rbase}/download`, download: '' }, 'Download'),
-        usable && operator && h('a', { class: 'button', href: `${rbase}/download?encrypted=true`, download: '', title: 'Sealed with the repository key' }, 'Download sealed'),
+        usable && operator && job.encrypted && h('a', { class: 'button', href: `${rbase}/download?encrypted=true`, download: '', title: 'Sealed with the repository key: coffer decrypt opens it' }, 'Download sealed'),
         operator && r.status !== 'running' && h('button', { type: 'button', class: 'danger', onclick: removeRecord }, 'Delete'),
-          result,
-        ),
+        result,
       ),
-    );
+    ];
   };
 
   const loadRestores = async () => {
@@ -180,31 +173,21 @@ export async function jobPage(id) {
     }
     fill(
       restoresBox,
-      h(
-        'table',
-        { class: 'restores' },
-        h('thead', {}, h('tr', {}, ['Status', 'Started', 'Into', 'What', 'Result'].map((t) => h('th', { scope: 'col' }, t)))),
-        h(
-          'tbody',
-          {},
-          tasks.map((t) =>
-            h(
-              'tr',
-              { dataset: { restore: t.id } },
-              h('td', { dataset: { label: 'Status' } }, statusBadge(t.status), ' ', h('span', { class: 'phase' }, t.phase), t.status === 'running' && progressBar(t.progress)),
-              h('td', { dataset: { label: 'Started' } }, when(t.started_at)),
-              h('td', { dataset: { label: 'Into' } }, t.target),
-              h('td', { dataset: { label: 'What' } }, t.paths.length ? t.paths.join(', ') : 'everything'),
-              h(
-                'td',
-                { dataset: { label: 'Result' } },
-                t.error && h('span', { class: 'error' }, t.error),
-                t.status === 'success' && `${t.files ?? 0} files, ${bytes(t.bytes)}`,
-                t.safety_record_id && h('div', { class: 'muted small' }, t.safety_record_removed ? 'The safety record is gone.' : 'A safety record of what was replaced was taken first.'),
-              ),
-            ),
-          ),
-        ),
+      table(
+        'restores',
+        ['Status', 'Started', 'Into', 'What', 'Result'],
+        tasks.map((t) => [
+          { dataset: { restore: t.id } },
+          [statusBadge(t.status), ' ', h('span', { class: 'phase' }, t.phase), t.status === 'running' && progressBar(t.progress)],
+          when(t.started_at),
+          t.target,
+          t.paths.length ? t.paths.join(', ') : 'everything',
+          [
+            t.error && h('span', { class: 'error' }, t.error),
+            t.status === 'success' && `${t.files ?? 0} files, ${bytes(t.bytes)}`,
+            t.safety_record_id && h('div', { class: 'muted small' }, t.safety_record_removed ? 'The safety record is gone.' : 'A safety record of what was replaced was taken first.'),
+          ],
+        ]),
       ),
     );
   };

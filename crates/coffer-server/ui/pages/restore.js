@@ -86,7 +86,7 @@ export async function restoreDialog(job, record, paths = []) {
 /// A place to drop an archive (or pick one) to restore it into the job's sources in place.
 export function dropZone(job, onStarted) {
   const file = h('input', { type: 'file', accept: '.tar,application/x-tar' });
-  const zone = h('div', { class: 'dropzone', tabindex: 0 }, h('p', {}, 'Drop an archive (.tar) here to restore it, or '), field('Choose an archive', 'archive', file));
+  const zone = h('div', { class: 'dropzone' }, h('p', {}, 'Drop an archive (.tar) here to restore it, or '), field('Choose an archive', 'archive', file));
   const start = async (f) => {
     const sum = input({ placeholder: 'optional', pattern: '[0-9a-fA-F]{64}' });
     const stop = h('input', { type: 'checkbox' });

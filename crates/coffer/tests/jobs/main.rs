@@ -208,4 +208,5 @@ mod restores;
 mod runs;
 mod system;
 mod trust;
+mod views;
 mod volumes;
