@@ -75,11 +75,11 @@ measure() { # name, path...
     time_of "$@" >/dev/null # warm
     local samples=()
     for _ in $(seq "$ROUNDS"); do samples+=("$(time_of "$@")"); done
-    printf '%s\n' "${samples[@]}" | python3 -c "
+    printf '%s\n' "${samples[@]}" | python3 -c '
 import sys, statistics
 s = sorted(float(x) * 1000 for x in sys.stdin)
 p95 = s[min(len(s) - 1, int(len(s) * 0.95))]
-print(f'| $name | {statistics.median(s):.1f} ms | {p95:.1f} ms |')"
+print(f"| {sys.argv[1]} | {statistics.median(s):.1f} ms | {p95:.1f} ms |")' "$name"
 }
 
 job=$(curl -sf "${auth[@]}" "$B/api/backup-jobs" | jq -r '.[50].id')

@@ -47,15 +47,12 @@ const OVERDUE_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 /// starting since (the server was down past it, or the run could not start). A running job is
 /// not overdue: it is busy.
 pub fn overdue(job: &Job, now: DateTime<Utc>) -> bool {
-    job.last_status != Some(RecordStatus::Running)
-        && matches!(
-            due(
-                job,
-                Some(job.last_run.unwrap_or(job.created_at)),
-                now - OVERDUE_AFTER
-            ),
-            Due::Run { .. }
-        )
+    let since = job.last_run.unwrap_or(job.created_at);
+    job.enabled
+        && job.last_status != Some(RecordStatus::Running)
+        && spec::schedule_of(job)
+            .and_then(|s| s.next_after(since))
+            .is_some_and(|slot| slot <= now - OVERDUE_AFTER)
 }
 
 impl Jobs {

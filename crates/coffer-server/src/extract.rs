@@ -82,21 +82,21 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     }
     // A value of the wrong type or out of range names its field (`retention.keep_daily`), so
     // that a form can show the reason next to it; unreadable JSON is a bad request.
-    let mut json = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+    // Syntax first (its errors say where in the body); then the values, whose errors name
+    // their field (`retention.keep_daily`) so that a form can show the reason next to it.
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data if field != "." => ApiError::Invalid {
+        let message = e.into_inner().to_string();
+        match field.as_str() {
+            "." => ApiError::BadRequest(format!("the request body is not valid: {message}")),
+            _ => ApiError::Invalid {
                 field: field.into(),
-                message: inner.to_string(),
+                message,
             },
-            _ => ApiError::BadRequest(format!("the request body is not valid: {inner}")),
         }
-    })?;
-    json.end()
-        .map_err(|e| ApiError::BadRequest(format!("the request body is not valid: {e}")))?;
-    Ok(value)
+    })
 }
 
 impl From<BytesRejection> for ApiError {

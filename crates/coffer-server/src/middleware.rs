@@ -97,18 +97,23 @@ pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// Browsers send `Origin` with every request that changes something and with every WebSocket
 /// handshake. One from a page of another site is refused before anything runs, so that such a
 /// page cannot act with the user's session cookie (which is SameSite=Strict as well). Clients
-/// that are not browsers send no `Origin` and are not affected.
+/// that are not browsers send no `Origin` and are not affected. The page's own address is the
+/// `Host` the request came to, or the `X-Forwarded-Host` a reverse proxy in front names (a
+/// page cannot make a browser send that header to another site without the site's consent).
 pub async fn same_origin(req: Request, next: Next) -> Response {
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         || req.headers().contains_key(header::UPGRADE);
     if let Some(origin) = req.headers().get(header::ORIGIN).filter(|_| changes) {
-        let host = req.headers().get(header::HOST).map(HeaderValue::as_bytes);
         let from = origin
             .to_str()
             .ok()
             .and_then(|o| o.split_once("://"))
             .map(|(_, authority)| authority.as_bytes());
-        if host.is_none() || from != host {
+        let ours = [header::HOST.as_str(), "x-forwarded-host"]
+            .into_iter()
+            .filter_map(|h| req.headers().get(h).map(HeaderValue::as_bytes))
+            .any(|host| Some(host) == from);
+        if !ours {
             let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
             tracing::warn!(%origin, "refused a request from a page of another site");
             return ApiError::CrossOrigin(format!(

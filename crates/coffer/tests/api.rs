@@ -558,6 +558,27 @@ fn every_route_is_documented_and_enforces_its_role() {
                     json!({"name": format!("c{}", Utc::now().timestamp_micros()),
                            "engine": "postgres", "host": "127.0.0.1", "user": "app"}),
                 ),
+                ("GET", "/api/credentials/{id}/databases") => {
+                    let r = clients[2]
+                        .raw(
+                            "POST",
+                            "/api/credentials",
+                            Some(
+                                &json!({"name": format!("pg{}", Utc::now().timestamp_micros()),
+                                         "engine": "postgres", "host": "127.0.0.1", "user": "postgres"}),
+                            ),
+                        )
+                        .unwrap();
+                    assert_eq!(r.status, 201, "{}", r.text);
+                    let id = r.json()["id"].as_str().unwrap().to_string();
+                    (format!("/api/credentials/{id}/databases"), json!({}))
+                }
+                ("GET", "/api/nodes/{id}/volumes") => {
+                    ("/api/nodes/local/volumes".into(), json!({}))
+                }
+                ("GET", "/api/schedule-preview") => {
+                    ("/api/schedule-preview?schedule=@daily".into(), json!({}))
+                }
                 (_, "/api/credentials/{id}") => {
                     let r = clients[2]
                         .raw(
@@ -1550,4 +1571,58 @@ fn the_metadata_database_is_backed_up_while_the_server_runs() {
         .unwrap();
     assert_eq!(r.status, 404, "{}", r.text);
     assert!(env.server.stop().success());
+}
+
+#[test]
+fn requests_that_change_something_from_another_sites_page_are_refused() {
+    let env = start();
+    admin(&env);
+    let token = env.api.login("admin", ADMIN_PASSWORD).unwrap().token;
+    let http = reqwest::blocking::Client::new();
+    let ours = env.api.base().split_once("://").unwrap().1.to_string();
+    let create_key = |name: &str, headers: &[(&str, &str)]| {
+        let mut r = http
+            .post(format!("{}/api/keys", env.api.base()))
+            .bearer_auth(&token)
+            .json(&json!({ "name": name }));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let res = r.send().unwrap();
+        (res.status().as_u16(), res.text().unwrap())
+    };
+    let (status, body) = create_key("evil", &[("Origin", "http://evil.example")]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("\"cross_origin\""), "{body}");
+    let (status, body) = create_key("null", &[("Origin", "null")]);
+    assert_eq!(status, 403, "a sandboxed page: {body}");
+    let same = format!("http://{ours}");
+    assert_eq!(create_key("same", &[("Origin", &same)]).0, 201);
+    assert_eq!(
+        create_key("no browser", &[]).0,
+        201,
+        "clients without Origin"
+    );
+    let proxied = [
+        ("Origin", "https://backup.example.org"),
+        ("X-Forwarded-Host", "backup.example.org"),
+    ];
+    assert_eq!(create_key("proxied", &proxied).0, 201, "behind a proxy");
+    let keys = http
+        .get(format!("{}/api/keys", env.api.base()))
+        .bearer_auth(&token)
+        .header("Origin", "http://evil.example")
+        .send()
+        .unwrap();
+    assert_eq!(keys.status().as_u16(), 200, "reads change nothing");
+    let names: Vec<String> = keys
+        .json::<Vec<serde_json::Value>>()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "evil" || n == "null"),
+        "{names:?}"
+    );
 }

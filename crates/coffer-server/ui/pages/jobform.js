@@ -235,10 +235,18 @@ function sourceEditor(s, offer, remove) {
         listed,
         field('The whole server (every database)', 'source.all', all),
       );
+      const tool = select([
+        ['', 'automatic: mydumper where installed, else mariadb-dump'],
+        ['mydumper', 'mydumper (tables in parallel)'],
+        ['mariadb-dump', 'mariadb-dump (one SQL script)'],
+      ]);
+      if (s.backup_tool) tool.value = s.backup_tool;
+      if (engine === 'mysql') body.append(field('Dump tool', 'source.backup_tool', tool));
       value = () => {
         const v = { type: engine, credential_id: credential.value.trim() };
         if (all.checked) v.all = true;
         else v.database = database.value.trim();
+        if (engine === 'mysql' && tool.value) v.backup_tool = tool.value;
         return v;
       };
     }
