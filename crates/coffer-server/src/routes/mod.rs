@@ -47,8 +47,8 @@ use crate::middleware::{self, REQUEST_ID, RandomRequestId};
         (name = "keys", description = "API keys"),
         (name = "admin", description = "Settings, audit log, secrets (admin)"),
         (name = "jobs", description = "Backup jobs and their records"),
-        (name = "repositories", description = "Repositories for jobs: local or S3 (admin)"),
-        (name = "credentials", description = "Database credentials for postgres and mysql sources (admin)"),
+        (name = "repositories", description = "Repositories for jobs: local or S3 (managed by admins, read by operators)"),
+        (name = "credentials", description = "Database credentials for postgres and mysql sources (managed by admins, read by operators)"),
     )
 )]
 struct ApiDoc;

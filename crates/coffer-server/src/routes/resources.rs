@@ -1,6 +1,7 @@
 //! Resources admins manage, each at `/api/<collection>` with the same six routes: list,
 //! create, get, update (the fields given), delete (409 while something uses it) and test.
-//! Their secrets are write-only: stored sealed, never returned. The handlers are generic;
+//! Their secrets are write-only: stored sealed, never returned. Operators may list and read
+//! them, to name one in a job. The handlers are generic;
 //! [`resource_routes!`] gives each kind its documented routes.
 
 use std::sync::Arc;
@@ -10,11 +11,13 @@ use coffer_jobs::Managed;
 use coffer_types::{Check, ErrorBody};
 
 use crate::AppState;
-use crate::auth::{Admin, Auth};
+use crate::auth::{Admin, Auth, Operator};
 use crate::error::ApiError;
 use crate::extract::Json;
 
 type Admitted = Auth<Admin>;
+/// Who may read them (never their secrets): operators name them in jobs.
+type Chooser = Auth<Operator>;
 
 pub async fn list<R: Managed>(state: Arc<AppState>) -> Result<Json<Vec<R>>, ApiError> {
     Ok(Json(state.jobs.resources::<R>().await?))
@@ -69,11 +72,12 @@ macro_rules! resource_routes {
             use crate::error::ApiError;
             use crate::extract::{Json, Path};
 
-            #[utoipa::path(get, path = $list, tag = $tag, security(("bearer" = ["admin"])),
+            /// Every one, without secrets; operators read them to choose one for a job.
+            #[utoipa::path(get, path = $list, tag = $tag, security(("bearer" = ["operator"])),
                 responses((status = 200, body = [$ty])))]
             pub async fn list(
                 State(state): State<Arc<AppState>>,
-                _: super::Admitted,
+                _: super::Chooser,
             ) -> Result<Json<Vec<$ty>>, ApiError> {
                 super::list(state).await
             }
@@ -89,12 +93,12 @@ macro_rules! resource_routes {
                 super::create(state, input).await
             }
 
-            #[utoipa::path(get, path = $item, tag = $tag, security(("bearer" = ["admin"])),
+            #[utoipa::path(get, path = $item, tag = $tag, security(("bearer" = ["operator"])),
                 params(("id" = String, Path, description = $id)),
                 responses((status = 200, body = $ty), (status = 404, body = ErrorBody)))]
             pub async fn get(
                 State(state): State<Arc<AppState>>,
-                _: super::Admitted,
+                _: super::Chooser,
                 Path(id): Path<String>,
             ) -> Result<Json<$ty>, ApiError> {
                 super::get(state, id).await
@@ -162,13 +166,13 @@ resource_routes! {
 
 /// The databases of the server behind a credential: what a `postgres` or `mysql` source can
 /// name (the job form offers them). 502 when the server does not answer.
-#[utoipa::path(get, path = "/api/credentials/{id}/databases", tag = "credentials", security(("bearer" = ["admin"])),
+#[utoipa::path(get, path = "/api/credentials/{id}/databases", tag = "credentials", security(("bearer" = ["operator"])),
     params(("id" = String, Path, description = "Credential id")),
     responses((status = 200, body = [String]), (status = 404, body = ErrorBody),
         (status = 502, body = ErrorBody, description = "The database server does not answer")))]
 pub async fn databases(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-    _: Admitted,
+    _: Chooser,
     crate::extract::Path(id): crate::extract::Path<String>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     Ok(Json(state.jobs.credential_databases(&id).await?))

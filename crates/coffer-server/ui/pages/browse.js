@@ -18,6 +18,10 @@ export async function browsePage(id, rid) {
   const jobBase = `/api/backup-jobs/${encodeURIComponent(id)}`;
   const [job, record] = await Promise.all([get(jobBase), get(`${jobBase}/records/${encodeURIComponent(rid)}`)]);
   const chosen = new Set();
+  // What a restore can name: a path or SQLite source, or anything inside one. Volumes and
+  // databases are restored whole (chosen in the restore dialog).
+  const roots = job.sources.filter((s) => s.type === 'path' || s.type === 'sqlite').map((s) => s.path.replace(/\/+$/, ''));
+  const restorable = (path) => roots.some((r) => path === r || path.startsWith(`${r}/`));
   const count = h('span', { class: 'muted', 'aria-live': 'polite' }, 'Nothing chosen: a restore brings back everything.');
   const restore = h('button', { type: 'button', class: 'primary' }, 'Restore…');
   restore.addEventListener('click', () => restoreDialog(job, record, [...chosen]).then((t) => t && (location.hash = `#/jobs/${encodeURIComponent(id)}`)));
@@ -39,7 +43,7 @@ export async function browsePage(id, rid) {
     box.addEventListener('change', () => onChoose(e.path, box.checked));
     const facts = h('span', { class: 'facts muted small' }, e.type === 'file' ? bytes(e.size) : '', ' ', h('code', {}, modeText(e.mode, e.type)), ' ', when(e.mtime), e.target ? ` → ${e.target}` : '');
     if (e.type !== 'dir') {
-      return h('li', {}, session.can('operator') && box, h('span', { class: 'name' }, e.name), facts);
+      return h('li', {}, session.can('operator') && restorable(e.path) && box, h('span', { class: 'name' }, e.name), facts);
     }
     const children = h('div', { hidden: true });
     const toggle = h('button', { type: 'button', class: 'folder', 'aria-expanded': 'false' }, `${e.name}/`);
@@ -59,7 +63,7 @@ export async function browsePage(id, rid) {
         }
       }
     });
-    return h('li', {}, session.can('operator') && box, toggle, facts, children);
+    return h('li', {}, session.can('operator') && restorable(e.path) && box, toggle, facts, children);
   };
 
   const view = h(
@@ -69,6 +73,7 @@ export async function browsePage(id, rid) {
     h('h1', {}, `${job.name}, ${when(record.started_at)}`),
     h('p', { class: 'muted' }, `${bytes(record.size_bytes)} in the archive.`),
     session.can('operator') && h('div', { class: 'actions' }, restore, count),
+    roots.length < job.sources.length && h('p', { class: 'hint' }, 'Volumes and databases are restored whole: choose them in the restore dialog.'),
     h('section', { 'aria-label': 'Files of the record', class: 'tree-root' }, await folder('/')),
   );
   return { view };

@@ -23,9 +23,9 @@ export async function jobPage(id) {
     ['running', 'running'],
   ]);
   const since = input({ type: 'date' });
-  const filters = h('div', { class: 'filters' }, field('Status', 'status', status), field('Started on or after', 'since', since));
-  status.addEventListener('change', () => loadRecords());
-  since.addEventListener('change', () => loadRecords());
+  const until = input({ type: 'date' });
+  const filters = h('div', { class: 'filters' }, field('Status', 'status', status), field('Started on or after', 'since', since), field('Started on or before', 'until', until));
+  for (const f of [status, since, until]) f.addEventListener('change', () => loadRecords());
 
   const view = h(
     'div',
@@ -102,10 +102,10 @@ export async function jobPage(id) {
   };
 
   const loadRecords = async () => {
-    const sinceIso = since.value ? new Date(`${since.value}T00:00:00`).toISOString() : '';
-    const records = await get(`${base}/records${query({ status: status.value, since: sinceIso, limit: 200 })}`);
+    const day = (d, time) => (d.value ? new Date(`${d.value}T${time}`).toISOString() : '');
+    const records = await get(`${base}/records${query({ status: status.value, since: day(since, '00:00:00'), until: day(until, '23:59:59.999'), limit: 200 })}`);
     if (records.length === 0) {
-      fill(recordsBox, h('p', { class: 'empty' }, status.value || since.value ? 'No records match.' : 'No records yet.'));
+      fill(recordsBox, h('p', { class: 'empty' }, status.value || since.value || until.value ? 'No records match.' : 'No records yet.'));
       return;
     }
     fill(recordsBox, table('records', ['Status', 'Started', 'Duration', 'Size', 'Stored', 'Checksum', ''], records.map(recordRow)));

@@ -229,7 +229,7 @@ function sourceEditor(s, offer, remove) {
       credential.addEventListener('change', listDatabases);
       listDatabases();
       body.append(
-        field('Credential', 'source.credential_id', credential, creds.length ? null : 'An administrator stores credentials; ask for the id of one.'),
+        field('Credential', 'source.credential_id', credential, creds.length ? null : 'No credential for this kind of server yet: an administrator adds one under Credentials.'),
         field('Database', 'source.database', database),
         offered,
         listed,

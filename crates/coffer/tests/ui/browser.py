@@ -117,6 +117,12 @@ def main():
         assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
         expect(page.get_by_role("heading", name=re.compile("^documents"))).to_contain_text("successful")
 
+        # The records can be filtered.
+        page.get_by_label("Status", exact=True).select_option("failed")
+        expect(page.get_by_text("No records match.")).to_be_visible()
+        page.get_by_label("Status", exact=True).select_option("")
+        expect(record_rows(page)).to_have_count(1)
+
         # Verify it: the result shows inline.
         row = record_rows(page).first
         row.get_by_role("button", name="Verify").click()
@@ -131,6 +137,9 @@ def main():
             folder = page.get_by_role("button", name=f"{part}/", exact=True)
             folder.click()
             expect(folder).to_have_attribute("aria-expanded", "true")
+        # Only what lies inside a source can be chosen; the folders above it cannot.
+        expect(page.get_by_label(f"Choose /{SRC.parts[1]}", exact=True)).to_have_count(0)
+        expect(page.get_by_label(f"Choose {SRC}", exact=True)).to_have_count(1)
         deep = str(SRC / "sub" / "deep.txt")
         expect(page.get_by_text("deep.txt", exact=True)).to_be_visible()
         page.get_by_label(f"Choose {deep}").check()
