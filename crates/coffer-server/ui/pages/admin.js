@@ -35,80 +35,46 @@ function formDialog(title, fields, ok, send) {
 
 const optional = (el) => (el.value.trim() === '' ? undefined : el.value.trim());
 
-// ---- repositories ----
+// ---- repositories and credentials ----
 
-export async function repositoriesPage() {
+/// A page of stored resources: a table with Test, Edit and Delete per row, and a dialog to add
+/// or edit one. `spec.form(item)` gives the dialog's fields and `body(adding)`, what to send.
+async function resourcePage({ title, what, collection, empty, headers, cells, form }) {
   const box = h('div', {});
   const load = async () => {
-    const repos = await get('/api/repositories');
+    const items = await get(`/api/${collection}`);
     fill(
       box,
-      repos.length === 0
-        ? h('p', { class: 'empty' }, 'No repositories registered: jobs keep their data in local repositories in the data directory.')
+      items.length === 0
+        ? h('p', { class: 'empty' }, empty)
         : table(
-            'repositories',
-            ['Name', 'Where', 'Secret key', 'Encrypted', 'Jobs', ''],
-            repos.map((r) => {
-              const result = h('div', { class: 'inline-result', 'aria-live': 'polite' });
-              return [
-                { dataset: { repository: r.name } },
-                h('strong', {}, r.name),
-                [h('code', {}, r.url), r.endpoint && h('div', { class: 'muted small' }, r.endpoint)],
-                r.url.startsWith('s3://') ? set(r.has_secret) : '—',
-                r.encrypted ? 'yes' : 'no',
-                String(r.jobs),
-                h(
-                  'div',
-                  { class: 'row-actions' },
-                  h('button', { type: 'button', onclick: () => test(`/api/repositories/${encodeURIComponent(r.id)}/test`, result) }, 'Test'),
-                  h('button', { type: 'button', onclick: () => edit(r) }, 'Edit'),
-                  h('button', { type: 'button', class: 'danger', onclick: () => remove('repository', r.name, `/api/repositories/${encodeURIComponent(r.id)}`, load) }, 'Delete'),
-                  result,
-                ),
-              ];
-            }),
+            collection,
+            [...headers, ''],
+            items.map((it) => [{ dataset: { [what]: it.name } }, ...cells(it), actions(it)]),
           ),
     );
   };
-  const edit = async (r) => {
-    const f = {
-      name: input({ value: r ? r.name : '' }),
-      url: input({ value: r ? r.url : '', placeholder: 's3://bucket/prefix' }),
-      endpoint: input({ value: r && r.endpoint ? r.endpoint : '', placeholder: 'https://s3.example.com' }),
-      region: input({ value: r && r.region ? r.region : '' }),
-      access_key_id: input({ value: r && r.access_key_id ? r.access_key_id : '', autocomplete: 'off' }),
-      secret_access_key: input({ type: 'password', autocomplete: 'new-password', placeholder: r && r.has_secret ? 'set: leave empty to keep it' : 'not set' }),
-      encrypted: h('input', { type: 'checkbox', checked: r ? r.encrypted : true }),
-    };
-    const done = await formDialog(
-      r ? `Edit ${r.name}` : 'Add a repository',
-      [
-        ['Name', 'name', f.name],
-        ['Address', 'url', f.url, 's3://bucket/prefix, or file:///path inside the data directory.'],
-        ['S3 endpoint', 'endpoint', f.endpoint, 'Empty for AWS.'],
-        ['Region', 'region', f.region],
-        ['Access key id', 'access_key_id', f.access_key_id],
-        ['Secret access key', 'secret_access_key', f.secret_access_key, 'Stored encrypted, never shown again.'],
-        ['Encrypt the repository', 'encrypted', f.encrypted],
-      ],
-      r ? 'Save' : 'Add repository',
-      () => {
-        const body = {
-          name: f.name.value.trim(),
-          url: f.url.value.trim(),
-          endpoint: optional(f.endpoint),
-          region: optional(f.region),
-          access_key_id: optional(f.access_key_id),
-          secret_access_key: optional(f.secret_access_key),
-          encrypted: f.encrypted.checked,
-        };
-        return r ? put(`/api/repositories/${encodeURIComponent(r.id)}`, body) : post('/api/repositories', body);
-      },
+  const actions = (it) => {
+    const base = `/api/${collection}/${encodeURIComponent(it.id)}`;
+    const result = h('div', { class: 'inline-result', 'aria-live': 'polite' });
+    return h(
+      'div',
+      { class: 'row-actions' },
+      h('button', { type: 'button', onclick: () => test(`${base}/test`, result) }, 'Test'),
+      h('button', { type: 'button', onclick: () => edit(it) }, 'Edit'),
+      h('button', { type: 'button', class: 'danger', onclick: () => remove(what, it.name, base, load) }, 'Delete'),
+      result,
+    );
+  };
+  const edit = async (it) => {
+    const { fields, body } = form(it);
+    const done = await formDialog(it ? `Edit ${it.name}` : `Add a ${what}`, fields, it ? 'Save' : `Add ${what}`, () =>
+      it ? put(`/api/${collection}/${encodeURIComponent(it.id)}`, body(false)) : post(`/api/${collection}`, body(true)),
     );
     if (done) load();
   };
   await load();
-  return { view: page('Repositories', h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', onclick: () => edit(null) }, 'Add repository')), box) };
+  return { view: page(title, h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', onclick: () => edit(null) }, `Add ${what}`)), box) };
 }
 
 async function test(path, result) {
@@ -132,96 +98,114 @@ async function remove(what, name, path, reload) {
   if (done) reload();
 }
 
-// ---- credentials ----
+/// A secret's input: never filled in, saying whether one is stored.
+const secret = (stored) => input({ type: 'password', autocomplete: 'new-password', placeholder: stored ? 'set: leave empty to keep it' : 'not set' });
 
-export async function credentialsPage() {
-  const box = h('div', {});
-  const load = async () => {
-    const creds = await get('/api/credentials');
-    fill(
-      box,
-      creds.length === 0
-        ? h('p', { class: 'empty' }, 'No credentials yet: PostgreSQL and MySQL sources reach their servers through one.')
-        : table(
-            'credentials',
-            ['Name', 'Server', 'User', 'Password', 'TLS', ''],
-            creds.map((c) => {
-              const result = h('div', { class: 'inline-result', 'aria-live': 'polite' });
-              return [
-                { dataset: { credential: c.name } },
-                h('strong', {}, c.name),
-                `${c.engine === 'postgres' ? 'PostgreSQL' : 'MySQL'} ${c.socket || `${c.host}:${c.port}`}`,
-                c.user,
-                set(c.has_password),
-                c.tls,
-                h(
-                  'div',
-                  { class: 'row-actions' },
-                  h('button', { type: 'button', onclick: () => test(`/api/credentials/${encodeURIComponent(c.id)}/test`, result) }, 'Test'),
-                  h('button', { type: 'button', onclick: () => edit(c) }, 'Edit'),
-                  h('button', { type: 'button', class: 'danger', onclick: () => remove('credential', c.name, `/api/credentials/${encodeURIComponent(c.id)}`, load) }, 'Delete'),
-                  result,
-                ),
-              ];
-            }),
-          ),
-    );
-  };
-  const edit = async (c) => {
-    const f = {
-      name: input({ value: c ? c.name : '' }),
-      engine: select([
-        ['postgres', 'PostgreSQL'],
-        ['mysql', 'MySQL / MariaDB'],
-      ]),
-      host: input({ value: c && c.host ? c.host : '', placeholder: '127.0.0.1' }),
-      port: input({ type: 'number', value: c ? c.port : '', placeholder: 'default' }),
-      socket: input({ value: c && c.socket ? c.socket : '' }),
-      user: input({ value: c ? c.user : '', autocomplete: 'off' }),
-      password: input({ type: 'password', autocomplete: 'new-password', placeholder: c && c.has_password ? 'set: leave empty to keep it' : 'not set' }),
-      tls: select([
-        ['prefer', 'prefer'],
-        ['disable', 'disable'],
-        ['require', 'require'],
-        ['verify-full', 'verify-full'],
-      ]),
-    };
-    if (c) {
-      f.engine.value = c.engine;
-      f.engine.disabled = true;
-      f.tls.value = c.tls;
-    }
-    const done = await formDialog(
-      c ? `Edit ${c.name}` : 'Add a credential',
-      [
-        ['Name', 'name', f.name],
-        ['Server type', 'engine', f.engine],
-        ['Host', 'host', f.host],
-        ['Port', 'port', f.port],
-        ['Or a Unix socket', 'socket', f.socket, 'Its directory (PostgreSQL) or file (MySQL), instead of host and port.'],
-        ['User', 'user', f.user],
-        ['Password', 'password', f.password, 'Stored encrypted, never shown again.'],
-        ['TLS', 'tls', f.tls],
-      ],
-      c ? 'Save' : 'Add credential',
-      () => {
-        const body = {
+export function repositoriesPage() {
+  return resourcePage({
+    title: 'Repositories',
+    what: 'repository',
+    collection: 'repositories',
+    empty: 'No repositories registered: jobs keep their data in local repositories in the data directory.',
+    headers: ['Name', 'Where', 'Secret key', 'Encrypted', 'Jobs'],
+    cells: (r) => [
+      h('strong', {}, r.name),
+      [h('code', {}, r.url), r.endpoint && h('div', { class: 'muted small' }, r.endpoint)],
+      r.url.startsWith('s3://') ? set(r.has_secret) : '—',
+      r.encrypted ? 'yes' : 'no',
+      String(r.jobs),
+    ],
+    form: (r) => {
+      const f = {
+        name: input({ value: r ? r.name : '' }),
+        url: input({ value: r ? r.url : '', placeholder: 's3://bucket/prefix' }),
+        endpoint: input({ value: r && r.endpoint ? r.endpoint : '', placeholder: 'https://s3.example.com' }),
+        region: input({ value: r && r.region ? r.region : '' }),
+        access_key_id: input({ value: r && r.access_key_id ? r.access_key_id : '', autocomplete: 'off' }),
+        secret_access_key: secret(r && r.has_secret),
+        encrypted: h('input', { type: 'checkbox', checked: r ? r.encrypted : true }),
+      };
+      return {
+        fields: [
+          ['Name', 'name', f.name],
+          ['Address', 'url', f.url, 's3://bucket/prefix, or file:///path inside the data directory.'],
+          ['S3 endpoint', 'endpoint', f.endpoint, 'Empty for AWS.'],
+          ['Region', 'region', f.region],
+          ['Access key id', 'access_key_id', f.access_key_id],
+          ['Secret access key', 'secret_access_key', f.secret_access_key, 'Stored encrypted, never shown again.'],
+          ['Encrypt the repository', 'encrypted', f.encrypted],
+        ],
+        body: () => ({
           name: f.name.value.trim(),
+          url: f.url.value.trim(),
+          endpoint: optional(f.endpoint),
+          region: optional(f.region),
+          access_key_id: optional(f.access_key_id),
+          secret_access_key: optional(f.secret_access_key),
+          encrypted: f.encrypted.checked,
+        }),
+      };
+    },
+  });
+}
+
+export function credentialsPage() {
+  return resourcePage({
+    title: 'Credentials',
+    what: 'credential',
+    collection: 'credentials',
+    empty: 'No credentials yet: PostgreSQL and MySQL sources reach their servers through one.',
+    headers: ['Name', 'Server', 'User', 'Password', 'TLS'],
+    cells: (c) => [
+      h('strong', {}, c.name),
+      `${c.engine === 'postgres' ? 'PostgreSQL' : 'MySQL'} ${c.socket || `${c.host}:${c.port}`}`,
+      c.user,
+      set(c.has_password),
+      c.tls,
+    ],
+    form: (c) => {
+      const f = {
+        name: input({ value: c ? c.name : '' }),
+        engine: select([
+          ['postgres', 'PostgreSQL'],
+          ['mysql', 'MySQL / MariaDB'],
+        ]),
+        host: input({ value: c && c.host ? c.host : '', placeholder: '127.0.0.1' }),
+        port: input({ type: 'number', value: c ? c.port : '', placeholder: 'default' }),
+        socket: input({ value: c && c.socket ? c.socket : '' }),
+        user: input({ value: c ? c.user : '', autocomplete: 'off' }),
+        password: secret(c && c.has_password),
+        tls: select(['prefer', 'disable', 'require', 'verify-full'].map((t) => [t, t])),
+      };
+      if (c) {
+        f.engine.value = c.engine;
+        f.engine.disabled = true;
+        f.tls.value = c.tls;
+      }
+      return {
+        fields: [
+          ['Name', 'name', f.name],
+          ['Server type', 'engine', f.engine],
+          ['Host', 'host', f.host],
+          ['Port', 'port', f.port],
+          ['Or a Unix socket', 'socket', f.socket, 'Its directory (PostgreSQL) or file (MySQL), instead of host and port.'],
+          ['User', 'user', f.user],
+          ['Password', 'password', f.password, 'Stored encrypted, never shown again.'],
+          ['TLS', 'tls', f.tls],
+        ],
+        body: (adding) => ({
+          name: f.name.value.trim(),
+          engine: adding ? f.engine.value : undefined,
           host: optional(f.host),
           port: f.port.value ? Number(f.port.value) : undefined,
           socket: optional(f.socket),
           user: f.user.value.trim(),
           password: optional(f.password),
           tls: f.tls.value,
-        };
-        if (c) return put(`/api/credentials/${encodeURIComponent(c.id)}`, body);
-        return post('/api/credentials', { ...body, engine: f.engine.value });
-      },
-    );
-    if (done) load();
-  };
-  await load();
-  return { view: page('Credentials', h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', onclick: () => edit(null) }, 'Add credential')), box) };
+        }),
+      };
+    },
+  });
 }
 
 // ---- users ----
