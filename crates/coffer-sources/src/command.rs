@@ -32,7 +32,7 @@ pub struct Found {
 
 /// The dump and client tools database sources need, looked up on `PATH`.
 pub fn tools() -> Vec<Found> {
-    const TOOLS: [&str; 11] = [
+    const TOOLS: [&str; 12] = [
         "pg_dump",
         "pg_dumpall",
         "pg_restore",
@@ -43,6 +43,7 @@ pub fn tools() -> Vec<Found> {
         "mysqldump",
         "mariadb",
         "mysql",
+        "mariadb-binlog",
         "sqlite3",
     ];
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -4,6 +4,7 @@
 //! PostgreSQL and MySQL/MariaDB dumps made (and restored) by the servers' own tools. This is
 //! the only crate that starts child processes or talks to Docker.
 
+pub mod binlog;
 mod child;
 mod command;
 mod dirdump;

@@ -117,6 +117,11 @@ fn client() -> PathBuf {
     tool(&["mariadb", "mysql"])
 }
 
+/// The tool that reads a server's binary log.
+pub(crate) fn binlog_tool() -> PathBuf {
+    tool(&["mariadb-binlog", "mysqlbinlog"])
+}
+
 /// A database name as an SQL identifier.
 fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
@@ -128,7 +133,7 @@ fn quoted(v: &str) -> String {
 }
 
 /// A private directory holding the option file; removed when dropped.
-struct OptionFile {
+pub(crate) struct OptionFile {
     dir: PathBuf,
     file: PathBuf,
 }
@@ -140,7 +145,7 @@ impl Drop for OptionFile {
 }
 
 impl Login {
-    fn option_file(&self) -> Result<OptionFile, SourceError> {
+    pub(crate) fn option_file(&self) -> Result<OptionFile, SourceError> {
         let err = |e: std::io::Error| failed("MySQL option file", e);
         let mut random = [0u8; 12];
         getrandom::fill(&mut random).map_err(|e| failed("MySQL option file", e))?;
@@ -189,7 +194,7 @@ impl Login {
         Ok(guard)
     }
 
-    fn command(&self, tool: &Path, options: &OptionFile) -> Command {
+    pub(crate) fn command(&self, tool: &Path, options: &OptionFile) -> Command {
         let flag = match tool.file_name().and_then(|n| n.to_str()) {
             Some("mydumper" | "myloader") => "--defaults-file",
             _ => "--defaults-extra-file",
@@ -203,7 +208,7 @@ impl Login {
     }
 
     /// Run one SQL statement with the client; its output.
-    fn sql(&self, db: Option<&str>, sql: &str) -> Result<String, SourceError> {
+    pub(crate) fn sql(&self, db: Option<&str>, sql: &str) -> Result<String, SourceError> {
         let options = self.option_file()?;
         let mut c = self.command(&client(), &options);
         c.args(["--batch", "--skip-column-names", "--execute", sql]);

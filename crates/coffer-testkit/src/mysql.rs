@@ -21,6 +21,11 @@ pub struct MyInstance {
 impl MyInstance {
     /// Start an instance; panics with what to do when it cannot.
     pub fn start() -> MyInstance {
+        MyInstance::start_with(&[])
+    }
+
+    /// Start an instance with these `mariadbd` options as well (`--log-bin`, say).
+    pub fn start_with(options: &[&str]) -> MyInstance {
         let dir = tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
             .expect("chmod");
@@ -64,6 +69,7 @@ impl MyInstance {
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--pid-file={}", dir.path().join("pid").display()))
             .arg(format!("--log-error={}", dir.path().join("err").display()))
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

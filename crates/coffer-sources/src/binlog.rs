@@ -1,0 +1,281 @@
+//! A MySQL/MariaDB server's binary log, followed as it is written: the ground point-in-time
+//! recovery stands on.
+//!
+//! - [`Login::binlog_readiness`] says whether the server writes a binary log that can be
+//!   replayed (`log_bin` on, `binlog_format` ROW or MIXED), and if not, what to change.
+//! - [`Follower`] runs `mariadb-binlog --read-from-remote-server --raw --stop-never` into a
+//!   directory: the server's binlog files, byte for byte, the current one growing as the server
+//!   writes it (the login reaches the tool through its option file, as for the dump tools).
+//! - [`scan`] reads a binlog file's event headers (the format is documented by MariaDB as "the
+//!   binary log's v4 format": a 4-byte magic, then events, each with a 19-byte header giving its
+//!   time, type and length): how many transactions it holds, the times of the first and last,
+//!   and whether the file is complete. A growing file ends in a partial event, which is left
+//!   for the next scan.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use crate::mysql::Login;
+use crate::{SourceError, failed};
+
+/// The first bytes of every binlog file.
+pub const MAGIC: &[u8; 4] = b"\xfebin";
+/// The v4 event header: timestamp (4), type (1), server id (4), event size (4), next position
+/// (4), flags (2).
+const HEADER: usize = 19;
+
+/// Event types that matter here (MariaDB's numbering).
+const STOP_EVENT: u8 = 3;
+const ROTATE_EVENT: u8 = 4;
+/// MariaDB writes one before every transaction and every DDL statement: one per transaction.
+const GTID_EVENT: u8 = 162;
+
+/// What a server's binary log setup allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub log_bin: bool,
+    /// `ROW`, `MIXED` or `STATEMENT`.
+    pub format: String,
+    /// What is missing for point-in-time recovery, and how to enable it; none when ready.
+    pub missing: Vec<String>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.missing.is_empty()
+    }
+}
+
+impl Login {
+    /// Whether the server's binary log can be followed and replayed.
+    pub fn binlog_readiness(&self) -> Result<Readiness, SourceError> {
+        let out = self.sql(None, "SELECT @@log_bin, @@binlog_format")?;
+        let mut cols = out.split('\t');
+        let log_bin = cols.next() == Some("1");
+        let format = cols.next().unwrap_or_default().to_string();
+        let mut missing = vec![];
+        if !log_bin {
+            missing.push(
+                "the binary log is off: start the server with log_bin (in my.cnf, [mysqld] \
+                 log_bin=mysql-bin, with a server_id), then restart it"
+                    .to_string(),
+            );
+        }
+        if !matches!(format.as_str(), "ROW" | "MIXED") {
+            missing.push(format!(
+                "binlog_format is {format}: set binlog_format=ROW (or MIXED) in my.cnf, or \
+                 SET GLOBAL binlog_format='ROW'"
+            ));
+        }
+        Ok(Readiness {
+            log_bin,
+            format,
+            missing,
+        })
+    }
+
+    /// The server's binlog files, oldest first, with their sizes (`SHOW BINARY LOGS`).
+    pub fn binary_logs(&self) -> Result<Vec<(String, u64)>, SourceError> {
+        Ok(self
+            .sql(None, "SHOW BINARY LOGS")?
+            .lines()
+            .filter_map(|l| {
+                let mut cols = l.split('\t');
+                let name = cols.next()?.to_string();
+                let size = cols.next()?.parse().ok()?;
+                Some((name, size))
+            })
+            .collect())
+    }
+}
+
+/// `mariadb-binlog` copying the server's binary log into a directory from a given file on, and
+/// waiting for more; stopped (killed) when dropped.
+pub struct Follower {
+    child: Child,
+    /// The option file with the login: the tool reads it when it starts, and again when it
+    /// reconnects, so it lives as long as the tool.
+    _options: crate::mysql::OptionFile,
+    pub dir: PathBuf,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("pid", &self.child.id())
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl Follower {
+    /// Start copying into `dir` from the binlog file `from` on. `replica_id` is the server id
+    /// the tool registers with (unique among the server's replicas).
+    pub fn start(
+        login: &Login,
+        dir: &Path,
+        from: &str,
+        replica_id: u32,
+    ) -> Result<Follower, SourceError> {
+        std::fs::create_dir_all(dir).map_err(|e| failed("binlog directory", e))?;
+        let options = login.option_file()?;
+        let tool = crate::mysql::binlog_tool();
+        let mut c = login.command(&tool, &options);
+        // `--result-file` is a prefix for the raw files: the directory, with its slash.
+        c.args([
+            "--read-from-remote-server",
+            "--raw",
+            "--stop-never",
+            &format!("--stop-never-slave-server-id={replica_id}"),
+            &format!("--result-file={}/", dir.display()),
+            from,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let child = c.spawn().map_err(|e| {
+            failed(
+                "mariadb-binlog",
+                format!("cannot start it ({e}): Debian ships it in mariadb-client"),
+            )
+        })?;
+        Ok(Follower {
+            child,
+            _options: options,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The tool's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the tool still runs; when it ended, why (its last words).
+    pub fn check(&mut self) -> Result<(), SourceError> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                Err(failed(
+                    "mariadb-binlog",
+                    format!("it stopped ({status}): {}", err.trim()),
+                ))
+            }
+            Err(e) => Err(failed("mariadb-binlog", e)),
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a binlog file holds, from its event headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Transactions (and DDL statements) in it.
+    pub transactions: u64,
+    /// When the first and the last of them were written (seconds since the epoch).
+    pub first: Option<u32>,
+    pub last: Option<u32>,
+    /// Bytes of whole events (with the magic): the length up to which the file is settled.
+    pub settled: u64,
+    /// The server closed it (a rotate or stop event ends it): it will not grow any more.
+    pub complete: bool,
+}
+
+/// Read the event headers of a binlog file's bytes. Not a binlog file: an error.
+pub fn scan(bytes: &[u8]) -> Result<Scan, SourceError> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(failed(
+            "binlog",
+            "this is not a binlog file (no magic number)",
+        ));
+    }
+    let mut s = Scan {
+        settled: MAGIC.len() as u64,
+        ..Scan::default()
+    };
+    let mut at = MAGIC.len();
+    while bytes.len() - at >= HEADER {
+        let h = &bytes[at..at + HEADER];
+        let time = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes"));
+        let kind = h[4];
+        let size = u32::from_le_bytes(h[9..13].try_into().expect("4 bytes")) as usize;
+        if size < HEADER {
+            return Err(failed(
+                "binlog",
+                format!("an event at byte {at} claims {size} bytes, less than its header"),
+            ));
+        }
+        if bytes.len() - at < size {
+            break; // still being written
+        }
+        if kind == GTID_EVENT {
+            s.transactions += 1;
+            s.first.get_or_insert(time);
+            s.last = Some(time);
+        }
+        if kind == ROTATE_EVENT || kind == STOP_EVENT {
+            s.complete = true;
+        }
+        at += size;
+        s.settled = at as u64;
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(time: u32, kind: u8, body: usize) -> Vec<u8> {
+        let size = (HEADER + body) as u32;
+        let mut e = vec![];
+        e.extend_from_slice(&time.to_le_bytes());
+        e.push(kind);
+        e.extend_from_slice(&1u32.to_le_bytes());
+        e.extend_from_slice(&size.to_le_bytes());
+        e.extend_from_slice(&0u32.to_le_bytes());
+        e.extend_from_slice(&0u16.to_le_bytes());
+        e.extend(std::iter::repeat_n(0u8, body));
+        e
+    }
+
+    #[test]
+    fn a_growing_file_is_settled_up_to_its_last_whole_event() {
+        let mut f = MAGIC.to_vec();
+        f.extend(event(100, 15, 40)); // format description
+        f.extend(event(101, GTID_EVENT, 10));
+        f.extend(event(101, 16, 8)); // xid
+        f.extend(event(105, GTID_EVENT, 10));
+        let whole = f.len() as u64;
+        f.extend(&event(106, GTID_EVENT, 10)[..7]);
+        let s = scan(&f).unwrap();
+        assert_eq!(
+            s,
+            Scan {
+                transactions: 2,
+                first: Some(101),
+                last: Some(105),
+                settled: whole,
+                complete: false,
+            }
+        );
+        f.truncate(whole as usize);
+        f.extend(event(107, ROTATE_EVENT, 20));
+        assert!(scan(&f).unwrap().complete);
+        assert!(scan(b"not a binlog").is_err());
+        let mut bad = MAGIC.to_vec();
+        bad.extend(event(1, 2, 0));
+        bad[4 + 9..4 + 13].copy_from_slice(&3u32.to_le_bytes());
+        assert!(scan(&bad).is_err(), "an event shorter than its header");
+    }
+}
