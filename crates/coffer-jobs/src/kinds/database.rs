@@ -588,32 +588,53 @@ impl Jobs {
     }
 
     /// Whether the server behind credential `c` answers with its password: the databases
-    /// it lists, or why not.
+    /// it lists, or why not; for MySQL/MariaDB, also whether its binary log allows
+    /// point-in-time recovery, and if not, what to change.
     pub(crate) async fn test_credential(&self, c: Credential) -> Result<coffer_types::Check> {
-        Ok(match self.databases_behind(c).await? {
-            Ok(dbs) => coffer_types::Check {
-                ok: true,
-                detail: format!("it answers; {} databases: {}", dbs.len(), dbs.join(", ")),
-            },
-            Err(e) => coffer_types::Check {
+        let login = self.login_of(c).await?;
+        let probed = crate::blocking(move || {
+            let dbs = login.databases()?;
+            let readiness = match &login {
+                Login::Mysql(l) => Some(l.binlog_readiness()?),
+                Login::Postgres(_) => None,
+            };
+            Ok::<_, SourceError>((dbs, readiness))
+        });
+        Ok(match probed.await {
+            Ok((dbs, readiness)) => {
+                let mut detail = format!("it answers; {} databases: {}", dbs.len(), dbs.join(", "));
+                match readiness {
+                    Some(r) if r.ready() => detail.push_str(&format!(
+                        "; its binary log allows point-in-time recovery (binlog_format {})",
+                        r.format
+                    )),
+                    Some(r) => detail.push_str(&format!(
+                        "; point-in-time recovery needs its binary log: {}",
+                        r.missing.join("; ")
+                    )),
+                    None => {}
+                }
+                coffer_types::Check { ok: true, detail }
+            }
+            Err(JobsError::Source(e)) => coffer_types::Check {
                 ok: false,
                 detail: e.to_string(),
             },
+            Err(e) => return Err(e),
         })
     }
 
     /// The databases of the server behind credential `id` (what a source can name), or why
     /// they cannot be listed.
     pub async fn credential_databases(&self, id: &str) -> Result<Vec<String>> {
-        let c = self.db.resource::<Credential>(id).await?;
-        Ok(self.databases_behind(c).await??)
+        let login = self
+            .login_of(self.db.resource::<Credential>(id).await?)
+            .await?;
+        crate::blocking(move || login.databases()).await
     }
 
-    /// The databases the server behind `c` lists (the inner error: it does not answer).
-    async fn databases_behind(
-        &self,
-        c: Credential,
-    ) -> Result<std::result::Result<Vec<String>, SourceError>> {
+    /// The login of credential `c`, its password opened.
+    async fn login_of(&self, c: Credential) -> Result<Login> {
         let id = c.id.as_str();
         let probe = match c.engine {
             DbEngine::Postgres => Source::Postgres {
@@ -629,8 +650,7 @@ impl Jobs {
             },
         };
         let logins = self.logins(std::slice::from_ref(&probe)).await?;
-        let (_, login) = logins.login(id)?.clone();
-        crate::blocking(move || Ok::<_, JobsError>(login.databases())).await
+        Ok(logins.login(id)?.1.clone())
     }
 
     /// Every database source names a stored credential of its engine.

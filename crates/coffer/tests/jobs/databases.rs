@@ -1133,3 +1133,34 @@ fn a_damaged_index_file_does_not_stop_a_database_restore() {
     assert_eq!(sum(), original);
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn a_mysql_credential_says_whether_its_binary_log_allows_point_in_time_recovery() {
+    let env = start();
+    for (options, says) in [
+        (
+            &[][..],
+            "point-in-time recovery needs its binary log: the binary log is off",
+        ),
+        (
+            &["--log-bin=binlog", "--server-id=1", "--binlog-format=ROW"][..],
+            "its binary log allows point-in-time recovery (binlog_format ROW)",
+        ),
+    ] {
+        let my = coffer_testkit::MyInstance::start_with(options);
+        let input: coffer_types::CredentialInput = serde_json::from_value(json!({
+            "name": format!("mariadb {}", my.port), "engine": "mysql", "host": "127.0.0.1",
+            "port": my.port, "user": "coffer", "password": coffer_testkit::MY_PASSWORD,
+            "tls": "disable"
+        }))
+        .unwrap();
+        let c = env.api.create_resource::<Credential>(&input).unwrap();
+        let check = env
+            .api
+            .raw("POST", &format!("/api/credentials/{}/test", c.id), None)
+            .unwrap()
+            .json();
+        assert_eq!(check["ok"], true, "{check}");
+        assert!(check["detail"].as_str().unwrap().contains(says), "{check}");
+    }
+}
