@@ -31,8 +31,11 @@ const routes = [
 const root = document.getElementById('app');
 /// Called when the page is left: pages return a function that stops their live updates.
 let leave = null;
+/// Which render is the latest: a page that finishes loading after the user moved on is dropped.
+let latest = 0;
 
 async function render() {
+  const mine = ++latest;
   if (leave) leave();
   leave = null;
   const path = location.hash.replace(/^#/, '') || '/';
@@ -50,6 +53,10 @@ async function render() {
   const [m, page] = match;
   try {
     const { view, stop } = await page(...m.slice(1).map(decodeURIComponent));
+    if (mine !== latest) {
+      if (stop) stop();
+      return;
+    }
     fill(main, view);
     leave = stop || null;
   } catch (e) {
