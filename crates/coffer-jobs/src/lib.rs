@@ -43,6 +43,7 @@ pub fn tools() -> Vec<coffer_types::Tool> {
         })
         .collect()
 }
+pub mod pitr;
 mod runner;
 mod scheduler;
 pub mod spec;

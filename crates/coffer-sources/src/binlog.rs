@@ -193,29 +193,60 @@ pub struct Scan {
 
 /// Read the event headers of a binlog file's bytes. Not a binlog file: an error.
 pub fn scan(bytes: &[u8]) -> Result<Scan, SourceError> {
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(failed(
-            "binlog",
-            "this is not a binlog file (no magic number)",
-        ));
+    if bytes.get(..MAGIC.len()) != Some(&MAGIC[..]) {
+        return Err(not_binlog("binlog"));
     }
+    walk(bytes.len() as u64, |at| {
+        let at = at as usize;
+        Ok(bytes[at..at + HEADER].try_into().expect("a whole header"))
+    })
+}
+
+/// [`scan`] of the file at `path`, reading only its event headers (a binlog file can be large).
+pub fn scan_file(path: &Path) -> Result<Scan, SourceError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let what = path.display().to_string();
+    let err = |e: std::io::Error| failed(&what, e);
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let len = f.metadata().map_err(err)?.len();
+    let mut magic = [0u8; MAGIC.len()];
+    if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        return Err(not_binlog(&what));
+    }
+    walk(len, |at| {
+        let mut header = [0u8; HEADER];
+        f.seek(SeekFrom::Start(at)).map_err(err)?;
+        f.read_exact(&mut header).map_err(err)?;
+        Ok(header)
+    })
+}
+
+fn not_binlog(what: &str) -> SourceError {
+    failed(what, "this is not a binlog file (no magic number)")
+}
+
+/// Walk the events of a binlog of `len` bytes whose header at an offset `header_at` reads.
+fn walk(
+    len: u64,
+    mut header_at: impl FnMut(u64) -> Result<[u8; HEADER], SourceError>,
+) -> Result<Scan, SourceError> {
     let mut s = Scan {
         settled: MAGIC.len() as u64,
         ..Scan::default()
     };
-    let mut at = MAGIC.len();
-    while bytes.len() - at >= HEADER {
-        let h = &bytes[at..at + HEADER];
+    let mut at = MAGIC.len() as u64;
+    while len - at >= HEADER as u64 {
+        let h = header_at(at)?;
         let time = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes"));
         let kind = h[4];
-        let size = u32::from_le_bytes(h[9..13].try_into().expect("4 bytes")) as usize;
-        if size < HEADER {
+        let size = u64::from(u32::from_le_bytes(h[9..13].try_into().expect("4 bytes")));
+        if size < HEADER as u64 {
             return Err(failed(
                 "binlog",
                 format!("an event at byte {at} claims {size} bytes, less than its header"),
             ));
         }
-        if bytes.len() - at < size {
+        if len - at < size {
             break; // still being written
         }
         if kind == GTID_EVENT {
@@ -227,7 +258,7 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, SourceError> {
             s.complete = true;
         }
         at += size;
-        s.settled = at as u64;
+        s.settled = at;
     }
     Ok(s)
 }
@@ -277,5 +308,19 @@ mod tests {
         bad.extend(event(1, 2, 0));
         bad[4 + 9..4 + 13].copy_from_slice(&3u32.to_le_bytes());
         assert!(scan(&bad).is_err(), "an event shorter than its header");
+    }
+
+    #[test]
+    fn a_file_is_scanned_by_its_headers_alone() {
+        let mut f = MAGIC.to_vec();
+        f.extend(event(100, GTID_EVENT, 1000));
+        f.extend(event(101, GTID_EVENT, 10));
+        f.extend(&event(102, GTID_EVENT, 10)[..25]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("binlog.000001");
+        std::fs::write(&path, &f).unwrap();
+        assert_eq!(scan_file(&path).unwrap(), scan(&f).unwrap());
+        std::fs::write(&path, b"\xfebi").unwrap();
+        assert!(scan_file(&path).is_err());
     }
 }
