@@ -16,6 +16,7 @@ pub struct Row {
     user: String,
     has_password: bool,
     tls: String,
+    pitr: bool,
     created_at: String,
     updated_at: String,
 }
@@ -29,9 +30,10 @@ impl Stored for Credential {
     const TABLE: &'static str = "credentials";
     const SECRET: &'static str = "password_sealed";
     const COLUMNS: &'static str = "t.id, t.name, t.engine, t.host, t.port, t.socket, t.user,
-        t.password_sealed IS NOT NULL AS has_password, t.tls, t.created_at, t.updated_at";
-    const FIELDS: &'static [&'static str] =
-        &["name", "engine", "host", "port", "socket", "user", "tls"];
+        t.password_sealed IS NOT NULL AS has_password, t.tls, t.pitr, t.created_at, t.updated_at";
+    const FIELDS: &'static [&'static str] = &[
+        "name", "engine", "host", "port", "socket", "user", "tls", "pitr",
+    ];
     /// Jobs whose sources name the credential.
     const USED: &'static str = "EXISTS (SELECT 1 FROM backup_jobs j, json_each(j.sources) s
         WHERE json_extract(s.value, '$.credential_id') = ?1)";
@@ -49,6 +51,7 @@ impl Stored for Credential {
             socket: r.socket,
             user: r.user,
             has_password: r.has_password,
+            pitr: r.pitr,
             created_at: parse_ts(&r.created_at)?,
             updated_at: parse_ts(&r.updated_at)?,
         })
@@ -62,6 +65,7 @@ impl Stored for Credential {
             .bind(self.socket.clone())
             .bind(self.user.clone())
             .bind(self.tls.as_str())
+            .bind(self.pitr)
     }
 
     fn in_use(&self) -> String {

@@ -21,6 +21,13 @@ fn check(c: &Credential) -> Result<()> {
     if c.port == 0 {
         return Err(field("port", "the port must be 1 to 65535").into());
     }
+    if c.pitr && c.engine != coffer_types::DbEngine::Mysql {
+        return Err(field(
+            "pitr",
+            "point-in-time recovery archives a MySQL or MariaDB server's binary log",
+        )
+        .into());
+    }
     Ok(())
 }
 
@@ -37,6 +44,7 @@ impl Managed for Credential {
             user: input.user,
             has_password: input.password.is_some(),
             tls: input.tls.unwrap_or_default(),
+            pitr: input.pitr.unwrap_or(false),
             created_at: now,
             updated_at: now,
         };
@@ -65,6 +73,9 @@ impl Managed for Credential {
         }
         if let Some(t) = u.tls {
             c.tls = t;
+        }
+        if let Some(p) = u.pitr {
+            c.pitr = p;
         }
         check(&c)?;
         Ok((c, u.password))

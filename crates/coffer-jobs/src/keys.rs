@@ -50,7 +50,7 @@ pub(crate) async fn move_out_of_settings(db: &Db, vault: &Vault) -> Result<()> {
 
 impl Jobs {
     /// The key of the job repositories, made on first use.
-    async fn repository_key(&self) -> Result<String> {
+    pub(crate) async fn repository_key(&self) -> Result<String> {
         let sealed = match self.db.find_secret(SECRET).await? {
             Some(s) => s,
             None => {

@@ -43,6 +43,7 @@ pub fn tools() -> Vec<coffer_types::Tool> {
         })
         .collect()
 }
+mod archiver;
 pub mod pitr;
 mod runner;
 mod scheduler;
@@ -111,6 +112,8 @@ pub struct Jobs {
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     wake: tokio::sync::Notify,
     events: tokio::sync::broadcast::Sender<Event>,
+    /// Why a credential's binary log is not being archived now, by credential id.
+    pitr_problems: Mutex<HashMap<String, String>>,
 }
 
 impl Jobs {
@@ -147,6 +150,7 @@ impl Jobs {
             running: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(256).0,
+            pitr_problems: Mutex::new(HashMap::new()),
         });
         jobs.clean_up_after_crash().await?;
         Ok(jobs)

@@ -135,6 +135,16 @@ impl Places {
         self.data.join(SCRATCH)
     }
 
+    /// Where jobs' local repositories live by default (and the server's own: binlog archives).
+    pub(crate) fn backups(&self) -> PathBuf {
+        self.data.join(BACKUPS)
+    }
+
+    /// Where binlogs are copied on their way to their archive (`<data_dir>/pitr/<credential>`).
+    pub(crate) fn pitr(&self) -> PathBuf {
+        self.data.join("pitr")
+    }
+
     /// Whether `p` (resolved) touches Coffer's data directory anywhere but inside its folder
     /// `own` (`None`: nowhere).
     fn is_coffers(&self, p: &Path, own: Option<&str>) -> bool {

@@ -330,11 +330,18 @@ impl Server {
             self.state.clone(),
             until_stopped(stopped.clone()),
         ));
+        let binlogs = tokio::spawn(
+            self.state
+                .jobs
+                .clone()
+                .archive_binlogs(until_stopped(stopped.clone())),
+        );
         let timeouts = self.state.timeouts;
         let app = routes::router(self.state);
         conn::serve(self.listener, app, timeouts, until_stopped(stopped)).await;
         let _ = scheduler.await;
         let _ = auto_backup.await;
+        let _ = binlogs.await;
     }
 }
 

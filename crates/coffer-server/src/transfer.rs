@@ -195,6 +195,7 @@ pub async fn import(state: &Arc<AppState>, doc: Export) -> Result<ImportReport, 
             user: c.user.clone(),
             password: None,
             tls: Some(c.tls),
+            pitr: Some(c.pitr),
         };
         (input, c.has_password.then_some("enter its password again"))
     })

@@ -74,6 +74,16 @@ impl Login {
         })
     }
 
+    /// The file and position the server writes its binary log at now (`SHOW MASTER STATUS`).
+    pub fn master_status(&self) -> Result<(String, u64), SourceError> {
+        let out = self.sql(None, "SHOW MASTER STATUS")?;
+        let mut cols = out.split('\t');
+        match (cols.next(), cols.next().and_then(|p| p.parse().ok())) {
+            (Some(file), Some(position)) if !file.is_empty() => Ok((file.to_string(), position)),
+            _ => Err(failed("binlog", "the server writes no binary log")),
+        }
+    }
+
     /// The server's binlog files, oldest first, with their sizes (`SHOW BINARY LOGS`).
     pub fn binary_logs(&self) -> Result<Vec<(String, u64)>, SourceError> {
         Ok(self

@@ -74,6 +74,9 @@ pub struct CredentialInput {
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsMode>,
+    /// Archive the server's binary log for point-in-time recovery (MySQL/MariaDB only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr: Option<bool>,
 }
 
 /// A change to a credential: `PUT /api/credentials/{id}` replaces the fields given; an empty
@@ -95,6 +98,9 @@ pub struct CredentialUpdate {
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsMode>,
+    /// Start (`true`) or stop (`false`) archiving the binary log; what was archived is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr: Option<bool>,
 }
 
 /// A stored credential as the API shows it: never its password.
@@ -109,8 +115,30 @@ pub struct Credential {
     pub user: String,
     pub has_password: bool,
     pub tls: TlsMode,
+    /// Whether the server's binary log is archived for point-in-time recovery.
+    #[serde(default)]
+    pub pitr: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What a credential's binlog archive covers: `GET /api/credentials/{id}/pitr/coverage`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PitrCoverage {
+    /// Whether any point in time can be recovered (events are archived).
+    pub available: bool,
+    pub oldest_event: Option<DateTime<Utc>>,
+    pub latest_event: Option<DateTime<Utc>>,
+    /// Transactions archived.
+    pub total_events: u64,
+    /// Binlog files the server wrote that the archive does not hold.
+    pub gaps: Vec<String>,
+    /// Whether the binary log is being archived now (`pitr` on the credential).
+    pub archiving: bool,
+    /// Why archiving stands still, when it does (the server's binary log is off, the server
+    /// does not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 crate::resource!(

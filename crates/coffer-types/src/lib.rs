@@ -54,7 +54,9 @@ mod jobs;
 mod repositories;
 mod system;
 
-pub use credentials::{Credential, CredentialInput, CredentialUpdate, DbEngine, TlsMode};
+pub use credentials::{
+    Credential, CredentialInput, CredentialUpdate, DbEngine, PitrCoverage, TlsMode,
+};
 pub use jobs::{
     DatabaseDump, Event, Job, JobInput, JobUpdate, MysqlTool, Progress, Record, RecordStatus,
     RecordTree, RestoreRequest, RestoreTask, Retention, SchedulePreview, Source, TreeEntry,

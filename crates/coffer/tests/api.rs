@@ -234,6 +234,11 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ),
     (
         "GET",
+        "/api/credentials/{id}/pitr/coverage",
+        Some(Role::Operator),
+    ),
+    (
+        "GET",
         "/api/backup-jobs/{id}/records/{rid}/tree",
         Some(Role::Operator),
     ),
@@ -562,7 +567,10 @@ fn every_route_is_documented_and_enforces_its_role() {
                     json!({"name": format!("c{}", Utc::now().timestamp_micros()),
                            "engine": "postgres", "host": "127.0.0.1", "user": "app"}),
                 ),
-                ("GET", "/api/credentials/{id}/databases") => {
+                (
+                    "GET",
+                    "/api/credentials/{id}/databases" | "/api/credentials/{id}/pitr/coverage",
+                ) => {
                     let r = clients[2]
                         .raw(
                             "POST",
@@ -575,7 +583,7 @@ fn every_route_is_documented_and_enforces_its_role() {
                         .unwrap();
                     assert_eq!(r.status, 201, "{}", r.text);
                     let id = r.json()["id"].as_str().unwrap().to_string();
-                    (format!("/api/credentials/{id}/databases"), json!({}))
+                    (template.replace("{id}", &id), json!({}))
                 }
                 ("GET", "/api/nodes/{id}/volumes") => {
                     ("/api/nodes/local/volumes".into(), json!({}))

@@ -634,7 +634,7 @@ impl Jobs {
     }
 
     /// The login of credential `c`, its password opened.
-    async fn login_of(&self, c: Credential) -> Result<Login> {
+    pub(crate) async fn login_of(&self, c: Credential) -> Result<Login> {
         let id = c.id.as_str();
         let probe = match c.engine {
             DbEngine::Postgres => Source::Postgres {

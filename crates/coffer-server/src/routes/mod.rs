@@ -240,6 +240,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(credentials::list, credentials::create))
         .routes(routes!(credentials::test))
         .routes(routes!(resources::databases))
+        .routes(routes!(resources::pitr_coverage))
         .routes(routes!(repositories::test))
         .routes(routes!(
             credentials::get,

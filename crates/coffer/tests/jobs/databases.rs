@@ -1164,3 +1164,120 @@ fn a_mysql_credential_says_whether_its_binary_log_allows_point_in_time_recovery(
         assert!(check["detail"].as_str().unwrap().contains(says), "{check}");
     }
 }
+
+#[test]
+fn a_credentials_binary_log_is_archived_across_restarts_and_its_coverage_told() {
+    let my = coffer_testkit::MyInstance::start_with(&[
+        "--log-bin=binlog",
+        "--server-id=1",
+        "--binlog-format=ROW",
+    ]);
+    my.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)");
+    let dir = tempdir().unwrap();
+    let server = start_in(&dir);
+    let api = login(&server);
+    let input: coffer_types::CredentialInput = serde_json::from_value(json!({
+        "name": "binlogged", "engine": "mysql", "host": "127.0.0.1", "port": my.port,
+        "user": "coffer", "password": coffer_testkit::MY_PASSWORD, "tls": "disable", "pitr": true
+    }))
+    .unwrap();
+    let c = api.create_resource::<Credential>(&input).unwrap();
+    assert!(c.pitr);
+    let coverage = |api: &Client| {
+        let r = api
+            .raw(
+                "GET",
+                &format!("/api/credentials/{}/pitr/coverage", c.id),
+                None,
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+        serde_json::from_str::<coffer_types::PitrCoverage>(&r.text).unwrap()
+    };
+    let archived = |api: &Client, n: u64| {
+        wait_until(LONG, || {
+            let cov = coverage(api);
+            if cov.total_events >= n {
+                Ok(cov)
+            } else {
+                Err(format!("{cov:?}"))
+            }
+        })
+    };
+    let first = archived(&api, 2);
+    assert!(
+        first.available && first.archiving && first.gaps.is_empty(),
+        "{first:?}"
+    );
+    let before = Utc::now() - chrono::TimeDelta::seconds(1);
+    for i in 1..=5 {
+        my.sql(&format!("INSERT INTO shop.t VALUES ({i})"));
+    }
+    let grown = archived(&api, first.total_events + 5);
+    assert!(grown.latest_event.unwrap() >= before, "{grown:?}");
+    let metrics = api.metrics().unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "coffer_pitr_archive_lag_seconds{{credential=\"{}\"",
+            c.id
+        )),
+        "{metrics}"
+    );
+
+    // Coffer killed, the server writing and rotating meanwhile: nothing is lost.
+    server.kill();
+    my.sql("INSERT INTO shop.t VALUES (6); FLUSH BINARY LOGS; INSERT INTO shop.t VALUES (7)");
+    let server = start_in(&dir);
+    let api = login(&server);
+    let after = archived(&api, grown.total_events + 2);
+    assert!(after.gaps.is_empty(), "{after:?}");
+    assert_eq!(after.oldest_event, first.oldest_event);
+
+    // Stopped: what was archived stays.
+    let off: coffer_types::CredentialUpdate =
+        serde_json::from_value(json!({"pitr": false})).unwrap();
+    api.update_resource::<Credential>(&c.id, &off).unwrap();
+    let kept = coverage(&api);
+    assert!(
+        !kept.archiving && kept.total_events == after.total_events,
+        "{kept:?}"
+    );
+
+    // Only MySQL/MariaDB servers have a binary log to archive.
+    let pg: coffer_types::CredentialInput = serde_json::from_value(json!({
+        "name": "pg", "engine": "postgres", "host": "127.0.0.1", "user": "postgres", "pitr": true
+    }))
+    .unwrap();
+    let (status, msg) = err(api.create_resource::<Credential>(&pg));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(msg.starts_with("pitr"), "{msg}");
+}
+
+#[test]
+fn a_server_without_a_binary_log_says_why_nothing_is_archived() {
+    let my = coffer_testkit::MyInstance::start();
+    let env = start();
+    let input: coffer_types::CredentialInput = serde_json::from_value(json!({
+        "name": "plain", "engine": "mysql", "host": "127.0.0.1", "port": my.port,
+        "user": "coffer", "password": coffer_testkit::MY_PASSWORD, "tls": "disable", "pitr": true
+    }))
+    .unwrap();
+    let c = env.api.create_resource::<Credential>(&input).unwrap();
+    let cov = wait_until(LONG, || {
+        let r = env
+            .api
+            .raw(
+                "GET",
+                &format!("/api/credentials/{}/pitr/coverage", c.id),
+                None,
+            )
+            .unwrap();
+        let cov: coffer_types::PitrCoverage = serde_json::from_str(&r.text).unwrap();
+        match &cov.problem {
+            Some(_) => Ok(cov),
+            None => Err(format!("{cov:?}")),
+        }
+    });
+    assert!(!cov.available, "{cov:?}");
+    assert!(cov.problem.unwrap().contains("the binary log is off"));
+}

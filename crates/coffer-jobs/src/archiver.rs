@@ -1,0 +1,209 @@
+//! The loop that keeps the binary log of every credential with `pitr` on archived: a follower
+//! per credential copies the server's binlog files into `<data_dir>/pitr/<credential id>/`, and
+//! every few seconds what grew is stored in the credential's archive repository
+//! (`<data_dir>/backups/pitr-<credential id>`, encrypted under the repository key). A follower
+//! that stops (the server restarted, the network dropped) is started again on the next pass,
+//! from the newest file the archive holds; a file the server purged meanwhile shows as a gap.
+//! Files the archive holds whole are removed from the spool.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coffer_repo::Location;
+use coffer_sources::binlog::Follower;
+use coffer_sources::mysql;
+use coffer_types::Credential;
+
+use crate::kinds::database::Login;
+use crate::pitr::{self, Archived};
+use crate::target::Target;
+use crate::{Jobs, JobsError, Result, blocking};
+
+/// How often what grew is stored.
+const EVERY: Duration = Duration::from_secs(2);
+
+/// One credential being archived.
+struct Following {
+    follower: Follower,
+    known: BTreeMap<String, Archived>,
+    /// When the archive last held everything the server had written.
+    caught_up: Instant,
+}
+
+impl Jobs {
+    /// Archive the binary logs of the `pitr` credentials until `shutdown` completes.
+    pub async fn archive_binlogs(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut following: HashMap<String, Following> = HashMap::new();
+        loop {
+            if let Err(e) = self.archive_pass(&mut following).await {
+                tracing::warn!(error = %e, "the binlog archiver cannot list its credentials");
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(EVERY) => {}
+            }
+        }
+    }
+
+    async fn archive_pass(&self, following: &mut HashMap<String, Following>) -> Result<()> {
+        let credentials: Vec<Credential> = self
+            .db
+            .resources::<Credential>()
+            .await?
+            .into_iter()
+            .filter(|c| c.pitr)
+            .collect();
+        following.retain(|id, _| credentials.iter().any(|c| &c.id == id));
+        for c in credentials {
+            let (id, name) = (c.id.clone(), c.name.clone());
+            let state = following.remove(&id);
+            match self.archive_one(c, state).await {
+                Ok(f) => {
+                    let lag = f.caught_up.elapsed().as_secs_f64();
+                    metrics::gauge!("coffer_pitr_archive_lag_seconds", "credential" => id.clone(), "name" => name)
+                        .set(lag);
+                    self.pitr_problems
+                        .lock()
+                        .expect("pitr problems")
+                        .remove(&id);
+                    following.insert(id, f);
+                }
+                Err(e) => {
+                    tracing::warn!(credential = %name, error = %e, "binlog archiving");
+                    self.pitr_problems
+                        .lock()
+                        .expect("pitr problems")
+                        .insert(id, e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass for credential `c`: (re)start its follower when needed, store what grew.
+    async fn archive_one(&self, c: Credential, state: Option<Following>) -> Result<Following> {
+        let Login::Mysql(login) = self.login_of(c.clone()).await? else {
+            return Err(JobsError::Unusable(
+                "point-in-time recovery is for MySQL and MariaDB servers".into(),
+            ));
+        };
+        let target = self.pitr_target(&c.id).await?;
+        let spool = self.pitr_spool(&c.id);
+        let id = c.id.clone();
+        blocking(move || {
+            let repo = target.open_or_init()?;
+            let running = state.and_then(|mut f| f.follower.check().is_ok().then_some(f));
+            let mut f = match running {
+                Some(f) => f,
+                None => start(&login, &repo, &id, spool.clone())?,
+            };
+            pitr::store(&repo, &id, &spool, &mut f.known)?;
+            // Caught up when the archive holds the server's current file up to its position.
+            let (file, position) = login.master_status()?;
+            if f.known
+                .get(&file)
+                .is_some_and(|a| a.scan.settled >= position)
+            {
+                f.caught_up = Instant::now();
+            }
+            // What the archive holds whole needs no copy on the local disk.
+            for (name, a) in &f.known {
+                let copy = spool.join(name);
+                if a.scan.complete
+                    && std::fs::metadata(&copy).is_ok_and(|m| m.len() <= a.scan.settled)
+                {
+                    let _ = std::fs::remove_file(copy);
+                }
+            }
+            Ok::<_, JobsError>(f)
+        })
+        .await
+    }
+
+    /// Where credential `id`'s binlog archive lives.
+    async fn pitr_target(&self, id: &str) -> Result<Target> {
+        Ok(Target {
+            location: Location::Local(self.places.backups().join(format!("pitr-{id}"))),
+            s3: None,
+            key: Some(self.repository_key().await?),
+            cache: None,
+        })
+    }
+
+    fn pitr_spool(&self, id: &str) -> PathBuf {
+        self.places.pitr().join(id)
+    }
+
+    /// What credential `id`'s archive covers, and why archiving stands still if it does.
+    pub async fn pitr_coverage(&self, id: &str) -> Result<coffer_types::PitrCoverage> {
+        let c = self.db.resource::<Credential>(id).await?;
+        let target = self.pitr_target(id).await?;
+        let cid = c.id.clone();
+        let coverage = blocking(move || {
+            let known = match target.open() {
+                Ok(repo) => pitr::archived(&repo, &cid)?,
+                Err(coffer_repo::Error::NotARepository(_)) => BTreeMap::new(),
+                Err(e) => return Err(JobsError::from(e)),
+            };
+            Ok(pitr::coverage(&known))
+        })
+        .await?;
+        let problem = self
+            .pitr_problems
+            .lock()
+            .expect("pitr problems")
+            .get(id)
+            .cloned();
+        Ok(coffer_types::PitrCoverage {
+            available: coverage.available(),
+            oldest_event: coverage.oldest_event,
+            latest_event: coverage.latest_event,
+            total_events: coverage.total_events,
+            gaps: coverage.gaps,
+            archiving: c.pitr,
+            problem,
+        })
+    }
+}
+
+/// Start following from the newest file the archive holds, if the server still has it, else
+/// from the server's oldest.
+fn start(
+    login: &mysql::Login,
+    repo: &coffer_repo::Repository,
+    id: &str,
+    spool: PathBuf,
+) -> Result<Following> {
+    let readiness = login.binlog_readiness()?;
+    if !readiness.ready() {
+        return Err(JobsError::Unusable(readiness.missing.join("; ")));
+    }
+    let known = pitr::archived(repo, id)?;
+    let logs = login.binary_logs()?;
+    let from = known
+        .keys()
+        .next_back()
+        .filter(|newest| logs.iter().any(|(n, _)| n == *newest))
+        .or_else(|| logs.first().map(|(n, _)| n))
+        .cloned()
+        .ok_or_else(|| JobsError::Unusable("the server lists no binary log".into()))?;
+    let follower = Follower::start(login, &spool, &from, replica_id(id))?;
+    Ok(Following {
+        follower,
+        known,
+        caught_up: Instant::now(),
+    })
+}
+
+/// The server id the follower registers with: fixed per credential (ids are random hex),
+/// above the ids people give real replicas.
+fn replica_id(credential: &str) -> u32 {
+    let n = credential
+        .get(..7)
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .unwrap_or(0);
+    1_000_000_000 + n
+}
