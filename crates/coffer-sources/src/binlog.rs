@@ -128,6 +128,8 @@ impl Follower {
         replica_id: u32,
     ) -> Result<Follower, SourceError> {
         std::fs::create_dir_all(dir).map_err(|e| failed("binlog directory", e))?;
+        // A follower of a process that was killed outlives it: two would write the same files.
+        stop_leftover(dir);
         let options = login.option_file()?;
         let tool = crate::mysql::binlog_tool();
         let mut c = login.command(&tool, &options);
@@ -149,6 +151,11 @@ impl Follower {
                 format!("cannot start it ({e}): Debian ships it in mariadb-client"),
             )
         })?;
+        let pid_file = dir.join(PID_FILE);
+        let tmp = dir.join(format!("{PID_FILE}.tmp"));
+        std::fs::write(&tmp, child.id().to_string())
+            .and_then(|()| std::fs::rename(&tmp, &pid_file))
+            .map_err(|e| failed("binlog directory", e))?;
         Ok(Follower {
             child,
             _options: options,
@@ -177,6 +184,37 @@ impl Follower {
             }
             Err(e) => Err(failed("mariadb-binlog", e)),
         }
+    }
+}
+
+/// Where a follower's process id is kept, in the directory it writes to.
+const PID_FILE: &str = ".follower.pid";
+
+/// Kill the follower an earlier process started into `dir`, if it still runs (it is the one
+/// whose command line names `dir` as its result prefix), and wait until it is gone.
+fn stop_leftover(dir: &Path) {
+    let Some(pid) = std::fs::read_to_string(dir.join(PID_FILE))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let ours = format!("--result-file={}/", dir.display());
+    let runs = || {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == ours.as_bytes()))
+    };
+    if !runs() {
+        return;
+    }
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+    for _ in 0..100 {
+        if !runs() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 

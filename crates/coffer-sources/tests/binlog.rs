@@ -81,6 +81,18 @@ fn the_binary_log_is_copied_as_it_grows_and_rotates() {
     // The login never reached the tool's command line.
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", follower.pid())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(MY_PASSWORD));
+
+    // A follower left running by a process that was killed is stopped by the next.
+    let leftover = follower.pid();
+    std::mem::forget(follower);
+    let mut again = Follower::start(&l, &dir, &first, 4242).unwrap();
+    assert!(
+        !Path::new(&format!("/proc/{leftover}")).exists()
+            || std::fs::read_to_string(format!("/proc/{leftover}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the leftover follower still runs"
+    );
+    scanned(&mut again, &file, |s| s.complete);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use coffer_testkit::{ServerProcess, tempdir};
+use coffer_testkit::{MY_PASSWORD, MyInstance, ServerProcess, tempdir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coffer");
 
@@ -32,6 +32,8 @@ fn browser_tools() {
 #[test]
 fn the_interface_sets_up_creates_runs_restores_and_hides_what_a_viewer_may_not_do() {
     browser_tools();
+    // A MariaDB server with a binary log, for a credential that archives it.
+    let my = MyInstance::start_with(&["--log-bin=binlog", "--server-id=1", "--binlog-format=ROW"]);
     let dir = tempdir().unwrap();
     let data = dir.path().join("data");
     let src = dir.path().join("src");
@@ -55,6 +57,8 @@ fn the_interface_sets_up_creates_runs_restores_and_hides_what_a_viewer_may_not_d
         .env("COFFER_UI_SRC", &src)
         .env("COFFER_UI_DATA", &data)
         .env("COFFER_UI_SHOTS", &shots)
+        .env("COFFER_UI_MARIADB_PORT", my.port.to_string())
+        .env("COFFER_UI_MARIADB_PASSWORD", MY_PASSWORD)
         // Playwright must use the system's Chromium, never fetch one.
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
         .output()

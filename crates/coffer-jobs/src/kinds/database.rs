@@ -602,7 +602,10 @@ impl Jobs {
         });
         Ok(match probed.await {
             Ok((dbs, readiness)) => {
-                let mut detail = format!("it answers; {} databases: {}", dbs.len(), dbs.join(", "));
+                let mut detail = match dbs.len() {
+                    0 => "it answers; no databases yet".to_string(),
+                    n => format!("it answers; {n} databases: {}", dbs.join(", ")),
+                };
                 match readiness {
                     Some(r) if r.ready() => detail.push_str(&format!(
                         "; its binary log allows point-in-time recovery (binlog_format {})",

@@ -155,13 +155,14 @@ export function credentialsPage() {
     what: 'credential',
     collection: 'credentials',
     empty: 'No credentials yet: PostgreSQL and MySQL sources reach their servers through one.',
-    headers: ['Name', 'Server', 'User', 'Password', 'TLS'],
+    headers: ['Name', 'Server', 'User', 'Password', 'TLS', 'Binary log archive'],
     cells: (c) => [
       h('strong', {}, c.name),
       `${c.engine === 'postgres' ? 'PostgreSQL' : 'MySQL'} ${c.socket || `${c.host}:${c.port}`}`,
       c.user,
       set(c.has_password),
       c.tls,
+      c.engine === 'mysql' ? archive(c) : '—',
     ],
     form: (c) => {
       const f = {
@@ -176,6 +177,7 @@ export function credentialsPage() {
         user: input({ value: c ? c.user : '', autocomplete: 'off' }),
         password: secret(c && c.has_password),
         tls: select(['prefer', 'disable', 'require', 'verify-full'].map((t) => [t, t])),
+        pitr: h('input', { type: 'checkbox', checked: !!(c && c.pitr) }),
       };
       if (c) {
         f.engine.value = c.engine;
@@ -192,6 +194,7 @@ export function credentialsPage() {
           ['User', 'user', f.user],
           ['Password', 'password', f.password, 'Stored encrypted, never shown again.'],
           ['TLS', 'tls', f.tls],
+          ['Archive the binary log for point-in-time recovery (MySQL/MariaDB)', 'pitr', f.pitr, 'Needs log_bin and binlog_format ROW or MIXED on the server; Test says whether it has them.'],
         ],
         body: (adding) => ({
           name: f.name.value.trim(),
@@ -202,10 +205,30 @@ export function credentialsPage() {
           user: f.user.value.trim(),
           password: optional(f.password),
           tls: f.tls.value,
+          pitr: f.pitr.checked,
         }),
       };
     },
   });
+}
+
+/// What a MySQL credential's binlog archive covers, read again every few seconds while shown.
+function archive(c) {
+  if (!c.pitr) return h('span', { class: 'muted' }, 'off');
+  const el = h('span', { class: 'muted' }, 'reading…');
+  const show = (cov) =>
+    fill(
+      el,
+      cov.problem && h('div', { class: 'error' }, `Stands still: ${cov.problem}`),
+      cov.available ? `${cov.total_events} transactions, ${when(cov.oldest_event)} to ${when(cov.latest_event)}` : 'nothing archived yet',
+      cov.gaps.length > 0 && h('div', { class: 'error' }, `Missing: ${cov.gaps.join(', ')}`),
+    );
+  const read = () =>
+    get(`/api/credentials/${encodeURIComponent(c.id)}/pitr/coverage`)
+      .then(show, (e) => fill(el, h('span', { class: 'error' }, e.message)))
+      .finally(() => el.isConnected && setTimeout(read, 5000));
+  read();
+  return el;
 }
 
 // ---- users ----

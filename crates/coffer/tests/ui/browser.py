@@ -18,6 +18,8 @@ URL = os.environ["COFFER_UI_URL"]
 SRC = pathlib.Path(os.environ["COFFER_UI_SRC"])
 DATA = pathlib.Path(os.environ["COFFER_UI_DATA"])
 SHOTS = pathlib.Path(os.environ["COFFER_UI_SHOTS"])
+MARIADB_PORT = os.environ["COFFER_UI_MARIADB_PORT"]
+MARIADB_PASSWORD = os.environ["COFFER_UI_MARIADB_PASSWORD"]
 PASSWORD = "correct horse battery staple"
 TIMEOUT = 60_000
 
@@ -230,6 +232,26 @@ def main():
         expect(row).to_contain_text("not set")
         row.get_by_role("button", name="Test").click()
         expect(row.locator(".inline-result .ok")).to_be_visible()
+        expect(row).to_contain_text("—")
+
+        # A MariaDB server whose binary log is archived: the table says what is covered.
+        page.get_by_role("button", name="Add credential").click()
+        add = page.get_by_role("dialog")
+        add.get_by_label("Name").fill("binlogged")
+        add.get_by_label("Server type").select_option("mysql")
+        add.get_by_label("Host").fill("127.0.0.1")
+        add.get_by_label("Port").fill(MARIADB_PORT)
+        add.get_by_label("User").fill("coffer")
+        add.get_by_label("Password").fill(MARIADB_PASSWORD)
+        add.get_by_label("TLS").select_option("disable")
+        add.get_by_label(re.compile("Archive the binary log")).check()
+        add.get_by_role("button", name="Add credential").click()
+        mariadb = page.locator('tr[data-credential="binlogged"]')
+        mariadb.get_by_role("button", name="Test").click()
+        expect(mariadb.locator(".inline-result")).to_contain_text("allows point-in-time recovery")
+        # The archiver stores within seconds; the row reads the coverage again by itself.
+        expect(mariadb).to_contain_text("transactions", timeout=TIMEOUT)
+        shot(page, "credentials")
         # A database job: the credential's server lists its databases in the form.
         nav.get_by_role("link", name="New job").click()
         page.get_by_label("Name", exact=True).fill("postgres database")
