@@ -3,6 +3,10 @@
 //! stored again as it grows (deduplication keeps that cheap) and its newer copy replaces the
 //! older, so what is covered — the oldest and latest events, how many, the gaps — is told from
 //! the repository alone, whatever happened to the server's metadata.
+//!
+//! Storing a grown file again reads it whole (chunked and hashed; only new chunks are
+//! uploaded): cheap for files of tens of MiB, costly near `max_binlog_size` (1 GiB). Storing
+//! the appended part as a segment, consolidated when the file completes, is the way out.
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -80,8 +80,6 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "the request body must be a JSON object ({...})".into(),
         ));
     }
-    // A value of the wrong type or out of range names its field (`retention.keep_daily`), so
-    // that a form can show the reason next to it; unreadable JSON is a bad request.
     // Syntax first (its errors say where in the body); then the values, whose errors name
     // their field (`retention.keep_daily`) so that a form can show the reason next to it.
     let value: serde_json::Value = serde_json::from_slice(body)
