@@ -99,6 +99,33 @@ impl Login {
     }
 }
 
+/// The binlog position a dump is consistent with, as the dump tools write it into the dump:
+/// mariadb-dump's `--master-data=2` comment (`-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000002',
+/// MASTER_LOG_POS=1234;`) or mydumper's `metadata` file (`SHOW MASTER STATUS:` then `Log:` and
+/// `Pos:` lines). `text` is a part of the dump that holds it.
+pub fn dump_position(text: &[u8]) -> Option<(String, u64)> {
+    let text = String::from_utf8_lossy(text);
+    let digits = |s: &str| -> Option<u64> {
+        let d: String = s.chars().take_while(char::is_ascii_digit).collect();
+        d.parse().ok()
+    };
+    if let Some(at) = text.find("MASTER_LOG_FILE='") {
+        let (file, rest) = text[at + "MASTER_LOG_FILE='".len()..].split_once('\'')?;
+        let position = digits(rest.split_once("MASTER_LOG_POS=")?.1)?;
+        return Some((file.to_string(), position));
+    }
+    let at = text.find("SHOW MASTER STATUS:")?;
+    let (mut file, mut position) = (None, None);
+    for line in text[at..].lines().skip(1).take(4).map(str::trim) {
+        if let Some(v) = line.strip_prefix("Log:") {
+            file = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("Pos:") {
+            position = digits(v.trim());
+        }
+    }
+    Some((file.filter(|f| !f.is_empty())?, position?))
+}
+
 /// `mariadb-binlog` copying the server's binary log into a directory from a given file on, and
 /// waiting for more; stopped (killed) when dropped.
 pub struct Follower {
@@ -356,6 +383,21 @@ mod tests {
         bad.extend(event(1, 2, 0));
         bad[4 + 9..4 + 13].copy_from_slice(&3u32.to_le_bytes());
         assert!(scan(&bad).is_err(), "an event shorter than its header");
+    }
+
+    #[test]
+    fn the_position_a_dump_is_consistent_with_is_read_from_either_tool() {
+        let sql = b"-- MariaDB dump 10.19\n--\n-- Position to start replication or point-in-time recovery from\n--\n\n-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000002', MASTER_LOG_POS=1234;\n";
+        assert_eq!(dump_position(sql), Some(("binlog.000002".into(), 1234)));
+        let mydumper = b"Started dump at: 2026-12-06 11:00:00\nSHOW MASTER STATUS:\n\tLog: mysql-bin.000007\n\tPos: 328\n\tGTID:0-1-5\n\nFinished dump at: 2026-12-06 11:00:01\n";
+        assert_eq!(
+            dump_position(mydumper),
+            Some(("mysql-bin.000007".into(), 328))
+        );
+        assert_eq!(
+            dump_position(b"-- MariaDB dump 10.19\nCREATE TABLE t (id INT);"),
+            None
+        );
     }
 
     #[test]

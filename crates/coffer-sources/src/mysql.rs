@@ -247,11 +247,16 @@ impl Login {
             .collect())
     }
 
-    /// A dump of one database as a stream (one consistent transaction).
-    pub fn dump(&self, db: &str) -> Result<Dump, SourceError> {
+    /// A dump of one database as a stream (one consistent transaction); with `position`, the
+    /// binlog position it is consistent with written into it (`--master-data=2`: a comment;
+    /// needs the binary log on and the RELOAD privilege).
+    pub fn dump(&self, db: &str, position: bool) -> Result<Dump, SourceError> {
         let options = self.option_file()?;
         let tool = dump_tool();
         let mut c = self.command(&tool, &options);
+        if position {
+            c.arg("--master-data=2");
+        }
         c.args([
             "--single-transaction",
             "--routines",

@@ -304,6 +304,17 @@ pub struct DatabaseDump {
     pub database: String,
     pub tool: String,
     pub size_bytes: u64,
+    /// Where in the server's binary log the dump is consistent with (MySQL/MariaDB, when the
+    /// credential archives the binary log): the baseline point-in-time recovery replays from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog: Option<BinlogPosition>,
+}
+
+/// A position in a MySQL/MariaDB server's binary log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BinlogPosition {
+    pub file: String,
+    pub position: u64,
 }
 
 /// The answer to `POST .../verify`.

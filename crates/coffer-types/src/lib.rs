@@ -58,9 +58,9 @@ pub use credentials::{
     Credential, CredentialInput, CredentialUpdate, DbEngine, PitrCoverage, TlsMode,
 };
 pub use jobs::{
-    DatabaseDump, Event, Job, JobInput, JobUpdate, MysqlTool, Progress, Record, RecordStatus,
-    RecordTree, RestoreRequest, RestoreTask, Retention, SchedulePreview, Source, TreeEntry,
-    VerifyResult,
+    BinlogPosition, DatabaseDump, Event, Job, JobInput, JobUpdate, MysqlTool, Progress, Record,
+    RecordStatus, RecordTree, RestoreRequest, RestoreTask, Retention, SchedulePreview, Source,
+    TreeEntry, VerifyResult,
 };
 pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};
 pub use system::{

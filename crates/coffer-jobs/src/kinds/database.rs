@@ -11,8 +11,8 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use coffer_repo::{BackupItem, SnapshotReader};
-use coffer_sources::{SourceError, mysql, postgres};
-use coffer_types::{Credential, DatabaseDump, DbEngine, MysqlTool, Record, Source};
+use coffer_sources::{SourceError, binlog, mysql, postgres};
+use coffer_types::{BinlogPosition, Credential, DatabaseDump, DbEngine, MysqlTool, Record, Source};
 
 use super::{Judge, Kind, Restore, Run};
 use crate::runner;
@@ -134,6 +134,9 @@ impl Login {
 #[derive(Clone, Debug, Default)]
 pub struct Logins {
     logins: HashMap<String, (String, Login)>,
+    /// The credentials whose servers' binary logs are archived: their dumps record the binlog
+    /// position they are consistent with.
+    binlogged: std::collections::HashSet<String>,
     dumps: Arc<Mutex<Vec<DatabaseDump>>>,
     /// The names in each credential's folder of the snapshot restored (see `recorded`).
     held: HashMap<String, Vec<Vec<u8>>>,
@@ -334,6 +337,36 @@ struct Lazy<R, F: FnOnce() -> std::result::Result<R, SourceError>> {
     dump: Option<R>,
     entry: DatabaseDump,
     log: Arc<Mutex<Vec<DatabaseDump>>>,
+    /// Where to look for the binlog position, when the dump records one.
+    position: Option<Ends>,
+}
+
+/// The first and the last bytes of a dump: where the dump tools write the binlog position
+/// (mariadb-dump in its header, mydumper in its `metadata` file, the last of its archive).
+#[derive(Default)]
+struct Ends {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl Ends {
+    const HEAD: usize = 64 * 1024;
+    const TAIL: usize = 8 * 1024;
+
+    fn see(&mut self, bytes: &[u8]) {
+        let room = Self::HEAD.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        let keep = Self::TAIL.min(bytes.len());
+        self.tail.extend_from_slice(&bytes[bytes.len() - keep..]);
+        let over = self.tail.len().saturating_sub(Self::TAIL);
+        self.tail.drain(..over);
+    }
+
+    fn position(&self) -> Option<BinlogPosition> {
+        let (file, position) =
+            binlog::dump_position(&self.head).or_else(|| binlog::dump_position(&self.tail))?;
+        Some(BinlogPosition { file, position })
+    }
 }
 
 impl<R: Read, F: FnOnce() -> std::result::Result<R, SourceError>> Read for Lazy<R, F> {
@@ -346,8 +379,12 @@ impl<R: Read, F: FnOnce() -> std::result::Result<R, SourceError>> Read for Lazy<
             None => return Ok(0),
         };
         self.entry.size_bytes += n as u64;
+        if let Some(ends) = &mut self.position {
+            ends.see(&buf[..n]);
+        }
         if n == 0 && !buf.is_empty() {
             self.dump = None;
+            self.entry.binlog = self.position.as_ref().and_then(Ends::position);
             let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
             log.push(self.entry.clone());
         }
@@ -365,11 +402,24 @@ impl Logins {
         as_source: fn(Box<dyn Read + Send>) -> coffer_repo::Source,
         start: impl FnOnce() -> std::result::Result<R, SourceError> + Send + 'static,
     ) -> Result<BackupItem> {
+        self.lazy_at(name, entry, as_source, false, start)
+    }
+
+    /// [`Logins::lazy`], also reading the binlog position the dump records when `position`.
+    fn lazy_at<R: Read + Send + 'static>(
+        &self,
+        name: String,
+        entry: DatabaseDump,
+        as_source: fn(Box<dyn Read + Send>) -> coffer_repo::Source,
+        position: bool,
+        start: impl FnOnce() -> std::result::Result<R, SourceError> + Send + 'static,
+    ) -> Result<BackupItem> {
         let reader = Lazy {
             start: Some(start),
             dump: None,
             entry,
             log: self.dumps.clone(),
+            position: position.then(Ends::default),
         };
         Ok(BackupItem::named(&name, as_source(Box::new(reader)))?)
     }
@@ -398,6 +448,7 @@ fn backup_items(
         database: database.to_string(),
         tool: tool.to_string(),
         size_bytes: 0,
+        binlog: None,
     };
     let stream = coffer_repo::Source::Stream;
     match login {
@@ -444,15 +495,18 @@ fn backup_items(
             } else {
                 mysql::dump_tool_name()
             };
+            // The baseline of point-in-time recovery: where in the binary log each dump is.
+            let position = logins.binlogged.contains(source.credential_id);
             for db in databases {
                 let l = l.clone();
                 let e = entry(&db, &tool);
                 items.push(if mydumper {
                     let path = Format::Mydumper.path(folder, &db);
-                    logins.lazy(path, e, coffer_repo::Source::Tar, move || l.dump_dir(&db))?
+                    let tar = coffer_repo::Source::Tar;
+                    logins.lazy_at(path, e, tar, position, move || l.dump_dir(&db))?
                 } else {
                     let path = Format::Sql.path(folder, &db);
-                    logins.lazy(path, e, stream, move || l.dump(&db))?
+                    logins.lazy_at(path, e, stream, position, move || l.dump(&db, position))?
                 });
             }
         }
@@ -580,6 +634,9 @@ impl Jobs {
                     scratch: self.scratch_dir(),
                 }),
             };
+            if c.pitr {
+                logins.binlogged.insert(credential_id.to_string());
+            }
             logins
                 .logins
                 .insert(credential_id.to_string(), (component(&c.name), login));

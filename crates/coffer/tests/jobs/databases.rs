@@ -1224,6 +1224,31 @@ fn a_credentials_binary_log_is_archived_across_restarts_and_its_coverage_told() 
         "{metrics}"
     );
 
+    // Full backups through the credential record where in the binary log they stand: the
+    // baselines recovery replays from.
+    for tool in ["mydumper", "mariadb-dump"] {
+        let job: JobInput = serde_json::from_value(json!({
+            "name": format!("shop by {tool}"),
+            "sources": [{"type": "mysql", "credential_id": c.id, "database": "shop", "backup_tool": tool}]
+        }))
+        .unwrap();
+        let job = api.create_job(&job).unwrap();
+        let r = run_to_end(&api, &job.id);
+        assert_eq!(r.status, RecordStatus::Success, "{r:?}");
+        let at = r.databases[0]
+            .binlog
+            .clone()
+            .unwrap_or_else(|| panic!("{tool} recorded no binlog position: {r:?}"));
+        let status = my.sql("SHOW MASTER STATUS");
+        let mut now = status.split('\t');
+        assert_eq!(Some(at.file.as_str()), now.next(), "{tool}: {at:?}");
+        let current: u64 = now.next().unwrap().parse().unwrap();
+        assert!(
+            at.position > 4 && at.position <= current,
+            "{tool}: {at:?} {status}"
+        );
+    }
+
     // Coffer killed, the server writing and rotating meanwhile: nothing is lost.
     server.kill();
     my.sql("INSERT INTO shop.t VALUES (6); FLUSH BINARY LOGS; INSERT INTO shop.t VALUES (7)");
