@@ -1134,6 +1134,24 @@ fn a_damaged_index_file_does_not_stop_a_database_restore() {
     assert!(env.server.stop().success());
 }
 
+/// A credential for the test instance `my`, with the fields of `extra` besides.
+fn mariadb_credential(
+    api: &Client,
+    my: &coffer_testkit::MyInstance,
+    extra: serde_json::Value,
+) -> Credential {
+    let mut v = json!({
+        "name": format!("mariadb {}", my.port), "engine": "mysql", "host": "127.0.0.1",
+        "port": my.port, "user": "coffer", "password": coffer_testkit::MY_PASSWORD,
+        "tls": "disable"
+    });
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    api.create_resource::<Credential>(&serde_json::from_value(v).unwrap())
+        .unwrap()
+}
+
 #[test]
 fn a_mysql_credential_says_whether_its_binary_log_allows_point_in_time_recovery() {
     let env = start();
@@ -1148,13 +1166,7 @@ fn a_mysql_credential_says_whether_its_binary_log_allows_point_in_time_recovery(
         ),
     ] {
         let my = coffer_testkit::MyInstance::start_with(options);
-        let input: coffer_types::CredentialInput = serde_json::from_value(json!({
-            "name": format!("mariadb {}", my.port), "engine": "mysql", "host": "127.0.0.1",
-            "port": my.port, "user": "coffer", "password": coffer_testkit::MY_PASSWORD,
-            "tls": "disable"
-        }))
-        .unwrap();
-        let c = env.api.create_resource::<Credential>(&input).unwrap();
+        let c = mariadb_credential(&env.api, &my, json!({}));
         let check = env
             .api
             .raw("POST", &format!("/api/credentials/{}/test", c.id), None)
@@ -1176,12 +1188,7 @@ fn a_credentials_binary_log_is_archived_across_restarts_and_its_coverage_told() 
     let dir = tempdir().unwrap();
     let server = start_in(&dir);
     let api = login(&server);
-    let input: coffer_types::CredentialInput = serde_json::from_value(json!({
-        "name": "binlogged", "engine": "mysql", "host": "127.0.0.1", "port": my.port,
-        "user": "coffer", "password": coffer_testkit::MY_PASSWORD, "tls": "disable", "pitr": true
-    }))
-    .unwrap();
-    let c = api.create_resource::<Credential>(&input).unwrap();
+    let c = mariadb_credential(&api, &my, json!({"pitr": true}));
     assert!(c.pitr);
     let coverage = |api: &Client| {
         let r = api
@@ -1282,12 +1289,7 @@ fn a_credentials_binary_log_is_archived_across_restarts_and_its_coverage_told() 
 fn a_server_without_a_binary_log_says_why_nothing_is_archived() {
     let my = coffer_testkit::MyInstance::start();
     let env = start();
-    let input: coffer_types::CredentialInput = serde_json::from_value(json!({
-        "name": "plain", "engine": "mysql", "host": "127.0.0.1", "port": my.port,
-        "user": "coffer", "password": coffer_testkit::MY_PASSWORD, "tls": "disable", "pitr": true
-    }))
-    .unwrap();
-    let c = env.api.create_resource::<Credential>(&input).unwrap();
+    let c = mariadb_credential(&env.api, &my, json!({"pitr": true}));
     let cov = wait_until(LONG, || {
         let r = env
             .api
