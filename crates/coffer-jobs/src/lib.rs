@@ -135,7 +135,9 @@ impl Jobs {
             );
         }
         keys::move_out_of_settings(&db, &vault).await?;
-        // Database copies, uploads and temporary containers a killed run left behind.
+        // Database copies, uploads, scratch database servers and temporary containers a killed
+        // run left behind.
+        coffer_sources::scratch_server::remove_leftovers(&places.scratch_servers());
         let _ = std::fs::remove_dir_all(places.scratch());
         tokio::spawn(kinds::volume::remove_leftovers());
         let jobs = Arc::new(Jobs {

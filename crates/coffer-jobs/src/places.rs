@@ -135,6 +135,12 @@ impl Places {
         self.data.join(SCRATCH)
     }
 
+    /// Where private database servers are started to rebuild databases in (inside the scratch
+    /// directory, so emptied at start-up too).
+    pub(crate) fn scratch_servers(&self) -> PathBuf {
+        self.scratch().join("servers")
+    }
+
     /// Where jobs' local repositories live by default (and the server's own: binlog archives).
     pub(crate) fn backups(&self) -> PathBuf {
         self.data.join(BACKUPS)
