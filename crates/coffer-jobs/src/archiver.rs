@@ -28,8 +28,12 @@ const EVERY: Duration = Duration::from_secs(2);
 struct Following {
     follower: Follower,
     known: BTreeMap<String, Archived>,
-    /// When the archive last held everything the server had written.
+    /// The newest moment whose server position the archive is known to hold: the archive
+    /// holds everything the server had written by then.
     caught_up: Instant,
+    /// The server's position asked for at the end of the previous pass, and when: the follower
+    /// has had a pass's time to copy up to it.
+    asked: Option<(String, u64, Instant)>,
 }
 
 impl Jobs {
@@ -100,15 +104,24 @@ impl Jobs {
                 Some(f) => f,
                 None => start(&login, &repo, &id, spool.clone())?,
             };
-            pitr::store(&repo, &id, &spool, &mut f.known)?;
-            // Caught up when the archive holds the server's current file up to its position.
-            let (file, position) = login.master_status()?;
-            if f.known
-                .get(&file)
-                .is_some_and(|a| a.scan.settled >= position)
-            {
-                f.caught_up = Instant::now();
+            let stored = pitr::store(&repo, &id, &spool, &mut f.known)?;
+            // A file the server closed was stored for the last time: the data only its earlier
+            // copies held (their last, partial chunks) goes.
+            if stored.iter().any(|n| f.known[n].scan.complete) {
+                let prune = coffer_repo::prune::PruneOptions { dry_run: false };
+                coffer_repo::prune::prune(&repo, &prune)?;
             }
+            // Caught up to the moment of the previous pass's question when the archive holds
+            // the server's file of then up to its position of then.
+            if let Some((file, position, at)) = f.asked.take()
+                && f.known
+                    .get(&file)
+                    .is_some_and(|a| a.scan.settled >= position)
+            {
+                f.caught_up = at;
+            }
+            let (file, position) = login.master_status()?;
+            f.asked = Some((file, position, Instant::now()));
             // What the archive holds whole needs no copy on the local disk.
             for (name, a) in &f.known {
                 let copy = spool.join(name);
@@ -195,6 +208,7 @@ fn start(
         follower,
         known,
         caught_up: Instant::now(),
+        asked: None,
     })
 }
 

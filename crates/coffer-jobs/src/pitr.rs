@@ -6,7 +6,9 @@
 //!
 //! Storing a grown file again reads it whole (chunked and hashed; only new chunks are
 //! uploaded): cheap for files of tens of MiB, costly near `max_binlog_size` (1 GiB). Storing
-//! the appended part as a segment, consolidated when the file completes, is the way out.
+//! the appended part as a segment, consolidated when the file completes, is the way out. Each
+//! replaced copy leaves its last, partial chunk unreferenced: the archiver prunes when a file
+//! completes.
 
 use std::collections::BTreeMap;
 use std::io::Read;

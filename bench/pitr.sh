@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# How far the binlog archive of point-in-time recovery trails the server (the recovery point
+# objective) under a steady write load (not part of CI): a MariaDB server of its own with a
+# binary log, a credential with "pitr": true, a writer committing RATE small transactions a
+# second for DURATION seconds, and every second the archive's lag
+# (`coffer_pitr_archive_lag_seconds`) and how far its latest event trails the clock. Prints
+# percentiles; docs/benchmarks.md records a run.
+#
+#   bench/pitr.sh                  # 50 transactions/s for 60 s
+#   RATE=500 DURATION=120 bench/pitr.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RATE=${RATE:-50}
+DURATION=${DURATION:-60}
+source bench/lib.sh
+start_coffer
+auth=(-H "Authorization: Bearer $token")
+
+# The MariaDB server: its own data directory and port, a binary log, a user with a password.
+my=$work/mariadb
+chmod o+x "$work" # mariadbd runs as mysql and must reach its directory
+mkdir -p "$my" && chmod 777 "$my"
+mariadb-install-db --no-defaults --user=mysql --datadir="$my/data" \
+    --auth-root-authentication-method=normal --skip-test-db >/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mariadbd --no-defaults --user=mysql --datadir="$my/data" --port="$port" --bind-address=127.0.0.1 \
+    --socket="$my/sock" --pid-file="$my/pid" --log-error="$my/err" \
+    --log-bin=binlog --server-id=1 --binlog-format=ROW &
+mariadb_pid=$!
+trap 'kill "$mariadb_pid" "$server" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+sql() { mariadb --no-defaults -h 127.0.0.1 -P "$port" -u root -N -B -e "$1"; }
+for _ in $(seq 100); do sql "SELECT 1" >/dev/null 2>&1 && break; sleep 0.1; done
+sql "CREATE USER 'coffer'@'%' IDENTIFIED BY 'bench-password'; GRANT ALL ON *.* TO 'coffer'@'%';
+     CREATE DATABASE shop; CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6), note TEXT)"
+
+cred=$(curl -sf "${auth[@]}" -X POST "$B/api/credentials" -H 'Content-Type: application/json' \
+    -d "{\"name\": \"bench\", \"engine\": \"mysql\", \"host\": \"127.0.0.1\", \"port\": $port,
+         \"user\": \"coffer\", \"password\": \"bench-password\", \"tls\": \"disable\", \"pitr\": true}" | jq -r .id)
+
+# The writer: RATE transactions a second, each its own commit.
+python3 - "$port" "$RATE" "$DURATION" <<'EOF' &
+import subprocess, sys, time
+port, rate, duration = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+client = subprocess.Popen(
+    ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", port, "-u", "root", "shop"],
+    stdin=subprocess.PIPE, text=True)
+start = time.time()
+n = 0
+while time.time() - start < duration:
+    n += 1
+    client.stdin.write(f"INSERT INTO orders (at, note) VALUES (NOW(6), 'order {n}');\n")
+    client.stdin.flush()
+    time.sleep(max(0, start + n / rate - time.time()))
+client.stdin.close()
+client.wait()
+EOF
+writer=$!
+
+samples=$work/samples
+for _ in $(seq "$DURATION"); do
+    sleep 1
+    lag=$(curl -sf "$B/metrics" | awk -v c="$cred" 'index($0, "coffer_pitr_archive_lag_seconds{credential=\"" c "\"") == 1 {print $2}')
+    latest=$(curl -sf "${auth[@]}" "$B/api/credentials/$cred/pitr/coverage" | jq -r .latest_event)
+    behind=$(python3 -c "import datetime,sys; t=sys.argv[1]; print('' if t=='null' else (datetime.datetime.now(datetime.timezone.utc)-datetime.datetime.fromisoformat(t.replace('Z','+00:00'))).total_seconds())" "$latest")
+    echo "${lag:-} ${behind}" >>"$samples"
+done
+wait "$writer"
+total=$(curl -sf "${auth[@]}" "$B/api/credentials/$cred/pitr/coverage" | jq -r .total_events)
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
+
+python3 - "$samples" "$RATE" "$DURATION" "$total" "$rss" <<'EOF'
+import statistics, sys
+path, rate, duration, total, rss = sys.argv[1:]
+lags, behinds = [], []
+for line in open(path):
+    parts = line.split()
+    if len(parts) == 2:
+        lags.append(float(parts[0]))
+        behinds.append(float(parts[1]))
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(len(v) * p))]
+print(f"{rate} transactions/s for {duration} s; {total} transactions archived; server peak RSS {int(rss) // 1024} MiB")
+print()
+print("| measure | median | p95 | max |")
+print("|---|---|---|---|")
+print(f"| archive lag (coffer_pitr_archive_lag_seconds) | {statistics.median(lags):.1f} s | {pct(lags, .95):.1f} s | {max(lags):.1f} s |")
+print(f"| latest archived event behind the clock | {statistics.median(behinds):.1f} s | {pct(behinds, .95):.1f} s | {max(behinds):.1f} s |")
+EOF
