@@ -133,7 +133,7 @@ pub struct Follower {
     /// The option file with the login: the tool reads it when it starts, and again when it
     /// reconnects, so it lives as long as the tool.
     _options: crate::mysql::OptionFile,
-    pub dir: PathBuf,
+    dir: PathBuf,
 }
 
 impl std::fmt::Debug for Follower {
@@ -156,7 +156,8 @@ impl Follower {
     ) -> Result<Follower, SourceError> {
         std::fs::create_dir_all(dir).map_err(|e| failed("binlog directory", e))?;
         // A follower of a process that was killed outlives it: two would write the same files.
-        stop_leftover(dir);
+        let result_prefix = format!("--result-file={}/", dir.display());
+        crate::command::stop_leftover(&dir.join(PID_FILE), &result_prefix);
         let options = login.option_file()?;
         let tool = crate::mysql::binlog_tool();
         let mut c = login.command(&tool, &options);
@@ -166,12 +167,15 @@ impl Follower {
             "--raw",
             "--stop-never",
             &format!("--stop-never-slave-server-id={replica_id}"),
-            &format!("--result-file={}/", dir.display()),
+            &result_prefix,
             from,
         ])
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        // Into a file, not a pipe nobody reads while it runs (for days): a full pipe would
+        // stop the tool.
+        .stderr(
+            std::fs::File::create(dir.join(LOG_FILE)).map_err(|e| failed("binlog directory", e))?,
+        );
         let child = c.spawn().map_err(|e| {
             failed(
                 "mariadb-binlog",
@@ -200,13 +204,11 @@ impl Follower {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
+                let err = std::fs::read_to_string(self.dir.join(LOG_FILE)).unwrap_or_default();
+                let last: Vec<&str> = err.trim().lines().rev().take(3).collect();
                 Err(failed(
                     "mariadb-binlog",
-                    format!("it stopped ({status}): {}", err.trim()),
+                    format!("it stopped ({status}): {}", last.join(" | ")),
                 ))
             }
             Err(e) => Err(failed("mariadb-binlog", e)),
@@ -214,36 +216,9 @@ impl Follower {
     }
 }
 
-/// Where a follower's process id is kept, in the directory it writes to.
+/// Where a follower's process id and its messages are kept, in the directory it writes to.
 const PID_FILE: &str = ".follower.pid";
-
-/// Kill the follower an earlier process started into `dir`, if it still runs (it is the one
-/// whose command line names `dir` as its result prefix), and wait until it is gone.
-fn stop_leftover(dir: &Path) {
-    let Some(pid) = std::fs::read_to_string(dir.join(PID_FILE))
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-    else {
-        return;
-    };
-    let ours = format!("--result-file={}/", dir.display());
-    let runs = || {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == ours.as_bytes()))
-    };
-    if !runs() {
-        return;
-    }
-    if let Some(p) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-    }
-    for _ in 0..100 {
-        if !runs() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
+const LOG_FILE: &str = ".follower.log";
 
 impl Drop for Follower {
     fn drop(&mut self) {

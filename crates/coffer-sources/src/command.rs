@@ -15,6 +15,34 @@ pub(crate) fn tool(program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
+/// Stop the process whose id `pid_file` holds if it is one a killed process of ours left
+/// running — told by `marker`, an argument it was started with (a pid alone may have been
+/// reused) — and wait until it is gone.
+pub(crate) fn stop_leftover(pid_file: &Path, marker: &str) {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let runs = || {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == marker.as_bytes()))
+    };
+    if !runs() {
+        return;
+    }
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+    for _ in 0..100 {
+        if !runs() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The first line `program --version` prints, if it runs.
 pub(crate) fn version(program: &Path) -> Option<String> {
     let out = tool(program).arg("--version").output().ok()?;

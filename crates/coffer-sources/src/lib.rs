@@ -31,3 +31,19 @@ pub(crate) fn failed(what: &str, message: impl std::fmt::Display) -> SourceError
         message: message.to_string(),
     }
 }
+
+/// A new directory of mode 0700 under `parent` (made if need be), named `prefix` and random
+/// hex digits: a place only Coffer reaches, for option files, dumps and scratch servers.
+pub(crate) fn private_dir(
+    parent: &std::path::Path,
+    prefix: &str,
+) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut random = [0u8; 12];
+    getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(parent)?;
+    let dir = parent.join(format!("{prefix}{hex}"));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
+}

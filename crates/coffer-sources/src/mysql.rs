@@ -147,20 +147,7 @@ impl Drop for OptionFile {
 impl Login {
     pub(crate) fn option_file(&self) -> Result<OptionFile, SourceError> {
         let err = |e: std::io::Error| failed("MySQL option file", e);
-        let mut random = [0u8; 12];
-        getrandom::fill(&mut random).map_err(|e| failed("MySQL option file", e))?;
-        std::fs::create_dir_all(&self.scratch).map_err(err)?;
-        let dir = self.scratch.join(format!(
-            "coffer-mysql-{}",
-            random
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(err)?;
+        let dir = crate::private_dir(&self.scratch, "coffer-mysql-").map_err(err)?;
         let guard = OptionFile {
             file: dir.join("client.cnf"),
             dir,

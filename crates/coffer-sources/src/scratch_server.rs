@@ -4,7 +4,6 @@
 //! can reach the socket. Stopped and removed when dropped; what a killed process left behind is
 //! removed by the next [`ScratchServer::start`] (or [`remove_leftovers`] at start-up).
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -35,21 +34,7 @@ impl ScratchServer {
     pub fn start(base: &Path) -> Result<ScratchServer, SourceError> {
         let err = |e: std::io::Error| failed(WHAT, e);
         remove_leftovers(base);
-        let mut random = [0u8; 6];
-        getrandom::fill(&mut random).map_err(|e| failed(WHAT, e))?;
-        let dir = base.join(format!(
-            "{}-{}",
-            std::process::id(),
-            random
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(err)?;
+        let dir = crate::private_dir(base, &format!("{}-", std::process::id())).map_err(err)?;
         // Run as whoever runs Coffer: as root, mariadbd must be told so.
         let user: &[&str] = match rustix::process::geteuid().is_root() {
             true => &["--user=root"],
@@ -168,24 +153,8 @@ pub fn remove_leftovers(base: &Path) {
         if !a_pid || Path::new("/proc").join(owner).exists() {
             continue;
         }
-        let server = std::fs::read_to_string(dir.join("pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok());
-        if let Some(pid) = server {
-            let ours = format!("--datadir={}", dir.join("data").display());
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmdline.split(|b| *b == 0).any(|arg| arg == ours.as_bytes())
-                && let Some(p) = rustix::process::Pid::from_raw(pid)
-            {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-                for _ in 0..100 {
-                    if !Path::new("/proc").join(pid.to_string()).exists() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        }
+        let ours = format!("--datadir={}", dir.join("data").display());
+        crate::command::stop_leftover(&dir.join("pid"), &ours);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
