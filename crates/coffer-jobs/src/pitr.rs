@@ -82,7 +82,8 @@ pub fn store(
     let mut stored = vec![];
     for name in names {
         let path = spool.join(&name);
-        let scan = binlog::scan_file(&path)?;
+        // Only what the file gained since it was last stored is read.
+        let scan = binlog::scan_file(&path, known.get(&name).map(|a| &a.scan))?;
         if known
             .get(&name)
             .is_some_and(|a| a.scan.settled >= scan.settled)

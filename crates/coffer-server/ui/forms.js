@@ -46,8 +46,8 @@ export function clearErrors(form) {
   for (const i of form.querySelectorAll('[aria-invalid]')) i.removeAttribute('aria-invalid');
 }
 
-/// Show `err` (an ApiError) next to the field it names, or at the top of `form`.
-export function showError(form, err) {
+/// Show `err` (an ApiError) next to the field it names, if `form` has it: whether it did.
+export function showAtField(form, err) {
   clearErrors(form);
   // `sources[1].path` falls back to `sources[1]`, then to `sources`.
   let wrap = null;
@@ -67,8 +67,14 @@ export function showError(form, err) {
       i.setAttribute('aria-invalid', 'true');
       i.focus();
     }
-    return;
+    return true;
   }
+  return false;
+}
+
+/// Show `err` (an ApiError) next to the field it names, or at the top of `form`.
+export function showError(form, err) {
+  if (showAtField(form, err)) return;
   let top = form.querySelector('.form-error');
   if (!top) {
     top = h('p', { class: 'form-error error', role: 'alert' });

@@ -246,14 +246,16 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, SourceError> {
     if bytes.get(..MAGIC.len()) != Some(&MAGIC[..]) {
         return Err(not_binlog("binlog"));
     }
-    walk(bytes.len() as u64, |at| {
+    walk(bytes.len() as u64, Scan::start(), |at| {
         let at = at as usize;
         Ok(bytes[at..at + HEADER].try_into().expect("a whole header"))
     })
 }
 
-/// [`scan`] of the file at `path`, reading only its event headers (a binlog file can be large).
-pub fn scan_file(path: &Path) -> Result<Scan, SourceError> {
+/// [`scan`] of the file at `path`, reading only its event headers (a binlog file can be large),
+/// and only those after `before`, an earlier scan of the same file: a binlog file only grows
+/// (one that is shorter now, rewritten from its start, is scanned from its start).
+pub fn scan_file(path: &Path, before: Option<&Scan>) -> Result<Scan, SourceError> {
     use std::io::{Read, Seek, SeekFrom};
     let what = path.display().to_string();
     let err = |e: std::io::Error| failed(&what, e);
@@ -263,7 +265,11 @@ pub fn scan_file(path: &Path) -> Result<Scan, SourceError> {
     if f.read_exact(&mut magic).is_err() || &magic != MAGIC {
         return Err(not_binlog(&what));
     }
-    walk(len, |at| {
+    let start = before
+        .filter(|b| b.settled <= len)
+        .cloned()
+        .unwrap_or_else(Scan::start);
+    walk(len, start, |at| {
         let mut header = [0u8; HEADER];
         f.seek(SeekFrom::Start(at)).map_err(err)?;
         f.read_exact(&mut header).map_err(err)?;
@@ -275,16 +281,24 @@ fn not_binlog(what: &str) -> SourceError {
     failed(what, "this is not a binlog file (no magic number)")
 }
 
-/// Walk the events of a binlog of `len` bytes whose header at an offset `header_at` reads.
+impl Scan {
+    /// Nothing read yet but the magic.
+    fn start() -> Scan {
+        Scan {
+            settled: MAGIC.len() as u64,
+            ..Scan::default()
+        }
+    }
+}
+
+/// Walk on from `s` the events of a binlog of `len` bytes whose header at an offset
+/// `header_at` reads.
 fn walk(
     len: u64,
+    mut s: Scan,
     mut header_at: impl FnMut(u64) -> Result<[u8; HEADER], SourceError>,
 ) -> Result<Scan, SourceError> {
-    let mut s = Scan {
-        settled: MAGIC.len() as u64,
-        ..Scan::default()
-    };
-    let mut at = MAGIC.len() as u64;
+    let mut at = s.settled;
     while len - at >= HEADER as u64 {
         let h = header_at(at)?;
         let time = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes"));
@@ -384,8 +398,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("binlog.000001");
         std::fs::write(&path, &f).unwrap();
-        assert_eq!(scan_file(&path).unwrap(), scan(&f).unwrap());
+        let whole = scan(&f).unwrap();
+        assert_eq!(scan_file(&path, None).unwrap(), whole);
+        // On from an earlier scan of its first event: the same.
+        let mut first = MAGIC.to_vec();
+        first.extend(event(100, GTID_EVENT, 1000));
+        let before = scan(&first).unwrap();
+        assert_eq!(scan_file(&path, Some(&before)).unwrap(), whole);
+        // A file shorter than the earlier scan was rewritten: read from its start.
+        let longer = Scan {
+            settled: 1 << 20,
+            transactions: 99,
+            ..Scan::default()
+        };
+        assert_eq!(scan_file(&path, Some(&longer)).unwrap(), whole);
         std::fs::write(&path, b"\xfebi").unwrap();
-        assert!(scan_file(&path).is_err());
+        assert!(scan_file(&path, None).is_err());
     }
 }

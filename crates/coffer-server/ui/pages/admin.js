@@ -4,7 +4,7 @@
 
 import { del, get, post, put, query, upload } from '../api.js';
 import { ago, bytes, dialog, fill, h, onFileDrop, table, toast, when } from '../dom.js';
-import { field, input, select, submitting } from '../forms.js';
+import { field, input, select, showAtField, submitting } from '../forms.js';
 import { session } from '../session.js';
 
 const page = (title, ...children) => h('section', { 'aria-labelledby': 'page-title' }, h('h1', { id: 'page-title' }, title), ...children);
@@ -23,10 +23,7 @@ function formDialog(title, fields, ok, send) {
         return await send();
       } catch (e) {
         // Next to its field when the server names one, else at the bottom of the dialog.
-        const at = e.field && form.querySelector(`[data-field="${CSS.escape(e.field)}"] .field-error`);
-        if (!at) throw e;
-        at.textContent = e.message.startsWith(`${e.field}: `) ? e.message.slice(e.field.length + 2) : e.message;
-        at.hidden = false;
+        if (!showAtField(form, e)) throw e;
         throw new Error('See the field marked above.');
       }
     },
