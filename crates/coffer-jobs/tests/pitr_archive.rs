@@ -39,25 +39,27 @@ fn the_binary_log_is_archived_as_it_grows_and_its_coverage_is_told() {
     let spool = dir.path().join("spool");
     let mut follower = Follower::start(&login, &spool, &first, 4243).unwrap();
     let mut known = BTreeMap::new();
-    // Store until the archive holds `n` transactions.
-    let mut archive_until = |known: &mut BTreeMap<String, pitr::Archived>, n: u64| {
+    // Store until the archive holds everything the server has written.
+    let mut archive_all = |known: &mut BTreeMap<String, pitr::Archived>| {
+        let (file, position) = login.master_status().unwrap();
         wait_until(Duration::from_secs(30), || {
             follower.check().map_err(|e| e.to_string())?;
             pitr::store(&repo, "cred", &spool, known).map_err(|e| e.to_string())?;
             let c = pitr::coverage(known);
-            if c.total_events >= n {
-                Ok(c)
-            } else {
-                Err(format!("{c:?}"))
+            match known.get(&file).is_some_and(|a| a.scan.settled >= position) {
+                true => Ok(c),
+                false => Err(format!("{c:?}, not yet {file} at {position}")),
             }
         })
     };
-    let c = archive_until(&mut known, 2);
+    let c = archive_all(&mut known);
     assert!(c.available() && c.gaps.is_empty(), "{c:?}");
     for i in 1..=5 {
         my.sql(&format!("INSERT INTO shop.t VALUES ({i})"));
     }
-    let c = archive_until(&mut known, 7);
+    let before = c;
+    let c = archive_all(&mut known);
+    assert_eq!(c.total_events, before.total_events + 5, "{c:?}");
     assert_eq!(known.len(), 1, "one file so far");
     // The growing file's newer copy replaced the older: one snapshot per file.
     let snapshots = coffer_repo::snapshot::list(&repo).unwrap().snapshots;
@@ -65,7 +67,8 @@ fn the_binary_log_is_archived_as_it_grows_and_its_coverage_is_told() {
 
     my.sql("FLUSH BINARY LOGS");
     my.sql("INSERT INTO shop.t VALUES (6)");
-    let after = archive_until(&mut known, 8);
+    let after = archive_all(&mut known);
+    assert_eq!(after.total_events, c.total_events + 1, "{after:?}");
     assert_eq!(known.len(), 2);
     assert!(known[&first].scan.complete, "the rotated file is complete");
     assert!(after.latest_event >= c.latest_event && after.oldest_event == c.oldest_event);
