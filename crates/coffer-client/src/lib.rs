@@ -641,6 +641,59 @@ impl Client {
         }
     }
 
+    /// What credential `id`'s binlog archive covers, and the backups recovery can start from.
+    pub fn pitr_coverage(&self, id: &str) -> Result<coffer_types::PitrCoverage> {
+        self.get(&format!("/api/credentials/{id}/pitr/coverage"))
+    }
+
+    /// Start recovering credential `id`'s server to a point in time.
+    pub fn recover(
+        &self,
+        id: &str,
+        req: &coffer_types::PitrRequest,
+    ) -> Result<coffer_types::PitrRun> {
+        self.post(&format!("/api/credentials/{id}/pitr"), req)
+    }
+
+    pub fn pitr_run(&self, id: &str, pitr_id: &str) -> Result<coffer_types::PitrRun> {
+        self.get(&format!("/api/credentials/{id}/pitr/{pitr_id}"))
+    }
+
+    /// Credential `id`'s recoveries, newest first (at most `limit`, of `status` only).
+    pub fn pitr_runs(
+        &self,
+        id: &str,
+        status: Option<coffer_types::PitrStatus>,
+        limit: Option<u32>,
+    ) -> Result<Vec<coffer_types::PitrRun>> {
+        let q = query([
+            ("status", status.map(|s| s.as_str().to_string())),
+            ("limit", limit.map(|l| l.to_string())),
+        ]);
+        self.send(
+            self.request(Method::GET, &format!("/api/credentials/{id}/pitr"))
+                .query(&q),
+        )
+    }
+
+    /// The recovery once it ended (polling, at most `timeout`).
+    pub fn wait_pitr(
+        &self,
+        id: &str,
+        pitr_id: &str,
+        timeout: Duration,
+    ) -> Result<coffer_types::PitrRun> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let r = self.pitr_run(id, pitr_id)?;
+            if r.status != coffer_types::PitrStatus::Running || std::time::Instant::now() > deadline
+            {
+                return Ok(r);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let q = query([
             ("since", f.since.map(|t| t.to_rfc3339())),

@@ -36,15 +36,15 @@ struct JobRow {
 const JOB_COLUMNS: &str = "j.id, j.name, j.node_id, j.sources, j.schedule, j.timezone,
     j.retention_count, j.retention_days, j.retention, j.dest_path, j.repository_id, j.encrypted,
     j.enabled, j.created_at, j.updated_at,
-    (SELECT started_at FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
+    (SELECT started_at FROM backup_records r WHERE r.job_id = j.id AND r.trigger NOT IN ('pre_restore', 'pitr')
         ORDER BY started_at DESC LIMIT 1) AS last_run,
-    (SELECT status FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
+    (SELECT status FROM backup_records r WHERE r.job_id = j.id AND r.trigger NOT IN ('pre_restore', 'pitr')
         ORDER BY started_at DESC LIMIT 1) AS last_status,
-    (SELECT error FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
+    (SELECT error FROM backup_records r WHERE r.job_id = j.id AND r.trigger NOT IN ('pre_restore', 'pitr')
         ORDER BY started_at DESC LIMIT 1) AS last_error,
-    (SELECT started_at FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
+    (SELECT started_at FROM backup_records r WHERE r.job_id = j.id AND r.trigger NOT IN ('pre_restore', 'pitr')
         AND r.status = 'success' ORDER BY started_at DESC LIMIT 1) AS last_success_at,
-    (SELECT size_bytes FROM backup_records r WHERE r.job_id = j.id AND r.trigger != 'pre_restore'
+    (SELECT size_bytes FROM backup_records r WHERE r.job_id = j.id AND r.trigger NOT IN ('pre_restore', 'pitr')
         AND r.status = 'success' ORDER BY started_at DESC LIMIT 1) AS last_size_bytes,
     (SELECT SUM(stored_bytes) FROM backup_records r WHERE r.job_id = j.id) AS stored_bytes";
 
@@ -212,6 +212,10 @@ pub enum RunOutcome {
 /// the job: they are not its last run, not listed among its records unless asked for, and are
 /// kept for a time of their own.
 pub const SAFETY_TRIGGER: &str = "pre_restore";
+
+/// The trigger of a point-in-time recovery's result: listed among the job's records, but no
+/// backup the job made (not its last run, not counted by its retention).
+pub const PITR_TRIGGER: &str = "pitr";
 
 /// Which records a query wants by their trigger.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -11,6 +11,7 @@ mod audit;
 mod credentials;
 mod jobs;
 mod keys;
+mod pitr;
 mod repositories;
 mod resources;
 mod restores;
@@ -27,8 +28,9 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditQuery, NewAuditEntry};
-pub use jobs::{RecordQuery, RunOutcome, SAFETY_TRIGGER, TriggerFilter};
+pub use jobs::{PITR_TRIGGER, RecordQuery, RunOutcome, SAFETY_TRIGGER, TriggerFilter};
 pub use keys::KeyRecord;
+pub use pitr::PitrProduced;
 pub use resources::{Statement, Stored};
 pub use restores::Restored;
 pub use tables::{Row, Tables, schema_version};
@@ -44,6 +46,9 @@ pub enum DbError {
     /// The job has a running record already.
     #[error("this job is already running: wait for the running record to finish")]
     JobRunning,
+    /// A point-in-time recovery of the server is running already.
+    #[error("a point-in-time recovery of this server is running: wait for it to finish")]
+    PitrRunning,
     /// What jobs use cannot be removed.
     #[error("{0}")]
     InUse(String),

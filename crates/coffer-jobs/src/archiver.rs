@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use coffer_repo::Location;
 use coffer_sources::binlog::Follower;
 use coffer_sources::mysql;
@@ -34,6 +36,18 @@ struct Following {
     /// The server's position asked for at the end of the previous pass, and when: the follower
     /// has had a pass's time to copy up to it.
     asked: Option<(String, u64, Instant)>,
+    /// Whether `caught_up` was proven (a position asked for found in the archive) since the
+    /// follower started, rather than assumed.
+    proven: bool,
+}
+
+/// How archiving a credential's binary log stands.
+#[derive(Debug, Clone)]
+pub(crate) enum Archiving {
+    /// The archive holds everything the server wrote up to this moment.
+    CaughtUp(DateTime<Utc>),
+    /// It stands still, for this reason.
+    Stuck(String),
 }
 
 impl Jobs {
@@ -61,26 +75,36 @@ impl Jobs {
             .filter(|c| c.pitr)
             .collect();
         following.retain(|id, _| credentials.iter().any(|c| &c.id == id));
+        self.archiving
+            .lock()
+            .expect("archiving")
+            .retain(|id, _| following.contains_key(id));
         for c in credentials {
             let (id, name) = (c.id.clone(), c.name.clone());
             let state = following.remove(&id);
             match self.archive_one(c, state).await {
                 Ok(f) => {
-                    let lag = f.caught_up.elapsed().as_secs_f64();
+                    let lag = f.caught_up.elapsed();
                     metrics::gauge!("coffer_pitr_archive_lag_seconds", "credential" => id.clone(), "name" => name)
-                        .set(lag);
-                    self.pitr_problems
-                        .lock()
-                        .expect("pitr problems")
-                        .remove(&id);
+                        .set(lag.as_secs_f64());
+                    let mut archiving = self.archiving.lock().expect("archiving");
+                    match chrono::TimeDelta::from_std(lag) {
+                        Ok(lag) if f.proven => {
+                            archiving.insert(id.clone(), Archiving::CaughtUp(Utc::now() - lag));
+                        }
+                        _ => {
+                            archiving.remove(&id);
+                        }
+                    }
+                    drop(archiving);
                     following.insert(id, f);
                 }
                 Err(e) => {
                     tracing::warn!(credential = %name, error = %e, "binlog archiving");
-                    self.pitr_problems
+                    self.archiving
                         .lock()
-                        .expect("pitr problems")
-                        .insert(id, e.to_string());
+                        .expect("archiving")
+                        .insert(id, Archiving::Stuck(e.to_string()));
                 }
             }
         }
@@ -119,6 +143,7 @@ impl Jobs {
                     .is_some_and(|a| a.scan.settled >= position)
             {
                 f.caught_up = at;
+                f.proven = true;
             }
             let (file, position) = login.master_status()?;
             f.asked = Some((file, position, Instant::now()));
@@ -137,7 +162,7 @@ impl Jobs {
     }
 
     /// Where credential `id`'s binlog archive lives.
-    async fn pitr_target(&self, id: &str) -> Result<Target> {
+    pub(crate) async fn pitr_target(&self, id: &str) -> Result<Target> {
         Ok(Target {
             location: Location::Local(self.places.backups().join(format!("pitr-{id}"))),
             s3: None,
@@ -150,26 +175,38 @@ impl Jobs {
         self.places.pitr().join(id)
     }
 
-    /// What credential `id`'s archive covers, and why archiving stands still if it does.
+    /// The moment up to which credential `id`'s archive is known to hold everything its
+    /// server wrote, while it is being archived.
+    pub(crate) fn archived_until(&self, id: &str) -> Option<DateTime<Utc>> {
+        match self.archiving.lock().expect("archiving").get(id) {
+            Some(Archiving::CaughtUp(at)) => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// What credential `id`'s archive covers, the full backups recovery can start from, and
+    /// why archiving stands still if it does.
     pub async fn pitr_coverage(&self, id: &str) -> Result<coffer_types::PitrCoverage> {
         let c = self.db.resource::<Credential>(id).await?;
         let target = self.pitr_target(id).await?;
         let cid = c.id.clone();
-        let coverage = blocking(move || {
-            let known = match target.open() {
-                Ok(repo) => pitr::archived(&repo, &cid)?,
-                Err(coffer_repo::Error::NotARepository(_)) => BTreeMap::new(),
-                Err(e) => return Err(JobsError::from(e)),
-            };
-            Ok(pitr::coverage(&known))
-        })
-        .await?;
-        let problem = self
-            .pitr_problems
-            .lock()
-            .expect("pitr problems")
-            .get(id)
-            .cloned();
+        let coverage =
+            blocking(move || pitr::archived_in(&target, &cid).map(|a| pitr::coverage(&a))).await?;
+        let problem = match self.archiving.lock().expect("archiving").get(id) {
+            Some(Archiving::Stuck(why)) => Some(why.clone()),
+            _ => None,
+        };
+        let baselines = self
+            .baselines(id)
+            .await?
+            .into_iter()
+            .map(|b| coffer_types::PitrBaseline {
+                finished_at: b.finished(),
+                databases: b.positions().map(|(d, _)| d.to_string()).collect(),
+                job_id: b.record.job_id,
+                record_id: b.record.id,
+            })
+            .collect();
         Ok(coffer_types::PitrCoverage {
             available: coverage.available(),
             oldest_event: coverage.oldest_event,
@@ -177,7 +214,9 @@ impl Jobs {
             total_events: coverage.total_events,
             gaps: coverage.gaps,
             archiving: c.pitr,
+            archived_until: self.archived_until(id).filter(|_| c.pitr),
             problem,
+            baselines,
         })
     }
 }
@@ -209,6 +248,7 @@ fn start(
         known,
         caught_up: Instant::now(),
         asked: None,
+        proven: false,
     })
 }
 

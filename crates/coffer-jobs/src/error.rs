@@ -51,9 +51,27 @@ pub enum JobsError {
     /// A disk is full (the repository's, or the server's own).
     #[error("{0}")]
     DiskFull(String),
+    /// A point-in-time recovery cannot reach the time asked for: `why` says which rule, the
+    /// message what the archive and the baselines hold instead.
+    #[error("{message}")]
+    Unrecoverable { why: Unrecoverable, message: String },
     /// Anything else: an unexpected failure, with what was being done.
     #[error("{0}")]
     Internal(String),
+}
+
+/// Why a point-in-time recovery to the time asked for is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unrecoverable {
+    /// The time has not come yet.
+    InFuture,
+    /// The archive holds the binary log only up to an earlier moment (or not from the
+    /// baseline's position on).
+    OutsideCoverage,
+    /// No full backup with a binlog position finished before the time.
+    NoBaseline,
+    /// Binlog files between the baseline and the time are missing, and gaps were not allowed.
+    BehindGap,
 }
 
 pub type Result<T, E = JobsError> = std::result::Result<T, E>;
@@ -139,9 +157,10 @@ impl JobsError {
                 object,
                 detail: with(detail),
             },
-            other @ (JobsError::Field(_) | JobsError::Db(_) | JobsError::Source(_)) => {
-                JobsError::Internal(with(other.to_string()))
-            }
+            other @ (JobsError::Field(_)
+            | JobsError::Db(_)
+            | JobsError::Source(_)
+            | JobsError::Unrecoverable { .. }) => JobsError::Internal(with(other.to_string())),
         }
     }
 

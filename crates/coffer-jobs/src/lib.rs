@@ -25,7 +25,7 @@ mod target;
 mod upload;
 mod vault;
 
-pub use error::{JobsError, Result};
+pub use error::{JobsError, Result, Unrecoverable};
 pub use keys::KEY_SETTING;
 pub use kinds::volume::{docker_check, docker_volumes};
 pub use places::Roots;
@@ -45,6 +45,7 @@ pub fn tools() -> Vec<coffer_types::Tool> {
 }
 mod archiver;
 pub mod pitr;
+mod recovery;
 mod runner;
 mod scheduler;
 pub mod spec;
@@ -112,8 +113,24 @@ pub struct Jobs {
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     wake: tokio::sync::Notify,
     events: tokio::sync::broadcast::Sender<Event>,
-    /// Why a credential's binary log is not being archived now, by credential id.
-    pitr_problems: Mutex<HashMap<String, String>>,
+    /// How archiving each followed credential's binary log stands, by credential id.
+    archiving: Mutex<HashMap<String, archiver::Archiving>>,
+}
+
+/// Why a record is made.
+pub(crate) enum Purpose {
+    /// A backup of the job (scheduled, manual): followed by its retention, counted in the
+    /// metrics, told as events.
+    Backup,
+    /// A safety record before a restore: kept apart from the job's retention, and keeps a
+    /// SQLite file that is no database any more as raw bytes rather than failing.
+    Safety,
+    /// A point-in-time recovery's result, dumped from its scratch server (`logins`), holding
+    /// the databases as of `at`: kept until deleted.
+    Recovery {
+        logins: Box<kinds::Logins>,
+        at: chrono::DateTime<Utc>,
+    },
 }
 
 impl Jobs {
@@ -134,6 +151,15 @@ impl Jobs {
                 "marked records interrupted by a stop as failed"
             );
         }
+        let n = db
+            .fail_interrupted_pitr("the server stopped while this recovery was running")
+            .await?;
+        if n > 0 {
+            tracing::warn!(
+                recoveries = n,
+                "marked recoveries interrupted by a stop as failed"
+            );
+        }
         keys::move_out_of_settings(&db, &vault).await?;
         // Database copies, uploads, scratch database servers and temporary containers a killed
         // run left behind.
@@ -152,7 +178,7 @@ impl Jobs {
             running: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(256).0,
-            pitr_problems: Mutex::new(HashMap::new()),
+            archiving: Mutex::new(HashMap::new()),
         });
         jobs.clean_up_after_crash().await?;
         Ok(jobs)
@@ -469,21 +495,23 @@ impl Jobs {
         let rid = record.id.clone();
         tokio::spawn(async move {
             let sources = job.sources.clone();
-            jobs.backup_record(&job, sources, &rid, false).await;
+            jobs.backup_record(&job, sources, &rid, Purpose::Backup)
+                .await;
         });
         Ok(record)
     }
 
-    /// Back `sources` of `job` up as the (started) record `rid` and finish it. A regular run is
-    /// followed by the job's retention; a `safety` run (before a restore) is not, and keeps a
-    /// SQLite file that is no database any more as raw bytes rather than failing.
+    /// Back `sources` of `job` up as the (started) record `rid` and finish it. A backup is
+    /// followed by the job's retention, counted in the metrics and told as events; the other
+    /// purposes are not (see [`Purpose`]).
     async fn backup_record(
         &self,
         job: &Job,
         sources: Vec<Source>,
         rid: &str,
-        safety: bool,
+        purpose: Purpose,
     ) -> RunOutcome {
+        let backup = matches!(purpose, Purpose::Backup);
         let _key_stays = self.key_rotation.read().await;
         let cancel = Arc::new(AtomicBool::new(false));
         self.running
@@ -491,8 +519,9 @@ impl Jobs {
             .unwrap_or_else(|e| e.into_inner())
             .insert(rid.to_string(), cancel.clone());
         let started = std::time::Instant::now();
-        // A safety record is part of its restore, whose events tell how it went.
-        if !safety {
+        // A safety record is part of its restore, a recovery's record of its recovery: their
+        // own events tell how it went.
+        if backup {
             self.emit("backup.started", &job.id, rid, None, None);
         }
         let reporter = self.report(
@@ -503,7 +532,14 @@ impl Jobs {
             self.likely_size(&job.id).await,
         );
         let outcome = self
-            .execute(job, sources, rid, safety, cancel, reporter.counters.clone())
+            .execute(
+                job,
+                sources,
+                rid,
+                purpose,
+                cancel,
+                reporter.counters.clone(),
+            )
             .await;
         drop(reporter);
         if let RunOutcome::Failed { error } = &outcome {
@@ -511,15 +547,15 @@ impl Jobs {
         } else {
             tracing::info!(job = %job.id, record = %rid, "backup succeeded");
         }
-        // A safety record is no backup of the job: monitoring must not count it as one.
-        if !safety {
+        // Only backups are backups of the job: monitoring must not count the others.
+        if backup {
             record_metrics(job, &outcome, started.elapsed());
         }
         let success = matches!(outcome, RunOutcome::Success { .. });
         if let Err(e) = self.db.finish_record(rid, &outcome).await {
             tracing::error!(record = %rid, error = %e, "could not finish the record");
         } else if success
-            && !safety
+            && backup
             && let Err(e) = self.apply_retention(job).await
         {
             tracing::warn!(job = %job.id, error = %e, "retention failed; it is retried after the next run");
@@ -535,7 +571,7 @@ impl Jobs {
             tracing::error!(record = %rid, error = %e, "could not complete the record");
         }
         match &outcome {
-            _ if safety => {}
+            _ if !backup => {}
             RunOutcome::Success { .. } => self.emit("backup.completed", &job.id, rid, None, None),
             RunOutcome::Failed { error } => {
                 self.emit("backup.failed", &job.id, rid, None, Some(error))
@@ -553,7 +589,7 @@ impl Jobs {
         job: &Job,
         sources: Vec<Source>,
         rid: &str,
-        safety: bool,
+        purpose: Purpose,
         cancel: Arc<AtomicBool>,
         counters: Arc<coffer_repo::Progress>,
     ) -> RunOutcome {
@@ -562,7 +598,10 @@ impl Jobs {
                 self.places.check_source_now(&path)?;
             }
             let target = self.target(job).await?;
-            let logins = self.logins(&sources).await?;
+            let logins = match &purpose {
+                Purpose::Recovery { logins, .. } => (**logins).clone(),
+                _ => self.logins(&sources).await?,
+            };
             self.db.set_record_phase(rid, "reading").await?;
             Ok::<_, JobsError>((target, logins))
         };
@@ -579,9 +618,16 @@ impl Jobs {
             (target::RECORD_LABEL.to_string(), rid.to_string()),
         ]
         .into();
-        if safety {
-            labels.insert(target::SAFETY_LABEL.to_string(), "true".to_string());
+        match &purpose {
+            Purpose::Backup => {}
+            Purpose::Safety => {
+                labels.insert(target::SAFETY_LABEL.to_string(), "true".to_string());
+            }
+            Purpose::Recovery { at, .. } => {
+                labels.insert(target::PITR_LABEL.to_string(), at.to_rfc3339());
+            }
         }
+        let safety = matches!(purpose, Purpose::Safety);
         let (t, scratch, l) = (target.clone(), self.scratch_dir(), logins.clone());
         let result = tokio::task::spawn_blocking(move || {
             let watch = runner::Watch {

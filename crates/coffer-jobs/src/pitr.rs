@@ -1,4 +1,4 @@
-//! Point-in-time recovery's archive (being built): a database server's binlog files kept in a
+//! Point-in-time recovery's archive: a database server's binlog files kept in a
 //! repository, one snapshot per file, labelled with what the file holds. A growing file is
 //! stored again as it grows (deduplication keeps that cheap) and its newer copy replaces the
 //! older, so what is covered — the oldest and latest events, how many, the gaps — is told from
@@ -61,6 +61,19 @@ pub fn archived(repo: &Repository, credential: &str) -> Result<BTreeMap<String, 
         );
     }
     Ok(out)
+}
+
+/// The binlog files archived at `target` for credential `credential` (none before the first
+/// is stored).
+pub(crate) fn archived_in(
+    target: &crate::target::Target,
+    credential: &str,
+) -> Result<BTreeMap<String, Archived>> {
+    match target.open() {
+        Ok(repo) => archived(&repo, credential),
+        Err(coffer_repo::Error::NotARepository(_)) => Ok(BTreeMap::new()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Store each binlog file in `spool` that holds more settled bytes than `known` says, and
@@ -131,7 +144,7 @@ pub fn store(
 }
 
 /// `binlog.000042` → ("binlog", 42).
-fn binlog_number(name: &str) -> Option<(&str, u64)> {
+pub(crate) fn binlog_number(name: &str) -> Option<(&str, u64)> {
     let (base, n) = name.rsplit_once('.')?;
     if n.len() < 6 || !n.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -331,7 +331,10 @@ impl Jobs {
             };
             return Ok(self.db.finish_record(&s.id, &nothing).await?);
         }
-        match self.backup_record(job, present, &s.id, true).await {
+        match self
+            .backup_record(job, present, &s.id, crate::Purpose::Safety)
+            .await
+        {
             RunOutcome::Failed { error } => Err(JobsError::Unusable(format!(
                 "the safety snapshot failed, so nothing was overwritten: {error}"
             ))),

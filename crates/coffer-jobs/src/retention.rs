@@ -1,6 +1,6 @@
 //! Which of a job's snapshots its retention no longer keeps: the job's own by its count, age
 //! and calendar rules (the newest always kept), the safety snapshots taken before restores by
-//! their age alone.
+//! their age alone; the results of point-in-time recoveries not at all (they go when deleted).
 
 use std::collections::HashSet;
 
@@ -8,7 +8,7 @@ use coffer_repo::Id;
 use coffer_repo::forget::{self, RetentionPolicy};
 
 use crate::Result;
-use crate::target::{self, SAFETY_LABEL, Target};
+use crate::target::{self, PITR_LABEL, SAFETY_LABEL, Target};
 
 /// How long a job keeps its records.
 #[derive(Debug, Clone, Default)]
@@ -45,8 +45,10 @@ fn expire(
     tz: &chrono_tz::Tz,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<String> {
+    // A point-in-time recovery's result was asked for by someone: kept until deleted.
     let (safety, mut mine): (Vec<_>, Vec<_>) = snapshots
         .into_iter()
+        .filter(|(_, s)| !s.labels.contains_key(PITR_LABEL))
         .partition(|(_, s)| s.labels.contains_key(SAFETY_LABEL));
     let safety_limit = now - chrono::TimeDelta::days(i64::from(retention.safety_days));
     let old_safety = safety
@@ -97,6 +99,27 @@ mod tests {
             ..coffer_repo::Snapshot::default()
         };
         (Id::random(), s)
+    }
+
+    #[test]
+    fn recovered_records_are_kept_and_count_for_nothing() {
+        let now = chrono::Utc::now();
+        let mut recovered = snapshot(0, false, now);
+        recovered
+            .1
+            .labels
+            .insert(PITR_LABEL.to_string(), now.to_rfc3339());
+        let old = snapshot(30, false, now);
+        let all = vec![recovered, snapshot(1, false, now), old.clone()];
+        let retention = Retention {
+            count: Some(1),
+            days: Some(7),
+            safety_days: 7,
+            ..Retention::default()
+        };
+        // The newest backup is kept (the recovery's result is not one), the old one goes.
+        let gone = expire(all, &retention, &chrono_tz::UTC, now);
+        assert_eq!(gone, [old.0.to_string()]);
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub const RECORD_LABEL: &str = "record";
 
 /// The label of a snapshot taken before a restore.
 pub const SAFETY_LABEL: &str = "pre_restore";
+/// The label of a point-in-time recovery's result: the moment it holds its databases as of.
+pub const PITR_LABEL: &str = "pitr_target";
 
 /// The repository at `target`, or none where there is no repository yet.
 fn existing(target: &Target) -> coffer_repo::Result<Option<Repository>> {
@@ -252,9 +254,12 @@ pub fn left_behind(
             file_path: Some(format!("{}/snapshots/{id}", target.location)),
             snapshot_id: Some(id.to_string()),
             encrypted: repo.is_encrypted(),
-            trigger: match s.labels.contains_key(SAFETY_LABEL) {
-                true => coffer_db::SAFETY_TRIGGER.into(),
-                false => "adopted".into(),
+            trigger: if s.labels.contains_key(SAFETY_LABEL) {
+                coffer_db::SAFETY_TRIGGER.into()
+            } else if s.labels.contains_key(PITR_LABEL) {
+                coffer_db::PITR_TRIGGER.into()
+            } else {
+                "adopted".into()
             },
             started_at: s.time,
             finished_at: Some(s.time + chrono::TimeDelta::milliseconds(s.duration_ms as i64)),

@@ -43,6 +43,15 @@ pub enum ApiError {
     /// The job is running now.
     #[error("{0}")]
     JobRunning(String),
+    /// A point-in-time recovery of the server is running now.
+    #[error("{0}")]
+    PitrRunning(String),
+    /// A point-in-time recovery cannot reach the time asked for; the code says why.
+    #[error("{message}")]
+    Unrecoverable {
+        why: coffer_jobs::Unrecoverable,
+        message: String,
+    },
     /// What the request would remove or replace is in use (by jobs, by running containers, by
     /// a process that has a database open).
     #[error("{0}")]
@@ -116,6 +125,31 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "the name is taken, or the target exists",
     ),
     ("job_running", 409, "the job is running now"),
+    (
+        "pitr_running",
+        409,
+        "a point-in-time recovery of the server is running now",
+    ),
+    (
+        "pitr_in_future",
+        400,
+        "the recovery's target time is in the future",
+    ),
+    (
+        "pitr_no_baseline",
+        400,
+        "no full backup with a binlog position finished by the target time",
+    ),
+    (
+        "pitr_outside_coverage",
+        400,
+        "the binlog archive does not reach the target time",
+    ),
+    (
+        "pitr_gap",
+        400,
+        "binlog files before the target time are missing (allow_gaps to recover anyway)",
+    ),
     ("in_use", 409, "what would be removed or replaced is in use"),
     ("unusable", 409, "the record cannot be used this way"),
     (
@@ -175,6 +209,13 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::AlreadyExists(_) => "already_exists",
             ApiError::JobRunning(_) => "job_running",
+            ApiError::PitrRunning(_) => "pitr_running",
+            ApiError::Unrecoverable { why, .. } => match why {
+                coffer_jobs::Unrecoverable::InFuture => "pitr_in_future",
+                coffer_jobs::Unrecoverable::NoBaseline => "pitr_no_baseline",
+                coffer_jobs::Unrecoverable::OutsideCoverage => "pitr_outside_coverage",
+                coffer_jobs::Unrecoverable::BehindGap => "pitr_gap",
+            },
             ApiError::InUse(_) => "in_use",
             ApiError::Unusable(_) => "unusable",
             ApiError::RepositoryLocked(_) => "repository_locked",
@@ -274,6 +315,7 @@ impl From<coffer_jobs::JobsError> for ApiError {
             e @ J::WrongKey(_) => ApiError::WrongKey(e.to_string()),
             J::Source(e) => ApiError::SourceFailed(e.to_string()),
             J::DiskFull(m) => ApiError::DiskFull(m),
+            J::Unrecoverable { why, message } => ApiError::Unrecoverable { why, message },
             J::Internal(m) => ApiError::Internal(m),
         }
     }
@@ -294,6 +336,7 @@ impl From<DbError> for ApiError {
             DbError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             DbError::Taken(msg) => ApiError::AlreadyExists(msg),
             DbError::JobRunning => ApiError::JobRunning(e.to_string()),
+            DbError::PitrRunning => ApiError::PitrRunning(e.to_string()),
             DbError::InUse(msg) => ApiError::InUse(msg),
             DbError::Conflict(msg) => ApiError::Conflict(msg),
             DbError::DiskFull => ApiError::DiskFull(e_full()),
@@ -352,6 +395,23 @@ mod tests {
             ApiError::Conflict(String::new()),
             ApiError::AlreadyExists(String::new()),
             ApiError::JobRunning(String::new()),
+            ApiError::PitrRunning(String::new()),
+            ApiError::Unrecoverable {
+                why: coffer_jobs::Unrecoverable::InFuture,
+                message: String::new(),
+            },
+            ApiError::Unrecoverable {
+                why: coffer_jobs::Unrecoverable::NoBaseline,
+                message: String::new(),
+            },
+            ApiError::Unrecoverable {
+                why: coffer_jobs::Unrecoverable::OutsideCoverage,
+                message: String::new(),
+            },
+            ApiError::Unrecoverable {
+                why: coffer_jobs::Unrecoverable::BehindGap,
+                message: String::new(),
+            },
             ApiError::InUse(String::new()),
             ApiError::Unusable(String::new()),
             ApiError::RepositoryLocked(String::new()),

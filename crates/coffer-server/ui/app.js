@@ -11,6 +11,7 @@ import { auditPage, credentialsPage, keysPage, nodesPage, repositoriesPage, sett
 import { browsePage } from './pages/browse.js';
 import { jobPage } from './pages/job.js';
 import { jobForm } from './pages/jobform.js';
+import { pitrPage } from './pages/pitr.js';
 
 const routes = [
   [/^\/$/, () => dashboard()],
@@ -22,6 +23,7 @@ const routes = [
   [/^\/keys$/, () => keysPage()],
   [/^\/repositories$/, () => repositoriesPage()],
   [/^\/credentials$/, () => credentialsPage()],
+  [/^\/credentials\/([^/]+)\/pitr$/, (id) => pitrPage(id)],
   [/^\/users$/, () => usersPage()],
   [/^\/settings$/, () => settingsPage()],
   [/^\/audit$/, () => auditPage()],

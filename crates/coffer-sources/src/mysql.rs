@@ -237,7 +237,8 @@ impl Login {
     /// A dump of one database as a stream (one consistent transaction); with `position`, the
     /// binlog position it is consistent with written into it (`--master-data=2`: a comment;
     /// needs the binary log on and the RELOAD privilege).
-    pub fn dump(&self, db: &str, position: bool) -> Result<Dump, SourceError> {
+    /// With `tables`, only those tables of it.
+    pub fn dump(&self, db: &str, position: bool, tables: &[String]) -> Result<Dump, SourceError> {
         let options = self.option_file()?;
         let tool = dump_tool();
         let mut c = self.command(&tool, &options);
@@ -254,7 +255,8 @@ impl Login {
             "--skip-dump-date",
             "--",
             db,
-        ]);
+        ])
+        .args(tables);
         let name = name_of(&tool);
         Dump::start(
             c,
@@ -320,10 +322,31 @@ impl Login {
                 ident(db)
             ),
         )?;
+        self.apply(db, input, &format!("restoring database {db}"))
+    }
+
+    /// Restore a dump of some tables read from `input` into `db` (created if missing): the
+    /// dump drops and creates the tables it holds, the database's other tables stay.
+    pub fn restore_tables(&self, db: &str, input: &mut dyn Read) -> Result<(), SourceError> {
+        self.sql(
+            None,
+            &format!("CREATE DATABASE IF NOT EXISTS {}", ident(db)),
+        )?;
+        self.apply(db, input, &format!("restoring tables of database {db}"))
+    }
+
+    /// Run the SQL read from `input` with `db` as the default database (`what` names it in
+    /// errors).
+    pub(crate) fn apply(
+        &self,
+        db: &str,
+        input: &mut dyn Read,
+        what: &str,
+    ) -> Result<(), SourceError> {
         let options = self.option_file()?;
         let mut c = self.command(&client(), &options);
         c.args(["--default-character-set=utf8mb4", "--", db]);
-        child::feed(c, input, &format!("restoring database {db}"), child::none)
+        child::feed(c, input, what, child::none)
     }
 
     /// Restore a mydumper dump, read as a tar stream from `input`, into `into`: unpacked into a

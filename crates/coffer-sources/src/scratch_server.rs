@@ -1,4 +1,4 @@
-//! A private MariaDB server to rebuild a database in (point-in-time recovery, being built): its
+//! A private MariaDB server to rebuild a database in (point-in-time recovery): its
 //! own data directory under a base directory Coffer names, reachable only through a Unix socket
 //! in that directory (`--skip-networking`), with a root that needs no password — nobody else
 //! can reach the socket. Stopped and removed when dropped; what a killed process left behind is

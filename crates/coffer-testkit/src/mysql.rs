@@ -16,6 +16,8 @@ pub struct MyInstance {
     dir: TempDir,
     server: Option<Child>,
     pub port: u16,
+    /// The `mariadbd` options given besides the testkit's own.
+    options: Vec<String>,
 }
 
 impl MyInstance {
@@ -59,34 +61,13 @@ impl MyInstance {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
-        let server = Command::new("mariadbd")
-            .arg("--no-defaults")
-            .arg("--user=mysql")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--port={port}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--socket={}", dir.path().join("sock").display()))
-            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
-            .arg(format!("--log-error={}", dir.path().join("err").display()))
-            .args(options)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mariadbd is needed (Debian's mariadb-server)");
-        let instance = MyInstance {
+        let mut instance = MyInstance {
             dir,
-            server: Some(server),
-            port,
+            server: None,
+            port: free_port(),
+            options: options.iter().map(|o| o.to_string()).collect(),
         };
-        wait_until(Duration::from_secs(60), || {
-            instance.try_sql("SELECT 1").map_err(|_| {
-                format!(
-                    "the test MariaDB does not answer: {}",
-                    std::fs::read_to_string(instance.dir.path().join("err")).unwrap_or_default()
-                )
-            })
-        });
+        instance.run();
         instance.sql(&format!(
             "CREATE USER 'coffer'@'%' IDENTIFIED BY '{MY_PASSWORD}';
              GRANT ALL ON *.* TO 'coffer'@'%';
@@ -114,6 +95,40 @@ impl MyInstance {
 
     pub fn sql(&self, sql: &str) -> String {
         self.try_sql(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Start its server on its data directory, and wait until it answers.
+    fn run(&mut self) {
+        let dir = self.dir.path();
+        let server = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg("--user=mysql")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", dir.join("sock").display()))
+            .arg(format!("--pid-file={}", dir.join("pid").display()))
+            .arg(format!("--log-error={}", dir.join("err").display()))
+            .args(&self.options)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd is needed (Debian's mariadb-server)");
+        self.server = Some(server);
+        wait_until(Duration::from_secs(60), || {
+            self.try_sql("SELECT 1").map_err(|_| {
+                format!(
+                    "the test MariaDB does not answer: {}",
+                    std::fs::read_to_string(self.dir.path().join("err")).unwrap_or_default()
+                )
+            })
+        });
+    }
+
+    /// Kill the server, as a crash would, and start it again on the same data and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
     }
 
     /// Kill the server, as a crash would.

@@ -122,25 +122,6 @@ pub struct Credential {
     pub updated_at: DateTime<Utc>,
 }
 
-/// What a credential's binlog archive covers: `GET /api/credentials/{id}/pitr/coverage`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PitrCoverage {
-    /// Whether any point in time can be recovered (events are archived).
-    pub available: bool,
-    pub oldest_event: Option<DateTime<Utc>>,
-    pub latest_event: Option<DateTime<Utc>>,
-    /// Transactions archived.
-    pub total_events: u64,
-    /// Binlog files the server wrote that the archive does not hold.
-    pub gaps: Vec<String>,
-    /// Whether the binary log is being archived now (`pitr` on the credential).
-    pub archiving: bool,
-    /// Why archiving stands still, when it does (the server's binary log is off, the server
-    /// does not answer).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
-}
-
 crate::resource!(
     Credential,
     CredentialInput,

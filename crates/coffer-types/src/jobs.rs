@@ -272,8 +272,8 @@ pub struct Record {
     pub snapshot_id: Option<String>,
     pub encrypted: bool,
     /// Why the record was made: `schedule`, `manual`, `adopted` (a deleted job's data taken
-    /// over), or `pre_restore` (a safety record taken before a restore, which is no backup of
-    /// the job).
+    /// over), `pre_restore` (a safety record taken before a restore, which is no backup of
+    /// the job), or `pitr` (a point-in-time recovery's result: its dumps say the moment).
     pub trigger: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -308,6 +308,13 @@ pub struct DatabaseDump {
     /// credential archives the binary log): the baseline point-in-time recovery replays from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binlog: Option<BinlogPosition>,
+    /// A dump made by point-in-time recovery: the moment it holds the database as of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<DateTime<Utc>>,
+    /// When it holds only some of the database's tables, their names: restoring it replaces
+    /// those tables and leaves the rest of the database as it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
 }
 
 /// A position in a MySQL/MariaDB server's binary log.

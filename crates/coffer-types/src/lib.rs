@@ -51,17 +51,17 @@ pub(crate) use resource;
 
 mod credentials;
 mod jobs;
+mod pitr;
 mod repositories;
 mod system;
 
-pub use credentials::{
-    Credential, CredentialInput, CredentialUpdate, DbEngine, PitrCoverage, TlsMode,
-};
+pub use credentials::{Credential, CredentialInput, CredentialUpdate, DbEngine, TlsMode};
 pub use jobs::{
     BinlogPosition, DatabaseDump, Event, Job, JobInput, JobUpdate, MysqlTool, Progress, Record,
     RecordStatus, RecordTree, RestoreRequest, RestoreTask, Retention, SchedulePreview, Source,
     TreeEntry, VerifyResult,
 };
+pub use pitr::{PitrBaseline, PitrCoverage, PitrRequest, PitrRun, PitrStatus};
 pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};
 pub use system::{
     Done, Export, ImportItem, ImportReport, MetaBackup, MetaBackupName, MetaBackupTaken,
@@ -106,6 +106,8 @@ pub enum BadValue {
     Role(String),
     #[error("{0:?} is not a status (running, success or failed)")]
     Status(String),
+    #[error("{0:?} is not a status (running, completed or failed)")]
+    PitrStatus(String),
     #[error("a username is 1 to 64 letters, digits, '.', '_' or '-'")]
     Username,
     #[error("the password is too short: use at least 12 characters")]

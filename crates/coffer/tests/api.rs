@@ -237,6 +237,13 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
         "/api/credentials/{id}/pitr/coverage",
         Some(Role::Operator),
     ),
+    ("GET", "/api/credentials/{id}/pitr", Some(Role::Operator)),
+    ("POST", "/api/credentials/{id}/pitr", Some(Role::Operator)),
+    (
+        "GET",
+        "/api/credentials/{id}/pitr/{pitr_id}",
+        Some(Role::Operator),
+    ),
     (
         "GET",
         "/api/backup-jobs/{id}/records/{rid}/tree",
@@ -424,6 +431,7 @@ fn every_route_is_documented_and_enforces_its_role() {
             .replace("{id}", "0123456789abcdef")
             .replace("{rid}", "0123456789abcdef")
             .replace("{tid}", "0123456789abcdef")
+            .replace("{pitr_id}", "0123456789abcdef")
             .replace("{key}", "greeting");
         let anon = env.api.raw(method, &path, Some(&json!({}))).unwrap();
         match least {
@@ -568,8 +576,11 @@ fn every_route_is_documented_and_enforces_its_role() {
                            "engine": "postgres", "host": "127.0.0.1", "user": "app"}),
                 ),
                 (
-                    "GET",
-                    "/api/credentials/{id}/databases" | "/api/credentials/{id}/pitr/coverage",
+                    _,
+                    "/api/credentials/{id}/databases"
+                    | "/api/credentials/{id}/pitr/coverage"
+                    | "/api/credentials/{id}/pitr"
+                    | "/api/credentials/{id}/pitr/{pitr_id}",
                 ) => {
                     let r = clients[2]
                         .raw(
@@ -583,7 +594,10 @@ fn every_route_is_documented_and_enforces_its_role() {
                         .unwrap();
                     assert_eq!(r.status, 201, "{}", r.text);
                     let id = r.json()["id"].as_str().unwrap().to_string();
-                    (template.replace("{id}", &id), json!({}))
+                    let path = template
+                        .replace("{id}", &id)
+                        .replace("{pitr_id}", "0123456789abcdef");
+                    (path, json!({"target_time": "2026-01-01T00:00:00Z"}))
                 }
                 ("GET", "/api/nodes/{id}/volumes") => {
                     ("/api/nodes/local/volumes".into(), json!({}))
@@ -668,6 +682,17 @@ fn every_route_is_documented_and_enforces_its_role() {
                 // opens real WebSockets).
                 assert_eq!(r.status, 400, "{method} {template} as {role}: {}", r.text);
                 assert!(r.text.contains("WebSocket"), "{}", r.text);
+            } else if *method == "POST" && template.ends_with("/pitr")
+                || template.ends_with("{pitr_id}")
+            {
+                // Allowed, but a PostgreSQL server has no binary log to recover from, and
+                // there is no such recovery (tests/jobs/ recovers MariaDB servers).
+                let code = r.json()["code"].clone();
+                assert!(
+                    code == "invalid_field" || code == "not_found",
+                    "{method} {template} as {role}: {}",
+                    r.text
+                );
             } else if template.starts_with("/api/system/restore") && r.status == 409 {
                 // Allowed, but refused while the jobs this test started still run.
                 assert_eq!(r.json()["code"], "job_running", "{}", r.text);

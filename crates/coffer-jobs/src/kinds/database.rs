@@ -140,6 +140,19 @@ pub struct Logins {
     dumps: Arc<Mutex<Vec<DatabaseDump>>>,
     /// The names in each credential's folder of the snapshot restored (see `recorded`).
     held: HashMap<String, Vec<Vec<u8>>>,
+    /// The MySQL/MariaDB databases whose dump in the snapshot restored holds only some of
+    /// their tables (a point-in-time recovery's): restoring one replaces those tables alone.
+    partial: std::collections::HashSet<String>,
+    /// Set when a point-in-time recovery dumps its result (see [`Logins::recovered`]).
+    recovered: Option<Recovered>,
+}
+
+/// What a point-in-time recovery's dumps hold: the databases as of `at`; of those named in
+/// `tables`, those tables only.
+#[derive(Clone, Debug)]
+pub(crate) struct Recovered {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub tables: BTreeMap<String, Vec<String>>,
 }
 
 impl Logins {
@@ -151,6 +164,24 @@ impl Logins {
     pub(crate) fn login(&self, credential_id: &str) -> Result<&(String, Login)> {
         self.get(credential_id)
             .ok_or_else(|| JobsError::Unusable(format!("credential {credential_id} is gone")))
+    }
+
+    /// The same logins, credential `credential_id` reaching `login` instead (a scratch server)
+    /// under the same folder.
+    pub(crate) fn through(mut self, credential_id: &str, login: mysql::Login) -> Result<Logins> {
+        let (folder, _) = self.login(credential_id)?.clone();
+        self.logins
+            .insert(credential_id.to_string(), (folder, Login::Mysql(login)));
+        Ok(self)
+    }
+
+    /// The same logins, their MySQL/MariaDB dumps made as a point-in-time recovery's result:
+    /// with mariadb-dump (one script a restore can apply to some tables alone), marked with
+    /// the moment and the tables they hold, and without binlog positions.
+    pub(crate) fn recovered(mut self, recovered: Recovered) -> Logins {
+        self.binlogged.clear();
+        self.recovered = Some(recovered);
+        self
     }
 
     /// The dumps read to their end so far, in order.
@@ -292,6 +323,12 @@ pub(crate) fn recorded(
     if logins.logins.is_empty() {
         return Ok((logins, servers));
     }
+    logins.partial = record
+        .databases
+        .iter()
+        .filter(|d| d.engine == DbEngine::Mysql && !d.tables.is_empty())
+        .map(|d| d.database.clone())
+        .collect();
     let repo = target.open()?;
     let id = runner::snapshot_id(record.snapshot_id.as_deref().unwrap_or_default())?;
     let session = repo.open_snapshot(&id)?;
@@ -449,6 +486,8 @@ fn backup_items(
         tool: tool.to_string(),
         size_bytes: 0,
         binlog: None,
+        point_in_time: None,
+        tables: vec![],
     };
     let stream = coffer_repo::Source::Stream;
     match login {
@@ -468,6 +507,20 @@ fn backup_items(
                 let e = entry(&db, &format!("pg_dump {major}"));
                 let path = Format::PgCustom.path(folder, &db);
                 items.push(logins.lazy(path, e, stream, move || l.dump(&db, Some(major)))?);
+            }
+        }
+        Login::Mysql(l) if logins.recovered.is_some() => {
+            let recovered = logins.recovered.as_ref().expect("recovered");
+            for db in databases {
+                let tables = recovered.tables.get(&db).cloned().unwrap_or_default();
+                let e = DatabaseDump {
+                    point_in_time: Some(recovered.at),
+                    tables: tables.clone(),
+                    ..entry(&db, &mysql::dump_tool_name())
+                };
+                let l = l.clone();
+                let path = Format::Sql.path(folder, &db);
+                items.push(logins.lazy(path, e, stream, move || l.dump(&db, false, &tables))?);
             }
         }
         Login::Mysql(l) => {
@@ -506,7 +559,9 @@ fn backup_items(
                     logins.lazy_at(path, e, tar, position, move || l.dump_dir(&db))?
                 } else {
                     let path = Format::Sql.path(folder, &db);
-                    logins.lazy_at(path, e, stream, position, move || l.dump(&db, position))?
+                    logins.lazy_at(path, e, stream, position, move || {
+                        l.dump(&db, position, &[])
+                    })?
                 });
             }
         }
@@ -543,6 +598,9 @@ pub(crate) fn restore(
         (_, Login::Postgres(l)) => pipe(file(session, &path), |input| {
             l.restore(database, into, input, l.server_major().ok())
         }),
+        (_, Login::Mysql(l)) if logins.partial.contains(database) => {
+            pipe(file(session, &path), |input| l.restore_tables(into, input))
+        }
         (_, Login::Mysql(l)) => pipe(file(session, &path), |input| l.restore(into, input)),
     }
 }

@@ -150,8 +150,8 @@ pub struct RecordParams {
     #[param(value_type = Option<String>)]
     status: Option<RecordStatus>,
     /// Which records by why they were made: `backups` (the default: every record but the
-    /// safety records taken before restores), `pre_restore` (only those), `schedule`,
-    /// `manual`, `adopted`, or `all`.
+    /// safety records taken before restores), `pre_restore` (only those), `pitr` (the
+    /// results of point-in-time recoveries), `schedule`, `manual`, `adopted`, or `all`.
     trigger: Option<String>,
     /// Records started at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
@@ -193,14 +193,14 @@ impl RecordParams {
         let trigger = match self.trigger.as_deref() {
             None | Some("backups") => TriggerFilter::Backups,
             Some("all") => TriggerFilter::Any,
-            Some(t @ ("schedule" | "manual" | "adopted" | "pre_restore")) => {
+            Some(t @ ("schedule" | "manual" | "adopted" | "pre_restore" | "pitr")) => {
                 TriggerFilter::Is(t.to_string())
             }
             Some(other) => {
                 return Err(ApiError::Invalid {
                     field: "trigger".into(),
                     message: format!(
-                        "{other:?} is not one of backups, pre_restore, schedule, manual, adopted, all"
+                        "{other:?} is not one of backups, pre_restore, pitr, schedule, manual, adopted, all"
                     ),
                 });
             }

@@ -10,6 +10,7 @@ mod account;
 mod admin;
 mod jobs;
 mod keys;
+mod pitr;
 mod resources;
 mod selfbackup;
 mod system;
@@ -49,6 +50,7 @@ use crate::middleware::{self, REQUEST_ID, RandomRequestId};
         (name = "jobs", description = "Backup jobs and their records"),
         (name = "repositories", description = "Repositories for jobs: local or S3 (managed by admins, read by operators)"),
         (name = "credentials", description = "Database credentials for postgres and mysql sources (managed by admins, read by operators)"),
+        (name = "pitr", description = "Point-in-time recovery of MySQL/MariaDB servers: binlog coverage, recoveries to a second"),
     )
 )]
 struct ApiDoc;
@@ -240,7 +242,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(credentials::list, credentials::create))
         .routes(routes!(credentials::test))
         .routes(routes!(resources::databases))
-        .routes(routes!(resources::pitr_coverage))
+        .routes(routes!(pitr::coverage))
+        .routes(routes!(pitr::runs, pitr::recover))
+        .routes(routes!(pitr::run))
         .routes(routes!(repositories::test))
         .routes(routes!(
             credentials::get,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use coffer_jobs::Managed;
-use coffer_types::{Check, ErrorBody, PitrCoverage};
+use coffer_types::{Check, ErrorBody};
 
 use crate::AppState;
 use crate::auth::{Admin, Auth, Operator};
@@ -176,18 +176,4 @@ pub async fn databases(
     crate::extract::Path(id): crate::extract::Path<String>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     Ok(Json(state.jobs.credential_databases(&id).await?))
-}
-
-/// What the archive of the credential's binary log covers (point-in-time recovery): the
-/// oldest and latest archived events, how many transactions, the binlog files missing, whether
-/// archiving runs (`pitr` on the credential), and why it stands still when it does.
-#[utoipa::path(get, path = "/api/credentials/{id}/pitr/coverage", tag = "credentials", security(("bearer" = ["operator"])),
-    params(("id" = String, Path, description = "Credential id")),
-    responses((status = 200, body = PitrCoverage), (status = 404, body = ErrorBody)))]
-pub async fn pitr_coverage(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-    _: Chooser,
-    crate::extract::Path(id): crate::extract::Path<String>,
-) -> Result<Json<PitrCoverage>, ApiError> {
-    Ok(Json(state.jobs.pitr_coverage(&id).await?))
 }

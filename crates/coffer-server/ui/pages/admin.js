@@ -211,7 +211,8 @@ export function credentialsPage() {
 
 /// What a MySQL credential's binlog archive covers, read again every few seconds while shown.
 function archive(c) {
-  if (!c.pitr) return h('span', { class: 'muted' }, 'off');
+  const recover = h('a', { href: `#/credentials/${encodeURIComponent(c.id)}/pitr` }, 'Point-in-time recovery');
+  if (!c.pitr) return h('span', { class: 'muted' }, 'off ', recover);
   const el = h('span', { class: 'muted' }, 'reading…');
   const show = (cov) =>
     fill(
@@ -219,6 +220,7 @@ function archive(c) {
       cov.problem && h('div', { class: 'error' }, `Stands still: ${cov.problem}`),
       cov.available ? `${cov.total_events} transactions, ${when(cov.oldest_event)} to ${when(cov.latest_event)}` : 'nothing archived yet',
       cov.gaps.length > 0 && h('div', { class: 'error' }, `Missing: ${cov.gaps.join(', ')}`),
+      h('div', {}, recover),
     );
   const read = () =>
     get(`/api/credentials/${encodeURIComponent(c.id)}/pitr/coverage`)

@@ -142,6 +142,7 @@ export async function jobPage(id) {
       [
         statusBadge(r.status),
         r.trigger !== 'manual' && r.trigger !== 'schedule' && h('span', { class: 'muted small' }, ` ${r.trigger}`),
+        recoveredTo(r),
         r.status === 'running' && [h('div', { class: 'phase' }, r.phase), progressBar(r.progress)],
         r.error && h('div', { class: 'error small' }, r.error),
         r.verified_at && h('div', { class: r.verify_ok ? 'ok small' : 'error small' }, r.verify_ok ? 'verified ' : 'damaged at verify ', ago(r.verified_at)),
@@ -249,4 +250,12 @@ function checksum(sum) {
     }
   };
   return h('span', { class: 'checksum' }, h('code', { title: sum }, `${sum.slice(0, 12)}…`), ' ', h('button', { type: 'button', class: 'small', onclick: copy, 'aria-label': 'Copy checksum' }, 'Copy'));
+}
+
+/// For a point-in-time recovery's record: the moment it holds, and the tables when only some.
+function recoveredTo(r) {
+  const d = (r.databases || []).find((x) => x.point_in_time);
+  if (!d) return null;
+  const only = d.tables && d.tables.length > 0 ? ` (only ${d.tables.join(', ')})` : '';
+  return h('div', { class: 'small' }, `recovered to ${when(d.point_in_time)}${only}`);
 }

@@ -1135,7 +1135,7 @@ fn a_damaged_index_file_does_not_stop_a_database_restore() {
 }
 
 /// A credential for the test instance `my`, with the fields of `extra` besides.
-fn mariadb_credential(
+pub(super) fn mariadb_credential(
     api: &Client,
     my: &coffer_testkit::MyInstance,
     extra: serde_json::Value,

@@ -204,6 +204,7 @@ fn scratch_is_empty(dir: &Path) -> bool {
 
 mod databases;
 mod failures;
+mod pitr;
 mod restores;
 mod runs;
 mod system;

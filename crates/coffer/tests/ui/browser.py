@@ -10,7 +10,9 @@ import base64
 import os
 import pathlib
 import re
+import subprocess
 import sys
+import time
 
 from playwright.sync_api import expect, sync_playwright
 
@@ -46,6 +48,29 @@ def log_in(page, username, password):
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+
+def mariadb_sql(sql, check=True):
+    """Run SQL on the test's MariaDB server as Coffer's user (the password in the
+    environment, not on the command line); its output, or None when it failed and `check` is off."""
+    out = subprocess.run(
+        ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", MARIADB_PORT, "-u", "coffer", "-N", "-B", "-e", sql],
+        env={**os.environ, "MYSQL_PWD": MARIADB_PASSWORD},
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        assert not check, f"{sql}: {out.stderr}"
+        return None
+    return out.stdout.strip()
+
+
+def until(condition, what, timeout=60):
+    """Wait until `condition()` holds, polling."""
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.2)
 
 
 def record_rows(page):
@@ -252,6 +277,46 @@ def main():
         # The archiver stores within seconds; the row reads the coverage again by itself.
         expect(mariadb).to_contain_text("transactions", timeout=TIMEOUT)
         shot(page, "credentials")
+
+        # Point-in-time recovery: a full backup of a database through that credential, a row
+        # committed after it, another a second later; recovered to the second between them.
+        credential = next(c for c in page.request.get(f"{URL}/api/credentials").json() if c["name"] == "binlogged")
+        mariadb_sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, note TEXT); INSERT INTO shop.orders VALUES (1, 'before the backup')")
+        made = page.request.post(f"{URL}/api/backup-jobs", data={"name": "shop", "sources": [{"type": "mysql", "credential_id": credential["id"], "database": "shop"}]})
+        assert made.ok, made.text()
+        shop = made.json()["id"]
+        assert page.request.post(f"{URL}/api/backup-jobs/{shop}/run").ok
+        until(lambda: page.request.get(f"{URL}/api/backup-jobs/{shop}").json().get("last_status") == "success", "the shop backup")
+        time.sleep(1.1)
+        mariadb_sql("INSERT INTO shop.orders VALUES (2, 'kept')")
+        kept_at = int(time.time())
+        while int(time.time()) == kept_at:
+            time.sleep(0.05)
+        mariadb_sql("INSERT INTO shop.orders VALUES (3, 'too late')")
+        coverage = f"{URL}/api/credentials/{credential['id']}/pitr/coverage"
+        after = time.time()
+        until(lambda: (page.request.get(coverage).json().get("archived_until") or "") > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(after)), "the archive")
+        page.locator('tr[data-credential="binlogged"]').get_by_role("link", name="Point-in-time recovery").click()
+        expect(page.get_by_role("heading", name="Point-in-time recovery: binlogged")).to_be_visible()
+        expect(page.locator(".timeline .baseline")).to_have_count(1)
+        expect(page.locator(".coverage-summary")).to_contain_text("1 full backup")
+        local = lambda t: page.evaluate("(ms) => { const d = new Date(ms); return new Date(ms - d.getTimezoneOffset() * 60000).toISOString().slice(0, 19); }", t * 1000)
+        page.get_by_label(re.compile("^Recover to")).fill(local(int(time.time()) + 3600))
+        page.get_by_role("button", name="Recover", exact=True).click()
+        expect(page.locator('[data-field="target_time"] .field-error')).to_contain_text("in the future")
+        page.get_by_label(re.compile("^Recover to")).fill(local(kept_at))
+        page.get_by_role("button", name="Recover", exact=True).click()
+        runs = page.locator("table.pitr-runs tbody tr")
+        expect(runs).to_have_count(1)
+        expect(runs.first.locator(".badge.success")).to_be_visible(timeout=TIMEOUT)
+        shot(page, "pitr")
+        runs.first.get_by_role("link", name="the record in its job").click()
+        expect(page.get_by_role("heading", name=re.compile("^shop"))).to_be_visible()
+        expect(record_rows(page).first).to_contain_text("recovered to")
+        recovered = page.request.get(f"{URL}/api/backup-jobs/{shop}/records?trigger=pitr").json()[0]
+        restored = page.request.post(f"{URL}/api/backup-jobs/{shop}/records/{recovered['id']}/restore", data={"target_database": "shop_then"})
+        assert restored.ok, restored.text()
+        until(lambda: mariadb_sql("SELECT group_concat(id ORDER BY id) FROM shop_then.orders", check=False) == "1,2", "the recovered rows")
         # A database job: the credential's server lists its databases in the form.
         nav.get_by_role("link", name="New job").click()
         page.get_by_label("Name", exact=True).fill("postgres database")
