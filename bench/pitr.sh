@@ -17,26 +17,9 @@ source bench/lib.sh
 start_coffer
 auth=(-H "Authorization: Bearer $token")
 
-# The MariaDB server: its own data directory and port, a binary log, a user with a password.
-my=$work/mariadb
-chmod o+x "$work" # mariadbd runs as mysql and must reach its directory
-mkdir -p "$my" && chmod 777 "$my"
-mariadb-install-db --no-defaults --user=mysql --datadir="$my/data" \
-    --auth-root-authentication-method=normal --skip-test-db >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mariadbd --no-defaults --user=mysql --datadir="$my/data" --port="$port" --bind-address=127.0.0.1 \
-    --socket="$my/sock" --pid-file="$my/pid" --log-error="$my/err" \
-    --log-bin=binlog --server-id=1 --binlog-format=ROW &
-mariadb_pid=$!
-trap 'kill "$mariadb_pid" "$server" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-sql() { mariadb --no-defaults -h 127.0.0.1 -P "$port" -u root -N -B -e "$1"; }
-for _ in $(seq 100); do sql "SELECT 1" >/dev/null 2>&1 && break; sleep 0.1; done
-sql "CREATE USER 'coffer'@'%' IDENTIFIED BY 'bench-password'; GRANT ALL ON *.* TO 'coffer'@'%';
-     CREATE DATABASE shop; CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6), note TEXT)"
-
-cred=$(curl -sf "${auth[@]}" -X POST "$B/api/credentials" -H 'Content-Type: application/json' \
-    -d "{\"name\": \"bench\", \"engine\": \"mysql\", \"host\": \"127.0.0.1\", \"port\": $port,
-         \"user\": \"coffer\", \"password\": \"bench-password\", \"tls\": \"disable\", \"pitr\": true}" | jq -r .id)
+start_mariadb
+sql "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6), note TEXT)"
+cred=$(pitr_credential)
 
 # The writer: RATE transactions a second, each its own commit.
 python3 - "$port" "$RATE" "$DURATION" <<'EOF' &

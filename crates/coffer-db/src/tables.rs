@@ -303,12 +303,11 @@ mod tests {
         assert!(b.session(&kept).await.unwrap().is_some());
         assert!(b.session(&gone).await.unwrap().is_none());
 
-        // Tables of an older schema are migrated: the columns added since get their defaults.
+        // Tables of the schema before the newest migration (before recoveries had a table of
+        // their own) are migrated: what was added since gets its defaults.
         let mut old = taken.clone();
         old.schema -= 1;
-        for row in old.rows.values_mut().flatten() {
-            row.remove("progress");
-        }
+        old.rows.remove("pitr_runs");
         let scratch = dir.path().join("scratch.db");
         let brought = old.migrated(&scratch, &[]).await.unwrap();
         assert_eq!(brought.schema, schema_version());

@@ -519,8 +519,8 @@ impl Jobs {
             .unwrap_or_else(|e| e.into_inner())
             .insert(rid.to_string(), cancel.clone());
         let started = std::time::Instant::now();
-        // A safety record is part of its restore, a recovery's record of its recovery: their
-        // own events tell how it went.
+        // A safety record is part of its restore, whose events tell how it went; a recovery's
+        // record, of its recovery, which tells how it went.
         if backup {
             self.emit("backup.started", &job.id, rid, None, None);
         }
