@@ -25,9 +25,11 @@ rows=$((SIZE_MB * 1024 * 1024 / 300))
 sql "CREATE DATABASE shop;
      CREATE TABLE shop.orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, customer INT, total INT,
          note VARCHAR(255), KEY (customer));
+     USE shop;
      SET sql_log_bin = 0;
      INSERT INTO shop.orders (customer, total, note)
          SELECT seq % 100000, seq % 1000, REPEAT(MD5(seq), 6) FROM seq_1_to_$rows;"
+sql "ANALYZE TABLE shop.orders" >/dev/null
 size=$(sql "SELECT ROUND(SUM(data_length + index_length) / 1048576) FROM information_schema.tables WHERE table_schema = 'shop'")
 
 job=$(curl -sf "${auth[@]}" -X POST "$B/api/backup-jobs" -H 'Content-Type: application/json' \
@@ -40,39 +42,24 @@ done
 sleep 1.1
 
 # The load: RATE transactions a second for DURATION seconds.
-python3 - "$port" "$RATE" "$DURATION" "$rows" <<'EOF'
-import random, subprocess, sys, time
-port, rate, duration, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-client = subprocess.Popen(
-    ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", port, "-u", "root", "shop"],
-    stdin=subprocess.PIPE, text=True)
-start = time.time()
-n = 0
-while time.time() - start < duration:
-    n += 1
-    if n % 2:
-        client.stdin.write(f"UPDATE orders SET total = total + 1 WHERE id = {random.randint(1, rows)};\n")
-    else:
-        client.stdin.write(f"INSERT INTO orders (customer, total, note) VALUES ({n}, {n % 1000}, 'order {n}');\n")
-    client.stdin.flush()
-    time.sleep(max(0, start + n / rate - time.time()))
-client.stdin.close()
-client.wait()
-EOF
+python3 bench/mariadb-writer.py "$port" "$RATE" "$DURATION" "$rows"
 target=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 sleep 1.1
 binlog_mb=$(sql "SHOW BINARY LOGS" | awk '{s += $2} END {printf "%.0f", s / 1048576}')
 while :; do
-    until=$(curl -sf "${auth[@]}" "$B/api/credentials/$cred/pitr/coverage" | jq -r '.archived_until // ""')
-    [[ "$until" > "$target" ]] && break
+    coverage=$(curl -s "${auth[@]}" "$B/api/credentials/$cred/pitr/coverage")
+    [[ "$(jq -r '.archived_until // ""' <<<"$coverage")" > "$target" ]] && break
+    jq -e .code <<<"$coverage" >/dev/null 2>&1 && echo "coverage: $coverage" >&2
     sleep 0.5
 done
 transactions=$(curl -sf "${auth[@]}" "$B/api/credentials/$cred/pitr/coverage" | jq -r .total_events)
 
 # The recovery, its phases timed as they show.
 started=$(date +%s.%N)
-pitr=$(curl -sf "${auth[@]}" -X POST "$B/api/credentials/$cred/pitr" -H 'Content-Type: application/json' \
-    -d "{\"target_time\": \"$target\"}" | jq -r .id)
+asked=$(curl -s "${auth[@]}" -X POST "$B/api/credentials/$cred/pitr" -H 'Content-Type: application/json' \
+    -d "{\"target_time\": \"$target\"}")
+pitr=$(jq -r '.id // empty' <<<"$asked")
+[ -n "$pitr" ] || { echo "the recovery was refused: $asked" >&2; exit 1; }
 declare -A seen
 while :; do
     run=$(curl -sf "${auth[@]}" "$B/api/credentials/$cred/pitr/$pitr")

@@ -18,26 +18,11 @@ start_coffer
 auth=(-H "Authorization: Bearer $token")
 
 start_mariadb
-sql "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6), note TEXT)"
+sql "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6) DEFAULT NOW(6), note TEXT)"
 cred=$(pitr_credential)
 
 # The writer: RATE transactions a second, each its own commit.
-python3 - "$port" "$RATE" "$DURATION" <<'EOF' &
-import subprocess, sys, time
-port, rate, duration = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-client = subprocess.Popen(
-    ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", port, "-u", "root", "shop"],
-    stdin=subprocess.PIPE, text=True)
-start = time.time()
-n = 0
-while time.time() - start < duration:
-    n += 1
-    client.stdin.write(f"INSERT INTO orders (at, note) VALUES (NOW(6), 'order {n}');\n")
-    client.stdin.flush()
-    time.sleep(max(0, start + n / rate - time.time()))
-client.stdin.close()
-client.wait()
-EOF
+python3 bench/mariadb-writer.py "$port" "$RATE" "$DURATION" &
 writer=$!
 
 samples=$work/samples

@@ -453,7 +453,8 @@ impl Jobs {
             at: plan.target,
         };
         let outcome = self.backup_record(&job, sources, &record.id, purpose).await;
-        drop(server);
+        // Stopping it and removing its data directory is blocking work.
+        let _ = tokio::task::spawn_blocking(move || drop(server)).await;
         match outcome {
             RunOutcome::Success {
                 size_bytes,

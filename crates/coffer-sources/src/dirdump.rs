@@ -145,7 +145,7 @@ fn take_files(
             return Ok(());
         }
         let files = listing(dir)?;
-        let done: Vec<&OsString> = match exited {
+        let mut done: Vec<&OsString> = match exited {
             Some(_) => files.keys().collect(),
             None => match open_files(child.id()) {
                 Some(open) => files
@@ -158,6 +158,10 @@ fn take_files(
                 None => vec![],
             },
         };
+        // mydumper's `metadata` (the binlog position a baseline records) goes last: the
+        // position is read from the end of the stream, which must not be the last chunks of a
+        // large table still open when the tool ended.
+        done.sort_by_key(|name| name.as_os_str() == "metadata");
         for name in &done {
             append(tar, &dir.join(name), name)?;
         }
@@ -232,6 +236,11 @@ mod tests {
     /// Run `script` (sh, with the output directory as `$1`) as a directory dump; the files of
     /// its archive, or the error its stream ended with.
     fn dump(script: &str, settled: Settled) -> Result<BTreeMap<String, Vec<u8>>, String> {
+        Ok(dump_in_order(script, settled)?.into_iter().collect())
+    }
+
+    /// [`dump`], the files in the order of the archive.
+    fn dump_in_order(script: &str, settled: Settled) -> Result<Vec<(String, Vec<u8>)>, String> {
         let scratch = tempfile::tempdir().unwrap();
         let dir = scratch.path().join("out");
         std::fs::create_dir(&dir).unwrap();
@@ -240,15 +249,29 @@ mod tests {
         let mut d = DirDump::start(c, dir, "test tool".into(), settled, Box::new(())).unwrap();
         let mut archive = vec![];
         d.read_to_end(&mut archive).map_err(|e| e.to_string())?;
-        let mut files = BTreeMap::new();
+        let mut files = vec![];
         for entry in tar::Archive::new(&archive[..]).entries().unwrap() {
             let mut entry = entry.unwrap();
             let name = entry.path().unwrap().display().to_string();
             let mut content = vec![];
             entry.read_to_end(&mut content).unwrap();
-            files.insert(name, content);
+            files.push((name, content));
         }
         Ok(files)
+    }
+
+    #[test]
+    fn metadata_ends_the_archive_when_files_are_left_at_the_end() {
+        // Files still open when the tool exits are all taken then: mydumper's `metadata`
+        // (where a baseline's binlog position is read, at the stream's end) after the rest.
+        let files = dump_in_order(
+            r#"cd "$1"; exec 3> metadata 4> z.00002.sql 5> a.sql
+               echo position >&3; echo rows >&4; echo more >&5"#,
+            every_name,
+        )
+        .unwrap();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a.sql", "z.00002.sql", "metadata"]);
     }
 
     #[test]

@@ -170,13 +170,7 @@ pub async fn audit(
     _: Auth<Admin>,
     Query(q): Query<AuditParams>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::Invalid {
-            field: "limit".into(),
-            message: "use 1 to 1000".into(),
-        });
-    }
+    let limit = super::limit(q.limit, 100, 1000)?;
     let query = AuditQuery {
         since: q.since,
         until: q.until,

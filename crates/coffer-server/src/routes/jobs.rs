@@ -183,13 +183,7 @@ pub async fn records(
 impl RecordParams {
     /// The query these parameters ask for.
     fn query(self) -> Result<RecordQuery, ApiError> {
-        let limit = self.limit.unwrap_or(50);
-        if !(1..=200).contains(&limit) {
-            return Err(ApiError::Invalid {
-                field: "limit".into(),
-                message: "use 1 to 200".into(),
-            });
-        }
+        let limit = super::limit(self.limit, 50, 200)?;
         let trigger = match self.trigger.as_deref() {
             None | Some("backups") => TriggerFilter::Backups,
             Some("all") => TriggerFilter::Any,

@@ -85,6 +85,18 @@ impl Modify for SecuritySchemes {
 /// The answers every operation of a kind can give are added here, once: 401 (and 403 above
 /// viewer) where authentication is needed, 400 where a request has parameters or a body, 413
 /// and 415 where it has a JSON body.
+/// A list's `limit` parameter: `default` when not given, refused outside `1..=max`.
+fn limit(given: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let limit = given.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::Invalid {
+            field: "limit".into(),
+            message: format!("use 1 to {max}"),
+        });
+    }
+    Ok(limit)
+}
+
 fn openapi_json(api: &utoipa::openapi::OpenApi) -> serde_json::Value {
     let mut doc = serde_json::to_value(api).expect("the OpenAPI document serializes");
     // The codes an error can carry, with their statuses and meanings.

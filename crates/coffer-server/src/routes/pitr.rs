@@ -73,13 +73,7 @@ pub async fn runs(
     Path(id): Path<String>,
     Query(p): Query<RunParams>,
 ) -> Result<Json<Vec<PitrRun>>, ApiError> {
-    let limit = p.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::Invalid {
-            field: "limit".into(),
-            message: "use 1 to 200".into(),
-        });
-    }
+    let limit = super::limit(p.limit, 50, 200)?;
     Ok(Json(state.jobs.pitr_runs(&id, p.status, limit).await?))
 }
 
