@@ -6,7 +6,7 @@
 //! from the newest file the archive holds; a file the server purged meanwhile shows as a gap.
 //! Files the archive holds whole are removed from the spool.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use coffer_sources::mysql;
 use coffer_types::Credential;
 
 use crate::kinds::database::Login;
-use crate::pitr::{self, Archived};
+use crate::pitr::{self, Archive};
 use crate::target::Target;
 use crate::{Jobs, JobsError, Result, blocking};
 
@@ -29,7 +29,7 @@ const EVERY: Duration = Duration::from_secs(2);
 /// One credential being archived.
 struct Following {
     follower: Follower,
-    known: BTreeMap<String, Archived>,
+    known: Archive,
     /// The newest moment whose server position the archive is known to hold: the archive
     /// holds everything the server had written by then.
     caught_up: Instant,
@@ -131,16 +131,17 @@ impl Jobs {
             let stored = pitr::store(&repo, &id, &spool, &mut f.known)?;
             // A file the server closed was stored for the last time: the data only its earlier
             // copies held (their last, partial chunks) goes.
-            if stored.iter().any(|n| f.known[n].scan.complete) {
+            if stored.iter().any(|k| f.known.files[k].scan.complete) {
                 let prune = coffer_repo::prune::PruneOptions { dry_run: false };
                 coffer_repo::prune::prune(&repo, &prune)?;
             }
             // Caught up to the moment of the previous pass's question when the archive holds
-            // the server's file of then up to its position of then.
+            // the server's file of then up to its position of then, as its newest file (an
+            // older file of that name is another, when the server started its log anew).
             if let Some((file, position, at)) = f.asked.take()
                 && f.known
-                    .get(&file)
-                    .is_some_and(|a| a.scan.settled >= position)
+                    .newest()
+                    .is_some_and(|a| a.name == file && a.scan.settled >= position)
             {
                 f.caught_up = at;
                 f.proven = true;
@@ -148,14 +149,7 @@ impl Jobs {
             let (file, position) = login.master_status()?;
             f.asked = Some((file, position, Instant::now()));
             // What the archive holds whole needs no copy on the local disk.
-            for (name, a) in &f.known {
-                let copy = spool.join(name);
-                if a.scan.complete
-                    && std::fs::metadata(&copy).is_ok_and(|m| m.len() <= a.scan.settled)
-                {
-                    let _ = std::fs::remove_file(copy);
-                }
-            }
+            pitr::tidy(&spool, &f.known)?;
             Ok::<_, JobsError>(f)
         })
         .await
@@ -213,6 +207,7 @@ impl Jobs {
             latest_event: coverage.latest_event,
             total_events: coverage.total_events,
             gaps: coverage.gaps,
+            resets: coverage.resets,
             archiving: c.pitr,
             archived_until: self.archived_until(id).filter(|_| c.pitr),
             problem,
@@ -236,8 +231,8 @@ fn start(
     let known = pitr::archived(repo, id)?;
     let logs = login.binary_logs()?;
     let from = known
-        .keys()
-        .next_back()
+        .newest()
+        .map(|a| &a.name)
         .filter(|newest| logs.iter().any(|(n, _)| n == *newest))
         .or_else(|| logs.first().map(|(n, _)| n))
         .cloned()

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use coffer_repo::{BackupItem, BackupOptions, Id, ParentChoice, Repository, Source};
@@ -23,18 +23,112 @@ use crate::{JobsError, Result};
 /// The label naming the credential whose server a binlog snapshot comes from.
 pub const PITR_LABEL: &str = "pitr";
 const BINLOG_LABEL: &str = "binlog";
+const SEQUENCE_LABEL: &str = "sequence";
+
+/// Where a binlog file sits in the archive: the sequence of the server's binary log it belongs
+/// to (0, then one more each time the server started its log anew, `RESET MASTER`, reusing
+/// the names), and its name.
+pub type Key = (u32, String);
 
 /// One binlog file as the archive holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Archived {
+    pub sequence: u32,
     pub name: String,
     pub snapshot: Id,
     pub scan: binlog::Scan,
 }
 
-/// The binlog files archived for credential `credential`, by name.
-pub fn archived(repo: &Repository, credential: &str) -> Result<BTreeMap<String, Archived>> {
-    let mut out = BTreeMap::new();
+impl Archived {
+    pub fn key(&self) -> Key {
+        (self.sequence, self.name.clone())
+    }
+}
+
+/// A credential's archived binlog files, in the order the server wrote them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Archive {
+    pub files: BTreeMap<Key, Archived>,
+}
+
+impl Archive {
+    pub fn get(&self, sequence: u32, name: &str) -> Option<&Archived> {
+        self.files.get(&(sequence, name.to_string()))
+    }
+
+    /// The sequence the server writes now, as far as the archive knows.
+    pub fn current(&self) -> u32 {
+        self.files.keys().next_back().map_or(0, |(s, _)| *s)
+    }
+
+    /// The file archived last.
+    pub fn newest(&self) -> Option<&Archived> {
+        self.files.values().next_back()
+    }
+
+    /// The files of sequence `sequence`, in order.
+    pub fn sequence(&self, sequence: u32) -> impl Iterator<Item = &Archived> {
+        self.files.values().filter(move |a| a.sequence == sequence)
+    }
+
+    /// When each sequence after the first started (its first file's creation), in order.
+    pub fn resets(&self) -> Vec<(u32, DateTime<Utc>)> {
+        let mut out: Vec<(u32, DateTime<Utc>)> = vec![];
+        for a in self.files.values().filter(|a| a.sequence > 0) {
+            let Some(at) = a.scan.created.and_then(at) else {
+                continue;
+            };
+            match out.last_mut() {
+                Some((s, first)) if *s == a.sequence => *first = (*first).min(at),
+                _ => out.push((a.sequence, at)),
+            }
+        }
+        out
+    }
+
+    /// The sequence the server wrote at moment `t`: the newest that had started by then.
+    pub fn sequence_at(&self, t: DateTime<Utc>) -> u32 {
+        self.resets()
+            .into_iter()
+            .filter(|(_, started)| *started <= t)
+            .map(|(s, _)| s)
+            .next_back()
+            .unwrap_or(0)
+    }
+
+    /// The sequence a file named `name` created at `created` belongs to: that of the same
+    /// file archived already; else the current one, unless the current one holds that name
+    /// or a later one — then the server started its log anew, and this is the next.
+    fn place(&self, name: &str, created: u32) -> u32 {
+        let same = self
+            .files
+            .values()
+            .rev()
+            .find(|a| a.name == name && a.scan.created.is_none_or(|c| c == created));
+        if let Some(a) = same {
+            return a.sequence;
+        }
+        let current = self.current();
+        let passed =
+            self.sequence(current)
+                .any(|a| match (binlog_number(&a.name), binlog_number(name)) {
+                    (Some((b, m)), Some((base, n))) => b == base && m >= n,
+                    _ => a.name.as_str() >= name,
+                });
+        match passed {
+            true => current + 1,
+            false => current,
+        }
+    }
+}
+
+fn at(t: u32) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(i64::from(t), 0)
+}
+
+/// The binlog files archived for credential `credential`.
+pub fn archived(repo: &Repository, credential: &str) -> Result<Archive> {
+    let mut out = Archive::default();
     for (id, s) in coffer_repo::snapshot::list(repo)?.snapshots {
         if s.labels.get(PITR_LABEL).map(String::as_str) != Some(credential) {
             continue;
@@ -44,77 +138,91 @@ pub fn archived(repo: &Repository, credential: &str) -> Result<BTreeMap<String, 
         };
         let number = |k: &str| s.labels.get(k).and_then(|v| v.parse::<u64>().ok());
         let scan = binlog::Scan {
+            created: number("created").map(|t| t as u32),
             transactions: number("transactions").unwrap_or(0),
             first: number("first").map(|t| t as u32),
             last: number("last").map(|t| t as u32),
             settled: number("settled").unwrap_or(0),
             complete: s.labels.get("complete").map(String::as_str) == Some("true"),
         };
+        let a = Archived {
+            sequence: number(SEQUENCE_LABEL).unwrap_or(0) as u32,
+            name: name.clone(),
+            snapshot: id,
+            scan,
+        };
         // Snapshots are listed oldest first: a newer copy of the same file wins.
-        out.insert(
-            name.clone(),
-            Archived {
-                name: name.clone(),
-                snapshot: id,
-                scan,
-            },
-        );
+        out.files.insert(a.key(), a);
     }
     Ok(out)
 }
 
 /// The binlog files archived at `target` for credential `credential` (none before the first
 /// is stored).
-pub(crate) fn archived_in(
-    target: &crate::target::Target,
-    credential: &str,
-) -> Result<BTreeMap<String, Archived>> {
+pub(crate) fn archived_in(target: &crate::target::Target, credential: &str) -> Result<Archive> {
     match target.open() {
         Ok(repo) => archived(&repo, credential),
-        Err(coffer_repo::Error::NotARepository(_)) => Ok(BTreeMap::new()),
+        Err(coffer_repo::Error::NotARepository(_)) => Ok(Archive::default()),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Store each binlog file in `spool` that holds more settled bytes than `known` says, and
-/// forget the copy it replaces. Returns the names stored.
+/// The binlog files in `spool`, each with the place it has in `archive` and when it was
+/// created, in order (a file too short to tell when it was created is left for later).
+fn spooled(spool: &Path, archive: &Archive) -> Result<Vec<(Key, PathBuf, u32)>> {
+    let io = |what: &Path, e: std::io::Error| JobsError::io(what.display(), e);
+    let mut out = vec![];
+    for entry in std::fs::read_dir(spool).map_err(|e| io(spool, e))? {
+        let name = entry.map_err(|e| io(spool, e))?.file_name();
+        let name = name.to_string_lossy().into_owned();
+        if binlog_number(&name).is_none() {
+            continue;
+        }
+        let path = spool.join(&name);
+        if let Some(created) = binlog::created(&path)? {
+            out.push(((archive.place(&name, created), name), path, created));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Store each binlog file in `spool` that holds more settled bytes than `archive` says, and
+/// forget the copy it replaces. Returns the files stored.
 pub fn store(
     repo: &Repository,
     credential: &str,
     spool: &Path,
-    known: &mut BTreeMap<String, Archived>,
-) -> Result<Vec<String>> {
-    let io = |what: &Path, e: std::io::Error| JobsError::io(what.display(), e);
-    let mut names: Vec<String> = std::fs::read_dir(spool)
-        .map_err(|e| io(spool, e))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| binlog_number(n).is_some())
-        .collect();
-    names.sort();
+    archive: &mut Archive,
+) -> Result<Vec<Key>> {
     let mut stored = vec![];
-    for name in names {
-        let path = spool.join(&name);
+    // One at a time: a file placed in a new sequence makes the next ones follow it.
+    for ((_, name), path, created) in spooled(spool, archive)? {
+        let key = (archive.place(&name, created), name.clone());
+        let before = archive.files.get(&key);
         // Only what the file gained since it was last stored is read.
-        let scan = binlog::scan_file(&path, known.get(&name).map(|a| &a.scan))?;
-        if known
-            .get(&name)
-            .is_some_and(|a| a.scan.settled >= scan.settled)
-        {
+        let scan = binlog::scan_file(&path, before.map(|a| &a.scan))?;
+        if before.is_some_and(|a| a.scan.settled >= scan.settled) {
             continue;
         }
         let mut labels = BTreeMap::from([
             (PITR_LABEL.to_string(), credential.to_string()),
             (BINLOG_LABEL.to_string(), name.clone()),
+            (SEQUENCE_LABEL.to_string(), key.0.to_string()),
             ("transactions".into(), scan.transactions.to_string()),
             ("settled".into(), scan.settled.to_string()),
             ("complete".into(), scan.complete.to_string()),
         ]);
-        if let (Some(first), Some(last)) = (scan.first, scan.last) {
-            labels.insert("first".into(), first.to_string());
-            labels.insert("last".into(), last.to_string());
+        for (label, value) in [
+            ("created", scan.created),
+            ("first", scan.first),
+            ("last", scan.last),
+        ] {
+            if let Some(v) = value {
+                labels.insert(label.into(), v.to_string());
+            }
         }
-        let file = std::fs::File::open(&path).map_err(|e| io(&path, e))?;
+        let file = std::fs::File::open(&path).map_err(|e| JobsError::io(path.display(), e))?;
         let reader: Box<dyn Read + Send> = Box::new(file.take(scan.settled));
         let item = BackupItem::named(&format!("binlog/{name}"), Source::Stream(reader))?;
         let summary = coffer_repo::backup(
@@ -127,20 +235,36 @@ pub fn store(
             },
         )?;
         // The new copy is stored before the old one goes.
-        if let Some(old) = known.get(&name) {
+        if let Some(old) = before {
             coffer_repo::forget::forget_ids(repo, &[old.snapshot], false)?;
         }
-        known.insert(
-            name.clone(),
-            Archived {
-                name: name.clone(),
-                snapshot: summary.snapshot_id,
-                scan,
-            },
-        );
-        stored.push(name);
+        let a = Archived {
+            sequence: key.0,
+            name,
+            snapshot: summary.snapshot_id,
+            scan,
+        };
+        archive.files.insert(key.clone(), a);
+        stored.push(key);
     }
     Ok(stored)
+}
+
+/// Remove from `spool` the copies `archive` holds whole: files the server closed, and what is
+/// left of a sequence the server has since started anew.
+pub fn tidy(spool: &Path, archive: &Archive) -> Result<()> {
+    let current = archive.current();
+    for (key, path, _) in spooled(spool, archive)? {
+        let Some(a) = archive.files.get(&key) else {
+            continue;
+        };
+        if (a.scan.complete || key.0 < current)
+            && std::fs::metadata(&path).is_ok_and(|m| m.len() <= a.scan.settled)
+        {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    Ok(())
 }
 
 /// `binlog.000042` → ("binlog", 42).
@@ -160,6 +284,9 @@ pub struct Coverage {
     pub total_events: u64,
     /// Binlog files the server wrote that the archive does not hold (between two it holds).
     pub gaps: Vec<String>,
+    /// When the server started its binary log anew (`RESET MASTER`): what it wrote just
+    /// before may be missing, and replay cannot tell.
+    pub resets: Vec<DateTime<Utc>>,
 }
 
 impl Coverage {
@@ -169,13 +296,12 @@ impl Coverage {
     }
 }
 
-/// The coverage of the archived files `archived`.
-pub fn coverage(archived: &BTreeMap<String, Archived>) -> Coverage {
-    let at = |t: u32| DateTime::from_timestamp(i64::from(t), 0);
+/// The files missing between those of one sequence that the archive holds, `files` in order.
+pub(crate) fn missing_between<'a>(files: impl Iterator<Item = &'a Archived>) -> Vec<String> {
     let mut gaps = vec![];
     let mut before: Option<(&str, u64)> = None;
-    for name in archived.keys() {
-        let Some((base, n)) = binlog_number(name) else {
+    for a in files {
+        let Some((base, n)) = binlog_number(&a.name) else {
             continue;
         };
         if let Some((b, m)) = before
@@ -185,54 +311,108 @@ pub fn coverage(archived: &BTreeMap<String, Archived>) -> Coverage {
         }
         before = Some((base, n));
     }
-    let files = archived.values().map(|a| &a.scan);
+    gaps
+}
+
+/// The coverage of the archived files `archive`.
+pub fn coverage(archive: &Archive) -> Coverage {
+    let mut gaps = vec![];
+    for s in 0..=archive.current() {
+        gaps.extend(missing_between(archive.sequence(s)));
+    }
+    let files = archive.files.values().map(|a| &a.scan);
     Coverage {
         oldest_event: files.clone().filter_map(|s| s.first).min().and_then(at),
         latest_event: files.clone().filter_map(|s| s.last).max().and_then(at),
         total_events: files.map(|s| s.transactions).sum(),
         gaps,
+        resets: archive.resets().into_iter().map(|(_, t)| t).collect(),
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn file(name: &str, transactions: u64, first: u32, last: u32) -> (String, Archived) {
-        let id: Id = "00".repeat(32).parse().unwrap();
-        (
-            name.to_string(),
-            Archived {
-                name: name.into(),
-                snapshot: id,
-                scan: binlog::Scan {
-                    transactions,
-                    first: Some(first),
-                    last: Some(last),
-                    settled: 100,
-                    complete: true,
-                },
+    /// An archived file of sequence `sequence` created at `first - 1` holding `transactions`
+    /// from `first` to `last`.
+    pub(crate) fn file(
+        sequence: u32,
+        name: &str,
+        transactions: u64,
+        first: u32,
+        last: u32,
+    ) -> Archived {
+        Archived {
+            sequence,
+            name: name.into(),
+            snapshot: "00".repeat(32).parse().unwrap(),
+            scan: binlog::Scan {
+                created: Some(first - 1),
+                transactions,
+                first: Some(first),
+                last: Some(last),
+                settled: 100,
+                complete: true,
             },
-        )
+        }
+    }
+
+    pub(crate) fn archive(files: impl IntoIterator<Item = Archived>) -> Archive {
+        Archive {
+            files: files.into_iter().map(|a| (a.key(), a)).collect(),
+        }
     }
 
     #[test]
     fn coverage_spans_the_files_and_names_the_missing_ones() {
-        let files: BTreeMap<_, _> = [
-            file("binlog.000001", 3, 100, 200),
-            file("binlog.000002", 2, 210, 300),
-            file("binlog.000005", 4, 500, 900),
-        ]
-        .into_iter()
-        .collect();
+        let files = archive([
+            file(0, "binlog.000001", 3, 100, 200),
+            file(0, "binlog.000002", 2, 210, 300),
+            file(0, "binlog.000005", 4, 500, 900),
+        ]);
         let c = coverage(&files);
         assert_eq!(c.total_events, 9);
         assert_eq!(c.oldest_event, DateTime::from_timestamp(100, 0));
         assert_eq!(c.latest_event, DateTime::from_timestamp(900, 0));
         assert_eq!(c.gaps, ["binlog.000003", "binlog.000004"]);
+        assert!(c.resets.is_empty());
         assert!(c.available());
-        assert!(!coverage(&BTreeMap::new()).available());
+        assert!(!coverage(&Archive::default()).available());
         assert_eq!(binlog_number("mysql-bin.000123"), Some(("mysql-bin", 123)));
         assert_eq!(binlog_number("binlog.index"), None);
+    }
+
+    #[test]
+    fn a_name_the_server_reuses_after_starting_its_log_anew_opens_a_sequence() {
+        let mut files = archive([
+            file(0, "binlog.000001", 3, 100, 200),
+            file(0, "binlog.000002", 2, 210, 300),
+        ]);
+        // The same files, growing or copied again: their own place.
+        assert_eq!(files.place("binlog.000001", 99), 0);
+        assert_eq!(files.place("binlog.000002", 209), 0);
+        // The next file of the sequence.
+        assert_eq!(files.place("binlog.000003", 400), 0);
+        // A file 000001 or 000002 created at another time: the log started anew.
+        assert_eq!(files.place("binlog.000001", 500), 1);
+        assert_eq!(files.place("binlog.000002", 500), 1);
+        let new = file(1, "binlog.000001", 1, 501, 510);
+        files.files.insert(new.key(), new);
+        assert_eq!(files.current(), 1);
+        assert_eq!(files.place("binlog.000002", 520), 1, "its next file");
+        assert_eq!(files.place("binlog.000002", 209), 0, "the old one still");
+        let c = coverage(&files);
+        assert_eq!(c.resets, [DateTime::from_timestamp(500, 0).unwrap()]);
+        assert!(c.gaps.is_empty(), "{c:?}");
+        assert_eq!(c.total_events, 6);
+        assert_eq!(
+            files.sequence_at(DateTime::from_timestamp(499, 0).unwrap()),
+            0
+        );
+        assert_eq!(
+            files.sequence_at(DateTime::from_timestamp(500, 0).unwrap()),
+            1
+        );
     }
 }

@@ -33,7 +33,7 @@ use coffer_types::{
 
 use crate::error::Unrecoverable;
 use crate::kinds::database::{self, Recovered};
-use crate::pitr::{Archived, binlog_number};
+use crate::pitr::{Archive, Archived, binlog_number};
 use crate::spec::{FieldError, field};
 use crate::target::Target;
 use crate::{Jobs, JobsError, Purpose, Result, blocking, runner};
@@ -84,6 +84,9 @@ pub(crate) struct Plan {
     pub replays: Vec<Replay>,
     /// The tables asked for, by database (none: whole databases).
     pub tables: BTreeMap<String, Vec<String>>,
+    /// Neither a database nor tables asked for: the server's accounts come along when the
+    /// baseline holds them.
+    pub everything: bool,
     /// Binlog files missing on the way, accepted with `allow_gaps`.
     pub gaps: Vec<String>,
 }
@@ -133,6 +136,10 @@ fn parse_tables(
     Ok(out)
 }
 
+fn shown(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// Plan recovering as `request` asks at `now`, from `baselines` (any order) and the archive's
 /// files `archived`, which holds everything the server wrote up to `archived_until` when
 /// known; or why not.
@@ -140,11 +147,10 @@ pub(crate) fn plan(
     request: &PitrRequest,
     now: DateTime<Utc>,
     baselines: &[Baseline],
-    archived: &BTreeMap<String, Archived>,
+    archived: &Archive,
     archived_until: Option<DateTime<Utc>>,
 ) -> Result<Plan> {
     let target = whole_second(request.target_time);
-    let shown = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
     if target > now {
         return Err(refuse(
             Unrecoverable::InFuture,
@@ -205,14 +211,16 @@ pub(crate) fn plan(
         true => baseline.positions().map(|(d, _)| d.to_string()).collect(),
         false => wanted.iter().map(|d| d.to_string()).collect(),
     };
+    // The position is in the log the server wrote when the backup was taken.
+    let sequence = archived.sequence_at(baseline.finished());
     let mut gaps = BTreeSet::new();
     let mut replays = vec![];
     for db in databases {
         let at = baseline.position(&db).expect("the baseline holds it");
-        let (files, missing) = files_to_replay(archived, at, target);
+        let (files, missing) = files_to_replay(archived, sequence, at, target);
         gaps.extend(missing);
         let start = match files.first() {
-            Some(f) if f.name == at.file => at.position,
+            Some(f) if f.sequence == sequence && f.name == at.file => at.position,
             // The tool starts each file after its header anyway.
             _ => 4,
         };
@@ -227,8 +235,8 @@ pub(crate) fn plan(
         return Err(refuse(
             Unrecoverable::BehindGap,
             format!(
-                "binlog files between the backup of {} and the target are missing from the \
-                 archive ({}): their transactions would be lost; ask with allow_gaps to recover \
+                "binary log between the backup of {} and the target is missing from the \
+                 archive ({}): its transactions would be lost; ask with allow_gaps to recover \
                  without them",
                 shown(baseline.finished()),
                 gaps.join(", ")
@@ -239,46 +247,68 @@ pub(crate) fn plan(
         target,
         baseline: (*baseline).clone(),
         replays,
+        everything: database.is_none() && tables.is_empty(),
         tables,
         gaps,
     })
 }
 
-/// The archived files holding the transactions after position `at` up to `target`, in order,
-/// and the names of those the server wrote on the way that the archive lacks.
+/// The archived files holding the transactions after position `at` (in sequence `sequence`)
+/// up to `target`, in order, and what the server wrote on the way that the archive lacks:
+/// files, and the resets of its log (what it wrote just before one may be missing).
 fn files_to_replay(
-    archived: &BTreeMap<String, Archived>,
+    archive: &Archive,
+    sequence: u32,
     at: &BinlogPosition,
     target: DateTime<Utc>,
 ) -> (Vec<Archived>, BTreeSet<String>) {
     let mut missing = BTreeSet::new();
-    let Some((base, from)) = binlog_number(&at.file) else {
-        missing.insert(at.file.clone());
-        return (vec![], missing);
-    };
-    if !archived.contains_key(&at.file) {
+    if archive.get(sequence, &at.file).is_none() {
         missing.insert(at.file.clone());
     }
+    let Some((base, from)) = binlog_number(&at.file) else {
+        return (vec![], missing);
+    };
+    let resets = archive.resets();
     let mut files = vec![];
-    let mut next = from;
-    for a in archived.values() {
-        let Some((b, n)) = binlog_number(&a.name) else {
-            continue;
-        };
-        if b != base || n < from {
-            continue;
+    // The file expected next; none at the start of a later sequence.
+    let mut next = Some((base, from));
+    'sequences: for s in sequence..=archive.current() {
+        if s > sequence {
+            match resets.iter().find(|(r, _)| *r == s) {
+                Some((_, started)) if *started <= target => {
+                    missing.insert(format!(
+                        "the binary log started anew at {}",
+                        shown(*started)
+                    ));
+                    next = None;
+                }
+                _ => break,
+            }
         }
-        // Files are written one after the other: from the first that starts after the
-        // target on, none is needed.
-        if a.scan
-            .first
-            .is_some_and(|t| i64::from(t) > target.timestamp())
-        {
-            break;
+        for a in archive.sequence(s) {
+            let Some((b, n)) = binlog_number(&a.name) else {
+                continue;
+            };
+            if s == sequence && (b != base || n < from) {
+                continue;
+            }
+            // Files are written one after the other: from the first that starts after the
+            // target on, none is needed.
+            if a.scan
+                .first
+                .is_some_and(|t| i64::from(t) > target.timestamp())
+            {
+                break 'sequences;
+            }
+            if let Some((nb, nn)) = next
+                && nb == b
+            {
+                missing.extend((nn..n).map(|k| format!("{b}.{k:06}")));
+            }
+            files.push(a.clone());
+            next = Some((b, n + 1));
         }
-        missing.extend((next..n).map(|k| format!("{base}.{k:06}")));
-        files.push(a.clone());
-        next = n + 1;
     }
     (files, missing)
 }
@@ -395,10 +425,11 @@ impl Jobs {
         let base = self.places.scratch_servers();
         let (cid, record) = (c.id.clone(), plan.baseline.record.clone());
         let (sources, replays) = (job.sources.clone(), plan.replays.clone());
-        let (server, logins) = blocking(move || {
+        let everything = plan.everything;
+        let (server, logins, users) = blocking(move || {
             let server = ScratchServer::start(&base)?;
             let logins = logins.through(&cid, server.login.clone())?;
-            let (logins, _) = database::recorded(&job_target, &record, &sources, logins)?;
+            let (logins, servers) = database::recorded(&job_target, &record, &sources, logins)?;
             let repo = job_target.open()?;
             let id = runner::snapshot_id(record.snapshot_id.as_deref().unwrap_or_default())?;
             let session = repo.open_snapshot(&id)?;
@@ -406,7 +437,18 @@ impl Jobs {
                 database::restore(&session, &logins, &cid, &r.database, &r.database)
                     .map_err(|e| e.context("loading the baseline"))?;
             }
-            Ok::<_, JobsError>((server, logins))
+            // A whole server's accounts: as the baseline holds them, copied for the result.
+            let users = match servers.get(&cid).is_some_and(|s| s.globals) && everything {
+                true => {
+                    let path = server.dir().join("users.sql");
+                    let mut out = std::fs::File::create(&path)
+                        .map_err(|e| JobsError::io(path.display(), e))?;
+                    session.cat(&logins.globals_path(&cid), &mut out)?;
+                    Some(path)
+                }
+                false => None,
+            };
+            Ok::<_, JobsError>((server, logins, users))
         })
         .await?;
 
@@ -435,20 +477,26 @@ impl Jobs {
         };
         let made = Some((job.id.as_str(), record.id.as_str()));
         self.db.set_pitr_phase(run_id, "uploading", made).await?;
-        let sources = plan
-            .replays
-            .iter()
-            .map(|r| Source::Mysql {
-                credential_id: c.id.clone(),
-                database: Some(r.database.clone()),
-                all: false,
-                backup_tool: Some(MysqlTool::MariadbDump),
-            })
-            .collect();
+        let source = |database: Option<&str>| Source::Mysql {
+            credential_id: c.id.clone(),
+            database: database.map(str::to_string),
+            all: database.is_none(),
+            backup_tool: Some(MysqlTool::MariadbDump),
+        };
+        // The scratch server holds the databases replayed, and nothing else.
+        let sources = match users {
+            Some(_) => vec![source(None)],
+            None => plan
+                .replays
+                .iter()
+                .map(|r| source(Some(&r.database)))
+                .collect(),
+        };
         let purpose = Purpose::Recovery {
             logins: Box::new(logins.recovered(Recovered {
                 at: plan.target,
                 tables: plan.tables.clone(),
+                users,
             })),
             at: plan.target,
         };
@@ -485,21 +533,25 @@ fn replay_all(
     target: DateTime<Utc>,
 ) -> Result<()> {
     let dir = server.dir().join("binlog");
-    std::fs::create_dir_all(&dir).map_err(|e| JobsError::io(dir.display(), e))?;
-    let names: BTreeSet<&str> = replays
+    let keys: BTreeSet<crate::pitr::Key> = replays
         .iter()
         .flat_map(|r| &r.files)
-        .map(|f| f.name.as_str())
+        .map(Archived::key)
         .collect();
+    // Each sequence in a directory of its own: they reuse the names.
+    let local = |(sequence, name): &crate::pitr::Key| dir.join(sequence.to_string()).join(name);
     let mut repo = archive.open()?;
     let mut archived = crate::pitr::archived(&repo, credential)?;
-    for name in names {
-        let path = dir.join(name);
+    for key in keys {
+        let path = local(&key);
+        let parent = path.parent().expect("in a directory");
+        std::fs::create_dir_all(parent).map_err(|e| JobsError::io(parent.display(), e))?;
+        let name = &key.1;
         // The archiver replaces the copy of a growing file as it grows: a copy that went
         // since the listing is read from its successor, which holds at least as much.
         let mut tries = 0;
         loop {
-            let copy = archived.get(name).ok_or_else(|| JobsError::Damaged {
+            let copy = archived.files.get(&key).ok_or_else(|| JobsError::Damaged {
                 object: format!("the archived binlog file {name}"),
                 detail: "it is gone from the archive".into(),
             })?;
@@ -520,7 +572,7 @@ fn replay_all(
         }
     }
     for r in replays.iter().filter(|r| !r.files.is_empty()) {
-        let files: Vec<_> = r.files.iter().map(|f| dir.join(&f.name)).collect();
+        let files: Vec<_> = r.files.iter().map(|f| local(&f.key())).collect();
         binlog::replay(&server.login, &files, r.start, target, &r.database)?;
     }
     Ok(())
@@ -567,24 +619,21 @@ mod tests {
         }
     }
 
-    fn archive(files: &[(&str, i64, i64)]) -> BTreeMap<String, Archived> {
-        files
-            .iter()
-            .map(|(name, first, last)| {
-                let a = Archived {
-                    name: name.to_string(),
-                    snapshot: "00".repeat(32).parse().unwrap(),
-                    scan: binlog::Scan {
-                        transactions: 1,
-                        first: Some(at(*first).timestamp() as u32),
-                        last: Some(at(*last).timestamp() as u32),
-                        settled: 100,
-                        complete: true,
-                    },
-                };
-                (name.to_string(), a)
+    /// Files of sequence 0 holding one transaction each at the times given.
+    fn archive(files: &[File]) -> Archive {
+        sequences(&[(0, files)])
+    }
+
+    /// A file's name and the times of its first and last transaction.
+    type File<'a> = (&'a str, i64, i64);
+
+    fn sequences(sequences: &[(u32, &[File])]) -> Archive {
+        crate::pitr::tests::archive(sequences.iter().flat_map(|(s, files)| {
+            files.iter().map(|(name, first, last)| {
+                let t = |secs: i64| at(secs).timestamp() as u32;
+                crate::pitr::tests::file(*s, name, 1, t(*first), t(*last))
             })
-            .collect()
+        }))
     }
 
     fn request(target: i64) -> PitrRequest {
@@ -684,6 +733,58 @@ mod tests {
         assert_eq!(
             why(plan(&other, now, &baselines, &files, None)),
             Unrecoverable::NoBaseline
+        );
+    }
+
+    #[test]
+    fn a_reset_of_the_binary_log_is_a_gap_for_older_backups_and_a_start_for_newer_ones() {
+        let baselines = [
+            baseline(100, &[("shop", "binlog.000001", 500)]),
+            baseline(700, &[("shop", "binlog.000001", 300)]),
+        ];
+        // The server started its log anew at 599 (the file's creation, a second before its
+        // first transaction): 000001 again.
+        let files = sequences(&[
+            (
+                0,
+                &[("binlog.000001", 50, 250), ("binlog.000002", 260, 500)],
+            ),
+            (
+                1,
+                &[("binlog.000001", 600, 800), ("binlog.000002", 810, 900)],
+            ),
+        ]);
+        let now = at(1000);
+        // Before the reset: the old files, the new ones of the same names untouched.
+        let p = plan(&request(400), now, &baselines, &files, None).unwrap();
+        assert_eq!(p.baseline.record.id, "r100");
+        let keys: Vec<_> = p.replays[0].files.iter().map(Archived::key).collect();
+        assert_eq!(
+            keys,
+            [(0, "binlog.000001".into()), (0, "binlog.000002".into())]
+        );
+        // After it, from the older backup: across the reset, a gap.
+        let allowed = PitrRequest {
+            allow_gaps: true,
+            ..request(650)
+        };
+        let p = plan(&allowed, now, &baselines[..1], &files, None).unwrap();
+        assert_eq!(p.gaps.len(), 1, "{:?}", p.gaps);
+        assert!(p.gaps[0].contains("started anew"), "{:?}", p.gaps);
+        assert_eq!(p.replays[0].files.len(), 3);
+        assert_eq!(
+            why(plan(&request(650), now, &baselines[..1], &files, None)),
+            Unrecoverable::BehindGap
+        );
+        // From the backup taken after it: its position is in the new 000001.
+        let p = plan(&request(850), now, &baselines, &files, None).unwrap();
+        assert_eq!(p.baseline.record.id, "r700");
+        assert!(p.gaps.is_empty(), "{:?}", p.gaps);
+        assert_eq!(p.replays[0].start, 300);
+        let keys: Vec<_> = p.replays[0].files.iter().map(Archived::key).collect();
+        assert_eq!(
+            keys,
+            [(1, "binlog.000001".into()), (1, "binlog.000002".into())]
         );
     }
 

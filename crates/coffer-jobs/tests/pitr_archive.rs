@@ -1,8 +1,7 @@
 //! The binlog archive of point-in-time recovery against a real MariaDB server: its binary log
-//! followed, stored in a repository as it grows and rotates, and its coverage told from the
-//! repository alone.
+//! followed, stored in a repository as it grows and rotates and after the server started it
+//! anew, and its coverage told from the repository alone.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coffer_jobs::pitr;
@@ -38,50 +37,93 @@ fn the_binary_log_is_archived_as_it_grows_and_its_coverage_is_told() {
     let first = login.binary_logs().unwrap()[0].0.clone();
     let spool = dir.path().join("spool");
     let mut follower = Follower::start(&login, &spool, &first, 4243).unwrap();
-    let mut known = BTreeMap::new();
+    let mut known = pitr::Archive::default();
     // Store until the archive holds everything the server has written.
-    let mut archive_all = |known: &mut BTreeMap<String, pitr::Archived>| {
+    let archive_all = |follower: &mut Follower, known: &mut pitr::Archive| {
         let (file, position) = login.master_status().unwrap();
         wait_until(Duration::from_secs(30), || {
             follower.check().map_err(|e| e.to_string())?;
             pitr::store(&repo, "cred", &spool, known).map_err(|e| e.to_string())?;
+            pitr::tidy(&spool, known).map_err(|e| e.to_string())?;
             let c = pitr::coverage(known);
-            match known.get(&file).is_some_and(|a| a.scan.settled >= position) {
+            let newest = known.newest().unwrap();
+            match newest.name == file && newest.scan.settled >= position {
                 true => Ok(c),
                 false => Err(format!("{c:?}, not yet {file} at {position}")),
             }
         })
     };
-    let c = archive_all(&mut known);
+    let c = archive_all(&mut follower, &mut known);
     assert!(c.available() && c.gaps.is_empty(), "{c:?}");
     for i in 1..=5 {
         my.sql(&format!("INSERT INTO shop.t VALUES ({i})"));
     }
     let before = c;
-    let c = archive_all(&mut known);
+    let c = archive_all(&mut follower, &mut known);
     assert_eq!(c.total_events, before.total_events + 5, "{c:?}");
-    assert_eq!(known.len(), 1, "one file so far");
+    assert_eq!(known.files.len(), 1, "one file so far");
     // The growing file's newer copy replaced the older: one snapshot per file.
     let snapshots = coffer_repo::snapshot::list(&repo).unwrap().snapshots;
     assert_eq!(snapshots.len(), 1, "{snapshots:?}");
 
     my.sql("FLUSH BINARY LOGS");
     my.sql("INSERT INTO shop.t VALUES (6)");
-    let after = archive_all(&mut known);
+    let after = archive_all(&mut follower, &mut known);
     assert_eq!(after.total_events, c.total_events + 1, "{after:?}");
-    assert_eq!(known.len(), 2);
-    assert!(known[&first].scan.complete, "the rotated file is complete");
+    assert_eq!(known.files.len(), 2);
+    let first_copy = known.get(0, &first).unwrap().clone();
+    assert!(first_copy.scan.complete, "the rotated file is complete");
+    assert!(
+        !spool.join(&first).exists(),
+        "held whole, its copy left the spool"
+    );
     assert!(after.latest_event >= c.latest_event && after.oldest_event == c.oldest_event);
 
     // The repository alone tells the same.
     let listed = pitr::archived(&repo, "cred").unwrap();
     assert_eq!(listed, known);
-    assert!(pitr::archived(&repo, "another").unwrap().is_empty());
+    assert!(pitr::archived(&repo, "another").unwrap().files.is_empty());
     // What is archived is the server's file, byte for byte, as far as it is settled.
+    let second = known.newest().unwrap().clone();
     let mut out = vec![];
-    repo.open_snapshot(&known[&first].snapshot)
+    repo.open_snapshot(&second.snapshot)
         .unwrap()
-        .cat(&format!("binlog/{first}"), &mut out)
+        .cat(&format!("binlog/{}", second.name), &mut out)
         .unwrap();
-    assert_eq!(out, std::fs::read(spool.join(&first)).unwrap());
+    assert_eq!(out, std::fs::read(spool.join(&second.name)).unwrap());
+
+    // The server starts its log anew: its files go, and the names come again. The archive
+    // keeps the old files and stores the new ones beside them, as a sequence of their own.
+    // (A second on, so the new first file is not created in the second of the old.)
+    std::thread::sleep(Duration::from_millis(1100));
+    my.sql("RESET MASTER; INSERT INTO shop.t VALUES (7), (8)");
+    // The follower stops at the reset ("could not find next log"): one started from the
+    // server's first file takes over, as the archiver does.
+    wait_until(Duration::from_secs(30), || match follower.check() {
+        Err(_) => Ok(()),
+        Ok(()) => Err("the follower still runs".to_string()),
+    });
+    let restarted = login.binary_logs().unwrap()[0].0.clone();
+    assert_eq!(
+        restarted, first,
+        "the reset starts with the first name again"
+    );
+    let mut follower = Follower::start(&login, &spool, &restarted, 4243).unwrap();
+    let reset = archive_all(&mut follower, &mut known);
+    assert_eq!(reset.resets.len(), 1, "{reset:?}");
+    assert_eq!(reset.total_events, after.total_events + 1, "{reset:?}");
+    assert!(reset.gaps.is_empty(), "{reset:?}");
+    assert_eq!(known.current(), 1);
+    assert_eq!(
+        known.get(0, &first),
+        Some(&first_copy),
+        "the old file is kept"
+    );
+    assert_eq!(known.get(1, &first).unwrap().scan.transactions, 1);
+    // Growing on, the new file is stored again; the old one of its name stays.
+    my.sql("INSERT INTO shop.t VALUES (9)");
+    let grown = archive_all(&mut follower, &mut known);
+    assert_eq!(grown.total_events, reset.total_events + 1);
+    assert_eq!(known.get(0, &first), Some(&first_copy));
+    assert_eq!(pitr::archived(&repo, "cred").unwrap(), known);
 }

@@ -260,6 +260,10 @@ pub fn replay(
 /// What a binlog file holds, from its event headers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scan {
+    /// When the server created the file (its first event's time, seconds since the epoch):
+    /// with its name, what tells the file apart from a later one of the same name, written
+    /// after the server started its binary log anew (`RESET MASTER`).
+    pub created: Option<u32>,
     /// Transactions (and DDL statements) in it.
     pub transactions: u64,
     /// When the first and the last of them were written (seconds since the epoch).
@@ -307,6 +311,23 @@ pub fn scan_file(path: &Path, before: Option<&Scan>) -> Result<Scan, SourceError
     })
 }
 
+/// When the binlog file at `path` was created ([`Scan::created`]), read from its first event's
+/// header alone; none while the file is too short to hold it.
+pub fn created(path: &Path) -> Result<Option<u32>, SourceError> {
+    use std::io::Read;
+    let what = path.display().to_string();
+    let mut head = [0u8; MAGIC.len() + 4];
+    let mut f = std::fs::File::open(path).map_err(|e| failed(&what, e))?;
+    match f.read_exact(&mut head) {
+        Ok(()) if head.starts_with(MAGIC) => Ok(Some(u32::from_le_bytes(
+            head[MAGIC.len()..].try_into().expect("4 bytes"),
+        ))),
+        Ok(()) => Err(not_binlog(&what)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(failed(&what, e)),
+    }
+}
+
 fn not_binlog(what: &str) -> SourceError {
     failed(what, "this is not a binlog file (no magic number)")
 }
@@ -342,6 +363,9 @@ fn walk(
         }
         if len - at < size {
             break; // still being written
+        }
+        if at == MAGIC.len() as u64 {
+            s.created = Some(time);
         }
         if kind == GTID_EVENT {
             s.transactions += 1;
@@ -387,6 +411,7 @@ mod tests {
         assert_eq!(
             s,
             Scan {
+                created: Some(100),
                 transactions: 2,
                 first: Some(101),
                 last: Some(105),
@@ -430,6 +455,8 @@ mod tests {
         std::fs::write(&path, &f).unwrap();
         let whole = scan(&f).unwrap();
         assert_eq!(scan_file(&path, None).unwrap(), whole);
+        assert_eq!(whole.created, Some(100));
+        assert_eq!(created(&path).unwrap(), Some(100));
         // On from an earlier scan of its first event: the same.
         let mut first = MAGIC.to_vec();
         first.extend(event(100, GTID_EVENT, 1000));
@@ -442,6 +469,8 @@ mod tests {
             ..Scan::default()
         };
         assert_eq!(scan_file(&path, Some(&longer)).unwrap(), whole);
+        std::fs::write(&path, b"\xfebin\x01").unwrap();
+        assert_eq!(created(&path).unwrap(), None, "too short to tell");
         std::fs::write(&path, b"\xfebi").unwrap();
         assert!(scan_file(&path, None).is_err());
     }

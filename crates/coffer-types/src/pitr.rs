@@ -16,6 +16,11 @@ pub struct PitrCoverage {
     pub total_events: u64,
     /// Binlog files the server wrote that the archive does not hold.
     pub gaps: Vec<String>,
+    /// When the server started its binary log anew (`RESET MASTER`), oldest first: the
+    /// archive keeps the files before and after each, but what the server wrote just before
+    /// one may be missing, so recovering across it from an older backup is a gap too.
+    #[serde(default)]
+    pub resets: Vec<DateTime<Utc>>,
     /// Whether the binary log is being archived now (`pitr` on the credential).
     pub archiving: bool,
     /// The archive holds everything the server wrote up to this moment (the server may have

@@ -148,11 +148,13 @@ pub struct Logins {
 }
 
 /// What a point-in-time recovery's dumps hold: the databases as of `at`; of those named in
-/// `tables`, those tables only.
+/// `tables`, those tables only; with a whole server's, its accounts as the baseline holds them
+/// (`users`, a copy of its dump: the binary log is replayed per database, not for accounts).
 #[derive(Clone, Debug)]
 pub(crate) struct Recovered {
     pub at: chrono::DateTime<chrono::Utc>,
     pub tables: BTreeMap<String, Vec<String>>,
+    pub users: Option<std::path::PathBuf>,
 }
 
 impl Logins {
@@ -511,6 +513,19 @@ fn backup_items(
         }
         Login::Mysql(l) if logins.recovered.is_some() => {
             let recovered = logins.recovered.as_ref().expect("recovered");
+            if let Some(users) = recovered.users.clone().filter(|_| database.is_none()) {
+                items.push(logins.lazy(
+                    globals_path(engine, folder),
+                    entry(GLOBALS, "mariadb-dump"),
+                    stream,
+                    move || {
+                        std::fs::File::open(&users).map_err(|e| SourceError::Failed {
+                            what: "the baseline's accounts".into(),
+                            message: e.to_string(),
+                        })
+                    },
+                )?);
+            }
             for db in databases {
                 let tables = recovered.tables.get(&db).cloned().unwrap_or_default();
                 let e = DatabaseDump {

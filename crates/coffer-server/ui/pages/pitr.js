@@ -87,7 +87,7 @@ export async function pitrPage(id) {
 }
 
 /// The archive's span as a bar from the oldest baseline or event to now: the covered part
-/// shaded, a mark per full backup, the gaps named below.
+/// shaded, a mark per full backup and per reset of the log, the gaps named below.
 function coverageView(cov) {
   const until = [cov.latest_event, cov.archived_until].filter(Boolean).sort().pop();
   const starts = [cov.oldest_event, ...cov.baselines.map((b) => b.finished_at)].filter(Boolean).map((t) => Date.parse(t));
@@ -103,6 +103,8 @@ function coverageView(cov) {
   const parts = [summary];
   if (cov.problem) parts.push(h('p', { class: 'error', role: 'alert' }, `Archiving stands still: ${cov.problem}`));
   if (cov.gaps.length > 0) parts.push(h('p', { class: 'error' }, `Binlog files missing from the archive: ${cov.gaps.join(', ')}. Recovery across them needs “recover even across missing binlog files”.`));
+  const resets = cov.resets ?? [];
+  if (resets.length > 0) parts.push(h('p', { class: 'error' }, `The server started its binary log anew (RESET MASTER) at ${resets.map(when).join(', ')}: recovering to a later time needs a full backup taken after it, or “recover even across missing binlog files”.`));
   if (starts.length > 0) {
     const from = Math.min(...starts);
     const to = Math.max(Date.now(), from + 1000);
@@ -118,6 +120,11 @@ function coverageView(cov) {
     for (const b of cov.baselines) {
       const mark = h('a', { class: 'baseline', href: `#/jobs/${encodeURIComponent(b.job_id)}`, title: `Full backup finished ${when(b.finished_at)} (${b.databases.join(', ')})`, 'aria-label': `Full backup finished ${when(b.finished_at)}` });
       mark.style.left = at(b.finished_at);
+      bar.append(mark);
+    }
+    for (const r of resets) {
+      const mark = h('span', { class: 'reset', title: `Binary log started anew ${when(r)}`, 'aria-label': `Binary log started anew ${when(r)}` });
+      mark.style.left = at(r);
       bar.append(mark);
     }
     parts.push(bar, h('div', { class: 'timeline-scale muted small' }, h('span', {}, when(new Date(from).toISOString())), h('span', {}, 'now')));

@@ -2,7 +2,8 @@
 //! commits known changes before and after a full backup, and recoveries to chosen seconds give
 //! exactly the state of that second — after Coffer was killed and the server restarted on the
 //! way, for a whole database and for some tables, refused where the archive or the baselines
-//! cannot reach, and across a gap only when asked to.
+//! cannot reach, and across a gap only when asked to; a whole server with its accounts, while
+//! the server restarts and after it started its log anew.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use coffer_testkit::MyInstance;
@@ -287,5 +288,135 @@ fn a_database_is_recovered_to_the_second_exactly_through_kills_restarts_and_gaps
     let ids = my.sql("SELECT group_concat(id ORDER BY id) FROM shop_at_t3.orders");
     // The orders went back to t1 when restored in place above; 8 is lost.
     assert_eq!(ids, expected, "{} {coverage:?}", state(&my, "shop_at_t3"));
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_whole_server_is_recovered_with_its_accounts_across_a_restart_and_a_reset_of_its_log() {
+    let mut my =
+        MyInstance::start_with(&["--log-bin=binlog", "--server-id=1", "--binlog-format=ROW"]);
+    my.sql(
+        "CREATE DATABASE shop;
+         CREATE TABLE shop.orders (id INT PRIMARY KEY, customer VARCHAR(20), total INT);
+         CREATE TABLE shop.items (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT, sku VARCHAR(20));
+         INSERT INTO shop.orders VALUES (1, 'ada', 10), (2, 'bob', 20);
+         INSERT INTO shop.items (order_id, sku) VALUES (1, 'tea'), (2, 'cup');
+         CREATE DATABASE crm;
+         CREATE TABLE crm.people (id INT PRIMARY KEY, name VARCHAR(20));
+         INSERT INTO crm.people VALUES (1, 'ann');
+         CREATE USER 'clerk'@'localhost' IDENTIFIED BY 'counter';
+         GRANT SELECT ON shop.* TO 'clerk'@'localhost';",
+    );
+    let people =
+        |my: &MyInstance, db: &str| my.sql(&format!("SELECT * FROM {db}.people ORDER BY id"));
+    // The data directory lives as long as `_dir`.
+    let Env {
+        api,
+        server,
+        dir: _dir,
+        ..
+    } = start();
+    // Accounts are restored by a user who may grant what they had.
+    let c = mariadb_credential(
+        &api,
+        &my,
+        json!({"pitr": true, "user": "root", "password": null}),
+    );
+    let job: JobInput = serde_json::from_value(json!({
+        "name": "server", "sources": [{"type": "mysql", "credential_id": c.id, "all": true}]
+    }))
+    .unwrap();
+    let job = api.create_job(&job).unwrap();
+    let baseline = run_to_end(&api, &job.id);
+    assert_eq!(baseline.status, RecordStatus::Success, "{baseline:?}");
+    second_over(baseline.finished_at.unwrap());
+
+    // The server restarts while Coffer archives its log: nothing is lost.
+    my.sql(
+        "INSERT INTO shop.orders VALUES (3, 'cy', 30); INSERT INTO crm.people VALUES (2, 'bea');",
+    );
+    my.restart();
+    my.sql("UPDATE crm.people SET name = 'al' WHERE id = 1; DELETE FROM shop.items WHERE order_id = 2;");
+    let (shop_t1, crm_t1) = (state(&my, "shop"), people(&my, "crm"));
+    let t1 = second_over(Utc::now());
+    archived_now(&api, &c.id);
+    let before = api.pitr_coverage(&c.id).unwrap();
+    assert!(
+        before.gaps.is_empty() && before.resets.is_empty(),
+        "{before:?}"
+    );
+
+    // The server starts its log anew, reusing the names: the archive keeps what it held and
+    // shows the reset.
+    my.sql("RESET MASTER; INSERT INTO shop.orders VALUES (4, 'dee', 40);");
+    let t2 = second_over(Utc::now());
+    archived_now(&api, &c.id);
+    let coverage = api.pitr_coverage(&c.id).unwrap();
+    assert_eq!(coverage.resets.len(), 1, "{coverage:?}");
+    assert_eq!(coverage.oldest_event, before.oldest_event, "{coverage:?}");
+    assert_eq!(
+        coverage.total_events,
+        before.total_events + 1,
+        "{coverage:?}"
+    );
+    // From the backup before it, the reset is a gap.
+    let (status, msg) = code(api.recover(&c.id, &ask(t2, json!({}))));
+    assert_eq!(
+        (status, msg.as_str()),
+        (StatusCode::BAD_REQUEST, "pitr_gap")
+    );
+
+    // Before it: the whole server as of t1, its accounts with it.
+    let done = recover(&api, &c.id, &ask(t1, json!({})));
+    let rid = done.record_id.clone().unwrap();
+    let record = api.record(&job.id, &rid).unwrap();
+    let mut held: Vec<_> = record
+        .databases
+        .iter()
+        .map(|d| d.database.as_str())
+        .collect();
+    held.sort();
+    assert_eq!(held, ["(globals)", "crm", "shop"], "{record:?}");
+    for db in ["shop", "crm"] {
+        let into = format!("{db}_at_t1");
+        let task = restore(
+            &api,
+            &job.id,
+            &rid,
+            json!({"databases": [db], "target_database": into}),
+        );
+        assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    }
+    assert_eq!(state(&my, "shop_at_t1"), shop_t1);
+    assert_eq!(people(&my, "crm_at_t1"), crm_t1);
+    // Restored in place, an account dropped since comes back with the databases of t1.
+    my.sql("DROP USER 'clerk'@'localhost'");
+    let task = restore(&api, &job.id, &rid, json!({}));
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(
+        my.sql("SELECT count(*) FROM mysql.user WHERE user = 'clerk'"),
+        "1"
+    );
+    assert_eq!(state(&my, "shop"), shop_t1);
+
+    // After the reset, from a backup taken after it: its position is in the new sequence.
+    let newer = run_to_end(&api, &job.id);
+    assert_eq!(newer.status, RecordStatus::Success, "{newer:?}");
+    second_over(newer.finished_at.unwrap());
+    my.sql("INSERT INTO shop.orders VALUES (5, 'eve', 50); UPDATE shop.items SET sku = 'pot';");
+    let shop_t3 = state(&my, "shop");
+    let t3 = second_over(Utc::now());
+    my.sql("DELETE FROM shop.orders WHERE id = 5;");
+    archived_now(&api, &c.id);
+    let done = recover(&api, &c.id, &ask(t3, json!({"database": "shop"})));
+    assert_eq!(done.baseline_record_id.as_deref(), Some(newer.id.as_str()));
+    let task = restore(
+        &api,
+        &job.id,
+        done.record_id.as_deref().unwrap(),
+        json!({"databases": ["shop"], "target_database": "shop_at_t3"}),
+    );
+    assert_eq!(task.status, RecordStatus::Success, "{task:?}");
+    assert_eq!(state(&my, "shop_at_t3"), shop_t3);
     assert!(server.stop().success());
 }
