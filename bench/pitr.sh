@@ -8,6 +8,9 @@
 #
 #   bench/pitr.sh                  # 50 transactions/s for 60 s
 #   RATE=500 DURATION=120 bench/pitr.sh
+#   RATE=200 NOTE_BYTES=20000 DURATION=150 bench/pitr.sh   # one binlog file growing 4 MB/s
+#
+# Also printed: the binary log's size at the end and the CPU time the Coffer server spent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,10 +39,13 @@ done
 wait "$writer"
 total=$(curl -sf "${auth[@]}" "$B/api/credentials/$cred/pitr/coverage" | jq -r .total_events)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
+# utime + stime, in clock ticks.
+cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$server/stat")
+binlog=$(sql "SHOW BINARY LOGS" | awk '{s += $2} END {printf "%.0f", s / 1048576}')
 
-python3 - "$samples" "$RATE" "$DURATION" "$total" "$rss" <<'EOF'
+python3 - "$samples" "$RATE" "$DURATION" "$total" "$rss" "$cpu" "$binlog" <<'EOF'
 import statistics, sys
-path, rate, duration, total, rss = sys.argv[1:]
+path, rate, duration, total, rss, cpu, binlog = sys.argv[1:]
 lags, behinds = [], []
 for line in open(path):
     parts = line.split()
@@ -49,7 +55,7 @@ for line in open(path):
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(len(v) * p))]
-print(f"{rate} transactions/s for {duration} s; {total} transactions archived; server peak RSS {int(rss) // 1024} MiB")
+print(f"{rate} transactions/s for {duration} s; {total} transactions archived; binary log {binlog} MiB; server CPU {cpu} s; server peak RSS {int(rss) // 1024} MiB")
 print()
 print("| measure | median | p95 | max |")
 print("|---|---|---|---|")

@@ -19,7 +19,7 @@ use coffer_sources::mysql;
 use coffer_types::Credential;
 
 use crate::kinds::database::Login;
-use crate::pitr::{self, Archive};
+use crate::pitr::{self, Archive, Pieces};
 use crate::target::Target;
 use crate::{Jobs, JobsError, Result, blocking};
 
@@ -128,7 +128,7 @@ impl Jobs {
                 Some(f) => f,
                 None => start(&login, &repo, &id, spool.clone())?,
             };
-            let stored = pitr::store(&repo, &id, &spool, &mut f.known)?;
+            let stored = pitr::store(&repo, &id, &spool, &mut f.known, Pieces::default())?;
             // A file the server closed was stored for the last time: the data only its earlier
             // copies held (their last, partial chunks) goes.
             if stored.iter().any(|k| f.known.files[k].scan.complete) {

@@ -1,17 +1,17 @@
 //! Point-in-time recovery's archive: a database server's binlog files kept in a
-//! repository, one snapshot per file, labelled with what the file holds. A growing file is
-//! stored again as it grows (deduplication keeps that cheap) and its newer copy replaces the
-//! older, so what is covered — the oldest and latest events, how many, the gaps — is told from
-//! the repository alone, whatever happened to the server's metadata.
+//! repository, labelled with what each file holds, so that what is covered — the oldest and
+//! latest events, how many, the gaps, the resets — is told from the repository alone, whatever
+//! happened to the server's metadata.
 //!
-//! Storing a grown file again reads it whole (chunked and hashed; only new chunks are
-//! uploaded): cheap for files of tens of MiB, costly near `max_binlog_size` (1 GiB). Storing
-//! the appended part as a segment, consolidated when the file completes, is the way out. Each
-//! replaced copy leaves its last, partial chunk unreferenced: the archiver prunes when a file
-//! completes.
+//! A growing file is stored again as it grows. While it is small, whole (deduplication keeps
+//! that cheap, and the newer copy replaces the older); once it is large, only what it gained,
+//! as a piece of its own, so that a pass reads the new bytes and not the whole file again
+//! ([`Pieces`]); after a number of pieces, and when the file completes, it is stored whole
+//! once more and the pieces go. A replaced copy leaves its last, partial chunk unreferenced:
+//! the archiver prunes when a file completes.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -24,6 +24,8 @@ use crate::{JobsError, Result};
 pub const PITR_LABEL: &str = "pitr";
 const BINLOG_LABEL: &str = "binlog";
 const SEQUENCE_LABEL: &str = "sequence";
+/// On a piece: where in the file its bytes start.
+const OFFSET_LABEL: &str = "offset";
 
 /// Where a binlog file sits in the archive: the sequence of the server's binary log it belongs
 /// to (0, then one more each time the server started its log anew, `RESET MASTER`, reusing
@@ -35,7 +37,10 @@ pub type Key = (u32, String);
 pub struct Archived {
     pub sequence: u32,
     pub name: String,
-    pub snapshot: Id,
+    /// The snapshots holding the file's bytes, in order: the first from its start, each next
+    /// one what the file gained after the one before.
+    pub pieces: Vec<Id>,
+    /// What the pieces hold together.
     pub scan: binlog::Scan,
 }
 
@@ -43,12 +48,43 @@ impl Archived {
     pub fn key(&self) -> Key {
         (self.sequence, self.name.clone())
     }
+
+    /// Write the file's bytes, as far as archived, to `out`.
+    pub fn copy_to(&self, repo: &Repository, out: &mut dyn std::io::Write) -> Result<()> {
+        for piece in &self.pieces {
+            repo.open_snapshot(piece)?
+                .cat(&format!("binlog/{}", self.name), &mut *out)?;
+        }
+        Ok(())
+    }
+}
+
+/// When a growing file's gain is stored as a piece of its own rather than with the whole file
+/// again: once the file holds `from` bytes, up to `most` pieces, after which (and when the
+/// file completes) the whole file is stored once more and the pieces go. A whole store reads
+/// the file from its start; a piece reads only what it gained.
+#[derive(Debug, Clone, Copy)]
+pub struct Pieces {
+    pub from: u64,
+    pub most: usize,
+}
+
+impl Default for Pieces {
+    fn default() -> Self {
+        Pieces {
+            from: 16 << 20,
+            most: 32,
+        }
+    }
 }
 
 /// A credential's archived binlog files, in the order the server wrote them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Archive {
     pub files: BTreeMap<Key, Archived>,
+    /// Snapshots no file needs: pieces an interrupted store left behind, forgotten by the
+    /// next store.
+    pub stale: Vec<Id>,
 }
 
 impl Archive {
@@ -129,6 +165,7 @@ fn at(t: u32) -> Option<DateTime<Utc>> {
 /// The binlog files archived for credential `credential`.
 pub fn archived(repo: &Repository, credential: &str) -> Result<Archive> {
     let mut out = Archive::default();
+    // Oldest first: a whole copy replaces what was before it, a piece continues its file.
     for (id, s) in coffer_repo::snapshot::list(repo)?.snapshots {
         if s.labels.get(PITR_LABEL).map(String::as_str) != Some(credential) {
             continue;
@@ -145,14 +182,27 @@ pub fn archived(repo: &Repository, credential: &str) -> Result<Archive> {
             settled: number("settled").unwrap_or(0),
             complete: s.labels.get("complete").map(String::as_str) == Some("true"),
         };
-        let a = Archived {
-            sequence: number(SEQUENCE_LABEL).unwrap_or(0) as u32,
-            name: name.clone(),
-            snapshot: id,
-            scan,
-        };
-        // Snapshots are listed oldest first: a newer copy of the same file wins.
-        out.files.insert(a.key(), a);
+        let key = (number(SEQUENCE_LABEL).unwrap_or(0) as u32, name.clone());
+        match number(OFFSET_LABEL) {
+            None | Some(0) => {
+                let a = Archived {
+                    sequence: key.0,
+                    name: name.clone(),
+                    pieces: vec![id],
+                    scan,
+                };
+                if let Some(old) = out.files.insert(key, a) {
+                    out.stale.extend(old.pieces);
+                }
+            }
+            Some(offset) => match out.files.get_mut(&key) {
+                Some(a) if a.scan.settled == offset => {
+                    a.pieces.push(id);
+                    a.scan = scan;
+                }
+                _ => out.stale.push(id),
+            },
+        }
     }
     Ok(out)
 }
@@ -187,13 +237,15 @@ fn spooled(spool: &Path, archive: &Archive) -> Result<Vec<(Key, PathBuf, u32)>> 
     Ok(out)
 }
 
-/// Store each binlog file in `spool` that holds more settled bytes than `archive` says, and
-/// forget the copy it replaces. Returns the files stored.
+/// Store what each binlog file in `spool` holds beyond what `archive` says, as `pieces` tells
+/// (the whole file, or what it gained), and forget the copies a whole one replaces. Returns
+/// the files stored.
 pub fn store(
     repo: &Repository,
     credential: &str,
     spool: &Path,
     archive: &mut Archive,
+    pieces: Pieces,
 ) -> Result<Vec<Key>> {
     let mut stored = vec![];
     // One at a time: a file placed in a new sequence makes the next ones follow it.
@@ -205,10 +257,21 @@ pub fn store(
         if before.is_some_and(|a| a.scan.settled >= scan.settled) {
             continue;
         }
+        let from = match before {
+            Some(a)
+                if a.scan.settled >= pieces.from
+                    && a.pieces.len() < pieces.most
+                    && !scan.complete =>
+            {
+                a.scan.settled
+            }
+            _ => 0,
+        };
         let mut labels = BTreeMap::from([
             (PITR_LABEL.to_string(), credential.to_string()),
             (BINLOG_LABEL.to_string(), name.clone()),
             (SEQUENCE_LABEL.to_string(), key.0.to_string()),
+            (OFFSET_LABEL.to_string(), from.to_string()),
             ("transactions".into(), scan.transactions.to_string()),
             ("settled".into(), scan.settled.to_string()),
             ("complete".into(), scan.complete.to_string()),
@@ -222,8 +285,10 @@ pub fn store(
                 labels.insert(label.into(), v.to_string());
             }
         }
-        let file = std::fs::File::open(&path).map_err(|e| JobsError::io(path.display(), e))?;
-        let reader: Box<dyn Read + Send> = Box::new(file.take(scan.settled));
+        let io = |e: std::io::Error| JobsError::io(path.display(), e);
+        let mut file = std::fs::File::open(&path).map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(from)).map_err(io)?;
+        let reader: Box<dyn Read + Send> = Box::new(file.take(scan.settled - from));
         let item = BackupItem::named(&format!("binlog/{name}"), Source::Stream(reader))?;
         let summary = coffer_repo::backup(
             repo,
@@ -234,14 +299,19 @@ pub fn store(
                 ..BackupOptions::default()
             },
         )?;
-        // The new copy is stored before the old one goes.
-        if let Some(old) = before {
-            coffer_repo::forget::forget_ids(repo, &[old.snapshot], false)?;
+        let mut pieces = before.map(|a| a.pieces.clone()).unwrap_or_default();
+        if from == 0 {
+            // The whole copy is stored before what it replaces goes.
+            let gone: Vec<Id> = pieces.drain(..).chain(archive.stale.drain(..)).collect();
+            if !gone.is_empty() {
+                coffer_repo::forget::forget_ids(repo, &gone, false)?;
+            }
         }
+        pieces.push(summary.snapshot_id);
         let a = Archived {
             sequence: key.0,
             name,
-            snapshot: summary.snapshot_id,
+            pieces,
             scan,
         };
         archive.files.insert(key.clone(), a);
@@ -346,7 +416,7 @@ pub(crate) mod tests {
         Archived {
             sequence,
             name: name.into(),
-            snapshot: "00".repeat(32).parse().unwrap(),
+            pieces: vec!["00".repeat(32).parse().unwrap()],
             scan: binlog::Scan {
                 created: Some(first - 1),
                 transactions,
@@ -361,6 +431,7 @@ pub(crate) mod tests {
     pub(crate) fn archive(files: impl IntoIterator<Item = Archived>) -> Archive {
         Archive {
             files: files.into_iter().map(|a| (a.key(), a)).collect(),
+            stale: vec![],
         }
     }
 

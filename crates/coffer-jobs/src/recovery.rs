@@ -557,17 +557,14 @@ fn replay_all(
             })?;
             let mut out =
                 std::fs::File::create(&path).map_err(|e| JobsError::io(path.display(), e))?;
-            let read = repo
-                .open_snapshot(&copy.snapshot)
-                .and_then(|s| s.cat(&format!("binlog/{name}"), &mut out));
-            match read {
+            match copy.copy_to(&repo, &mut out) {
                 Ok(_) => break,
                 Err(_) if tries < 3 => {
                     tries += 1;
                     repo = archive.open()?;
                     archived = crate::pitr::archived(&repo, credential)?;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
     }
