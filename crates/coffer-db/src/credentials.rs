@@ -17,6 +17,7 @@ pub struct Row {
     has_password: bool,
     tls: String,
     pitr: bool,
+    pitr_repository_id: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -30,9 +31,18 @@ impl Stored for Credential {
     const TABLE: &'static str = "credentials";
     const SECRET: &'static str = "password_sealed";
     const COLUMNS: &'static str = "t.id, t.name, t.engine, t.host, t.port, t.socket, t.user,
-        t.password_sealed IS NOT NULL AS has_password, t.tls, t.pitr, t.created_at, t.updated_at";
+        t.password_sealed IS NOT NULL AS has_password, t.tls, t.pitr, t.pitr_repository_id, t.created_at,
+        t.updated_at";
     const FIELDS: &'static [&'static str] = &[
-        "name", "engine", "host", "port", "socket", "user", "tls", "pitr",
+        "name",
+        "engine",
+        "host",
+        "port",
+        "socket",
+        "user",
+        "tls",
+        "pitr",
+        "pitr_repository_id",
     ];
     /// Jobs whose sources name the credential.
     const USED: &'static str = "EXISTS (SELECT 1 FROM backup_jobs j, json_each(j.sources) s
@@ -52,6 +62,7 @@ impl Stored for Credential {
             user: r.user,
             has_password: r.has_password,
             pitr: r.pitr,
+            pitr_repository_id: r.pitr_repository_id,
             created_at: parse_ts(&r.created_at)?,
             updated_at: parse_ts(&r.updated_at)?,
         })
@@ -66,6 +77,7 @@ impl Stored for Credential {
             .bind(self.user.clone())
             .bind(self.tls.as_str())
             .bind(self.pitr)
+            .bind(self.pitr_repository_id.clone())
     }
 
     fn in_use(&self) -> String {

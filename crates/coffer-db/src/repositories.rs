@@ -35,7 +35,8 @@ impl Stored for Repository {
         "access_key_id",
         "encrypted",
     ];
-    const USED: &'static str = "EXISTS (SELECT 1 FROM backup_jobs WHERE repository_id = ?1)";
+    const USED: &'static str = "EXISTS (SELECT 1 FROM backup_jobs WHERE repository_id = ?1)
+        OR EXISTS (SELECT 1 FROM credentials WHERE pitr_repository_id = ?1)";
     type Row = Row;
 
     fn from_row(r: Row) -> Result<Self> {
@@ -66,7 +67,8 @@ impl Stored for Repository {
     /// The repository's data stays where it is when it is deleted.
     fn in_use(&self) -> String {
         format!(
-            "repository {:?} is used by {} job(s): delete them or point them elsewhere first",
+            "repository {:?} is used by {} job(s) or a credential's binary log archive: \
+             delete them or point them elsewhere first",
             self.name, self.jobs
         )
     }

@@ -39,6 +39,8 @@ struct Following {
     /// Whether `caught_up` was proven (a position asked for found in the archive) since the
     /// follower started, rather than assumed.
     proven: bool,
+    /// Where the archive is (its location).
+    place: String,
 }
 
 /// How archiving a credential's binary log stands.
@@ -118,15 +120,19 @@ impl Jobs {
                 "point-in-time recovery is for MySQL and MariaDB servers".into(),
             ));
         };
-        let target = self.pitr_target(&c.id).await?;
+        let target = self.pitr_target(&c).await?;
         let spool = self.pitr_spool(&c.id);
         let id = c.id.clone();
         blocking(move || {
             let repo = target.open_or_init()?;
-            let running = state.and_then(|mut f| f.follower.check().is_ok().then_some(f));
+            let place = target.location.to_string();
+            // Archiving somewhere else starts from what is archived there.
+            let running = state
+                .filter(|f| f.place == place)
+                .and_then(|mut f| f.follower.check().is_ok().then_some(f));
             let mut f = match running {
                 Some(f) => f,
-                None => start(&login, &repo, &id, spool.clone())?,
+                None => start(&login, &repo, &id, spool.clone(), place)?,
             };
             let stored = pitr::store(&repo, &id, &spool, &mut f.known, Pieces::default())?;
             // A file the server closed was stored for the last time: the data only its earlier
@@ -155,14 +161,28 @@ impl Jobs {
         .await
     }
 
-    /// Where credential `id`'s binlog archive lives.
-    pub(crate) async fn pitr_target(&self, id: &str) -> Result<Target> {
-        Ok(Target {
-            location: Location::Local(self.places.backups().join(format!("pitr-{id}"))),
-            s3: None,
-            key: Some(self.repository_key().await?),
-            cache: None,
-        })
+    /// Where credential `c`'s binlog archive lives: a repository of its own, encrypted with
+    /// the repository key, under the data directory or inside the registered repository the
+    /// credential names.
+    pub(crate) async fn pitr_target(&self, c: &Credential) -> Result<Target> {
+        let key = Some(self.repository_key().await?);
+        let name = format!("pitr-{}", c.id);
+        match &c.pitr_repository_id {
+            None => Ok(Target {
+                location: Location::Local(self.places.backups().join(name)),
+                s3: None,
+                key,
+                cache: None,
+            }),
+            Some(id) => {
+                let r = self.db.resource::<coffer_types::Repository>(id).await?;
+                let t = self.registered_target(r, key).await?;
+                Ok(Target {
+                    location: t.location.join(&name),
+                    ..t
+                })
+            }
+        }
     }
 
     fn pitr_spool(&self, id: &str) -> PathBuf {
@@ -182,7 +202,7 @@ impl Jobs {
     /// why archiving stands still if it does.
     pub async fn pitr_coverage(&self, id: &str) -> Result<coffer_types::PitrCoverage> {
         let c = self.db.resource::<Credential>(id).await?;
-        let target = self.pitr_target(id).await?;
+        let target = self.pitr_target(&c).await?;
         let cid = c.id.clone();
         let coverage =
             blocking(move || pitr::archived_in(&target, &cid).map(|a| pitr::coverage(&a))).await?;
@@ -223,12 +243,17 @@ fn start(
     repo: &coffer_repo::Repository,
     id: &str,
     spool: PathBuf,
+    place: String,
 ) -> Result<Following> {
+    let mut known = pitr::archived(repo, id)?;
     let readiness = login.binlog_readiness()?;
     if !readiness.ready() {
+        // What the server writes without its binary log is lost to recovery: a break.
+        if !readiness.log_bin {
+            pitr::mark_off(repo, id, &mut known, Utc::now())?;
+        }
         return Err(JobsError::Unusable(readiness.missing.join("; ")));
     }
-    let known = pitr::archived(repo, id)?;
     let logs = login.binary_logs()?;
     let from = known
         .newest()
@@ -244,6 +269,7 @@ fn start(
         caught_up: Instant::now(),
         asked: None,
         proven: false,
+        place,
     })
 }
 

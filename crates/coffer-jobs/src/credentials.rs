@@ -31,8 +31,28 @@ fn check(c: &Credential) -> Result<()> {
     Ok(())
 }
 
+/// The archive repository named, as stored: a registered repository (none: the default).
+async fn archive_repository(jobs: &Jobs, id: Option<String>) -> Result<Option<String>> {
+    let Some(id) = id.filter(|i| !i.is_empty()) else {
+        return Ok(None);
+    };
+    match jobs.db.resource::<coffer_types::Repository>(&id).await {
+        Ok(r) => Ok(Some(r.id)),
+        Err(coffer_db::DbError::NotFound(_)) => Err(field(
+            "pitr_repository_id",
+            format!("there is no registered repository {id}"),
+        )
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Managed for Credential {
-    async fn make(_: &Jobs, id: String, input: CredentialInput) -> Result<(Self, Option<String>)> {
+    async fn make(
+        jobs: &Jobs,
+        id: String,
+        input: CredentialInput,
+    ) -> Result<(Self, Option<String>)> {
         let now = chrono::Utc::now();
         let c = Credential {
             id,
@@ -45,6 +65,7 @@ impl Managed for Credential {
             has_password: input.password.is_some(),
             tls: input.tls.unwrap_or_default(),
             pitr: input.pitr.unwrap_or(false),
+            pitr_repository_id: archive_repository(jobs, input.pitr_repository_id).await?,
             created_at: now,
             updated_at: now,
         };
@@ -52,7 +73,11 @@ impl Managed for Credential {
         Ok((c, input.password))
     }
 
-    async fn change(_: &Jobs, mut c: Self, u: CredentialUpdate) -> Result<(Self, Option<String>)> {
+    async fn change(
+        jobs: &Jobs,
+        mut c: Self,
+        u: CredentialUpdate,
+    ) -> Result<(Self, Option<String>)> {
         if let Some(name) = u.name {
             c.name = spec::name(&name)?;
         }
@@ -76,6 +101,9 @@ impl Managed for Credential {
         }
         if let Some(p) = u.pitr {
             c.pitr = p;
+        }
+        if let Some(r) = u.pitr_repository_id {
+            c.pitr_repository_id = archive_repository(jobs, Some(r)).await?;
         }
         check(&c)?;
         Ok((c, u.password))

@@ -78,8 +78,8 @@ impl Jobs {
 }
 
 impl Jobs {
-    /// Every encrypted repository the server knows, opened with `key`: those of its jobs and
-    /// the registered ones, each once.
+    /// Every encrypted repository the server knows, opened with `key`: those of its jobs, the
+    /// registered ones and the binary log archives, each once.
     async fn encrypted_targets(&self, key: &str) -> Result<Vec<Target>> {
         let mut out: Vec<Target> = vec![];
         let key = Some(key.to_string());
@@ -98,6 +98,15 @@ impl Jobs {
             .filter(|r| r.encrypted)
         {
             out.push(self.registered_target(r, key.clone()).await?);
+        }
+        for c in self.db.resources::<coffer_types::Credential>().await? {
+            if c.engine == coffer_types::DbEngine::Mysql {
+                let t = self.pitr_target(&c).await?;
+                out.push(Target {
+                    key: key.clone(),
+                    ..t
+                });
+            }
         }
         out.sort_by_key(|t| t.location.to_string());
         out.dedup_by_key(|t| t.location.to_string());

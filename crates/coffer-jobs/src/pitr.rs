@@ -26,6 +26,8 @@ const BINLOG_LABEL: &str = "binlog";
 const SEQUENCE_LABEL: &str = "sequence";
 /// On a piece: where in the file its bytes start.
 const OFFSET_LABEL: &str = "offset";
+/// On a mark: when the server was found writing no binary log.
+const OFF_LABEL: &str = "binlog_off";
 
 /// Where a binlog file sits in the archive: the sequence of the server's binary log it belongs
 /// to (0, then one more each time the server started its log anew, `RESET MASTER`, reusing
@@ -82,6 +84,9 @@ impl Default for Pieces {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Archive {
     pub files: BTreeMap<Key, Archived>,
+    /// Sequences that began with the server found writing no binary log (its `log_bin` off),
+    /// and when: what it wrote then is not in any file.
+    pub off: BTreeMap<u32, u32>,
     /// Snapshots no file needs: pieces an interrupted store left behind, forgotten by the
     /// next store.
     pub stale: Vec<Id>,
@@ -94,7 +99,9 @@ impl Archive {
 
     /// The sequence the server writes now, as far as the archive knows.
     pub fn current(&self) -> u32 {
-        self.files.keys().next_back().map_or(0, |(s, _)| *s)
+        let files = self.files.keys().next_back().map_or(0, |(s, _)| *s);
+        let off = self.off.keys().next_back().copied().unwrap_or(0);
+        files.max(off)
     }
 
     /// The file archived last.
@@ -107,19 +114,23 @@ impl Archive {
         self.files.values().filter(move |a| a.sequence == sequence)
     }
 
-    /// When each sequence after the first started (its first file's creation), in order.
+    /// When each sequence after the first started (the server found without its binary log,
+    /// or its first file's creation), in order.
     pub fn resets(&self) -> Vec<(u32, DateTime<Utc>)> {
-        let mut out: Vec<(u32, DateTime<Utc>)> = vec![];
-        for a in self.files.values().filter(|a| a.sequence > 0) {
-            let Some(at) = a.scan.created.and_then(at) else {
+        let mut out: BTreeMap<u32, DateTime<Utc>> = BTreeMap::new();
+        let files = self
+            .files
+            .values()
+            .filter_map(|a| Some((a.sequence, a.scan.created?)));
+        for (s, t) in self.off.iter().map(|(s, t)| (*s, *t)).chain(files) {
+            let Some(t) = at(t).filter(|_| s > 0) else {
                 continue;
             };
-            match out.last_mut() {
-                Some((s, first)) if *s == a.sequence => *first = (*first).min(at),
-                _ => out.push((a.sequence, at)),
-            }
+            out.entry(s)
+                .and_modify(|first| *first = (*first).min(t))
+                .or_insert(t);
         }
-        out
+        out.into_iter().collect()
     }
 
     /// The sequence the server wrote at moment `t`: the newest that had started by then.
@@ -170,10 +181,14 @@ pub fn archived(repo: &Repository, credential: &str) -> Result<Archive> {
         if s.labels.get(PITR_LABEL).map(String::as_str) != Some(credential) {
             continue;
         }
+        let number = |k: &str| s.labels.get(k).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(sequence), Some(off)) = (number(SEQUENCE_LABEL), number(OFF_LABEL)) {
+            out.off.insert(sequence as u32, off as u32);
+            continue;
+        }
         let Some(name) = s.labels.get(BINLOG_LABEL) else {
             continue;
         };
-        let number = |k: &str| s.labels.get(k).and_then(|v| v.parse::<u64>().ok());
         let scan = binlog::Scan {
             created: number("created").map(|t| t as u32),
             transactions: number("transactions").unwrap_or(0),
@@ -320,6 +335,38 @@ pub fn store(
     Ok(stored)
 }
 
+/// Note in the archive that the server writes no binary log at `now` (found with `log_bin`
+/// off): what it writes meanwhile is in no file, so the files it writes once it is on again
+/// begin a sequence of their own, and recovery counts the break as a gap. Once per break.
+pub fn mark_off(
+    repo: &Repository,
+    credential: &str,
+    archive: &mut Archive,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let current = archive.current();
+    if archive.files.is_empty() || archive.off.contains_key(&current) {
+        return Ok(());
+    }
+    let sequence = current + 1;
+    let at = u32::try_from(now.timestamp()).unwrap_or(u32::MAX);
+    let labels = BTreeMap::from([
+        (PITR_LABEL.to_string(), credential.to_string()),
+        (SEQUENCE_LABEL.to_string(), sequence.to_string()),
+        (OFF_LABEL.to_string(), at.to_string()),
+    ]);
+    let note = format!("the server wrote no binary log at {now}\n").into_bytes();
+    let note = Source::Stream(Box::new(std::io::Cursor::new(note)));
+    let options = BackupOptions {
+        labels,
+        parent: ParentChoice::None,
+        ..BackupOptions::default()
+    };
+    coffer_repo::backup(repo, vec![BackupItem::named("binlog-off", note)?], options)?;
+    archive.off.insert(sequence, at);
+    Ok(())
+}
+
 /// Remove from `spool` the copies `archive` holds whole: files the server closed, and what is
 /// left of a sequence the server has since started anew.
 pub fn tidy(spool: &Path, archive: &Archive) -> Result<()> {
@@ -431,7 +478,7 @@ pub(crate) mod tests {
     pub(crate) fn archive(files: impl IntoIterator<Item = Archived>) -> Archive {
         Archive {
             files: files.into_iter().map(|a| (a.key(), a)).collect(),
-            stale: vec![],
+            ..Archive::default()
         }
     }
 
@@ -485,5 +532,20 @@ pub(crate) mod tests {
             files.sequence_at(DateTime::from_timestamp(500, 0).unwrap()),
             1
         );
+    }
+
+    #[test]
+    fn a_server_found_without_its_binary_log_opens_a_sequence_for_what_it_writes_after() {
+        let mut files = archive([file(0, "binlog.000001", 3, 100, 200)]);
+        files.off.insert(1, 300);
+        assert_eq!(files.current(), 1);
+        // The next file, written once the log is on again, belongs to the new sequence.
+        assert_eq!(files.place("binlog.000002", 400), 1);
+        assert_eq!(files.place("binlog.000001", 99), 0, "the old one still");
+        let later = file(1, "binlog.000002", 1, 401, 410);
+        files.files.insert(later.key(), later);
+        let c = coverage(&files);
+        assert_eq!(c.resets, [DateTime::from_timestamp(300, 0).unwrap()]);
+        assert!(c.gaps.is_empty(), "{c:?}");
     }
 }

@@ -278,7 +278,7 @@ fn files_to_replay(
             match resets.iter().find(|(r, _)| *r == s) {
                 Some((_, started)) if *started <= target => {
                     missing.insert(format!(
-                        "the binary log started anew at {}",
+                        "a break in the binary log at {} (it was off, or started anew)",
                         shown(*started)
                     ));
                     next = None;
@@ -361,7 +361,7 @@ impl Jobs {
             )));
         }
         let baselines = self.baselines(&c.id).await?;
-        let archive = self.pitr_target(&c.id).await?;
+        let archive = self.pitr_target(&c).await?;
         let id = c.id.clone();
         let archived = blocking(move || crate::pitr::archived_in(&archive, &id)).await?;
         let plan = plan(
@@ -420,7 +420,7 @@ impl Jobs {
     async fn reconstruct(&self, run_id: &str, c: &Credential, plan: Plan) -> Result<PitrProduced> {
         let job = self.db.job(&plan.baseline.record.job_id).await?;
         let job_target = self.target(&job).await?;
-        let archive = self.pitr_target(&c.id).await?;
+        let archive = self.pitr_target(c).await?;
         let logins = self.logins(&job.sources).await?;
         let base = self.places.scratch_servers();
         let (cid, record) = (c.id.clone(), plan.baseline.record.clone());
@@ -603,6 +603,7 @@ mod tests {
                 binlog: Some(BinlogPosition {
                     file: file.to_string(),
                     position: *position,
+                    gtid: None,
                 }),
                 point_in_time: None,
                 tables: vec![],
@@ -767,7 +768,7 @@ mod tests {
         };
         let p = plan(&allowed, now, &baselines[..1], &files, None).unwrap();
         assert_eq!(p.gaps.len(), 1, "{:?}", p.gaps);
-        assert!(p.gaps[0].contains("started anew"), "{:?}", p.gaps);
+        assert!(p.gaps[0].contains("a break"), "{:?}", p.gaps);
         assert_eq!(p.replays[0].files.len(), 3);
         assert_eq!(
             why(plan(&request(650), now, &baselines[..1], &files, None)),

@@ -196,6 +196,11 @@ pub async fn import(state: &Arc<AppState>, doc: Export) -> Result<ImportReport, 
             password: None,
             tls: Some(c.tls),
             pitr: Some(c.pitr),
+            // The archive's repository as imported here.
+            pitr_repository_id: c
+                .pitr_repository_id
+                .as_ref()
+                .and_then(|id| repositories.get(id).cloned()),
         };
         (input, c.has_password.then_some("enter its password again"))
     })

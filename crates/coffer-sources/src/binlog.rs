@@ -128,6 +128,29 @@ pub fn dump_position(text: &[u8]) -> Option<(String, u64)> {
     Some((file.filter(|f| !f.is_empty())?, position?))
 }
 
+/// The GTID position a dump is consistent with, where the dump tool writes it: mariadb-dump's
+/// `-- SET GLOBAL gtid_slave_pos='0-1-42';` comment (near its end) or the `GTID:` line of
+/// mydumper's `metadata`.
+pub fn dump_gtid(text: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(text);
+    let gtid = if let Some(at) = text.find("gtid_slave_pos='") {
+        text[at + "gtid_slave_pos='".len()..].split_once('\'')?.0
+    } else {
+        let at = text.find("SHOW MASTER STATUS:")?;
+        text[at..]
+            .lines()
+            .skip(1)
+            .take(4)
+            .find_map(|l| l.trim().strip_prefix("GTID:"))?
+            .trim()
+    };
+    let valid = !gtid.is_empty()
+        && gtid
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'-' || b == b',');
+    valid.then(|| gtid.to_string())
+}
+
 /// `mariadb-binlog` copying the server's binary log into a directory from a given file on, and
 /// waiting for more; stopped (killed) when dropped.
 pub struct Follower {
@@ -438,6 +461,11 @@ mod tests {
             dump_position(mydumper),
             Some(("mysql-bin.000007".into(), 328))
         );
+        assert_eq!(dump_gtid(mydumper).as_deref(), Some("0-1-5"));
+        let tail = b"-- Preferably use GTID to start replication from GTID position:\n\n-- SET GLOBAL gtid_slave_pos='0-1-1,1-2-7';\n/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;\n";
+        assert_eq!(dump_gtid(tail).as_deref(), Some("0-1-1,1-2-7"));
+        assert_eq!(dump_gtid(sql), None);
+        assert_eq!(dump_gtid(b"-- SET GLOBAL gtid_slave_pos='';"), None);
         assert_eq!(
             dump_position(b"-- MariaDB dump 10.19\nCREATE TABLE t (id INT);"),
             None

@@ -131,6 +131,12 @@ impl MyInstance {
         self.run();
     }
 
+    /// [`MyInstance::restart`] with other `mariadbd` options than it had.
+    pub fn restart_with(&mut self, options: &[&str]) {
+        self.options = options.iter().map(|o| o.to_string()).collect();
+        self.restart();
+    }
+
     /// Kill the server, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut s) = self.server.take() {

@@ -77,6 +77,10 @@ pub struct CredentialInput {
     /// Archive the server's binary log for point-in-time recovery (MySQL/MariaDB only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pitr: Option<bool>,
+    /// The registered repository the binary log is archived in (a repository of its own
+    /// inside it, `pitr-<credential id>`); by default one under the data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr_repository_id: Option<String>,
 }
 
 /// A change to a credential: `PUT /api/credentials/{id}` replaces the fields given; an empty
@@ -101,6 +105,10 @@ pub struct CredentialUpdate {
     /// Start (`true`) or stop (`false`) archiving the binary log; what was archived is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pitr: Option<bool>,
+    /// Archive in this registered repository from now on (empty: under the data directory).
+    /// What the earlier place holds stays there, out of the coverage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr_repository_id: Option<String>,
 }
 
 /// A stored credential as the API shows it: never its password.
@@ -118,6 +126,10 @@ pub struct Credential {
     /// Whether the server's binary log is archived for point-in-time recovery.
     #[serde(default)]
     pub pitr: bool,
+    /// The registered repository the binary log is archived in (none: under the data
+    /// directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr_repository_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -322,6 +322,11 @@ pub struct DatabaseDump {
 pub struct BinlogPosition {
     pub file: String,
     pub position: u64,
+    /// The server's GTID position at the same point (`domain-server-sequence`, comma
+    /// separated), where the dump tool records it: what stays true of a transaction across
+    /// servers, where file names and positions do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
 }
 
 /// The answer to `POST .../verify`.

@@ -16,9 +16,10 @@ pub struct PitrCoverage {
     pub total_events: u64,
     /// Binlog files the server wrote that the archive does not hold.
     pub gaps: Vec<String>,
-    /// When the server started its binary log anew (`RESET MASTER`), oldest first: the
-    /// archive keeps the files before and after each, but what the server wrote just before
-    /// one may be missing, so recovering across it from an older backup is a gap too.
+    /// Breaks in the binary log, oldest first: when the server was found running without it
+    /// (`log_bin` off: what it wrote then is in no file) or started it anew (`RESET MASTER`,
+    /// reusing the names: the archive keeps the files before and after). Recovering across
+    /// one from an older backup is a gap; a backup taken after it starts anew.
     #[serde(default)]
     pub resets: Vec<DateTime<Utc>>,
     /// Whether the binary log is being archived now (`pitr` on the credential).

@@ -404,7 +404,12 @@ impl Ends {
     fn position(&self) -> Option<BinlogPosition> {
         let (file, position) =
             binlog::dump_position(&self.head).or_else(|| binlog::dump_position(&self.tail))?;
-        Some(BinlogPosition { file, position })
+        let gtid = binlog::dump_gtid(&self.head).or_else(|| binlog::dump_gtid(&self.tail));
+        Some(BinlogPosition {
+            file,
+            position,
+            gtid,
+        })
     }
 }
 

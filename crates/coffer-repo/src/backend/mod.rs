@@ -253,6 +253,21 @@ impl Location {
         Ok(Location::Local(abs))
     }
 
+    /// The location `name` (one component) inside this one: a subdirectory, or the prefix
+    /// made longer. A repository there is a repository of its own.
+    pub fn join(&self, name: &str) -> Location {
+        match self {
+            Location::Local(p) => Location::Local(p.join(name)),
+            Location::S3 { bucket, prefix } => Location::S3 {
+                bucket: bucket.clone(),
+                prefix: match prefix.is_empty() {
+                    true => name.to_string(),
+                    false => format!("{prefix}/{name}"),
+                },
+            },
+        }
+    }
+
     /// Open the backend for this location. S3 settings come from the usual AWS environment
     /// variables and files unless `s3` overrides them.
     pub fn open(&self, s3: Option<S3Options>) -> BackendResult<Arc<dyn Backend>> {

@@ -146,7 +146,9 @@ export function repositoriesPage() {
   });
 }
 
-export function credentialsPage() {
+export async function credentialsPage() {
+  // Where a binary log archive can go besides the data directory.
+  const repositories = await get('/api/repositories');
   return resourcePage({
     title: 'Credentials',
     what: 'credential',
@@ -175,11 +177,13 @@ export function credentialsPage() {
         password: secret(c && c.has_password),
         tls: select(['prefer', 'disable', 'require', 'verify-full'].map((t) => [t, t])),
         pitr: h('input', { type: 'checkbox', checked: !!(c && c.pitr) }),
+        pitr_repository_id: select([['', 'under the data directory'], ...repositories.map((r) => [r.id, `${r.name} (${r.url})`])]),
       };
       if (c) {
         f.engine.value = c.engine;
         f.engine.disabled = true;
         f.tls.value = c.tls;
+        f.pitr_repository_id.value = c.pitr_repository_id || '';
       }
       return {
         fields: [
@@ -192,6 +196,7 @@ export function credentialsPage() {
           ['Password', 'password', f.password, 'Stored encrypted, never shown again.'],
           ['TLS', 'tls', f.tls],
           ['Archive the binary log for point-in-time recovery (MySQL/MariaDB)', 'pitr', f.pitr, 'Needs log_bin and binlog_format ROW or MIXED on the server; Test says whether it has them.'],
+          ['Keep the archive in', 'pitr_repository_id', f.pitr_repository_id, 'A registered repository (S3, say) holds it as a repository of its own. Changing it starts a new archive there; the old one stays where it is.'],
         ],
         body: (adding) => ({
           name: f.name.value.trim(),
@@ -203,6 +208,8 @@ export function credentialsPage() {
           password: optional(f.password),
           tls: f.tls.value,
           pitr: f.pitr.checked,
+          // Empty: back under the data directory (left out when adding).
+          pitr_repository_id: f.pitr_repository_id.value || (adding ? undefined : ''),
         }),
       };
     },

@@ -104,7 +104,7 @@ function coverageView(cov) {
   if (cov.problem) parts.push(h('p', { class: 'error', role: 'alert' }, `Archiving stands still: ${cov.problem}`));
   if (cov.gaps.length > 0) parts.push(h('p', { class: 'error' }, `Binlog files missing from the archive: ${cov.gaps.join(', ')}. Recovery across them needs “recover even across missing binlog files”.`));
   const resets = cov.resets ?? [];
-  if (resets.length > 0) parts.push(h('p', { class: 'error' }, `The server started its binary log anew (RESET MASTER) at ${resets.map(when).join(', ')}: recovering to a later time needs a full backup taken after it, or “recover even across missing binlog files”.`));
+  if (resets.length > 0) parts.push(h('p', { class: 'error' }, `Breaks in the binary log (the server ran without it, or started it anew) at ${resets.map(when).join(', ')}: recovering to a later time needs a full backup taken after the break, or “recover even across missing binlog files”.`));
   if (starts.length > 0) {
     const from = Math.min(...starts);
     const to = Math.max(Date.now(), from + 1000);
@@ -123,7 +123,7 @@ function coverageView(cov) {
       bar.append(mark);
     }
     for (const r of resets) {
-      const mark = h('span', { class: 'reset', title: `Binary log started anew ${when(r)}`, 'aria-label': `Binary log started anew ${when(r)}` });
+      const mark = h('span', { class: 'reset', title: `Break in the binary log ${when(r)}`, 'aria-label': `Break in the binary log ${when(r)}` });
       mark.style.left = at(r);
       bar.append(mark);
     }

@@ -2,8 +2,8 @@
 //! commits known changes before and after a full backup, and recoveries to chosen seconds give
 //! exactly the state of that second — after Coffer was killed and the server restarted on the
 //! way, for a whole database and for some tables, refused where the archive or the baselines
-//! cannot reach, and across a gap only when asked to; a whole server with its accounts, while
-//! the server restarts and after it started its log anew.
+//! cannot reach, and across a gap only when asked to; a whole server with its accounts, the
+//! archive in S3, while the server restarts, runs without its log and starts its log anew.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use coffer_testkit::MyInstance;
@@ -111,6 +111,13 @@ fn a_database_is_recovered_to_the_second_exactly_through_kills_restarts_and_gaps
 
     let baseline = run_to_end(&api, &job.id);
     assert_eq!(baseline.status, RecordStatus::Success, "{baseline:?}");
+    // Where in the binary log the backup stands: file and position, and the GTID position.
+    let at = baseline.databases[0].binlog.as_ref().unwrap();
+    assert!(at.file.starts_with("binlog.") && at.position > 4, "{at:?}");
+    assert!(
+        at.gtid.as_deref().is_some_and(|g| g.starts_with("0-1-")),
+        "{at:?}"
+    );
     let before_baseline = baseline.started_at - TimeDelta::seconds(1);
     second_over(baseline.finished_at.unwrap());
 
@@ -292,7 +299,7 @@ fn a_database_is_recovered_to_the_second_exactly_through_kills_restarts_and_gaps
 }
 
 #[test]
-fn a_whole_server_is_recovered_with_its_accounts_across_a_restart_and_a_reset_of_its_log() {
+fn a_whole_server_is_recovered_with_its_accounts_across_restarts_and_breaks_in_its_log() {
     let mut my =
         MyInstance::start_with(&["--log-bin=binlog", "--server-id=1", "--binlog-format=ROW"]);
     my.sql(
@@ -316,12 +323,32 @@ fn a_whole_server_is_recovered_with_its_accounts_across_a_restart_and_a_reset_of
         dir: _dir,
         ..
     } = start();
+    // The archive in a registered S3 repository, beside the jobs' (a repository of its own).
+    let s3 = coffer_testkit::S3Server::start();
+    let bucket = s3.bucket("archive");
+    let offsite: coffer_types::RepositoryInput = serde_json::from_value(json!({
+        "name": "offsite", "url": format!("s3://{bucket}/coffer"), "endpoint": s3.endpoint,
+        "region": "us-east-1", "access_key_id": s3.access_key,
+        "secret_access_key": s3.secret_key,
+    }))
+    .unwrap();
+    let offsite = api.create_resource::<Repository>(&offsite).unwrap();
+    let (status, msg) = err(api.create_resource::<Credential>(
+        &serde_json::from_value(json!({
+            "name": "nowhere", "engine": "mysql", "host": "127.0.0.1", "user": "root",
+            "pitr": true, "pitr_repository_id": "no-such-repository"
+        }))
+        .unwrap(),
+    ));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(msg.starts_with("pitr_repository_id"), "{msg}");
     // Accounts are restored by a user who may grant what they had.
     let c = mariadb_credential(
         &api,
         &my,
-        json!({"pitr": true, "user": "root", "password": null}),
+        json!({"pitr": true, "pitr_repository_id": offsite.id, "user": "root", "password": null}),
     );
+    assert_eq!(c.pitr_repository_id.as_deref(), Some(offsite.id.as_str()));
     let job: JobInput = serde_json::from_value(json!({
         "name": "server", "sources": [{"type": "mysql", "credential_id": c.id, "all": true}]
     }))
@@ -339,12 +366,32 @@ fn a_whole_server_is_recovered_with_its_accounts_across_a_restart_and_a_reset_of
     my.sql("UPDATE crm.people SET name = 'al' WHERE id = 1; DELETE FROM shop.items WHERE order_id = 2;");
     let (shop_t1, crm_t1) = (state(&my, "shop"), people(&my, "crm"));
     let t1 = second_over(Utc::now());
+
+    // The server runs a while without its binary log: what it writes then is in no file, and
+    // the archive shows the break.
+    archived_now(&api, &c.id);
+    my.restart_with(&["--server-id=1"]);
+    wait_until(LONG, || {
+        let c = api.pitr_coverage(&c.id).map_err(|e| e.to_string())?;
+        match c
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("binary log is off"))
+        {
+            true => Ok(()),
+            false => Err(format!("the archive does not see the log off: {c:?}")),
+        }
+    });
+    my.sql("INSERT INTO crm.people VALUES (3, 'unlogged')");
+    my.restart_with(&["--log-bin=binlog", "--server-id=1", "--binlog-format=ROW"]);
+    my.sql("INSERT INTO crm.people VALUES (4, 'logged')");
     archived_now(&api, &c.id);
     let before = api.pitr_coverage(&c.id).unwrap();
     assert!(
-        before.gaps.is_empty() && before.resets.is_empty(),
+        before.gaps.is_empty() && before.problem.is_none(),
         "{before:?}"
     );
+    assert_eq!(before.resets.len(), 1, "{before:?}");
 
     // The server starts its log anew, reusing the names: the archive keeps what it held and
     // shows the reset.
@@ -352,19 +399,30 @@ fn a_whole_server_is_recovered_with_its_accounts_across_a_restart_and_a_reset_of
     let t2 = second_over(Utc::now());
     archived_now(&api, &c.id);
     let coverage = api.pitr_coverage(&c.id).unwrap();
-    assert_eq!(coverage.resets.len(), 1, "{coverage:?}");
+    assert_eq!(coverage.resets.len(), 2, "{coverage:?}");
     assert_eq!(coverage.oldest_event, before.oldest_event, "{coverage:?}");
     assert_eq!(
         coverage.total_events,
         before.total_events + 1,
         "{coverage:?}"
     );
-    // From the backup before it, the reset is a gap.
+    // From the backup before them, the breaks are gaps.
     let (status, msg) = code(api.recover(&c.id, &ask(t2, json!({}))));
     assert_eq!(
         (status, msg.as_str()),
         (StatusCode::BAD_REQUEST, "pitr_gap")
     );
+    // The archive is in the S3 repository, and a repository in use cannot be deleted.
+    let archive = s3.object_file(&bucket, &format!("coffer/pitr-{}/config", c.id));
+    assert!(archive.exists(), "{}", archive.display());
+    let (status, _) = err(api.delete_resource::<Repository>(&offsite.id));
+    assert_eq!(status, StatusCode::CONFLICT);
+    // A new repository key reaches the archive too: it keeps archiving, and what it holds
+    // opens for the recoveries below.
+    let rotated = api.rotate_repository_key().unwrap();
+    assert!(rotated.warnings.is_empty(), "{rotated:?}");
+    // The job's and the archive (the registered repository itself holds nothing yet).
+    assert_eq!(rotated.repositories, 2);
 
     // Before it: the whole server as of t1, its accounts with it.
     let done = recover(&api, &c.id, &ask(t1, json!({})));
