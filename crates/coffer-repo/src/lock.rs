@@ -87,7 +87,7 @@ fn process_start(pid: u32) -> Option<u64> {
         .ok()
 }
 
-fn process_alive(pid: u32, start: Option<u64>) -> bool {
+pub(crate) fn process_alive(pid: u32, start: Option<u64>) -> bool {
     let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
         return false;
     };

@@ -167,6 +167,10 @@ struct State<'a> {
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let started = Instant::now();
     let own = lock::acquire(repo, LockKind::Prune)?;
+    // Half-written files of killed writers (a backup's pack, a lock) are litter nobody reads.
+    if let Err(e) = repo.backend().remove_leftovers() {
+        tracing::warn!(error = %e, "prune could not remove what killed writers left behind");
+    }
     // Order matters: packs are listed before locks, so any pack a running backup has written
     // belongs to a backup whose lock we see.
     let listed = repo::list_packs(repo)?;

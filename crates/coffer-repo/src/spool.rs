@@ -200,5 +200,8 @@ impl Backend for Spool {
     fn size(&self, name: &str) -> BackendResult<Option<u64>> {
         self.inner.size(name)
     }
+    fn remove_leftovers(&self) -> BackendResult<u64> {
+        self.inner.remove_leftovers()
+    }
     // Reads are shaped for the local disk: the packs readers need are there (or on the way).
 }

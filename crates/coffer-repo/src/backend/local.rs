@@ -14,8 +14,40 @@ pub struct LocalBackend {
     root: PathBuf,
 }
 
-/// Prefix of in-progress files; never listed, so a crash leaves nothing the engine sees.
+/// Prefix of in-progress files; never listed, so a crash leaves nothing the engine sees. The
+/// writer's process and host follow (`.tmp-<random>-<pid>@<host>`), so that what a killed
+/// writer left is told from what a live one is writing.
 const TEMP_PREFIX: &str = ".tmp-";
+
+fn temp_name() -> String {
+    let mut rnd = [0u8; 8];
+    crate::crypto::fill_random(&mut rnd);
+    format!(
+        "{TEMP_PREFIX}{}-{}@{}",
+        hex::encode(rnd),
+        std::process::id(),
+        crate::repo::hostname()
+    )
+}
+
+/// Whether the temporary file `name`, last written at `modified`, was left by a writer that
+/// is gone: a process of this host that no longer runs; one of another host (or without a
+/// process id) once it is a day old.
+fn abandoned(name: &str, modified: std::time::SystemTime) -> bool {
+    let old = modified
+        .elapsed()
+        .is_ok_and(|age| age > std::time::Duration::from_secs(24 * 3600));
+    let writer = name
+        .strip_prefix(TEMP_PREFIX)
+        .and_then(|rest| rest.split_once('@'))
+        .and_then(|(left, host)| Some((left.rsplit_once('-')?.1.parse::<u32>().ok()?, host)));
+    match writer {
+        Some((pid, host)) if host == crate::repo::hostname() => {
+            !crate::lock::process_alive(pid, None)
+        }
+        _ => old,
+    }
+}
 
 impl LocalBackend {
     pub fn new(root: PathBuf) -> Self {
@@ -87,9 +119,7 @@ impl Backend for LocalBackend {
             .to_path_buf();
         let run = || -> std::io::Result<()> {
             create_dirs_durably(&dir)?;
-            let mut rnd = [0u8; 8];
-            crate::crypto::fill_random(&mut rnd);
-            let tmp = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(rnd)));
+            let tmp = dir.join(temp_name());
             let result = (|| {
                 let mut f = OpenOptions::new()
                     .write(true)
@@ -164,5 +194,77 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err("stat", name, &e)),
         }
+    }
+
+    fn remove_leftovers(&self) -> BackendResult<u64> {
+        fn walk(dir: &Path, removed: &mut u64) -> std::io::Result<()> {
+            let entries = match fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let ft = entry.file_type()?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if ft.is_dir() {
+                    walk(&entry.path(), removed)?;
+                } else if ft.is_file()
+                    && name.starts_with(TEMP_PREFIX)
+                    && entry
+                        .metadata()?
+                        .modified()
+                        .is_ok_and(|m| abandoned(&name, m))
+                {
+                    match fs::remove_file(entry.path()) {
+                        Ok(()) => *removed += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(())
+        }
+        let mut removed = 0;
+        walk(&self.root, &mut removed).map_err(|e| self.err("clean", "", &e))?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_killed_writers_left_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().to_path_buf());
+        b.write("data/ab/abcd", b"an object").unwrap();
+        let host = crate::repo::hostname();
+        let at = |name: &str| dir.path().join("data/ab").join(name);
+        // A writer that is gone (no process has id 0), one that runs (this one), another
+        // host's, an older version's without a process.
+        let dead = at(&format!("{TEMP_PREFIX}00-0@{host}"));
+        let live = at(&format!("{TEMP_PREFIX}01-{}@{host}", std::process::id()));
+        let foreign = at(&format!("{TEMP_PREFIX}02-0@another-host"));
+        let unnamed = at(&format!("{TEMP_PREFIX}0123"));
+        for f in [&dead, &live, &foreign, &unnamed] {
+            fs::write(f, b"half written").unwrap();
+        }
+        assert_eq!(b.remove_leftovers().unwrap(), 1);
+        assert!(!dead.exists() && live.exists() && foreign.exists() && unnamed.exists());
+        assert_eq!(b.read("data/ab/abcd").unwrap(), b"an object");
+        // A day later, the ones nobody can vouch for go too.
+        let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(25 * 3600);
+        for f in [&foreign, &unnamed] {
+            File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(day_ago)
+                .unwrap();
+        }
+        assert_eq!(b.remove_leftovers().unwrap(), 2);
+        assert!(live.exists());
     }
 }

@@ -97,6 +97,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn delete(&self, name: &str) -> BackendResult<()>;
     /// Size of `name`, or `None` when it does not exist.
     fn size(&self, name: &str) -> BackendResult<Option<u64>>;
+    /// Remove what writers that were killed left behind (half-written temporary files); how
+    /// many. Storage that writes objects whole has nothing to remove.
+    fn remove_leftovers(&self) -> BackendResult<u64> {
+        Ok(0)
+    }
     /// Whether each request crosses a network (high latency, priced per request): readers then
     /// make fewer, larger requests, more of them at a time.
     fn is_remote(&self) -> bool {
@@ -191,6 +196,9 @@ impl Backend for Metered {
     fn size(&self, name: &str) -> BackendResult<Option<u64>> {
         self.count(1);
         self.inner.size(name)
+    }
+    fn remove_leftovers(&self) -> BackendResult<u64> {
+        self.inner.remove_leftovers()
     }
     fn is_remote(&self) -> bool {
         self.inner.is_remote()
