@@ -81,15 +81,26 @@ fn restore_into(api: &Client, run: &PitrRun, into: &str) {
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
 }
 
-#[test]
-fn a_database_is_recovered_to_the_second_exactly_through_kills_restarts_and_gaps() {
-    let mut my =
-        MyInstance::start_with(&["--log-bin=binlog", "--server-id=1", "--binlog-format=ROW"]);
-    my.sql(
+/// The options of a server whose binary log can be archived.
+const LOG_BIN: [&str; 3] = ["--log-bin=binlog", "--server-id=1", "--binlog-format=ROW"];
+
+/// A MariaDB server with its binary log on and a database `shop` (tables `orders` and
+/// `items`), then `more` SQL.
+fn shop_server(more: &str) -> MyInstance {
+    let my = MyInstance::start_with(&LOG_BIN);
+    my.sql(&format!(
         "CREATE DATABASE shop;
          CREATE TABLE shop.orders (id INT PRIMARY KEY, customer VARCHAR(20), total INT);
          CREATE TABLE shop.items (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT, sku VARCHAR(20));
-         INSERT INTO shop.orders VALUES (1, 'ada', 10), (2, 'bob', 20), (3, 'cy', 30);
+         {more}"
+    ));
+    my
+}
+
+#[test]
+fn a_database_is_recovered_to_the_second_exactly_through_kills_restarts_and_gaps() {
+    let mut my = shop_server(
+        "INSERT INTO shop.orders VALUES (1, 'ada', 10), (2, 'bob', 20), (3, 'cy', 30);
          INSERT INTO shop.items (order_id, sku) VALUES (1, 'tea'), (2, 'cup'), (3, 'pot');",
     );
     let Env {
@@ -300,13 +311,8 @@ fn a_database_is_recovered_to_the_second_exactly_through_kills_restarts_and_gaps
 
 #[test]
 fn a_whole_server_is_recovered_with_its_accounts_across_restarts_and_breaks_in_its_log() {
-    let mut my =
-        MyInstance::start_with(&["--log-bin=binlog", "--server-id=1", "--binlog-format=ROW"]);
-    my.sql(
-        "CREATE DATABASE shop;
-         CREATE TABLE shop.orders (id INT PRIMARY KEY, customer VARCHAR(20), total INT);
-         CREATE TABLE shop.items (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT, sku VARCHAR(20));
-         INSERT INTO shop.orders VALUES (1, 'ada', 10), (2, 'bob', 20);
+    let mut my = shop_server(
+        "INSERT INTO shop.orders VALUES (1, 'ada', 10), (2, 'bob', 20);
          INSERT INTO shop.items (order_id, sku) VALUES (1, 'tea'), (2, 'cup');
          CREATE DATABASE crm;
          CREATE TABLE crm.people (id INT PRIMARY KEY, name VARCHAR(20));
@@ -383,7 +389,7 @@ fn a_whole_server_is_recovered_with_its_accounts_across_restarts_and_breaks_in_i
         }
     });
     my.sql("INSERT INTO crm.people VALUES (3, 'unlogged')");
-    my.restart_with(&["--log-bin=binlog", "--server-id=1", "--binlog-format=ROW"]);
+    my.restart_with(&LOG_BIN);
     my.sql("INSERT INTO crm.people VALUES (4, 'logged')");
     archived_now(&api, &c.id);
     let before = api.pitr_coverage(&c.id).unwrap();
