@@ -482,5 +482,14 @@ fn a_whole_server_is_recovered_with_its_accounts_across_restarts_and_breaks_in_i
     );
     assert_eq!(task.status, RecordStatus::Success, "{task:?}");
     assert_eq!(state(&my, "shop_at_t3"), shop_t3);
+
+    // Back under the data directory: the registered repository is free to go (what the
+    // archive there holds stays in the bucket).
+    let u: coffer_types::CredentialUpdate =
+        serde_json::from_value(json!({"pitr_repository_id": ""})).unwrap();
+    let c = api.update_resource::<Credential>(&c.id, &u).unwrap();
+    assert_eq!(c.pitr_repository_id, None);
+    api.delete_resource::<Repository>(&offsite.id).unwrap();
+    assert!(archive.exists());
     assert!(server.stop().success());
 }
