@@ -694,6 +694,40 @@ impl Client {
         }
     }
 
+    /// Start a restore drill of job `id`'s newest backup.
+    pub fn drill(&self, id: &str) -> Result<coffer_types::Drill> {
+        self.post(
+            &format!("/api/backup-jobs/{id}/drills"),
+            &serde_json::json!({}),
+        )
+    }
+
+    pub fn drill_of(&self, id: &str, drill_id: &str) -> Result<coffer_types::Drill> {
+        self.get(&format!("/api/backup-jobs/{id}/drills/{drill_id}"))
+    }
+
+    /// Job `id`'s drills, newest first.
+    pub fn drills(&self, id: &str) -> Result<Vec<coffer_types::Drill>> {
+        self.get(&format!("/api/backup-jobs/{id}/drills"))
+    }
+
+    /// The drill once it ended (polling, at most `timeout`).
+    pub fn wait_drill(
+        &self,
+        id: &str,
+        drill_id: &str,
+        timeout: Duration,
+    ) -> Result<coffer_types::Drill> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let d = self.drill_of(id, drill_id)?;
+            if d.status != RecordStatus::Running || std::time::Instant::now() > deadline {
+                return Ok(d);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let q = query([
             ("since", f.since.map(|t| t.to_rfc3339())),

@@ -9,6 +9,7 @@
 
 mod audit;
 mod credentials;
+mod drills;
 mod jobs;
 mod keys;
 mod pitr;
@@ -28,6 +29,7 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditQuery, NewAuditEntry};
+pub use drills::DrillOutcome;
 pub use jobs::{PITR_TRIGGER, RecordQuery, RunOutcome, SAFETY_TRIGGER, TriggerFilter};
 pub use keys::KeyRecord;
 pub use pitr::PitrProduced;
@@ -49,6 +51,9 @@ pub enum DbError {
     /// A point-in-time recovery of the server is running already.
     #[error("a point-in-time recovery of this server is running: wait for it to finish")]
     PitrRunning,
+    /// A drill of the job is running already.
+    #[error("a restore drill of this job is running: wait for it to finish")]
+    DrillRunning,
     /// What jobs use cannot be removed.
     #[error("{0}")]
     InUse(String),

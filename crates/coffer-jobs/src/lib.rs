@@ -11,6 +11,7 @@
 //! the job, that mark and the current time ([`due`]), tested with fixed clocks.
 
 mod credentials;
+mod drills;
 mod error;
 mod inplace;
 mod keys;
@@ -150,6 +151,12 @@ impl Jobs {
                 records = n,
                 "marked records interrupted by a stop as failed"
             );
+        }
+        let n = db
+            .fail_interrupted_drills("the server stopped while this drill was running")
+            .await?;
+        if n > 0 {
+            tracing::warn!(drills = n, "marked drills interrupted by a stop as failed");
         }
         let n = db
             .fail_interrupted_pitr("the server stopped while this recovery was running")

@@ -46,6 +46,9 @@ pub enum ApiError {
     /// A point-in-time recovery of the server is running now.
     #[error("{0}")]
     PitrRunning(String),
+    /// A restore drill of the job is running now.
+    #[error("{0}")]
+    DrillRunning(String),
     /// A point-in-time recovery cannot reach the time asked for; the code says why.
     #[error("{message}")]
     Unrecoverable {
@@ -131,6 +134,11 @@ pub const CODES: &[(&str, u16, &str)] = &[
         "a point-in-time recovery of the server is running now",
     ),
     (
+        "drill_running",
+        409,
+        "a restore drill of the job is running now",
+    ),
+    (
         "pitr_in_future",
         400,
         "the recovery's target time is in the future",
@@ -210,6 +218,7 @@ impl ApiError {
             ApiError::AlreadyExists(_) => "already_exists",
             ApiError::JobRunning(_) => "job_running",
             ApiError::PitrRunning(_) => "pitr_running",
+            ApiError::DrillRunning(_) => "drill_running",
             ApiError::Unrecoverable { why, .. } => match why {
                 coffer_jobs::Unrecoverable::InFuture => "pitr_in_future",
                 coffer_jobs::Unrecoverable::NoBaseline => "pitr_no_baseline",
@@ -337,6 +346,7 @@ impl From<DbError> for ApiError {
             DbError::Taken(msg) => ApiError::AlreadyExists(msg),
             DbError::JobRunning => ApiError::JobRunning(e.to_string()),
             DbError::PitrRunning => ApiError::PitrRunning(e.to_string()),
+            DbError::DrillRunning => ApiError::DrillRunning(e.to_string()),
             DbError::InUse(msg) => ApiError::InUse(msg),
             DbError::Conflict(msg) => ApiError::Conflict(msg),
             DbError::DiskFull => ApiError::DiskFull(e_full()),
@@ -396,6 +406,7 @@ mod tests {
             ApiError::AlreadyExists(String::new()),
             ApiError::JobRunning(String::new()),
             ApiError::PitrRunning(String::new()),
+            ApiError::DrillRunning(String::new()),
             ApiError::Unrecoverable {
                 why: coffer_jobs::Unrecoverable::InFuture,
                 message: String::new(),

@@ -50,12 +50,14 @@ macro_rules! resource {
 pub(crate) use resource;
 
 mod credentials;
+mod drills;
 mod jobs;
 mod pitr;
 mod repositories;
 mod system;
 
 pub use credentials::{Credential, CredentialInput, CredentialUpdate, DbEngine, TlsMode};
+pub use drills::{Drill, DrillCheck};
 pub use jobs::{
     BinlogPosition, DatabaseDump, Event, Job, JobInput, JobUpdate, MysqlTool, Progress, Record,
     RecordStatus, RecordTree, RestoreRequest, RestoreTask, Retention, SchedulePreview, Source,

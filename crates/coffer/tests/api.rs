@@ -316,6 +316,13 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
         Some(Role::Operator),
     ),
     ("GET", "/api/backup-jobs/{id}/restores", Some(Role::Viewer)),
+    ("GET", "/api/backup-jobs/{id}/drills", Some(Role::Viewer)),
+    ("POST", "/api/backup-jobs/{id}/drills", Some(Role::Operator)),
+    (
+        "GET",
+        "/api/backup-jobs/{id}/drills/{drill_id}",
+        Some(Role::Viewer),
+    ),
     (
         "GET",
         "/api/backup-jobs/{id}/restores/{tid}",
@@ -625,7 +632,8 @@ fn every_route_is_documented_and_enforces_its_role() {
                 (_, t) if t.starts_with("/api/backup-jobs") => (
                     t.replace("{id}", &job)
                         .replace("{rid}", &rec)
-                        .replace("{tid}", &task.id),
+                        .replace("{tid}", &task.id)
+                        .replace("{drill_id}", "0123456789abcdef"),
                     json!({}),
                 ),
                 ("PUT", "/api/settings") => (path.clone(), json!({"settings": {"greeting": "hi"}})),
@@ -693,6 +701,12 @@ fn every_route_is_documented_and_enforces_its_role() {
                     "{method} {template} as {role}: {}",
                     r.text
                 );
+            } else if template.ends_with("{drill_id}") {
+                // Allowed, but there is no such drill.
+                assert_eq!(r.status, 404, "{method} {template} as {role}: {}", r.text);
+            } else if template.ends_with("/drills") && r.status == 409 {
+                // Allowed, but the drill an earlier role started still runs.
+                assert_eq!(r.json()["code"], "drill_running", "{}", r.text);
             } else if template.starts_with("/api/system/restore") && r.status == 409 {
                 // Allowed, but refused while the jobs this test started still run.
                 assert_eq!(r.json()["code"], "job_running", "{}", r.text);

@@ -8,6 +8,7 @@
 
 mod account;
 mod admin;
+mod drills;
 mod jobs;
 mod keys;
 mod pitr;
@@ -50,6 +51,7 @@ use crate::middleware::{self, REQUEST_ID, RandomRequestId};
         (name = "jobs", description = "Backup jobs and their records"),
         (name = "repositories", description = "Repositories for jobs: local or S3 (managed by admins, read by operators)"),
         (name = "credentials", description = "Database credentials for postgres and mysql sources (managed by admins, read by operators)"),
+        (name = "drills", description = "Restore drills: a job's newest backup restored into a throwaway place and checked"),
         (name = "pitr", description = "Point-in-time recovery of MySQL/MariaDB servers: binlog coverage, recoveries to a second"),
     )
 )]
@@ -245,6 +247,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(jobs::restore_upload))
         .routes(routes!(jobs::restores))
         .routes(routes!(jobs::restore_task))
+        .routes(routes!(drills::list, drills::start))
+        .routes(routes!(drills::get))
         .routes(routes!(repositories::list, repositories::create))
         .routes(routes!(
             repositories::get,

@@ -203,6 +203,7 @@ fn scratch_is_empty(dir: &Path) -> bool {
 }
 
 mod databases;
+mod drills;
 mod failures;
 mod pitr;
 mod restores;

@@ -321,19 +321,17 @@ fn a_system_backup_restores_the_whole_server_as_it_was() {
     assert!(!usernames(api).contains("third-intruder"));
 
     // An older Coffer's system backup (of the schema before the newest migration, when
-    // credentials had no archive repository): migrated, restored.
+    // drills had no table): migrated, restored.
     let mut older = files.clone();
     let mut old_manifest = manifest.clone();
     old_manifest["schema_version"] = json!(manifest["schema_version"].as_i64().unwrap() - 1);
-    let newest = "db/credentials.json";
-    let mut rows: Vec<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_slice(&older[newest]).unwrap();
-    for row in &mut rows {
-        row.remove("pitr_repository_id").unwrap();
-    }
-    let rows = serde_json::to_vec(&rows).unwrap();
-    old_manifest["files"][newest] = json!(sha256(&rows));
-    older.insert(newest.into(), rows);
+    let newest_table = "db/drills.json";
+    older.remove(newest_table).unwrap();
+    old_manifest["files"]
+        .as_object_mut()
+        .unwrap()
+        .remove(newest_table)
+        .unwrap();
     older.insert(
         "manifest.json".into(),
         serde_json::to_vec(&old_manifest).unwrap(),

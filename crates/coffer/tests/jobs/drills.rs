@@ -1,0 +1,94 @@
+//! Restore drills: a job's newest backup restored into a throwaway place and compared with
+//! what was backed up — passing on a good record, failing with what differs on a damaged one,
+//! never touching the sources, one at a time per job.
+
+use super::*;
+
+#[test]
+fn a_drill_proves_a_good_backup_restorable_and_names_what_a_damaged_one_lost() {
+    let env = start();
+    let api = &env.api;
+    let src = source_tree(env.dir.path(), 8);
+    let job = api.create_job(&path_job("files", &src, json!({}))).unwrap();
+
+    // Nothing to drill yet.
+    let (status, c) = code(api.drill(&job.id));
+    assert_eq!(
+        (status, c.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_field")
+    );
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success);
+    let before = std::fs::read(src.join("sub/big.bin")).unwrap();
+
+    let first = api.drill(&job.id).unwrap();
+    assert_eq!(
+        (first.status, first.record_id.as_str()),
+        (RecordStatus::Running, record.id.as_str())
+    );
+    // One at a time: a second while the first runs is refused.
+    match api.drill(&job.id) {
+        Err(e) => {
+            let (status, c) = code::<()>(Err(e));
+            assert_eq!(
+                (status, c.as_str()),
+                (StatusCode::CONFLICT, "drill_running")
+            );
+        }
+        Ok(second) => {
+            // Only when the first had ended already.
+            let first = api.drill_of(&job.id, &first.id).unwrap();
+            assert_ne!(
+                first.status,
+                RecordStatus::Running,
+                "two drills ran at once"
+            );
+            api.wait_drill(&job.id, &second.id, LONG).unwrap();
+        }
+    }
+    let passed = api.wait_drill(&job.id, &first.id, LONG).unwrap();
+    assert_eq!(passed.status, RecordStatus::Success, "{passed:?}");
+    assert_eq!(passed.phase, "complete");
+    assert!(
+        passed.restore_ms.is_some() && passed.finished_at.is_some(),
+        "{passed:?}"
+    );
+    assert_eq!(passed.checks.len(), 1, "{passed:?}");
+    let check = &passed.checks[0];
+    assert!(check.ok && check.check.ends_with("/src"), "{check:?}");
+    // The tree, a.txt, sub, sub/big.bin, link.
+    assert!(check.detail.starts_with("5 entries compared"), "{check:?}");
+    assert!(
+        scratch_is_empty(env.dir.path()),
+        "the drill's scratch directory is gone"
+    );
+
+    // A flipped byte in the packs: the drill fails, naming the file it could not get back.
+    for (pack, _) in packs(job.dest_path.as_deref().unwrap())
+        .into_iter()
+        .filter(|(_, size)| *size > 1 << 20)
+    {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        // Inside the big file's data (the packs of trees are small).
+        bytes[4096] ^= 1;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let damaged = api.drill(&job.id).unwrap();
+    let failed = api.wait_drill(&job.id, &damaged.id, LONG).unwrap();
+    assert_eq!(failed.status, RecordStatus::Failed, "{failed:?}");
+    let error = failed.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("big.bin") || error.contains("a.txt"),
+        "{failed:?}"
+    );
+    assert!(scratch_is_empty(env.dir.path()));
+    // The sources were never touched.
+    assert_eq!(std::fs::read(src.join("sub/big.bin")).unwrap(), before);
+
+    // The history, newest first.
+    let all = api.drills(&job.id).unwrap();
+    assert_eq!(all[0].id, damaged.id);
+    assert!(all.iter().any(|d| d.id == first.id));
+    assert_eq!(code(api.drill_of(&job.id, "nope")).0, StatusCode::NOT_FOUND);
+    assert!(env.server.stop().success());
+}
