@@ -120,6 +120,23 @@ impl RawResponse {
 }
 
 /// Query parameters: those that are given.
+/// Ask `fetch` every 50 ms until `ended` says what it answers has ended, or `timeout` passed:
+/// the last answer.
+fn poll<T>(
+    timeout: Duration,
+    fetch: impl Fn() -> Result<T>,
+    ended: impl Fn(&T) -> bool,
+) -> Result<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let answer = fetch()?;
+        if ended(&answer) || std::time::Instant::now() > deadline {
+            return Ok(answer);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn query<const N: usize>(
     pairs: [(&'static str, Option<String>); N],
 ) -> Vec<(&'static str, String)> {
@@ -493,19 +510,15 @@ impl Client {
     /// The record once it is finished: failed, or successful with its follow-up work
     /// (retention) done, phase `complete` (polling, at most `timeout`).
     pub fn wait_record(&self, job: &str, rid: &str, timeout: Duration) -> Result<Record> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let r = self.record(job, rid)?;
-            let finished = match r.status {
+        poll(
+            timeout,
+            || self.record(job, rid),
+            |r| match r.status {
                 RecordStatus::Running => false,
                 RecordStatus::Success => r.phase == "complete",
                 RecordStatus::Failed => true,
-            };
-            if finished || std::time::Instant::now() > deadline {
-                return Ok(r);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            },
+        )
     }
 
     pub fn delete_record(&self, job: &str, rid: &str) -> Result<()> {
@@ -631,14 +644,11 @@ impl Client {
 
     /// The restore once it ended (polling, at most `timeout`).
     pub fn wait_restore(&self, job: &str, tid: &str, timeout: Duration) -> Result<RestoreTask> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let t = self.restore_task(job, tid)?;
-            if t.status != RecordStatus::Running || std::time::Instant::now() > deadline {
-                return Ok(t);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll(
+            timeout,
+            || self.restore_task(job, tid),
+            |t| t.status != RecordStatus::Running,
+        )
     }
 
     /// What credential `id`'s binlog archive covers, and the backups recovery can start from.
@@ -683,15 +693,11 @@ impl Client {
         pitr_id: &str,
         timeout: Duration,
     ) -> Result<coffer_types::PitrRun> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let r = self.pitr_run(id, pitr_id)?;
-            if r.status != coffer_types::PitrStatus::Running || std::time::Instant::now() > deadline
-            {
-                return Ok(r);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll(
+            timeout,
+            || self.pitr_run(id, pitr_id),
+            |r| r.status != coffer_types::PitrStatus::Running,
+        )
     }
 
     /// Start a restore drill of job `id`'s newest backup.
@@ -718,14 +724,11 @@ impl Client {
         drill_id: &str,
         timeout: Duration,
     ) -> Result<coffer_types::Drill> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let d = self.drill_of(id, drill_id)?;
-            if d.status != RecordStatus::Running || std::time::Instant::now() > deadline {
-                return Ok(d);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        poll(
+            timeout,
+            || self.drill_of(id, drill_id),
+            |d| d.status != RecordStatus::Running,
+        )
     }
 
     pub fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
