@@ -4,7 +4,7 @@
 //! file's bytes. The directory goes when the drill ends (and at start-up, with the rest of the
 //! scratch directory, after a crash); a drill a stop interrupted is marked failed at start-up.
 //!
-//! So far for path sources; the other kinds are refused with a clear reason.
+//! So far for path and volume sources; the other kinds are refused with a clear reason.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -29,9 +29,8 @@ impl Jobs {
     pub async fn drill(self: &Arc<Self>, job_id: &str) -> Result<Drill> {
         let job = self.db.job(job_id).await?;
         let other = job.sources.iter().find_map(|s| match s {
-            Source::Path { .. } => None,
+            Source::Path { .. } | Source::Volume { .. } => None,
             Source::Sqlite { .. } => Some("sqlite"),
-            Source::Volume { .. } => Some("volume"),
             Source::Postgres { .. } => Some("postgres"),
             Source::Mysql { .. } => Some("mysql"),
         });
@@ -39,8 +38,8 @@ impl Jobs {
             return Err(field(
                 "sources",
                 format!(
-                    "restore drills are for jobs of path sources so far; this job also backs up \
-                     a {kind} source"
+                    "restore drills are for jobs of path and volume sources so far; this job \
+                     also backs up a {kind} source"
                 ),
             )
             .into());
@@ -92,11 +91,12 @@ impl Jobs {
         let plan = kinds::plan(&job.sources, &HashMap::new(), &[], &[], &[])?;
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
         let dir = self.places.scratch().join(format!("drill-{id}"));
-        let (t, p, d, s, task) = (
+        let (t, p, d, s, l, task) = (
             target.clone(),
             plan.clone(),
             dir.clone(),
             snapshot.clone(),
+            logins.clone(),
             id.to_string(),
         );
         let restored = blocking(move || {
@@ -106,7 +106,7 @@ impl Jobs {
                 force: false,
                 progress: Arc::new(coffer_repo::Progress::default()),
             };
-            runner::restore(&t, &s, &p, &logins, Some(&d), run)?;
+            runner::restore(&t, &s, &p, &l, Some(&d), run)?;
             Ok::<_, JobsError>(started.elapsed().as_millis() as u64)
         })
         .await;
@@ -123,9 +123,13 @@ impl Jobs {
             let session = repo.open_snapshot(&runner::snapshot_id(&snapshot)?)?;
             let checks = plan
                 .iter()
-                .filter_map(|r| match r {
-                    Restore::Path(p) => Some(compare(&session, &p.display().to_string(), &dir)),
-                    _ => None,
+                .filter_map(|r| {
+                    let what = match r {
+                        Restore::Path(p) => p.display().to_string(),
+                        Restore::Volume(name) => format!("volume {name}"),
+                        _ => return None,
+                    };
+                    Some(compare(&session, &r.inside(&logins), &what, &dir))
                 })
                 .collect();
             let _ = std::fs::remove_dir_all(&dir);
@@ -140,8 +144,9 @@ impl Jobs {
     }
 }
 
-/// The check of path source `path` (absolute) as restored under `dir`.
-fn compare(session: &SnapshotReader<'_>, path: &str, dir: &Path) -> DrillCheck {
+/// The check of `what` (a path source, a volume), at `path` in the snapshot, as restored under
+/// `dir`.
+fn compare(session: &SnapshotReader<'_>, path: &str, what: &str, dir: &Path) -> DrillCheck {
     let inside = path.trim_start_matches('/');
     let mut found = Findings::default();
     let (parent, name) = inside.rsplit_once('/').unwrap_or(("", inside));
@@ -172,7 +177,7 @@ fn compare(session: &SnapshotReader<'_>, path: &str, dir: &Path) -> DrillCheck {
         }
     };
     DrillCheck {
-        check: format!("files of {path}"),
+        check: format!("files of {what}"),
         ok: found.differences.is_empty(),
         detail,
     }

@@ -92,3 +92,24 @@ fn a_drill_proves_a_good_backup_restorable_and_names_what_a_damaged_one_lost() {
     assert_eq!(code(api.drill_of(&job.id, "nope")).0, StatusCode::NOT_FOUND);
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn a_drill_of_a_docker_volume_compares_everything_it_held() {
+    let vol = super::volumes::Volume::new(&[]);
+    super::volumes::fill_volume(&vol.0);
+    let env = start();
+    let api = &env.api;
+    let job: JobInput =
+        serde_json::from_value(json!({"name": "volume", "volumes": [vol.0]})).unwrap();
+    let job = api.create_job(&job).unwrap();
+    assert_eq!(run_to_end(api, &job.id).status, RecordStatus::Success);
+    let drill = api.drill(&job.id).unwrap();
+    let done = api.wait_drill(&job.id, &drill.id, LONG).unwrap();
+    assert_eq!(done.status, RecordStatus::Success, "{done:?}");
+    let check = &done.checks[0];
+    assert_eq!(check.check, format!("files of volume {}", vol.0));
+    // The volume's root, app, a.txt, sub, big.bin, link, hard, private, empty.
+    assert!(check.detail.starts_with("9 entries compared"), "{check:?}");
+    assert!(scratch_is_empty(env.dir.path()));
+    assert!(env.server.stop().success());
+}
