@@ -4,7 +4,11 @@
 //! file's bytes. The directory goes when the drill ends (and at start-up, with the rest of the
 //! scratch directory, after a crash); a drill a stop interrupted is marked failed at start-up.
 //!
-//! So far for path and volume sources; the other kinds are refused with a clear reason.
+//! A SQLite database is checked as a database: its integrity, and the rows of each table
+//! against those its backup counted (a snapshot label).
+//!
+//! So far for path, volume and SQLite sources; the database servers' are refused with a clear
+//! reason.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -16,7 +20,7 @@ use coffer_db::{DrillOutcome, RecordQuery, TriggerFilter};
 use coffer_repo::{Node, NodeKind, SnapshotReader};
 use coffer_types::{Drill, DrillCheck, Job, Record, RecordStatus, Source};
 
-use crate::kinds::{self, Restore};
+use crate::kinds::{self, Restore, sqlite};
 use crate::spec::field;
 use crate::{Jobs, JobsError, Result, blocking, runner};
 
@@ -29,8 +33,7 @@ impl Jobs {
     pub async fn drill(self: &Arc<Self>, job_id: &str) -> Result<Drill> {
         let job = self.db.job(job_id).await?;
         let other = job.sources.iter().find_map(|s| match s {
-            Source::Path { .. } | Source::Volume { .. } => None,
-            Source::Sqlite { .. } => Some("sqlite"),
+            Source::Path { .. } | Source::Volume { .. } | Source::Sqlite { .. } => None,
             Source::Postgres { .. } => Some("postgres"),
             Source::Mysql { .. } => Some("mysql"),
         });
@@ -38,8 +41,8 @@ impl Jobs {
             return Err(field(
                 "sources",
                 format!(
-                    "restore drills are for jobs of path and volume sources so far; this job \
-                     also backs up a {kind} source"
+                    "restore drills are for jobs of path, volume and sqlite sources so far; \
+                     this job also backs up a {kind} source"
                 ),
             )
             .into());
@@ -121,17 +124,23 @@ impl Jobs {
         let checks = blocking(move || {
             let repo = target.open()?;
             let session = repo.open_snapshot(&runner::snapshot_id(&snapshot)?)?;
-            let checks = plan
-                .iter()
-                .filter_map(|r| {
-                    let what = match r {
-                        Restore::Path(p) => p.display().to_string(),
-                        Restore::Volume(name) => format!("volume {name}"),
-                        _ => return None,
-                    };
-                    Some(compare(&session, &r.inside(&logins), &what, &dir))
-                })
-                .collect();
+            let mut checks = vec![];
+            for r in &plan {
+                let inside = r.inside(&logins);
+                match r {
+                    Restore::Path(p) => {
+                        checks.push(compare(&session, &inside, &p.display().to_string(), &dir))
+                    }
+                    Restore::Volume(name) => {
+                        checks.push(compare(&session, &inside, &format!("volume {name}"), &dir))
+                    }
+                    Restore::Sqlite(p) => {
+                        let counted = session.snapshot().labels.get(&sqlite::rows_label(p));
+                        checks.extend(sqlite_checks(p, &dir.join(&inside), counted));
+                    }
+                    _ => {}
+                }
+            }
             let _ = std::fs::remove_dir_all(&dir);
             Ok::<_, JobsError>(checks)
         })
@@ -142,6 +151,53 @@ impl Jobs {
             error: None,
         })
     }
+}
+
+/// The checks of SQLite source `source` as restored at `file`: its integrity, and the rows of
+/// each table against `counted` at backup time (JSON, table → rows; none for records made
+/// before backups counted them).
+fn sqlite_checks(source: &Path, file: &Path, counted: Option<&String>) -> Vec<DrillCheck> {
+    let what = source.display();
+    let check = |check: String, outcome: std::result::Result<String, String>| DrillCheck {
+        check,
+        ok: outcome.is_ok(),
+        detail: outcome.unwrap_or_else(|e| e),
+    };
+    let integrity = coffer_sources::sqlite::check(file)
+        .map(|()| "PRAGMA integrity_check: ok".to_string())
+        .map_err(|e| e.to_string());
+    let rows = (|| {
+        let counted: coffer_sources::sqlite::RowCounts = match counted {
+            Some(c) => serde_json::from_str(c).map_err(|e| format!("the counts recorded: {e}"))?,
+            None => return Ok("no row counts were recorded at backup time".to_string()),
+        };
+        let now = coffer_sources::sqlite::row_counts(file).map_err(|e| e.to_string())?;
+        let mut differ = vec![];
+        for (table, n) in &counted {
+            match now.get(table) {
+                Some(m) if m == n => {}
+                Some(m) => differ.push(format!("table {table}: {m} rows, {n} at backup time")),
+                None => differ.push(format!(
+                    "table {table} is missing ({n} rows at backup time)"
+                )),
+            }
+        }
+        for table in now.keys().filter(|t| !counted.contains_key(*t)) {
+            differ.push(format!("table {table} was not there at backup time"));
+        }
+        match differ.is_empty() {
+            true => Ok(format!(
+                "{} tables, {} rows, as at backup time",
+                counted.len(),
+                counted.values().sum::<u64>()
+            )),
+            false => Err(differ.join("; ")),
+        }
+    })();
+    vec![
+        check(format!("integrity of {what}"), integrity),
+        check(format!("rows of {what}"), rows),
+    ]
 }
 
 /// The check of `what` (a path source, a volume), at `path` in the snapshot, as restored under
@@ -334,6 +390,41 @@ mod tests {
             same.write_all(w).unwrap();
         }
         same.differs
+    }
+
+    #[test]
+    fn a_sqlite_database_that_lost_rows_fails_naming_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("app.db");
+        let copy = dir.path().join("copy.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE orders (n); INSERT INTO orders VALUES (1), (2), (3);")
+            .unwrap();
+        let counted = coffer_sources::sqlite::copy(&db, &copy).unwrap();
+        let json = serde_json::to_string(&counted).unwrap();
+        let checks = sqlite_checks(&db, &copy, Some(&json));
+        assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+        // As if the backup had counted more rows and another table.
+        let more = r#"{"orders": 5, "gone": 1}"#.to_string();
+        let checks = sqlite_checks(&db, &copy, Some(&more));
+        assert!(checks[0].ok, "the file itself is sound");
+        assert!(!checks[1].ok);
+        assert_eq!(
+            checks[1].detail,
+            "table gone is missing (1 rows at backup time); table orders: 3 rows, 5 at backup time"
+        );
+        let none = sqlite_checks(&db, &copy, None);
+        assert!(
+            none[1].ok && none[1].detail.starts_with("no row counts"),
+            "{none:?}"
+        );
+        std::fs::write(
+            &copy,
+            b"garbage, not a database at all, long enough to be read",
+        )
+        .unwrap();
+        assert!(sqlite_checks(&db, &copy, Some(&json)).iter().all(|c| !c.ok));
     }
 
     #[test]

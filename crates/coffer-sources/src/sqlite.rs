@@ -16,8 +16,12 @@ fn failed(db: &Path, e: impl std::fmt::Display) -> SourceError {
     }
 }
 
-/// Copy the database at `db` into a new file `into`, consistently, and check the copy.
-pub fn copy(db: &Path, into: &Path) -> Result<(), SourceError> {
+/// Rows by table.
+pub type RowCounts = std::collections::BTreeMap<String, u64>;
+
+/// Copy the database at `db` into a new file `into`, consistently, and check the copy; the
+/// rows of each of its tables, as copied.
+pub fn copy(db: &Path, into: &Path) -> Result<RowCounts, SourceError> {
     if !db.is_file() {
         return Err(failed(db, "no such file"));
     }
@@ -42,7 +46,9 @@ pub fn copy(db: &Path, into: &Path) -> Result<(), SourceError> {
         }
     }
     integrity(&dst, db)?;
-    dst.close().map_err(|(_, e)| failed(db, e))
+    let rows = counts(&dst, db)?;
+    dst.close().map_err(|(_, e)| failed(db, e))?;
+    Ok(rows)
 }
 
 fn integrity(c: &Connection, db: &Path) -> Result<(), SourceError> {
@@ -62,6 +68,29 @@ pub fn check(db: &Path) -> Result<(), SourceError> {
     integrity(&c, db)
 }
 
+/// The rows of each table of the database at `db` (its own `sqlite_*` tables left out).
+pub fn row_counts(db: &Path) -> Result<RowCounts, SourceError> {
+    let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| failed(db, e))?;
+    counts(&c, db)
+}
+
+fn counts(c: &Connection, db: &Path) -> Result<RowCounts, SourceError> {
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .and_then(|mut q| q.query_map([], |r| r.get(0))?.collect())
+        .map_err(|e| failed(db, e))?;
+    let mut out = RowCounts::new();
+    for t in tables {
+        let sql = format!("SELECT COUNT(*) FROM \"{}\"", t.replace('"', "\"\""));
+        let n: i64 = c
+            .query_row(&sql, [], |r| r.get(0))
+            .map_err(|e| failed(db, e))?;
+        out.insert(t, n.max(0) as u64);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,12 +105,18 @@ mod tests {
         )
         .unwrap();
         let out = dir.path().join("copy.db");
-        copy(&db, &out).unwrap();
+        let rows = copy(&db, &out).unwrap();
+        assert_eq!(rows.get("t"), Some(&2));
         let n: i64 = Connection::open(&out)
             .unwrap()
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 2, "committed rows, also those still in the WAL");
+        c.execute_batch(r#"CREATE TABLE "odd ""name" (y); INSERT INTO "odd ""name" VALUES (1);"#)
+            .unwrap();
+        let counts = row_counts(&db).unwrap();
+        assert_eq!(counts.get("t"), Some(&2));
+        assert_eq!(counts.get("odd \"name"), Some(&1));
         let text = dir.path().join("notes.txt");
         std::fs::write(&text, "not a database, just some text that is long enough").unwrap();
         assert!(copy(&text, &dir.path().join("c2.db")).is_err());

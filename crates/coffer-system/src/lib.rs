@@ -274,7 +274,8 @@ fn described(name: String, meta: &std::fs::Metadata) -> BackupFile {
 /// checked), keeping the newest `keep`.
 pub fn snapshot(folder: &Folder, database: &Path, keep: usize) -> Result<BackupFile> {
     folder.write(SNAPSHOT, Some(keep), |into| {
-        Ok(coffer_sources::sqlite::copy(database, into)?)
+        coffer_sources::sqlite::copy(database, into)?;
+        Ok(())
     })
 }
 

@@ -17,8 +17,14 @@ pub(super) struct Database<'a> {
 }
 
 /// Where the database at `path` lives in a snapshot.
-pub(super) fn inside(path: &Path) -> String {
+pub(crate) fn inside(path: &Path) -> String {
     format!("sqlite{}", path.display())
+}
+
+/// The snapshot label holding the rows of each table of the database at `path` when it was
+/// backed up (JSON: table → rows).
+pub(crate) fn rows_label(path: &Path) -> String {
+    format!("rows:{}", inside(path))
 }
 
 impl Kind for Database<'_> {
@@ -44,11 +50,18 @@ impl Kind for Database<'_> {
             hex::encode(crate::random_key())
         ));
         run.scratch.0.push(copy.clone());
-        if let Err(e) = coffer_sources::sqlite::copy(Path::new(self.path), &copy) {
+        match coffer_sources::sqlite::copy(Path::new(self.path), &copy) {
+            // What a drill checks the restored copy against: the rows of each table, as copied.
+            Ok(rows) => {
+                let rows = serde_json::to_string(&rows).expect("counts serialize");
+                run.labels.insert(rows_label(Path::new(self.path)), rows);
+            }
             // A safety record must save what is there even when it is no database any more
             // (often the reason to restore): then its raw bytes.
-            if !run.keep_unreadable || std::fs::copy(self.path, &copy).is_err() {
-                return Err(e.into());
+            Err(e) => {
+                if !run.keep_unreadable || std::fs::copy(self.path, &copy).is_err() {
+                    return Err(e.into());
+                }
             }
         }
         let file = std::fs::File::open(&copy).map_err(|e| JobsError::io(copy.display(), e))?;

@@ -113,3 +113,52 @@ fn a_drill_of_a_docker_volume_compares_everything_it_held() {
     assert!(scratch_is_empty(env.dir.path()));
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn a_drill_of_a_sqlite_database_checks_its_integrity_and_its_rows() {
+    let env = start();
+    let db = sqlite_db(
+        env.dir.path(),
+        &[
+            "CREATE TABLE orders (n INTEGER)",
+            "INSERT INTO orders VALUES (1), (2), (3)",
+            "CREATE TABLE notes (t TEXT)",
+            "INSERT INTO notes VALUES ('a'), ('b')",
+        ],
+    );
+    let input: JobInput =
+        serde_json::from_value(json!({"name": "db", "sources": [{"type": "sqlite", "path": db}]}))
+            .unwrap();
+    let job = env.api.create_job(&input).unwrap();
+    assert_eq!(run_to_end(&env.api, &job.id).status, RecordStatus::Success);
+    let drill = env.api.drill(&job.id).unwrap();
+    let done = env.api.wait_drill(&job.id, &drill.id, LONG).unwrap();
+    assert_eq!(done.status, RecordStatus::Success, "{done:?}");
+    let checks: Vec<(&str, bool, &str)> = done
+        .checks
+        .iter()
+        .map(|c| (c.check.as_str(), c.ok, c.detail.as_str()))
+        .collect();
+    let path = db.display().to_string();
+    assert_eq!(
+        checks,
+        [
+            (
+                format!("integrity of {path}").as_str(),
+                true,
+                "PRAGMA integrity_check: ok"
+            ),
+            (
+                format!("rows of {path}").as_str(),
+                true,
+                "2 tables, 5 rows, as at backup time"
+            ),
+        ]
+    );
+    let left: Vec<_> = std::fs::read_dir(env.dir.path().join("data/tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(scratch_is_empty(env.dir.path()), "{left:?}");
+    assert!(env.server.stop().success());
+}
