@@ -122,27 +122,9 @@ impl Jobs {
         };
         self.db.set_drill_phase(id, "checking").await?;
         let checks = blocking(move || {
-            let repo = target.open()?;
-            let session = repo.open_snapshot(&runner::snapshot_id(&snapshot)?)?;
-            let mut checks = vec![];
-            for r in &plan {
-                let inside = r.inside(&logins);
-                match r {
-                    Restore::Path(p) => {
-                        checks.push(compare(&session, &inside, &p.display().to_string(), &dir))
-                    }
-                    Restore::Volume(name) => {
-                        checks.push(compare(&session, &inside, &format!("volume {name}"), &dir))
-                    }
-                    Restore::Sqlite(p) => {
-                        let counted = session.snapshot().labels.get(&sqlite::rows_label(p));
-                        checks.extend(sqlite_checks(p, &dir.join(&inside), counted));
-                    }
-                    _ => {}
-                }
-            }
+            let checks = check_all(&target, &snapshot, &plan, &logins, &dir);
             let _ = std::fs::remove_dir_all(&dir);
-            Ok::<_, JobsError>(checks)
+            checks
         })
         .await?;
         Ok(DrillOutcome {
@@ -151,6 +133,36 @@ impl Jobs {
             error: None,
         })
     }
+}
+
+/// The checks of what `plan` restored of `snapshot` into `dir`.
+fn check_all(
+    target: &crate::target::Target,
+    snapshot: &str,
+    plan: &[Restore],
+    logins: &kinds::Logins,
+    dir: &Path,
+) -> Result<Vec<DrillCheck>> {
+    let repo = target.open()?;
+    let session = repo.open_snapshot(&runner::snapshot_id(snapshot)?)?;
+    let mut checks = vec![];
+    for r in plan {
+        let inside = r.inside(logins);
+        match r {
+            Restore::Path(p) => {
+                checks.push(compare(&session, &inside, &p.display().to_string(), dir))
+            }
+            Restore::Volume(name) => {
+                checks.push(compare(&session, &inside, &format!("volume {name}"), dir))
+            }
+            Restore::Sqlite(p) => {
+                let counted = session.snapshot().labels.get(&sqlite::rows_label(p));
+                checks.extend(sqlite_checks(p, &dir.join(&inside), counted));
+            }
+            _ => {}
+        }
+    }
+    Ok(checks)
 }
 
 /// The checks of SQLite source `source` as restored at `file`: its integrity, and the rows of
