@@ -5,6 +5,9 @@ CREATE TABLE drills (
     id          TEXT PRIMARY KEY,
     job_id      TEXT NOT NULL REFERENCES backup_jobs (id) ON DELETE CASCADE,
     record_id   TEXT NOT NULL,
+    -- When the record drilled was taken: what a passed drill proves restorable, kept should
+    -- the record go.
+    record_at   TEXT NOT NULL,
     status      TEXT NOT NULL CHECK (status IN ('running', 'success', 'failed')),
     phase       TEXT NOT NULL,
     started_at  TEXT NOT NULL,

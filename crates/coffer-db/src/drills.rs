@@ -2,7 +2,7 @@
 //! unique index).
 
 use chrono::Utc;
-use coffer_types::{Drill, DrillCheck};
+use coffer_types::{Drill, DrillCheck, Record};
 
 use crate::{Db, DbError, Result, new_id, parse_opt_ts, parse_ts, ts, unique_violation};
 
@@ -49,16 +49,17 @@ pub struct DrillOutcome {
 }
 
 impl Db {
-    /// Record a drill of job `job_id`'s record `record_id`; a conflict while another runs.
-    pub async fn start_drill(&self, job_id: &str, record_id: &str) -> Result<Drill> {
+    /// Record a drill of job `job_id`'s record `record`; a conflict while another runs.
+    pub async fn start_drill(&self, job_id: &str, record: &Record) -> Result<Drill> {
         let id = new_id();
         let started = sqlx::query(
-            "INSERT INTO drills (id, job_id, record_id, status, phase, started_at)
-             VALUES (?1, ?2, ?3, 'running', 'restoring', ?4)",
+            "INSERT INTO drills (id, job_id, record_id, record_at, status, phase, started_at)
+             VALUES (?1, ?2, ?3, ?4, 'running', 'restoring', ?5)",
         )
         .bind(&id)
         .bind(job_id)
-        .bind(record_id)
+        .bind(&record.id)
+        .bind(ts(record.started_at))
         .bind(ts(Utc::now()))
         .execute(self.pool())
         .await;

@@ -31,6 +31,9 @@ struct JobRow {
     last_success_at: Option<String>,
     last_size_bytes: Option<i64>,
     stored_bytes: Option<i64>,
+    last_drill_status: Option<String>,
+    last_proven_restorable_at: Option<String>,
+    last_restore_ms: Option<i64>,
 }
 
 const JOB_COLUMNS: &str = "j.id, j.name, j.node_id, j.sources, j.schedule, j.timezone,
@@ -46,7 +49,13 @@ const JOB_COLUMNS: &str = "j.id, j.name, j.node_id, j.sources, j.schedule, j.tim
         AND r.status = 'success' ORDER BY started_at DESC LIMIT 1) AS last_success_at,
     (SELECT size_bytes FROM backup_records r WHERE r.job_id = j.id AND r.trigger NOT IN ('pre_restore', 'pitr')
         AND r.status = 'success' ORDER BY started_at DESC LIMIT 1) AS last_size_bytes,
-    (SELECT SUM(stored_bytes) FROM backup_records r WHERE r.job_id = j.id) AS stored_bytes";
+    (SELECT SUM(stored_bytes) FROM backup_records r WHERE r.job_id = j.id) AS stored_bytes,
+    (SELECT status FROM drills d WHERE d.job_id = j.id
+        ORDER BY started_at DESC LIMIT 1) AS last_drill_status,
+    (SELECT record_at FROM drills d WHERE d.job_id = j.id AND d.status = 'success'
+        ORDER BY record_at DESC, started_at DESC LIMIT 1) AS last_proven_restorable_at,
+    (SELECT restore_ms FROM drills d WHERE d.job_id = j.id AND d.status = 'success'
+        ORDER BY record_at DESC, started_at DESC LIMIT 1) AS last_restore_ms";
 
 fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
     serde_json::from_str(s).map_err(|e| DbError::Corrupt(format!("{what}: {e}")))
@@ -109,6 +118,12 @@ fn job(r: JobRow) -> Result<Job> {
         stored_bytes: r.stored_bytes.and_then(|n| u64::try_from(n).ok()),
         overdue: false,
         warnings: vec![],
+        last_drill_status: r
+            .last_drill_status
+            .map(|s| s.parse().map_err(DbError::BadValue))
+            .transpose()?,
+        last_proven_restorable_at: parse_opt_ts(r.last_proven_restorable_at)?,
+        last_restore_ms: r.last_restore_ms.and_then(|n| u64::try_from(n).ok()),
     })
 }
 

@@ -56,7 +56,7 @@ impl Jobs {
         let Some(record) = self.db.records(job_id, &query).await?.into_iter().next() else {
             return Err(field("record", "the job has no successful backup to drill yet").into());
         };
-        let drill = self.db.start_drill(job_id, &record.id).await?;
+        let drill = self.db.start_drill(job_id, &record).await?;
         let (jobs, id) = (self.clone(), drill.id.clone());
         tokio::spawn(async move {
             let outcome = jobs.run_drill(&id, &job, &record).await;
@@ -66,7 +66,16 @@ impl Jobs {
             });
             match jobs.db.finish_drill(&id, &outcome).await {
                 Ok(d) if d.status == RecordStatus::Success => {
-                    tracing::info!(job = %job.name, record = %record.id, "restore drill passed")
+                    tracing::info!(job = %job.name, record = %record.id, "restore drill passed");
+                    let labels = crate::job_labels(&job);
+                    metrics::gauge!(
+                        "coffer_backup_last_proven_restorable_timestamp_seconds",
+                        &labels
+                    )
+                    .set(record.started_at.timestamp() as f64);
+                    let took = d.restore_ms.unwrap_or_default() as f64 / 1000.0;
+                    metrics::gauge!("coffer_backup_restore_drill_duration_seconds", &labels)
+                        .set(took);
                 }
                 Ok(d) => {
                     tracing::warn!(job = %job.name, record = %record.id, error = ?d.error, "restore drill failed")

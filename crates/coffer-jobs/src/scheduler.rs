@@ -165,6 +165,9 @@ mod tests {
             stored_bytes: None,
             last_error: None,
             overdue: false,
+            last_drill_status: None,
+            last_proven_restorable_at: None,
+            last_restore_ms: None,
             warnings: vec![],
         }
     }

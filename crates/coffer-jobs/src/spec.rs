@@ -296,6 +296,9 @@ pub(crate) fn new_job(
         stored_bytes: None,
         last_error: None,
         overdue: false,
+        last_drill_status: None,
+        last_proven_restorable_at: None,
+        last_restore_ms: None,
         warnings: vec![],
     })
 }

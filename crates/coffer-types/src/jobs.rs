@@ -240,6 +240,16 @@ pub struct Job {
     /// that does not exist now, no retention). The job is saved all the same.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// How the job's latest restore drill ended (or that it runs).
+    #[serde(default)]
+    pub last_drill_status: Option<RecordStatus>,
+    /// When the newest record a drill proved restorable was taken: the data as of then is known
+    /// to come back.
+    #[serde(default)]
+    pub last_proven_restorable_at: Option<DateTime<Utc>>,
+    /// How long that drill's restore took (what a restore of the job takes).
+    #[serde(default)]
+    pub last_restore_ms: Option<u64>,
 }
 
 /// How far running work is: files and bytes done, and the total when it can be told (the

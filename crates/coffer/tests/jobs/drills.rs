@@ -62,6 +62,23 @@ fn a_drill_proves_a_good_backup_restorable_and_names_what_a_damaged_one_lost() {
         scratch_is_empty(env.dir.path()),
         "the drill's scratch directory is gone"
     );
+    // The job says when its data was last proven restorable and what a restore takes; so
+    // does /metrics.
+    let summary = api.job(&job.id).unwrap();
+    assert_eq!(summary.last_drill_status, Some(RecordStatus::Success));
+    assert_eq!(summary.last_proven_restorable_at, Some(record.started_at));
+    assert_eq!(summary.last_restore_ms, passed.restore_ms);
+    let text = api.metrics().unwrap();
+    for name in [
+        "coffer_backup_last_proven_restorable_timestamp_seconds",
+        "coffer_backup_restore_drill_duration_seconds",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(name) && l.contains(&format!("job=\"{}\"", job.id))),
+            "{name} in {text}"
+        );
+    }
 
     // A flipped byte in the packs: the drill fails, naming the file it could not get back.
     for (pack, _) in packs(job.dest_path.as_deref().unwrap())
@@ -82,6 +99,13 @@ fn a_drill_proves_a_good_backup_restorable_and_names_what_a_damaged_one_lost() {
         "{failed:?}"
     );
     assert!(scratch_is_empty(env.dir.path()));
+    let summary = api.job(&job.id).unwrap();
+    assert_eq!(summary.last_drill_status, Some(RecordStatus::Failed));
+    assert_eq!(
+        summary.last_proven_restorable_at,
+        Some(record.started_at),
+        "what was proven stays proven"
+    );
     // The sources were never touched.
     assert_eq!(std::fs::read(src.join("sub/big.bin")).unwrap(), before);
 
