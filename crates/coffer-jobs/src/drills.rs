@@ -370,9 +370,11 @@ struct SameAs<R> {
 impl<R: Read> Write for SameAs<R> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.differs.is_none() {
-            let mut here = vec![0u8; buf.len()];
-            let n = read_full(&mut self.file, &mut here)?;
-            if let Some(i) = (0..buf.len()).find(|&i| i >= n || here[i] != buf[i]) {
+            let mut here = Vec::with_capacity(buf.len());
+            (&mut self.file)
+                .take(buf.len() as u64)
+                .read_to_end(&mut here)?;
+            if let Some(i) = (0..buf.len()).find(|&i| here.get(i) != Some(&buf[i])) {
                 self.differs = Some(self.at + i as u64);
             }
         }
@@ -383,18 +385,6 @@ impl<R: Read> Write for SameAs<R> {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// Read as much of `buf` as `r` holds.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

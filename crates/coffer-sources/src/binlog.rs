@@ -116,16 +116,20 @@ pub fn dump_position(text: &[u8]) -> Option<(String, u64)> {
         let position = digits(rest.split_once("MASTER_LOG_POS=")?.1)?;
         return Some((file.to_string(), position));
     }
+    let file = master_status(&text, "Log:").filter(|f| !f.is_empty())?;
+    Some((file.to_string(), digits(master_status(&text, "Pos:")?)?))
+}
+
+/// The value of `field` (`Log:`, `Pos:`, `GTID:`) in the `SHOW MASTER STATUS:` block of
+/// mydumper's `metadata`.
+fn master_status<'a>(text: &'a str, field: &str) -> Option<&'a str> {
     let at = text.find("SHOW MASTER STATUS:")?;
-    let (mut file, mut position) = (None, None);
-    for line in text[at..].lines().skip(1).take(4).map(str::trim) {
-        if let Some(v) = line.strip_prefix("Log:") {
-            file = Some(v.trim().to_string());
-        } else if let Some(v) = line.strip_prefix("Pos:") {
-            position = digits(v.trim());
-        }
-    }
-    Some((file.filter(|f| !f.is_empty())?, position?))
+    text[at..]
+        .lines()
+        .skip(1)
+        .take(4)
+        .find_map(|l| l.trim().strip_prefix(field))
+        .map(str::trim)
 }
 
 /// The GTID position a dump is consistent with, where the dump tool writes it: mariadb-dump's
@@ -133,16 +137,9 @@ pub fn dump_position(text: &[u8]) -> Option<(String, u64)> {
 /// mydumper's `metadata`.
 pub fn dump_gtid(text: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(text);
-    let gtid = if let Some(at) = text.find("gtid_slave_pos='") {
-        text[at + "gtid_slave_pos='".len()..].split_once('\'')?.0
-    } else {
-        let at = text.find("SHOW MASTER STATUS:")?;
-        text[at..]
-            .lines()
-            .skip(1)
-            .take(4)
-            .find_map(|l| l.trim().strip_prefix("GTID:"))?
-            .trim()
+    let gtid = match text.find("gtid_slave_pos='") {
+        Some(at) => text[at + "gtid_slave_pos='".len()..].split_once('\'')?.0,
+        None => master_status(&text, "GTID:")?,
     };
     let valid = !gtid.is_empty()
         && gtid
