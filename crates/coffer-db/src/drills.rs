@@ -121,6 +121,15 @@ impl Db {
         Ok(done.rows_affected())
     }
 
+    /// Whether `id` is a drill's (any job's).
+    pub async fn is_drill(&self, id: &str) -> Result<bool> {
+        let found: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM drills WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(found.is_some())
+    }
+
     pub async fn drill(&self, job_id: &str, id: &str) -> Result<Drill> {
         let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM drills WHERE id = ?1 AND job_id = ?2"

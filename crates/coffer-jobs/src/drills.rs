@@ -1,16 +1,21 @@
-//! Restore drills: a job's newest backup restored into a throwaway directory with the restore
-//! code every restore uses, then compared, entry by entry, with what the snapshot says was
-//! backed up — the type, size and permission bits of each, the target of each link, and each
-//! file's bytes. The directory goes when the drill ends (and at start-up, with the rest of the
-//! scratch directory, after a crash); a drill a stop interrupted is marked failed at start-up.
+//! Restore drills: a job's newest backup restored with the restore code every restore uses,
+//! somewhere that is not the job's sources, then compared with what was backed up:
+//! - files, trees and volumes come back into a throwaway directory, and each entry is compared
+//!   with what the snapshot says — the type, size and permission bits of each, the target of
+//!   each link, and each file's bytes;
+//! - a SQLite database is checked as a database: its integrity, and the rows of each table
+//!   against those its backup counted (a snapshot label);
+//! - a PostgreSQL or MySQL/MariaDB database comes back into a scratch database of the same
+//!   server (`coffer_drill_<drill id>`), one after the other, through the job's credential;
+//!   the rows of each table are compared with those counted at backup time in a snapshot that
+//!   saw what the dump saw (see `coffer_sources::rows`), and the scratch database is dropped.
+//!   A whole server's roles or accounts are read back, not applied.
 //!
-//! A SQLite database is checked as a database: its integrity, and the rows of each table
-//! against those its backup counted (a snapshot label).
-//!
-//! So far for path, volume and SQLite sources; the database servers' are refused with a clear
-//! reason.
+//! The directory goes when the drill ends (and at start-up, with the rest of the scratch
+//! directory, after a crash); scratch databases a crash left are dropped at start-up; a drill a
+//! stop interrupted is marked failed at start-up.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -18,11 +23,13 @@ use std::time::Instant;
 
 use coffer_db::{DrillOutcome, RecordQuery, TriggerFilter};
 use coffer_repo::{Node, NodeKind, SnapshotReader};
-use coffer_types::{Drill, DrillCheck, Job, Record, RecordStatus, Source};
+use coffer_sources::rows::RowCounts;
+use coffer_types::{Credential, DatabaseDump, Drill, DrillCheck, Job, Record, RecordStatus};
 
-use crate::kinds::{self, Restore, sqlite};
+use crate::kinds::{self, Logins, Restore, database, sqlite};
 use crate::spec::field;
-use crate::{Jobs, JobsError, Result, blocking, runner};
+use crate::target::Target;
+use crate::{Jobs, Result, blocking, runner};
 
 /// Differences named in a failed check, at most.
 const SHOWN: usize = 5;
@@ -32,21 +39,6 @@ impl Jobs {
     /// drill to poll; a conflict while another drill of the job runs.
     pub async fn drill(self: &Arc<Self>, job_id: &str) -> Result<Drill> {
         let job = self.db.job(job_id).await?;
-        let other = job.sources.iter().find_map(|s| match s {
-            Source::Path { .. } | Source::Volume { .. } | Source::Sqlite { .. } => None,
-            Source::Postgres { .. } => Some("postgres"),
-            Source::Mysql { .. } => Some("mysql"),
-        });
-        if let Some(kind) = other {
-            return Err(field(
-                "sources",
-                format!(
-                    "restore drills are for jobs of path, volume and sqlite sources so far; \
-                     this job also backs up a {kind} source"
-                ),
-            )
-            .into());
-        }
         let query = RecordQuery {
             status: Some(RecordStatus::Success),
             trigger: TriggerFilter::Backups,
@@ -96,42 +88,42 @@ impl Jobs {
         Ok(self.db.drill(job_id, id).await?)
     }
 
-    /// Restore `record` of `job` into a scratch directory, timed, then compare.
+    /// Restore `record` of `job`, timed, then compare.
     async fn run_drill(&self, id: &str, job: &Job, record: &Record) -> Result<DrillOutcome> {
         let target = self.target(job).await?;
         let logins = self.logins(&job.sources).await?;
-        let plan = kinds::plan(&job.sources, &HashMap::new(), &[], &[], &[])?;
+        let (logins, servers) = {
+            let (t, r, s) = (target.clone(), record.clone(), job.sources.clone());
+            blocking(move || database::recorded(&t, &r, &s, logins)).await?
+        };
+        let plan = kinds::plan(&job.sources, &servers, &[], &[], &[])?;
         let snapshot = record.snapshot_id.clone().unwrap_or_default();
         let dir = self.places.scratch().join(format!("drill-{id}"));
-        let (t, p, d, s, l, task) = (
+        let scratch = Scratch {
+            dir: dir.clone(),
+            database: format!("{SCRATCH_DATABASE}{id}"),
+            task: id.to_string(),
+        };
+        let (t, p, s, l) = (
             target.clone(),
             plan.clone(),
-            dir.clone(),
             snapshot.clone(),
             logins.clone(),
-            id.to_string(),
         );
-        let restored = blocking(move || {
-            let started = Instant::now();
-            let run = runner::RestoreRun {
-                task: &task,
-                force: false,
-                progress: Arc::new(coffer_repo::Progress::default()),
-            };
-            runner::restore(&t, &s, &p, &l, Some(&d), run)?;
-            Ok::<_, JobsError>(started.elapsed().as_millis() as u64)
-        })
-        .await;
-        let restore_ms = match restored {
-            Ok(ms) => ms,
+        let restored = blocking(move || scratch.restore(&t, &s, &p, &l)).await;
+        let (restore_ms, databases) = match restored {
+            Ok(done) => done,
             Err(e) => {
                 let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
                 return Err(e.context("restoring the record"));
             }
         };
         self.db.set_drill_phase(id, "checking").await?;
+        let recorded = record.databases.clone();
         let checks = blocking(move || {
-            let checks = check_all(&target, &snapshot, &plan, &logins, &dir);
+            let checks = check_all(
+                &target, &snapshot, &plan, &logins, &dir, &databases, &recorded,
+            );
             let _ = std::fs::remove_dir_all(&dir);
             checks
         })
@@ -142,15 +134,122 @@ impl Jobs {
             error: None,
         })
     }
+
+    /// Drop the scratch databases of drills a crash (or a server that was away) left on the
+    /// servers of the stored credentials: only those named after a drill of this Coffer.
+    pub(crate) async fn drop_drill_databases(&self) -> Result<()> {
+        for c in self.db.resources::<Credential>().await? {
+            let name = c.name.clone();
+            let login = self.login_of(c).await?;
+            let listed = {
+                let login = login.clone();
+                blocking(move || login.databases()).await
+            };
+            let databases = match listed {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(credential = %name, error = %e, "cannot look for drills' scratch databases");
+                    continue;
+                }
+            };
+            for db in databases {
+                let Some(drill) = db.strip_prefix(SCRATCH_DATABASE).map(str::to_string) else {
+                    continue;
+                };
+                if !self.db.is_drill(&drill).await? {
+                    continue;
+                }
+                let login = login.clone();
+                let dropped = blocking(move || login.drop_database(&db)).await;
+                match dropped {
+                    Ok(()) => {
+                        tracing::info!(credential = %name, drill, "dropped a drill's scratch database")
+                    }
+                    Err(e) => {
+                        tracing::warn!(credential = %name, drill, error = %e, "cannot drop a drill's scratch database")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
-/// The checks of what `plan` restored of `snapshot` into `dir`.
+/// The name of a drill's scratch database: this, then the drill's id.
+const SCRATCH_DATABASE: &str = "coffer_drill_";
+
+/// Where a drill restores: a directory for files, trees and volumes, a database for each
+/// database in turn.
+struct Scratch {
+    dir: std::path::PathBuf,
+    database: String,
+    task: String,
+}
+
+/// The rows of each table of a database a drill restored, by the restore item.
+type RestoredRows = Vec<(Restore, RowCounts)>;
+
+impl Scratch {
+    /// Restore `plan` of `snapshot`: files, trees and volumes into the directory, then each
+    /// database into the scratch database, its rows counted before it is dropped (a failed
+    /// restore's too); how long the restores took, in milliseconds, and the rows counted.
+    fn restore(
+        &self,
+        target: &Target,
+        snapshot: &str,
+        plan: &[Restore],
+        logins: &Logins,
+    ) -> Result<(u64, RestoredRows)> {
+        let run = || runner::RestoreRun {
+            task: &self.task,
+            force: false,
+            progress: Arc::new(coffer_repo::Progress::default()),
+        };
+        let mut took = std::time::Duration::ZERO;
+        let files: Vec<Restore> = plan
+            .iter()
+            .filter(|r| r.live().is_some() || r.volume().is_some())
+            .cloned()
+            .collect();
+        if !files.is_empty() {
+            let started = Instant::now();
+            runner::restore(target, snapshot, &files, logins, Some(&self.dir), run())?;
+            took += started.elapsed();
+        }
+        let mut databases = vec![];
+        for item in plan
+            .iter()
+            .filter(|r| matches!(r, Restore::Database { .. }))
+        {
+            let mut scratch = item.clone();
+            let Some((credential_id, into)) = scratch.database_into() else {
+                continue;
+            };
+            let login = logins.login(credential_id)?.1.clone();
+            into.clone_from(&self.database);
+            let started = Instant::now();
+            let restored = runner::restore(target, snapshot, &[scratch], logins, None, run());
+            took += started.elapsed();
+            let rows = restored.and_then(|_| Ok(login.row_counts(&self.database)?));
+            if let Err(e) = login.drop_database(&self.database) {
+                tracing::warn!(database = %self.database, error = %e, "cannot drop a drill's scratch database (dropped at start-up)");
+            }
+            databases.push((item.clone(), rows?));
+        }
+        Ok((took.as_millis() as u64, databases))
+    }
+}
+
+/// The checks of what `plan` restored of `snapshot`: into `dir`, and into the scratch
+/// databases whose rows `databases` holds (`recorded`: the record's dumps).
 fn check_all(
-    target: &crate::target::Target,
+    target: &Target,
     snapshot: &str,
     plan: &[Restore],
     logins: &kinds::Logins,
     dir: &Path,
+    databases: &RestoredRows,
+    recorded: &[DatabaseDump],
 ) -> Result<Vec<DrillCheck>> {
     let repo = target.open()?;
     let session = repo.open_snapshot(&runner::snapshot_id(snapshot)?)?;
@@ -168,10 +267,74 @@ fn check_all(
                 let counted = session.snapshot().labels.get(&sqlite::rows_label(p));
                 checks.extend(sqlite_checks(p, &dir.join(&inside), counted));
             }
-            _ => {}
+            Restore::Database {
+                credential_id,
+                database,
+                ..
+            } => {
+                let engine = logins.login(credential_id)?.1.engine();
+                let counted = recorded
+                    .iter()
+                    .find(|d| d.engine == engine && d.database == *database)
+                    .and_then(|d| d.rows.as_ref());
+                let now = databases.iter().find(|(item, _)| item == r).map(|(_, n)| n);
+                let outcome = match (counted, now) {
+                    (Some(counted), Some(now)) => compare_rows(counted, now),
+                    (None, _) => Ok("no row counts were recorded at backup time".to_string()),
+                    (_, None) => Err("it was not restored".to_string()),
+                };
+                checks.push(check(format!("rows of database {database}"), outcome));
+            }
+            Restore::Globals { credential_id } => {
+                let folder = &logins.login(credential_id)?.0;
+                let read = session
+                    .cat(&inside, &mut std::io::sink())
+                    .map(|n| {
+                        format!(
+                            "read back whole ({n} bytes); a drill does not apply them to the server"
+                        )
+                    })
+                    .map_err(|e| e.to_string());
+                checks.push(check(format!("roles and accounts of {folder}"), read));
+            }
         }
     }
     Ok(checks)
+}
+
+/// A check named `check` with its outcome: passed, or failed, in words either way.
+fn check(check: String, outcome: std::result::Result<String, String>) -> DrillCheck {
+    DrillCheck {
+        check,
+        ok: outcome.is_ok(),
+        detail: outcome.unwrap_or_else(|e| e),
+    }
+}
+
+/// The rows of each table `now` against those `counted` at backup time: the tables and rows
+/// when they are the same, else each table that lost or gained rows, is missing, or is new.
+fn compare_rows(counted: &RowCounts, now: &RowCounts) -> std::result::Result<String, String> {
+    let mut differ = vec![];
+    for (table, n) in counted {
+        match now.get(table) {
+            Some(m) if m == n => {}
+            Some(m) => differ.push(format!("table {table}: {m} rows, {n} at backup time")),
+            None => differ.push(format!(
+                "table {table} is missing ({n} rows at backup time)"
+            )),
+        }
+    }
+    for table in now.keys().filter(|t| !counted.contains_key(*t)) {
+        differ.push(format!("table {table} was not there at backup time"));
+    }
+    match differ.is_empty() {
+        true => Ok(format!(
+            "{} tables, {} rows, as at backup time",
+            counted.len(),
+            counted.values().sum::<u64>()
+        )),
+        false => Err(differ.join("; ")),
+    }
 }
 
 /// The checks of SQLite source `source` as restored at `file`: its integrity, and the rows of
@@ -179,41 +342,16 @@ fn check_all(
 /// before backups counted them).
 fn sqlite_checks(source: &Path, file: &Path, counted: Option<&String>) -> Vec<DrillCheck> {
     let what = source.display();
-    let check = |check: String, outcome: std::result::Result<String, String>| DrillCheck {
-        check,
-        ok: outcome.is_ok(),
-        detail: outcome.unwrap_or_else(|e| e),
-    };
     let integrity = coffer_sources::sqlite::check(file)
         .map(|()| "PRAGMA integrity_check: ok".to_string())
         .map_err(|e| e.to_string());
     let rows = (|| {
-        let counted: coffer_sources::sqlite::RowCounts = match counted {
+        let counted: RowCounts = match counted {
             Some(c) => serde_json::from_str(c).map_err(|e| format!("the counts recorded: {e}"))?,
             None => return Ok("no row counts were recorded at backup time".to_string()),
         };
         let now = coffer_sources::sqlite::row_counts(file).map_err(|e| e.to_string())?;
-        let mut differ = vec![];
-        for (table, n) in &counted {
-            match now.get(table) {
-                Some(m) if m == n => {}
-                Some(m) => differ.push(format!("table {table}: {m} rows, {n} at backup time")),
-                None => differ.push(format!(
-                    "table {table} is missing ({n} rows at backup time)"
-                )),
-            }
-        }
-        for table in now.keys().filter(|t| !counted.contains_key(*t)) {
-            differ.push(format!("table {table} was not there at backup time"));
-        }
-        match differ.is_empty() {
-            true => Ok(format!(
-                "{} tables, {} rows, as at backup time",
-                counted.len(),
-                counted.values().sum::<u64>()
-            )),
-            false => Err(differ.join("; ")),
-        }
+        compare_rows(&counted, &now)
     })();
     vec![
         check(format!("integrity of {what}"), integrity),

@@ -188,6 +188,13 @@ impl Jobs {
             archiving: Mutex::new(HashMap::new()),
         });
         jobs.clean_up_after_crash().await?;
+        // Database servers may be slow to answer, or away: not something to wait for.
+        let dropping = jobs.clone();
+        tokio::spawn(async move {
+            if let Err(e) = dropping.drop_drill_databases().await {
+                tracing::warn!(error = %e, "cannot look for drills' scratch databases");
+            }
+        });
         Ok(jobs)
     }
 

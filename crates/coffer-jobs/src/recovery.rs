@@ -607,6 +607,7 @@ mod tests {
                 }),
                 point_in_time: None,
                 tables: vec![],
+                rows: None,
             })
             .collect();
         Baseline {

@@ -13,6 +13,7 @@ pub use command::{Found, tools};
 pub mod docker;
 pub mod mysql;
 pub mod postgres;
+pub mod rows;
 pub mod scratch_server;
 pub mod sqlite;
 

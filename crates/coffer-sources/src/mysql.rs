@@ -18,6 +18,7 @@ use std::process::Command;
 
 use crate::child::{self, Dump};
 use crate::dirdump::{self, DirDump, Listing};
+use crate::rows::{Counted, RowCounts, Session};
 use crate::{SourceError, failed};
 
 /// Where and as whom to connect.
@@ -120,6 +121,61 @@ fn client() -> PathBuf {
 /// The tool that reads a server's binary log.
 pub(crate) fn binlog_tool() -> PathBuf {
     tool(&["mariadb-binlog", "mysqlbinlog"])
+}
+
+/// How long a dump may take to begin while writes are held for counting its rows.
+const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A dump read up to where it shows it has begun, then read on.
+pub type Begun<R> = std::io::Chain<std::io::Cursor<Vec<u8>>, R>;
+
+/// The query of the (hex-encoded) names of the tables of database `db` whose rows a dump
+/// holds.
+fn tables_of(db: &str) -> String {
+    format!(
+        "SELECT HEX(table_name) FROM information_schema.tables \
+         WHERE table_schema = CONVERT(0x{} USING utf8mb4) \
+         AND table_type IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY 1",
+        hex(db.as_bytes())
+    )
+}
+
+/// The query of the rows of each of the tables `names` of database `db`, by their index.
+fn count(db: &str, names: &[String]) -> String {
+    let each: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("SELECT {i}, COUNT(*) FROM {}.{}", ident(db), ident(t)))
+        .collect();
+    each.join(" UNION ALL ")
+}
+
+/// The answer of `count`, each line an index into `names` and a count.
+fn counts(what: &str, names: &[String], answer: Vec<String>) -> Result<RowCounts, SourceError> {
+    let mut rows = RowCounts::new();
+    for line in answer {
+        let (i, n) = line.split_once('\t').unwrap_or_default();
+        match (
+            i.parse::<usize>().ok().and_then(|i| names.get(i)),
+            n.parse(),
+        ) {
+            (Some(t), Ok(n)) => rows.insert(t.clone(), n),
+            _ => return Err(failed(what, format!("unexpected answer {line:?}"))),
+        };
+    }
+    Ok(rows)
+}
+
+/// Bytes as hexadecimal digits, and back (names the client prints raw would be escaped).
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn unhex(text: &str) -> String {
+    let bytes: Vec<u8> = (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// A database name as an SQL identifier.
@@ -263,6 +319,125 @@ impl Login {
             format!("{name} of database {db}"),
             Some(Box::new(options)),
         )
+    }
+
+    /// [`Login::dump`] of a whole database (see `counted`).
+    pub fn dump_counted(
+        &self,
+        db: &str,
+        position: bool,
+    ) -> Result<Counted<Begun<Dump>>, SourceError> {
+        // Only statements written after its snapshot began: the tables, then the events and
+        // routines an empty database still has; or output past any header.
+        self.counted(
+            db,
+            || self.dump(db, position, &[]),
+            |head| {
+                head.len() > 64 * 1024
+                    || [
+                        "\n-- Table structure for table ",
+                        "\n-- Dumping events for database ",
+                        "\n-- Dumping routines for database ",
+                    ]
+                    .iter()
+                    .any(|m| head.windows(m.len()).any(|w| w == m.as_bytes()))
+            },
+        )
+    }
+
+    /// [`Login::dump_dir`] (see `counted`).
+    pub fn dump_dir_counted(&self, db: &str) -> Result<Counted<Begun<DirDump>>, SourceError> {
+        // mydumper's files (taken when closed) are all written after its snapshots began.
+        self.counted(db, || self.dump_dir(db), |head| !head.is_empty())
+    }
+
+    /// The dump `start` makes of database `db`, and the rows of each of its tables counted
+    /// in a snapshot that sees what the dump sees: writes are held (`FLUSH TABLES WITH READ
+    /// LOCK`, as mydumper and `--master-data` take themselves) from before this session's
+    /// snapshot until the dump has begun its own — until its output, read up to where `begun`
+    /// says, shows it — so that no write comes between the two. Then the rows are counted in
+    /// this session's snapshot while the dump goes on. Writes are held for as long as the tool
+    /// takes to start, at most [`HOLD_LIMIT`] (then released; nothing counted). Needs the
+    /// RELOAD privilege; without it (or whatever else keeps the rows from being counted) the
+    /// dump is made all the same.
+    fn counted<R: Read>(
+        &self,
+        db: &str,
+        start: impl FnOnce() -> Result<R, SourceError>,
+        begun: fn(&[u8]) -> bool,
+    ) -> Result<Counted<Begun<R>>, SourceError> {
+        let what = format!("counting the rows of database {db}");
+        let held = (|| {
+            let options = self.option_file()?;
+            let mut c = self.command(&client(), &options);
+            c.args(["--batch", "--skip-column-names", "--unbuffered"]);
+            let keep = Some(Box::new(options) as Box<dyn Send>);
+            let mut session = Session::start(c, what.clone(), "SELECT 'coffer:end';", keep)?;
+            session
+                .ask("FLUSH TABLES WITH READ LOCK; START TRANSACTION WITH CONSISTENT SNAPSHOT;")?;
+            let deadline = session.deadline(HOLD_LIMIT);
+            let tables = session.ask(&format!("{};", tables_of(db)))?;
+            Ok::<_, SourceError>((session, deadline, tables))
+        })();
+        let (mut session, deadline, tables) = match held {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(database = db, error = %e, "rows not counted");
+                return Ok(Counted::bare(std::io::Cursor::new(vec![]).chain(start()?)));
+            }
+        };
+        let mut dump = start()?;
+        let mut head = vec![];
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = dump.read(&mut buf).map_err(|e| failed(&what, e))?;
+            head.extend_from_slice(&buf[..n]);
+            if n == 0 || begun(&head) {
+                break;
+            }
+        }
+        let dump = std::io::Cursor::new(head).chain(dump);
+        if deadline.disarm() {
+            tracing::warn!(
+                database = db,
+                "the dump took too long to start: its rows are not counted"
+            );
+            return Ok(Counted::bare(dump));
+        }
+        let rows = session.ask("UNLOCK TABLES;").and_then(|_| {
+            let names: Vec<String> = tables.iter().map(|t| unhex(t)).collect();
+            match names.is_empty() {
+                true => Ok(RowCounts::new()),
+                false => counts(
+                    &what,
+                    &names,
+                    session.ask(&format!("{};", count(db, &names)))?,
+                ),
+            }
+        });
+        Ok(Counted {
+            dump,
+            rows: rows
+                .inspect_err(|e| tracing::warn!(database = db, error = %e, "rows not counted"))
+                .ok(),
+        })
+    }
+
+    /// The rows of each table of database `db` now.
+    pub fn row_counts(&self, db: &str) -> Result<RowCounts, SourceError> {
+        let names: Vec<String> = self.sql(None, &tables_of(db))?.lines().map(unhex).collect();
+        if names.is_empty() {
+            return Ok(RowCounts::new());
+        }
+        let answer = self.sql(None, &count(db, &names))?;
+        let what = format!("counting the rows of database {db}");
+        counts(&what, &names, answer.lines().map(str::to_string).collect())
+    }
+
+    /// Drop database `db` if it exists.
+    pub fn drop_database(&self, db: &str) -> Result<(), SourceError> {
+        self.sql(None, &format!("DROP DATABASE IF EXISTS {}", ident(db)))
+            .map(drop)
     }
 
     /// A dump of one database by mydumper, as a tar stream of its directory (see `dirdump`):

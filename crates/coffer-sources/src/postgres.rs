@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::child::{self, Dump};
+use crate::rows::{self, Counted, RowCounts, Session};
 use crate::{SourceError, failed};
 
 /// Where and as whom to connect.
@@ -40,6 +41,21 @@ impl std::fmt::Debug for Login {
             .finish()
     }
 }
+
+/// The rows of each table of the database it runs in, as one JSON object keyed by
+/// `schema.table` (quoted where need be): the tables pg_dump dumps the rows of — not the
+/// catalog's, nor temporary ones, nor those an extension owns; a partitioned table's rows are
+/// its partitions'.
+const COUNT_ROWS: &str = "SELECT coalesce(json_object_agg(name, n ORDER BY name), '{}') FROM (\
+  SELECT format('%I.%I', s.nspname, c.relname) AS name, (xpath('/row/n/text()', query_to_xml(\
+    format('SELECT count(*) AS n FROM ONLY %I.%I', s.nspname, c.relname), false, true, '')\
+  ))[1]::text::bigint AS n \
+  FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace \
+  WHERE c.relkind = 'r' AND c.relpersistence <> 't' \
+    AND s.nspname NOT IN ('pg_catalog', 'information_schema') \
+    AND s.nspname NOT LIKE 'pg\\_toast%' \
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+      AND d.objid = c.oid AND d.deptype = 'e')) t;";
 
 /// A database name as an SQL identifier.
 fn ident(name: &str) -> String {
@@ -224,6 +240,51 @@ impl Login {
 
     /// `pg_dump` of one database as a stream.
     pub fn dump(&self, db: &str, major: Option<u32>) -> Result<Dump, SourceError> {
+        self.dump_in(db, major, None)
+    }
+
+    /// `pg_dump` of one database as a stream, and the rows of each of its tables counted in
+    /// the very snapshot the dump reads: a session begins a read-only repeatable-read
+    /// transaction, exports its snapshot, counts, and stays open until the dump ends
+    /// (`pg_dump --snapshot` imports it when it starts). When they cannot be counted, the
+    /// dump is made all the same.
+    pub fn dump_counted(&self, db: &str, major: Option<u32>) -> Result<Counted<Dump>, SourceError> {
+        let what = format!("counting the rows of database {db}");
+        let counted = (|| {
+            let mut c = self.command(&tool("psql", None));
+            c.args([
+                "--no-password",
+                "--no-psqlrc",
+                "--tuples-only",
+                "--no-align",
+            ])
+            .args(["--quiet", "--set", "ON_ERROR_STOP=1", "--dbname", db]);
+            let mut session = Session::start(c, what.clone(), "\\echo coffer:end", None)?;
+            session.ask("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;")?;
+            let snapshot = session.ask("SELECT pg_export_snapshot();")?.concat();
+            let rows = rows::from_json(&what, &session.ask(COUNT_ROWS)?.concat())?;
+            Ok::<_, SourceError>((snapshot, session, rows))
+        })();
+        match counted {
+            Ok((snapshot, session, rows)) => Ok(Counted {
+                dump: self.dump_in(db, major, Some((snapshot, session)))?,
+                rows: Some(rows),
+            }),
+            Err(e) => {
+                tracing::warn!(database = db, error = %e, "rows not counted");
+                self.dump_in(db, major, None).map(Counted::bare)
+            }
+        }
+    }
+
+    /// `pg_dump` of `db`, in the snapshot a session exported when one is given (the session
+    /// kept open until the dump ends).
+    fn dump_in(
+        &self,
+        db: &str,
+        major: Option<u32>,
+        snapshot: Option<(String, Session)>,
+    ) -> Result<Dump, SourceError> {
         let mut c = self.command(&dump_tool("pg_dump", major)?);
         c.args([
             "--format=custom",
@@ -232,7 +293,28 @@ impl Login {
             "--dbname",
             db,
         ]);
-        Dump::start(c, format!("pg_dump of database {db}"), None)
+        let keep = snapshot.map(|(id, session)| {
+            c.arg(format!("--snapshot={id}"));
+            Box::new(session) as Box<dyn Send>
+        });
+        Dump::start(c, format!("pg_dump of database {db}"), keep)
+    }
+
+    /// The rows of each table of database `db` now.
+    pub fn row_counts(&self, db: &str) -> Result<RowCounts, SourceError> {
+        rows::from_json(
+            &format!("counting the rows of database {db}"),
+            &self.psql(db, COUNT_ROWS)?,
+        )
+    }
+
+    /// Drop database `db` if it exists, with its connections.
+    pub fn drop_database(&self, db: &str) -> Result<(), SourceError> {
+        self.psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db)),
+        )
+        .map(drop)
     }
 
     /// `pg_dumpall --globals-only` (roles, tablespaces) as a stream.

@@ -16,8 +16,7 @@ fn failed(db: &Path, e: impl std::fmt::Display) -> SourceError {
     }
 }
 
-/// Rows by table.
-pub type RowCounts = std::collections::BTreeMap<String, u64>;
+pub use crate::rows::RowCounts;
 
 /// Copy the database at `db` into a new file `into`, consistently, and check the copy; the
 /// rows of each of its tables, as copied.

@@ -325,6 +325,11 @@ pub struct DatabaseDump {
     /// those tables and leaves the rest of the database as it is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
+    /// The rows of each table at backup time, counted in a snapshot that sees what the dump
+    /// saw (what a restore drill compares the restored database with); none when they could
+    /// not be counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// A position in a MySQL/MariaDB server's binary log.

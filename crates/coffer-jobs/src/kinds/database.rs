@@ -11,6 +11,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use coffer_repo::{BackupItem, SnapshotReader};
+use coffer_sources::rows::{Counted, RowCounts};
 use coffer_sources::{SourceError, binlog, mysql, postgres};
 use coffer_types::{BinlogPosition, Credential, DatabaseDump, DbEngine, MysqlTool, Record, Source};
 
@@ -125,6 +126,22 @@ impl Login {
         match self {
             Login::Postgres(l) => l.databases(),
             Login::Mysql(l) => l.databases(),
+        }
+    }
+
+    /// The rows of each table of database `db` now.
+    pub(crate) fn row_counts(&self, db: &str) -> std::result::Result<RowCounts, SourceError> {
+        match self {
+            Login::Postgres(l) => l.row_counts(db),
+            Login::Mysql(l) => l.row_counts(db),
+        }
+    }
+
+    /// Drop database `db` if it exists.
+    pub(crate) fn drop_database(&self, db: &str) -> std::result::Result<(), SourceError> {
+        match self {
+            Login::Postgres(l) => l.drop_database(db),
+            Login::Mysql(l) => l.drop_database(db),
         }
     }
 }
@@ -371,7 +388,7 @@ pub(crate) fn recorded(
 
 /// A dump that starts its tool only when the engine first reads it, so that the databases of
 /// a run are dumped one after the other; a dump read to its end is logged with its size.
-struct Lazy<R, F: FnOnce() -> std::result::Result<R, SourceError>> {
+struct Lazy<R, F: FnOnce() -> std::result::Result<Counted<R>, SourceError>> {
     start: Option<F>,
     dump: Option<R>,
     entry: DatabaseDump,
@@ -413,10 +430,12 @@ impl Ends {
     }
 }
 
-impl<R: Read, F: FnOnce() -> std::result::Result<R, SourceError>> Read for Lazy<R, F> {
+impl<R: Read, F: FnOnce() -> std::result::Result<Counted<R>, SourceError>> Read for Lazy<R, F> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if let Some(start) = self.start.take() {
-            self.dump = Some(start().map_err(std::io::Error::other)?);
+            let started = start().map_err(std::io::Error::other)?;
+            self.entry.rows = started.rows;
+            self.dump = Some(started.dump);
         }
         let n = match &mut self.dump {
             Some(d) => d.read(buf)?,
@@ -438,13 +457,14 @@ impl<R: Read, F: FnOnce() -> std::result::Result<R, SourceError>> Read for Lazy<
 
 impl Logins {
     /// The item `name` of the snapshot, read from the dump `start` makes: a stream stored as a
-    /// file, or a tar stream as a directory (`as_source` says which).
+    /// file, or a tar stream as a directory (`as_source` says which); with the rows it holds
+    /// when they were counted.
     fn lazy<R: Read + Send + 'static>(
         &self,
         name: String,
         entry: DatabaseDump,
         as_source: fn(Box<dyn Read + Send>) -> coffer_repo::Source,
-        start: impl FnOnce() -> std::result::Result<R, SourceError> + Send + 'static,
+        start: impl FnOnce() -> std::result::Result<Counted<R>, SourceError> + Send + 'static,
     ) -> Result<BackupItem> {
         self.lazy_at(name, entry, as_source, false, start)
     }
@@ -456,7 +476,7 @@ impl Logins {
         entry: DatabaseDump,
         as_source: fn(Box<dyn Read + Send>) -> coffer_repo::Source,
         position: bool,
-        start: impl FnOnce() -> std::result::Result<R, SourceError> + Send + 'static,
+        start: impl FnOnce() -> std::result::Result<Counted<R>, SourceError> + Send + 'static,
     ) -> Result<BackupItem> {
         let reader = Lazy {
             start: Some(start),
@@ -495,6 +515,7 @@ fn backup_items(
         binlog: None,
         point_in_time: None,
         tables: vec![],
+        rows: None,
     };
     let stream = coffer_repo::Source::Stream;
     match login {
@@ -506,14 +527,14 @@ fn backup_items(
                     globals_path(engine, folder),
                     entry(GLOBALS, &format!("pg_dumpall {major}")),
                     stream,
-                    move || l.dump_globals(Some(major)),
+                    move || l.dump_globals(Some(major)).map(Counted::bare),
                 )?);
             }
             for db in databases {
                 let l = l.clone();
                 let e = entry(&db, &format!("pg_dump {major}"));
                 let path = Format::PgCustom.path(folder, &db);
-                items.push(logins.lazy(path, e, stream, move || l.dump(&db, Some(major)))?);
+                items.push(logins.lazy(path, e, stream, move || l.dump_counted(&db, Some(major)))?);
             }
         }
         Login::Mysql(l) if logins.recovered.is_some() => {
@@ -524,9 +545,11 @@ fn backup_items(
                     entry(GLOBALS, "mariadb-dump"),
                     stream,
                     move || {
-                        std::fs::File::open(&users).map_err(|e| SourceError::Failed {
-                            what: "the baseline's accounts".into(),
-                            message: e.to_string(),
+                        std::fs::File::open(&users).map(Counted::bare).map_err(|e| {
+                            SourceError::Failed {
+                                what: "the baseline's accounts".into(),
+                                message: e.to_string(),
+                            }
                         })
                     },
                 )?);
@@ -540,7 +563,9 @@ fn backup_items(
                 };
                 let l = l.clone();
                 let path = Format::Sql.path(folder, &db);
-                items.push(logins.lazy(path, e, stream, move || l.dump(&db, false, &tables))?);
+                items.push(logins.lazy(path, e, stream, move || {
+                    l.dump(&db, false, &tables).map(Counted::bare)
+                })?);
             }
         }
         Login::Mysql(l) => {
@@ -551,7 +576,7 @@ fn backup_items(
                         globals_path(engine, folder),
                         entry(GLOBALS, "mariadb-dump"),
                         stream,
-                        move || l.dump_users(),
+                        move || l.dump_users().map(Counted::bare),
                     )?);
                 } else {
                     tracing::warn!(
@@ -576,11 +601,11 @@ fn backup_items(
                 items.push(if mydumper {
                     let path = Format::Mydumper.path(folder, &db);
                     let tar = coffer_repo::Source::Tar;
-                    logins.lazy_at(path, e, tar, position, move || l.dump_dir(&db))?
+                    logins.lazy_at(path, e, tar, position, move || l.dump_dir_counted(&db))?
                 } else {
                     let path = Format::Sql.path(folder, &db);
                     logins.lazy_at(path, e, stream, position, move || {
-                        l.dump(&db, position, &[])
+                        l.dump_counted(&db, position)
                     })?
                 });
             }
@@ -610,7 +635,7 @@ pub(crate) fn restore(
     let path = format.path(folder, database);
     // The database is dropped before its dump is read: a lost pack must stop the restore first.
     session.check_present(std::slice::from_ref(&path))?;
-    match (format, login) {
+    let restored = match (format, login) {
         (Format::Mydumper, Login::Mysql(l)) => pipe(
             |out| session.dump_dir(&path, out),
             |input| l.load_dir(database, into, input),
@@ -622,7 +647,14 @@ pub(crate) fn restore(
             pipe(file(session, &path), |input| l.restore_tables(into, input))
         }
         (_, Login::Mysql(l)) => pipe(file(session, &path), |input| l.restore(into, input)),
-    }
+    };
+    restored.map_err(|e| match e {
+        JobsError::Damaged { object, detail } => JobsError::Damaged {
+            object,
+            detail: format!("{detail}; not restored: {path}"),
+        },
+        other => other,
+    })
 }
 
 /// Restore a whole server's roles (PostgreSQL) or accounts (MySQL/MariaDB) from the snapshot:

@@ -15,10 +15,11 @@ use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 
 /// Drill the job's newest successful backup now: 202 with the drill to poll. It restores the
-/// record into a scratch directory with the restore code every restore uses, times it, and
-/// compares every entry with the snapshot (type, size, permissions, link target, bytes); the
-/// job's sources are not touched. 409 while another drill of the job runs; 400 when the job
-/// has no successful backup, or sources drills do not cover yet (only path sources so far).
+/// record with the restore code every restore uses — files, trees and volumes into a scratch
+/// directory, databases into scratch databases of their servers — times it, and compares it
+/// with what was backed up (each entry's type, size, permissions, link target and bytes; a
+/// database's rows per table); the job's sources are not touched. 409 while another drill of
+/// the job runs; 400 when the job has no successful backup.
 #[utoipa::path(post, path = "/api/backup-jobs/{id}/drills", tag = "drills", security(("bearer" = ["operator"])),
     params(("id" = String, Path, description = "Job id")),
     responses((status = 202, body = Drill), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),

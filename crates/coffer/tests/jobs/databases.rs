@@ -1039,6 +1039,36 @@ fn assert_whole_transactions(
             .unwrap()
             >= 50_000
     );
+    // The rows the backup counted are those its dump holds, writes going on or not.
+    let counted = record.databases[0].rows.clone().expect("rows counted");
+    let tables: Vec<(String, String)> = counted
+        .iter()
+        .map(|(t, n)| (t.rsplit('.').next().unwrap().to_string(), n.to_string()))
+        .collect();
+    let restored: Vec<(String, String)> = ["credit", "debit"]
+        .iter()
+        .map(|t| {
+            (
+                t.to_string(),
+                sql(copy, &format!("SELECT COUNT(*) FROM {t}")),
+            )
+        })
+        .collect();
+    assert_eq!(tables, restored);
+    // And so a drill of the record passes.
+    let drill = drill_to_end(api, &job.id);
+    assert_eq!(drill.status, RecordStatus::Success, "{drill:?}");
+    assert_eq!(
+        checks(&drill),
+        [(
+            format!("rows of database {db}"),
+            true,
+            format!(
+                "2 tables, {} rows, as at backup time",
+                counted.values().sum::<u64>()
+            )
+        )]
+    );
     assert!(env.server.stop().success());
 }
 

@@ -2,6 +2,7 @@
 //! what was backed up — passing on a good record, failing with what differs on a damaged one,
 //! never touching the sources, one at a time per job.
 
+use super::databases::{MyDatabase, PgDatabase, database_job, mariadb, psql};
 use super::*;
 
 #[test]
@@ -184,5 +185,169 @@ fn a_drill_of_a_sqlite_database_checks_its_integrity_and_its_rows() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(scratch_is_empty(env.dir.path()), "{left:?}");
+    assert!(env.server.stop().success());
+}
+
+/// Whether database `name` exists on the machine's PostgreSQL.
+fn pg_has(name: &str) -> bool {
+    psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+    ) == "1"
+}
+
+#[test]
+fn a_drill_of_a_postgres_database_restores_it_beside_the_original_and_counts_its_rows() {
+    let db = PgDatabase::new("drill");
+    psql(
+        &db.0,
+        "CREATE TABLE customers (id int PRIMARY KEY, name text);
+         INSERT INTO customers VALUES (1, 'a'), (2, 'b'), (3, 'c');
+         CREATE SCHEMA shop;
+         CREATE TABLE shop.orders (id int PRIMARY KEY, note text);
+         INSERT INTO shop.orders
+           SELECT i, md5(i::text) || md5((i * 7)::text) FROM generate_series(1, 40000) i;",
+    );
+    let env = start();
+    let api = &env.api;
+    let (_, job) = database_job(
+        api,
+        json!({"name": "pg", "engine": "postgres", "host": "127.0.0.1", "user": "postgres"}),
+        json!({"name": "pg drill", "schedule": null}),
+        json!({"database": db.0}),
+    );
+    let record = run_to_end(api, &job.id);
+    assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+    let rows = record.databases[0].rows.clone().expect("rows counted");
+    assert_eq!(
+        rows,
+        [
+            ("public.customers".to_string(), 3),
+            ("shop.orders".to_string(), 40000)
+        ]
+        .into()
+    );
+    let passed = drill_to_end(api, &job.id);
+    assert_eq!(passed.status, RecordStatus::Success, "{passed:?}");
+    assert_eq!(
+        checks(&passed),
+        [(
+            format!("rows of database {}", db.0),
+            true,
+            "2 tables, 40003 rows, as at backup time".to_string()
+        )]
+    );
+    assert!(passed.restore_ms.is_some());
+    let scratch = format!("coffer_drill_{}", passed.id);
+    assert!(!pg_has(&scratch), "the scratch database is dropped");
+    // The original was left alone.
+    assert_eq!(psql(&db.0, "SELECT count(*) FROM shop.orders"), "40000");
+
+    // A flipped byte in the dump's packs: the drill fails, and drops its scratch database.
+    for (pack, _) in packs(job.dest_path.as_deref().unwrap())
+        .into_iter()
+        .filter(|(_, size)| *size > 1 << 20)
+    {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[4096] ^= 1;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let failed = drill_to_end(api, &job.id);
+    assert_eq!(failed.status, RecordStatus::Failed, "{failed:?}");
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(error.contains(&format!("{}.dump", db.0)), "{failed:?}");
+    assert!(!pg_has(&format!("coffer_drill_{}", failed.id)));
+
+    // A scratch database a crash left is dropped at start-up; one of another name stays.
+    assert!(env.server.stop().success());
+    let other = PgDatabase(format!("coffer_drill_{}", "0".repeat(32)));
+    psql("postgres", &format!("CREATE DATABASE {scratch}"));
+    psql("postgres", &format!("CREATE DATABASE {}", other.0));
+    let server = start_in(&env.dir);
+    wait_until(LONG, || match pg_has(&scratch) {
+        true => Err(format!("{scratch} is still there")),
+        false => Ok(()),
+    });
+    assert!(
+        pg_has(&other.0),
+        "only databases of this server's drills are dropped"
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_drill_of_a_mariadb_database_names_the_table_its_dump_left_out() {
+    let db = MyDatabase::new("drill");
+    mariadb(
+        &db.0,
+        "CREATE TABLE customers (id INT PRIMARY KEY, name TEXT) ENGINE=InnoDB;
+         INSERT INTO customers VALUES (1, 'a'), (2, 'b'), (3, 'c');
+         CREATE TABLE audit (id INT PRIMARY KEY) ENGINE=InnoDB;
+         INSERT INTO audit VALUES (1), (2);",
+    );
+    // The node's own option file has mariadb-dump leave a table out; mydumper does not read it.
+    let home = tempdir().unwrap();
+    std::fs::write(
+        home.path().join(".my.cnf"),
+        format!("[mariadb-dump]\nignore-table={}.audit\n", db.0),
+    )
+    .unwrap();
+    let env = start_with(
+        tempdir().unwrap(),
+        &[("HOME", home.path().to_str().unwrap())],
+    );
+    let api = &env.api;
+    let cred = json!({"name": "my", "engine": "mysql", "host": "127.0.0.1", "user": "root"});
+    let (cred, dumped) = database_job(
+        api,
+        cred,
+        json!({"name": "mariadb-dump", "schedule": null}),
+        json!({"database": db.0, "backup_tool": "mariadb-dump"}),
+    );
+    let source = json!({"type": "mysql", "credential_id": cred.id, "database": db.0,
+                        "backup_tool": "mydumper"});
+    let input = json!({"name": "mydumper", "sources": [source]});
+    let loaded = api
+        .create_job(&serde_json::from_value(input).unwrap())
+        .unwrap();
+    let counted: std::collections::BTreeMap<String, u64> =
+        [("audit".to_string(), 2), ("customers".to_string(), 3)].into();
+    for job in [&dumped, &loaded] {
+        let record = run_to_end(api, &job.id);
+        assert_eq!(record.status, RecordStatus::Success, "{record:?}");
+        assert_eq!(
+            record.databases[0].rows.as_ref(),
+            Some(&counted),
+            "{}",
+            job.name
+        );
+    }
+    let what = format!("rows of database {}", db.0);
+    let failed = drill_to_end(api, &dumped.id);
+    assert_eq!(failed.status, RecordStatus::Failed, "{failed:?}");
+    assert_eq!(
+        checks(&failed),
+        [(
+            what.clone(),
+            false,
+            "table audit is missing (2 rows at backup time)".to_string()
+        )]
+    );
+    let passed = drill_to_end(api, &loaded.id);
+    assert_eq!(passed.status, RecordStatus::Success, "{passed:?}");
+    assert_eq!(
+        checks(&passed),
+        [(
+            what,
+            true,
+            "2 tables, 5 rows, as at backup time".to_string()
+        )]
+    );
+    for d in [&failed, &passed] {
+        let scratch = format!("coffer_drill_{}", d.id);
+        let left = mariadb("", &format!("SHOW DATABASES LIKE '{scratch}'"));
+        assert_eq!(left, "", "the scratch database is dropped");
+    }
+    assert_eq!(mariadb(&db.0, "SELECT COUNT(*) FROM audit"), "2");
     assert!(env.server.stop().success());
 }

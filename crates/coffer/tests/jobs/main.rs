@@ -138,6 +138,22 @@ fn run_to_end(api: &Client, job: &str) -> Record {
     api.wait_record(job, &started.id, LONG).unwrap()
 }
 
+/// Drill job `job`'s newest backup and wait until the drill ends.
+fn drill_to_end(api: &Client, job: &str) -> coffer_types::Drill {
+    let started = api.drill(job).unwrap();
+    assert_eq!(started.status, RecordStatus::Running);
+    api.wait_drill(job, &started.id, LONG).unwrap()
+}
+
+/// A drill's checks: each one's name, outcome and detail.
+fn checks(drill: &coffer_types::Drill) -> Vec<(String, bool, String)> {
+    drill
+        .checks
+        .iter()
+        .map(|c| (c.check.clone(), c.ok, c.detail.clone()))
+        .collect()
+}
+
 fn restore(
     api: &Client,
     job: &str,
