@@ -8,6 +8,23 @@ use coffer_types::{Job, Record, RecordStatus};
 
 use crate::{Db, DbError, Result, new_id, parse_opt_ts, parse_ts, ts, unique_violation};
 
+/// What a job's schedules start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduled {
+    Backups,
+    Drills,
+}
+
+impl Scheduled {
+    /// The column keeping the latest time of its schedule the scheduler acted on.
+    fn column(self) -> &'static str {
+        match self {
+            Scheduled::Backups => "scheduled_until",
+            Scheduled::Drills => "drill_scheduled_until",
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct JobRow {
     id: String,
@@ -16,6 +33,7 @@ struct JobRow {
     sources: String,
     schedule: Option<String>,
     timezone: String,
+    drill_schedule: Option<String>,
     retention_count: Option<i64>,
     retention_days: Option<i64>,
     retention: Option<String>,
@@ -37,7 +55,7 @@ struct JobRow {
 }
 
 const JOB_COLUMNS: &str = "j.id, j.name, j.node_id, j.sources, j.schedule, j.timezone,
-    j.retention_count, j.retention_days, j.retention, j.dest_path, j.repository_id, j.encrypted,
+    j.drill_schedule, j.retention_count, j.retention_days, j.retention, j.dest_path, j.repository_id, j.encrypted,
     j.enabled, j.created_at, j.updated_at,
     (SELECT started_at FROM backup_records r WHERE r.job_id = j.id AND r.trigger NOT IN ('pre_restore', 'pitr')
         ORDER BY started_at DESC LIMIT 1) AS last_run,
@@ -93,6 +111,7 @@ fn job(r: JobRow) -> Result<Job> {
         volumes,
         schedule: r.schedule,
         timezone: r.timezone,
+        drill_schedule: r.drill_schedule,
         retention_count: count(r.retention_count),
         retention_days: count(r.retention_days),
         retention: r
@@ -124,6 +143,7 @@ fn job(r: JobRow) -> Result<Job> {
             .transpose()?,
         last_proven_restorable_at: parse_opt_ts(r.last_proven_restorable_at)?,
         last_restore_ms: r.last_restore_ms.and_then(|n| u64::try_from(n).ok()),
+        next_drill: None,
     })
 }
 
@@ -258,8 +278,9 @@ impl Db {
     pub async fn create_job(&self, j: &Job) -> Result<Job> {
         sqlx::query(
             "INSERT INTO backup_jobs (id, name, node_id, sources, schedule, timezone, retention_count,
-                 retention_days, retention, dest_path, repository_id, encrypted, enabled, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+                 retention_days, retention, dest_path, repository_id, encrypted, enabled, created_at,
+                 updated_at, drill_schedule)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
         )
         .bind(&j.id)
         .bind(&j.name)
@@ -275,6 +296,7 @@ impl Db {
         .bind(j.encrypted)
         .bind(j.enabled)
         .bind(ts(j.created_at))
+        .bind(&j.drill_schedule)
         .execute(self.pool())
         .await?;
         self.job(&j.id).await
@@ -303,7 +325,8 @@ impl Db {
     pub async fn update_job(&self, j: &Job) -> Result<Job> {
         let done = sqlx::query(
             "UPDATE backup_jobs SET name = ?2, sources = ?3, schedule = ?4, timezone = ?5,
-                 retention_count = ?6, retention_days = ?7, retention = ?8, enabled = ?9, updated_at = ?10
+                 retention_count = ?6, retention_days = ?7, retention = ?8, enabled = ?9, updated_at = ?10,
+                 drill_schedule = ?11
              WHERE id = ?1",
         )
         .bind(&j.id)
@@ -316,6 +339,7 @@ impl Db {
         .bind(retention_json(j))
         .bind(j.enabled)
         .bind(ts(Utc::now()))
+        .bind(&j.drill_schedule)
         .execute(self.pool())
         .await?;
         if done.rows_affected() == 0 {
@@ -335,25 +359,37 @@ impl Db {
         Ok(())
     }
 
-    /// The latest schedule time the scheduler acted on, for every job (by id) in one query.
+    /// The latest time of its schedule for `what` the scheduler acted on, for every job (by
+    /// id) in one query.
     pub async fn scheduled_until(
         &self,
+        what: Scheduled,
     ) -> Result<std::collections::HashMap<String, Option<DateTime<Utc>>>> {
-        let rows: Vec<(String, Option<String>)> =
-            sqlx::query_as("SELECT id, scheduled_until FROM backup_jobs")
-                .fetch_all(self.pool())
-                .await?;
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, {} FROM backup_jobs",
+            what.column()
+        )))
+        .fetch_all(self.pool())
+        .await?;
         rows.into_iter()
             .map(|(id, at)| Ok((id, parse_opt_ts(at)?)))
             .collect()
     }
 
-    pub async fn set_scheduled_until(&self, job_id: &str, at: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE backup_jobs SET scheduled_until = ?2 WHERE id = ?1")
-            .bind(job_id)
-            .bind(ts(at))
-            .execute(self.pool())
-            .await?;
+    pub async fn set_scheduled_until(
+        &self,
+        what: Scheduled,
+        job_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE backup_jobs SET {} = ?2 WHERE id = ?1",
+            what.column()
+        )))
+        .bind(job_id)
+        .bind(ts(at))
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

@@ -30,7 +30,7 @@ use sqlx::sqlite::{
 
 pub use audit::{AuditQuery, NewAuditEntry};
 pub use drills::DrillOutcome;
-pub use jobs::{PITR_TRIGGER, RecordQuery, RunOutcome, SAFETY_TRIGGER, TriggerFilter};
+pub use jobs::{PITR_TRIGGER, RecordQuery, RunOutcome, SAFETY_TRIGGER, Scheduled, TriggerFilter};
 pub use keys::KeyRecord;
 pub use pitr::PitrProduced;
 pub use resources::{Statement, Stored};

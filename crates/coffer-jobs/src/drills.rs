@@ -56,7 +56,15 @@ impl Jobs {
                 error: Some(e.to_string()),
                 ..DrillOutcome::default()
             });
-            match jobs.db.finish_drill(&id, &outcome).await {
+            let finished = jobs.db.finish_drill(&id, &outcome).await;
+            if let Ok(d) = &finished {
+                let (event, error) = match d.status {
+                    RecordStatus::Success => ("drill.completed", None),
+                    _ => ("drill.failed", Some(failure(d))),
+                };
+                jobs.emit(event, &job.id, &record.id, None, error.as_deref());
+            }
+            match finished {
                 Ok(d) if d.status == RecordStatus::Success => {
                     tracing::info!(job = %job.name, record = %record.id, "restore drill passed");
                     let labels = crate::job_labels(&job);
@@ -173,6 +181,17 @@ impl Jobs {
         }
         Ok(())
     }
+}
+
+/// Why drill `d` failed, in a line: its error, else the checks that failed.
+fn failure(d: &Drill) -> String {
+    let failed: Vec<String> = d
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.check, c.detail))
+        .collect();
+    d.error.clone().unwrap_or_else(|| failed.join("; "))
 }
 
 /// The name of a drill's scratch database: this, then the drill's id.

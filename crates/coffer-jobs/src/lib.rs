@@ -8,7 +8,9 @@
 //! The scheduler keeps, per job, the latest schedule time it acted on (`scheduled_until`). A job
 //! is due when its next schedule time after that is past; however many times were missed, it
 //! runs once and `scheduled_until` jumps to the latest of them. Deciding is a pure function of
-//! the job, that mark and the current time ([`due`]), tested with fixed clocks.
+//! the job, that mark and the current time ([`due`]), tested with fixed clocks. A job's restore
+//! drills follow a schedule of their own (`drill_schedule`) the same way, with a mark of their
+//! own (`drill_scheduled_until`).
 
 mod credentials;
 mod drills;
@@ -58,7 +60,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use coffer_db::{Db, DbError, RecordQuery, RunOutcome};
+use coffer_db::{Db, DbError, RecordQuery, RunOutcome, Scheduled};
 use coffer_types::{
     Event, Job, JobInput, JobUpdate, Record, RecordStatus, RecordTree, Repository, Role, Source,
     VerifyResult,
@@ -255,15 +257,17 @@ impl Jobs {
         self.places.scratch()
     }
 
-    /// The job with what its schedule says now: the next run, and whether a run is overdue.
+    /// The job with what its schedules say now: the next run and drill, and whether a run is
+    /// overdue.
     fn with_next_run(job: Job) -> Job {
         let now = Utc::now();
-        let next_run = match due(&job, Some(now), now) {
+        let next = |what| match due(&job, what, Some(now), now) {
             Due::Wait { at } => Some(at),
             _ => None,
         };
         Job {
-            next_run,
+            next_run: next(Scheduled::Backups),
+            next_drill: next(Scheduled::Drills),
             overdue: scheduler::overdue(&job, now),
             ..job
         }
@@ -427,10 +431,16 @@ impl Jobs {
         self.check_credentials(&after.sources).await?;
         let job = self.db.update_job(&after).await?;
         // A new schedule (or re-enabling) starts from now: no burst of "missed" runs.
-        if (before.schedule, before.timezone, before.enabled)
-            != (after.schedule, after.timezone, after.enabled)
-        {
-            self.db.set_scheduled_until(id, Utc::now()).await?;
+        let moved = (before.timezone != after.timezone) || (before.enabled != after.enabled);
+        if moved || before.schedule != after.schedule {
+            self.db
+                .set_scheduled_until(Scheduled::Backups, id, Utc::now())
+                .await?;
+        }
+        if moved || before.drill_schedule != after.drill_schedule {
+            self.db
+                .set_scheduled_until(Scheduled::Drills, id, Utc::now())
+                .await?;
         }
         self.wake.notify_one();
         let warnings = self.warnings(&job).await;

@@ -1,10 +1,12 @@
-//! The scheduler: which jobs are due, and the loop inside `coffer serve` that starts them.
+//! The scheduler: which jobs are due, and the loop inside `coffer serve` that starts them — their
+//! backups, and their restore drills.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use coffer_db::Scheduled;
 use coffer_types::{Job, RecordStatus};
 
 use crate::{Jobs, Result, spec};
@@ -20,9 +22,15 @@ pub enum Due {
     Never,
 }
 
-/// The decision for `job`, given the latest schedule time acted on and the current time.
-pub fn due(job: &Job, scheduled_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Due {
-    let Some(schedule) = spec::schedule_of(job).filter(|_| job.enabled) else {
+/// The decision for `job`'s schedule for `what`, given the latest time of it acted on and the
+/// current time.
+pub fn due(
+    job: &Job,
+    what: Scheduled,
+    scheduled_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Due {
+    let Some(schedule) = spec::schedule_of(job, what).filter(|_| job.enabled) else {
         return Due::Never;
     };
     let from = scheduled_until.unwrap_or(job.created_at);
@@ -50,7 +58,7 @@ pub fn overdue(job: &Job, now: DateTime<Utc>) -> bool {
     let since = job.last_run.unwrap_or(job.created_at);
     job.enabled
         && job.last_status != Some(RecordStatus::Running)
-        && spec::schedule_of(job)
+        && spec::schedule_of(job, Scheduled::Backups)
             .and_then(|s| s.next_after(since))
             .is_some_and(|slot| slot <= now - OVERDUE_AFTER)
 }
@@ -59,29 +67,39 @@ impl Jobs {
     /// One pass of the scheduler: start what is due; returns when to look again.
     pub async fn tick(self: &Arc<Self>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         let mut earliest: Option<DateTime<Utc>> = None;
-        let marks = self.db.scheduled_until().await?;
-        for job in self.db.jobs().await? {
-            let until = marks.get(&job.id).copied().flatten();
-            match due(&job, until, now) {
-                Due::Run { slot } => {
-                    self.db.set_scheduled_until(&job.id, slot).await?;
-                    match self.run(&job.id, "schedule").await {
-                        Ok(r) => {
-                            tracing::info!(job = %job.id, record = %r.id, %slot, "scheduled run started")
-                        }
-                        Err(e) => {
-                            tracing::warn!(job = %job.id, error = %e, "scheduled run not started")
-                        }
+        let jobs = self.db.jobs().await?;
+        for what in [Scheduled::Backups, Scheduled::Drills] {
+            let marks = self.db.scheduled_until(what).await?;
+            for job in &jobs {
+                let until = marks.get(&job.id).copied().flatten();
+                let next = match due(job, what, until, now) {
+                    Due::Run { slot } => {
+                        self.db.set_scheduled_until(what, &job.id, slot).await?;
+                        self.start_scheduled(job, what, slot).await;
+                        due(job, what, Some(slot), now)
                     }
-                    if let Due::Wait { at } = due(&job, Some(slot), now) {
-                        earliest = Some(earliest.map_or(at, |e| e.min(at)));
-                    }
+                    other => other,
+                };
+                if let Due::Wait { at } = next {
+                    earliest = Some(earliest.map_or(at, |e| e.min(at)));
                 }
-                Due::Wait { at } => earliest = Some(earliest.map_or(at, |e| e.min(at))),
-                Due::Never => {}
             }
         }
         Ok(earliest)
+    }
+
+    /// Start what `job`'s schedule for `what` fired for at `slot`; why not, in the log.
+    async fn start_scheduled(self: &Arc<Self>, job: &Job, what: Scheduled, slot: DateTime<Utc>) {
+        let started = match what {
+            Scheduled::Backups => self.run(&job.id, "schedule").await.map(|r| r.id),
+            Scheduled::Drills => self.drill(&job.id).await.map(|d| d.id),
+        };
+        match started {
+            Ok(id) => tracing::info!(job = %job.id, what = ?what, %id, %slot, "scheduled start"),
+            Err(e) => {
+                tracing::warn!(job = %job.id, what = ?what, error = %e, "scheduled start refused")
+            }
+        }
     }
 
     /// The scheduler: runs until `shutdown` resolves, then asks running records to stop and
@@ -138,6 +156,11 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    /// When backups are due.
+    fn due(job: &Job, until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Due {
+        super::due(job, Scheduled::Backups, until, now)
+    }
+
     fn job(schedule: Option<&str>, enabled: bool) -> Job {
         let t = Utc.with_ymd_and_hms(2026, 3, 1, 0, 30, 0).unwrap();
         Job {
@@ -148,6 +171,7 @@ mod tests {
             volumes: vec![],
             schedule: schedule.map(str::to_string),
             timezone: "UTC".into(),
+            drill_schedule: None,
             retention_count: None,
             retention_days: None,
             retention: None,
@@ -167,6 +191,7 @@ mod tests {
             overdue: false,
             last_drill_status: None,
             last_proven_restorable_at: None,
+            next_drill: None,
             last_restore_ms: None,
             warnings: vec![],
         }
@@ -227,6 +252,30 @@ mod tests {
             Due::Never
         );
         assert_eq!(due(&job(None, true), None, at(9, 0, 0)), Due::Never);
+    }
+
+    #[test]
+    fn drills_follow_a_schedule_of_their_own() {
+        let mut j = job(Some("0 3 * * *"), true);
+        let drills = |j: &Job, until, now| super::due(j, Scheduled::Drills, until, now);
+        assert_eq!(drills(&j, None, at(9, 0, 0)), Due::Never, "off by default");
+        // Weekly, Sundays at 04:00 (2026-03-01 is a Sunday).
+        j.drill_schedule = Some("0 4 * * 0".into());
+        assert_eq!(
+            drills(&j, None, at(1, 3, 59)),
+            Due::Wait { at: at(1, 4, 0) }
+        );
+        assert_eq!(
+            drills(&j, None, at(1, 4, 0)),
+            Due::Run { slot: at(1, 4, 0) }
+        );
+        assert_eq!(
+            drills(&j, Some(at(1, 4, 0)), at(2, 0, 0)),
+            Due::Wait { at: at(8, 4, 0) }
+        );
+        assert_eq!(due(&j, None, at(1, 3, 0)), Due::Run { slot: at(1, 3, 0) });
+        j.enabled = false;
+        assert_eq!(drills(&j, None, at(9, 0, 0)), Due::Never);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use coffer_db::Scheduled;
 use coffer_types::{Job, JobInput, JobUpdate, Repository, Role, Source};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -81,10 +82,13 @@ pub fn preview(
     })
 }
 
-/// The job's schedule, if it has one (a stored job's fields are valid).
-pub fn schedule_of(job: &Job) -> Option<Schedule> {
-    job.schedule
-        .as_deref()
+/// The job's schedule for `what`, if it has one (a stored job's fields are valid).
+pub fn schedule_of(job: &Job, what: Scheduled) -> Option<Schedule> {
+    let expr = match what {
+        Scheduled::Backups => &job.schedule,
+        Scheduled::Drills => &job.drill_schedule,
+    };
+    expr.as_deref()
         .and_then(|s| Schedule::parse(s, &job.timezone).ok())
 }
 
@@ -97,11 +101,24 @@ fn time_zone(timezone: &str) -> Result<Tz, FieldError> {
     })
 }
 
-fn check_schedule(schedule: Option<&str>, timezone: &str) -> Result<(), FieldError> {
-    match schedule {
-        Some(s) => Schedule::parse(s, timezone).map(|_| ()),
-        None => time_zone(timezone).map(|_| ()),
+/// The job's schedules, read in its time zone.
+fn check_schedules(job: &Job) -> Result<(), FieldError> {
+    time_zone(&job.timezone)?;
+    if let Some(s) = &job.schedule {
+        Schedule::parse(s, &job.timezone)?;
     }
+    if let Some(s) = &job.drill_schedule {
+        Schedule::parse(s, &job.timezone).map_err(|e| FieldError {
+            field: "drill_schedule",
+            ..e
+        })?;
+    }
+    Ok(())
+}
+
+/// A schedule as given: an empty one is none.
+fn given(schedule: Option<String>) -> Option<String> {
+    schedule.filter(|s| !s.trim().is_empty())
 }
 
 /// The name of a job, repository or credential: 1 to 200 characters, trimmed, without
@@ -223,8 +240,6 @@ pub(crate) fn new_job(
     );
     check_sources(&sources, places, role, &[])?;
     let timezone = input.timezone.unwrap_or_else(|| "UTC".into());
-    let schedule = input.schedule.filter(|s| !s.trim().is_empty());
-    check_schedule(schedule.as_deref(), &timezone)?;
     check_retention(input.retention_count, input.retention_days)?;
     let (dest, encrypted) = match repository {
         Some(r) => {
@@ -271,14 +286,15 @@ pub(crate) fn new_job(
         }
     };
     let now = Utc::now();
-    Ok(Job {
+    let job = Job {
         volumes: vec![],
         id,
         name,
         node_id,
         sources,
-        schedule,
+        schedule: given(input.schedule),
         timezone,
+        drill_schedule: given(input.drill_schedule),
         retention_count: input.retention_count,
         retention_days: input.retention_days,
         retention: input.retention,
@@ -299,8 +315,11 @@ pub(crate) fn new_job(
         last_drill_status: None,
         last_proven_restorable_at: None,
         last_restore_ms: None,
+        next_drill: None,
         warnings: vec![],
-    })
+    };
+    check_schedules(&job)?;
+    Ok(job)
 }
 
 /// `job` with the fields of `u` replaced, by someone with `role`.
@@ -327,9 +346,12 @@ pub(crate) fn update_job(
         job.timezone = tz;
     }
     if let Some(s) = u.schedule {
-        job.schedule = Some(s).filter(|s| !s.trim().is_empty());
+        job.schedule = given(Some(s));
     }
-    check_schedule(job.schedule.as_deref(), &job.timezone)?;
+    if let Some(s) = u.drill_schedule {
+        job.drill_schedule = given(Some(s));
+    }
+    check_schedules(&job)?;
     if u.retention_count.is_some() {
         job.retention_count = u.retention_count;
     }

@@ -93,6 +93,7 @@ fn job_input(
         volumes: vec![],
         schedule: job.schedule.clone(),
         timezone: Some(job.timezone.clone()),
+        drill_schedule: job.drill_schedule.clone(),
         retention_count: job.retention_count,
         retention_days: job.retention_days,
         retention: job.retention.clone(),

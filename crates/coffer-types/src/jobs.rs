@@ -120,6 +120,11 @@ pub struct JobInput {
     /// IANA time zone of the schedule (default `UTC`).
     #[serde(default)]
     pub timezone: Option<String>,
+    /// When to drill the newest backup (restore it somewhere else and compare: see the
+    /// `drills` endpoints), in the job's time zone, like `schedule` (weekly, say:
+    /// `0 4 * * 0`); none: drills by hand only.
+    #[serde(default)]
+    pub drill_schedule: Option<String>,
     #[serde(default)]
     pub retention_count: Option<u32>,
     #[serde(default)]
@@ -156,6 +161,9 @@ pub struct JobUpdate {
     pub schedule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// An empty string removes the drill schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_schedule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_count: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,6 +214,9 @@ pub struct Job {
     pub volumes: Vec<String>,
     pub schedule: Option<String>,
     pub timezone: String,
+    /// When restore drills run (none: by hand only).
+    #[serde(default)]
+    pub drill_schedule: Option<String>,
     pub retention_count: Option<u32>,
     pub retention_days: Option<u32>,
     pub retention: Option<Retention>,
@@ -250,6 +261,9 @@ pub struct Job {
     /// How long that drill's restore took (what a restore of the job takes).
     #[serde(default)]
     pub last_restore_ms: Option<u64>,
+    /// When the drill schedule fires next (none when disabled or without one).
+    #[serde(default)]
+    pub next_drill: Option<DateTime<Utc>>,
 }
 
 /// How far running work is: files and bytes done, and the total when it can be told (the
@@ -429,7 +443,8 @@ pub struct RestoreTask {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
     /// `backup.started`, `backup.progress`, `backup.completed`, `backup.failed`,
-    /// `restore.progress`, `restore.completed`, `restore.failed`, `verify.failed`.
+    /// `restore.progress`, `restore.completed`, `restore.failed`, `verify.failed`,
+    /// `drill.completed`, `drill.failed`.
     pub event: String,
     pub job_id: String,
     /// The record concerned (for restores: the record restored).

@@ -1,15 +1,17 @@
-// The dashboard: is everything backed up? Every job with its last run, last success, next run
-// and sizes, and a warning for each job that failed, is overdue or never ran. Live: running
+// The dashboard: is everything backed up, and does it come back? Every job with its last run, last
+// success, when its data was last proven restorable, next run and sizes, and a warning for each
+// job that failed, failed its restore drill, is overdue or never ran. Live: running
 // jobs show their phase and progress and turn green or red without a reload.
 
 import { get, subscribe } from '../api.js';
-import { ago, bytes, fill, h, progressBar, sourceText, statusBadge, table } from '../dom.js';
+import { ago, bytes, duration, fill, h, progressBar, sourceText, statusBadge, table } from '../dom.js';
 import { session } from '../session.js';
 
 /// What needs the user's attention about `job`, if anything.
 export function jobWarning(job) {
   if (!job.enabled) return null;
   if (job.last_status === 'failed') return `The last run failed${job.last_error ? `: ${job.last_error}` : '.'}`;
+  if (job.last_drill_status === 'failed') return 'The last restore drill failed: see its checks on the job page.';
   if (job.overdue) return 'Overdue: the schedule expected a run that has not happened.';
   if (!job.last_run) return job.next_run ? 'Never ran yet.' : 'Never ran, and has no schedule: run it by hand.';
   return null;
@@ -62,7 +64,7 @@ export async function dashboard() {
           { class: 'warnings', 'aria-label': 'Warnings' },
           warned.map((j) => h('li', { class: 'warning' }, h('a', { href: `#/jobs/${encodeURIComponent(j.id)}` }, j.name), ': ', jobWarning(j))),
         ),
-      table('jobs', ['Job', 'Last run', 'Last success', 'Next run', 'Size', 'Stored'], jobs.map(row)),
+      table('jobs', ['Job', 'Last run', 'Last success', 'Proven restorable', 'Next run', 'Size', 'Stored'], jobs.map(row)),
     );
   };
 
@@ -82,6 +84,7 @@ export async function dashboard() {
         j.last_status === 'running' && live && h('div', {}, h('span', { class: 'phase' }, live.phase), progressBar(live.progress)),
       ],
       ago(j.last_success_at),
+      j.last_proven_restorable_at ? [ago(j.last_proven_restorable_at), j.last_restore_ms != null && h('div', { class: 'muted small' }, `restore ${duration(j.last_restore_ms)}`)] : h('span', { class: 'muted' }, j.last_drill_status === 'running' ? 'drilling…' : 'not yet'),
       j.next_run ? ago(j.next_run) : h('span', { class: 'muted' }, j.schedule ? 'disabled' : 'by hand'),
       bytes(j.last_size_bytes),
       bytes(j.stored_bytes),
@@ -98,7 +101,7 @@ export async function dashboard() {
       const p = progress.get(ev.job_id) || { phase: 'reading' };
       progress.set(ev.job_id, { ...p, progress: ev.progress });
       draw();
-    } else if (ev.event.startsWith('backup.') || ev.event === 'connected' || ev.event === 'lagged') {
+    } else if (ev.event.startsWith('backup.') || ev.event.startsWith('drill.') || ev.event === 'connected' || ev.event === 'lagged') {
       if (ev.event !== 'backup.started') progress.delete(ev.job_id);
       reload();
     }

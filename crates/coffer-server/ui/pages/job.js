@@ -1,5 +1,6 @@
-// A job: what it backs up and when, its records (filter, verify, download, delete, restore) and
-// its restores, all updated live.
+// A job: what it backs up and when, whether its data was proven restorable (its restore drills
+// and their checks), its records (filter, verify, download, delete, restore) and its restores,
+// all updated live.
 
 import { del, get, post, put, query, subscribe } from '../api.js';
 import { ago, bytes, dialog, duration, fill, h, progressBar, sourceText, statusBadge, table, toast, when } from '../dom.js';
@@ -15,6 +16,7 @@ export async function jobPage(id) {
 
   const head = h('div', {});
   const recordsBox = h('div', {});
+  const drillsBox = h('div', {});
   const restoresBox = h('div', {});
   const status = select([
     ['', 'any status'],
@@ -31,6 +33,7 @@ export async function jobPage(id) {
     'div',
     {},
     head,
+    h('section', { 'aria-labelledby': 'drills-title' }, h('h2', { id: 'drills-title' }, 'Restore drills'), drillsBox),
     h('section', { 'aria-labelledby': 'records-title' }, h('h2', { id: 'records-title' }, 'Records'), filters, recordsBox),
     h('section', { 'aria-labelledby': 'restores-title' }, h('h2', { id: 'restores-title' }, 'Restores'), operator && dropZone(job, () => loadRestores()), restoresBox),
   );
@@ -53,6 +56,16 @@ export async function jobPage(id) {
         h('dd', {}, job.next_run ? [ago(job.next_run), ` (${when(job.next_run)})`] : '—'),
         h('dt', {}, 'Last success'),
         h('dd', {}, ago(job.last_success_at)),
+        h('dt', {}, 'Proven restorable'),
+        h(
+          'dd',
+          { class: 'proven' },
+          job.last_proven_restorable_at
+            ? ['the backup of ', ago(job.last_proven_restorable_at), job.last_restore_ms != null && `; restoring it took ${duration(job.last_restore_ms)}`]
+            : h('span', { class: 'muted' }, 'not yet: no restore drill has passed'),
+        ),
+        h('dt', {}, 'Restore drills'),
+        h('dd', {}, job.drill_schedule ? [`${job.drill_schedule} (${job.timezone})`, job.next_drill && [', next ', ago(job.next_drill)]] : 'by hand only'),
         h('dt', {}, 'Keeps'),
         h('dd', {}, retentionText(job)),
         h('dt', {}, 'Stored'),
@@ -63,6 +76,7 @@ export async function jobPage(id) {
           'div',
           { class: 'actions' },
           h('button', { type: 'button', class: 'primary', onclick: runNow, disabled: job.last_status === 'running' }, 'Run now'),
+          h('button', { type: 'button', onclick: drillNow, disabled: job.last_drill_status === 'running' }, 'Drill now'),
           h('a', { class: 'button', href: `#/jobs/${encodeURIComponent(id)}/edit` }, 'Edit'),
           h('button', { type: 'button', onclick: toggle }, job.enabled ? 'Disable' : 'Enable'),
           h('button', { type: 'button', class: 'danger', onclick: remove }, 'Delete job'),
@@ -78,6 +92,45 @@ export async function jobPage(id) {
     } catch (e) {
       toast(e.message, 'error');
     }
+  };
+
+  const drillNow = async () => {
+    try {
+      await post(`${base}/drills`);
+      toast(`A restore drill of ${job.name} started`);
+      await refresh();
+    } catch (e) {
+      toast(e.message, 'error');
+    }
+  };
+
+  const loadDrills = async () => {
+    const drills = await get(`${base}/drills${query({ limit: 20 })}`);
+    if (drills.length === 0) {
+      fill(drillsBox, h('p', { class: 'empty' }, 'No drills yet. A drill restores the newest backup somewhere else and checks that everything came back.'));
+      return;
+    }
+    fill(
+      drillsBox,
+      table(
+        'drills',
+        ['Status', 'Started', 'Restore took', 'Checks'],
+        drills.map((d) => [
+          { dataset: { drill: d.id } },
+          [statusBadge(d.status), d.status === 'running' && h('span', { class: 'phase' }, ` ${d.phase}`)],
+          when(d.started_at),
+          duration(d.restore_ms),
+          [
+            d.error && h('div', { class: 'error' }, d.error),
+            h(
+              'ul',
+              { class: 'checks' },
+              d.checks.map((c) => h('li', { class: c.ok ? 'ok' : 'error' }, h('span', { 'aria-hidden': 'true' }, c.ok ? '✓ ' : '✗ '), h('strong', {}, c.check), `: ${c.detail}`)),
+            ),
+          ],
+        ]),
+      ),
+    );
   };
 
   const toggle = async () => {
@@ -196,7 +249,7 @@ export async function jobPage(id) {
   const refresh = async () => {
     job = await get(base);
     drawHead();
-    await Promise.all([loadRecords(), loadRestores()]);
+    await Promise.all([loadDrills(), loadRecords(), loadRestores()]);
   };
 
   let pending = null;
@@ -217,7 +270,7 @@ export async function jobPage(id) {
     pending = setTimeout(() => refresh().catch(() => {}), 200);
   });
   drawHead();
-  await Promise.all([loadRecords(), loadRestores()]);
+  await Promise.all([loadDrills(), loadRecords(), loadRestores()]);
   return { view, stop: () => (stop(), clearTimeout(pending)) };
 }
 

@@ -58,6 +58,7 @@ export async function jobForm(id) {
   const preview = h('div', { class: 'preview', 'aria-live': 'polite', id: 'schedule-preview' });
   const scheduleField = field('Schedule (cron)', 'schedule', schedule, 'Five fields: minute hour day-of-month month day-of-week, or @daily, @hourly, @weekly. Empty: run by hand only.');
   scheduleField.append(preview);
+  const drillSchedule = input({ value: job && job.drill_schedule ? job.drill_schedule : '', placeholder: '0 4 * * 0', autocomplete: 'off', spellcheck: false });
 
   const num = (v) => input({ type: 'number', min: 1, value: v ?? '', inputmode: 'numeric' });
   const r = (job && job.retention) || {};
@@ -86,6 +87,12 @@ export async function jobForm(id) {
     scheduleField,
     field('Time zone of the schedule', 'timezone', timezone, 'An IANA time zone such as Europe/Berlin.'),
     h('datalist', { id: 'timezones' }, zones.map((z) => h('option', { value: z }))),
+    field(
+      'Restore drills (cron)',
+      'drill_schedule',
+      drillSchedule,
+      'When to prove the newest backup restorable: restore it somewhere else (never over the sources) and compare it with what was backed up. Weekly is a good start: 0 4 * * 0. Empty: drills by hand only.',
+    ),
     h(
       'fieldset',
       {},
@@ -138,6 +145,7 @@ export async function jobForm(id) {
         sources: editors.map((e) => e.value()),
         schedule: schedule.value.trim(),
         timezone: timezone.value.trim(),
+        drill_schedule: drillSchedule.value.trim(),
         retention_count: count(retention.retention_count),
         retention_days: count(retention.retention_days),
         retention: Object.keys(keep).length ? keep : undefined,
@@ -148,6 +156,7 @@ export async function jobForm(id) {
         saved = await put(`/api/backup-jobs/${encodeURIComponent(job.id)}`, body);
       } else {
         if (!body.schedule) delete body.schedule;
+        if (!body.drill_schedule) delete body.drill_schedule;
         if (repository && repository.value) body.repository_id = repository.value;
         saved = await post('/api/backup-jobs', body);
       }

@@ -351,3 +351,61 @@ fn a_drill_of_a_mariadb_database_names_the_table_its_dump_left_out() {
     assert_eq!(mariadb(&db.0, "SELECT COUNT(*) FROM audit"), "2");
     assert!(env.server.stop().success());
 }
+
+#[test]
+fn a_drill_schedule_drills_the_newest_backup_by_itself() {
+    let env = start();
+    let api = &env.api;
+    let src = source_tree(env.dir.path(), 1);
+    let job = api
+        .create_job(&path_job("weekly", &src, json!({})))
+        .unwrap();
+    assert_eq!(
+        (&job.drill_schedule, job.next_drill),
+        (&None, None),
+        "off by default"
+    );
+    let change = |expr: &str| JobUpdate {
+        drill_schedule: Some(expr.to_string()),
+        ..JobUpdate::default()
+    };
+    match api.update_job(&job.id, &change("61 * * * *")) {
+        Err(ClientError::Api { status, body, .. }) => {
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(body.error.starts_with("drill_schedule"), "{body:?}");
+        }
+        other => panic!("a bad drill schedule was taken: {other:?}"),
+    }
+    // Weekly, on Sundays at 04:00.
+    let job = api.update_job(&job.id, &change("0 4 * * 0")).unwrap();
+    let next = job.next_drill.expect("the next drill");
+    assert_eq!(next.format("%a %H:%M").to_string(), "Sun 04:00");
+    let record = run_to_end(api, &job.id);
+
+    // As if the server had been down for eight days: the missed drill runs at start-up.
+    let Env { dir, server, .. } = env;
+    let server = super::runs::restart_after_missed_slots(&dir, server, 24 * 8);
+    let api = login(&server);
+    let drilled = wait_until(LONG, || {
+        let done: Vec<_> = api
+            .drills(&job.id)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.status != RecordStatus::Running)
+            .collect();
+        match done.as_slice() {
+            [] => Err("no drill yet".to_string()),
+            [one] => Ok(one.clone()),
+            more => Err(format!("missed drills ran more than once: {more:?}")),
+        }
+    });
+    assert_eq!(drilled.status, RecordStatus::Success, "{drilled:?}");
+    assert_eq!(drilled.record_id, record.id);
+    let job = api.job(&job.id).unwrap();
+    assert_eq!(job.last_proven_restorable_at, Some(record.started_at));
+    assert_eq!(job.next_drill, Some(next), "the next one is on schedule");
+    // Emptying the schedule turns it off.
+    let job = api.update_job(&job.id, &change("")).unwrap();
+    assert_eq!((job.drill_schedule, job.next_drill), (None, None));
+    assert!(server.stop().success());
+}

@@ -550,14 +550,19 @@ fn retention_keeps_exactly_the_newest_successful_records() {
     assert!(env.server.stop().success());
 }
 
-/// Stop the server, move every job's last acted-on schedule time `hours` back (as if the
-/// server had been down), and start it again: due jobs fire at once, by their schedule.
-fn restart_after_missed_slots(dir: &TempDir, server: ServerProcess, hours: i64) -> ServerProcess {
+/// Stop the server, move every job's last acted-on schedule times (backups and drills) `hours`
+/// back (as if the server had been down), and start it again: due jobs fire at once, by their
+/// schedules.
+pub(super) fn restart_after_missed_slots(
+    dir: &TempDir,
+    server: ServerProcess,
+    hours: i64,
+) -> ServerProcess {
     assert!(server.stop().success());
     let past = (Utc::now() - chrono::Duration::hours(hours))
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     with_database(&dir.path().join("data/coffer.db"), async |pool| {
-        sqlx::query("UPDATE backup_jobs SET scheduled_until = ?1")
+        sqlx::query("UPDATE backup_jobs SET scheduled_until = ?1, drill_scheduled_until = ?1")
             .bind(&past)
             .execute(pool)
             .await

@@ -154,6 +154,15 @@ def main():
         row = record_rows(page).first
         row.get_by_role("button", name="Verify").click()
         expect(row.locator(".inline-result")).to_contain_text("Verified")
+
+        # Prove it restorable: a drill restores it elsewhere and checks every file; the job
+        # then says when its data was last proven restorable and what a restore took.
+        expect(page.locator("dd.proven")).to_contain_text("not yet")
+        page.get_by_role("button", name="Drill now").click()
+        drill = page.locator("table.drills tbody tr").first
+        expect(drill.locator(".badge.success")).to_be_visible()
+        expect(drill.locator("ul.checks li.ok")).to_contain_text("entries compared")
+        expect(page.locator("dd.proven")).to_contain_text("restoring it took")
         shot(page, "job")
 
         # Browse the record, pick one file, and restore it into another directory.
@@ -231,6 +240,9 @@ def main():
         expect(warnings).to_contain_text("The last run failed")
         expect(page.locator('tr[data-job="vanished"] .badge.failed')).to_be_visible()
         expect(page.locator('tr[data-job="documents"] .badge.success')).to_be_visible()
+        # Its proven-restorable column: when, and what a restore takes.
+        expect(page.locator('tr[data-job="documents"] td').nth(3)).to_contain_text("restore ")
+        expect(page.locator('tr[data-job="vanished"] td').nth(3)).to_contain_text("not yet")
         shot(page, "dashboard")
 
         # The same page on a phone, and in the dark.
