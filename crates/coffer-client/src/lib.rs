@@ -713,6 +713,11 @@ impl Client {
     }
 
     /// Job `id`'s drills, newest first.
+    /// The notifications sent through the channels, newest first.
+    pub fn notifications(&self) -> Result<Vec<coffer_types::Notification>> {
+        self.get("/api/notifications")
+    }
+
     pub fn drills(&self, id: &str) -> Result<Vec<coffer_types::Drill>> {
         self.get(&format!("/api/backup-jobs/{id}/drills"))
     }

@@ -18,6 +18,7 @@ mod error;
 mod inplace;
 mod keys;
 mod kinds;
+mod notifications;
 mod places;
 mod progress;
 mod repos;
@@ -81,6 +82,9 @@ pub struct JobsConfig {
     pub safety_record_days: u32,
     /// How often running work reports its progress.
     pub progress_every: Duration,
+    /// Where users reach this server (`http://host:port`, no trailing slash): the links in
+    /// notifications.
+    pub public_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +120,10 @@ pub struct Jobs {
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
     wake: tokio::sync::Notify,
     events: tokio::sync::broadcast::Sender<Event>,
+    /// Wakes the deliverer of notifications when new ones are queued.
+    deliveries: tokio::sync::Notify,
+    /// Where users reach this server: the links in notifications.
+    public_url: String,
     /// How archiving each followed credential's binary log stands, by credential id.
     archiving: Mutex<HashMap<String, archiver::Archiving>>,
 }
@@ -187,6 +195,8 @@ impl Jobs {
             running: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
             events: tokio::sync::broadcast::channel(256).0,
+            deliveries: tokio::sync::Notify::new(),
+            public_url: config.public_url.trim_end_matches('/').to_string(),
             archiving: Mutex::new(HashMap::new()),
         });
         jobs.clean_up_after_crash().await?;

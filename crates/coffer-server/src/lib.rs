@@ -61,6 +61,8 @@ pub struct ServerConfig {
     /// What the secrets of the server's copies of its system backups are sealed under
     /// (`system.offsite_repository`).
     pub system_passphrase: Option<coffer_system::Passphrase>,
+    /// Where users reach this server (default `http://<listen>`): the links in notifications.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +81,7 @@ impl Default for ServerConfig {
             progress_every: Duration::from_secs(2),
             config_file: None,
             system_passphrase: None,
+            public_url: None,
         }
     }
 }
@@ -264,6 +267,10 @@ impl Server {
             roots: config.roots.clone(),
             safety_record_days: config.safety_record_days,
             progress_every: config.progress_every,
+            public_url: config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", config.listen)),
         };
         tracing::info!(roots = ?config.roots, "starting the job service");
         let jobs = coffer_jobs::Jobs::start(db.clone(), jobs_config, vault).await?;
@@ -336,12 +343,26 @@ impl Server {
                 .clone()
                 .archive_binlogs(until_stopped(stopped.clone())),
         );
+        let notifier = tokio::spawn(
+            self.state
+                .jobs
+                .clone()
+                .notifier(until_stopped(stopped.clone())),
+        );
+        let deliverer = tokio::spawn(
+            self.state
+                .jobs
+                .clone()
+                .deliverer(until_stopped(stopped.clone())),
+        );
         let timeouts = self.state.timeouts;
         let app = routes::router(self.state);
         conn::serve(self.listener, app, timeouts, until_stopped(stopped)).await;
         let _ = scheduler.await;
         let _ = auto_backup.await;
         let _ = binlogs.await;
+        let _ = notifier.await;
+        let _ = deliverer.await;
     }
 }
 

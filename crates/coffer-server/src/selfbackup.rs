@@ -326,12 +326,19 @@ pub async fn run_task(state: &Arc<AppState>) -> Result<BackupFile, ApiError> {
         Ok(_) => offsite_copy(state).await,
         Err(_) => Ok(None),
     };
-    state.auto_backup.record(match (&taken, &offsite) {
-        (Err(e), _) | (Ok(_), Err(e)) => format!("failed: {e}"),
+    let failed = match (&taken, &offsite) {
+        (Err(e), _) | (Ok(_), Err(e)) => Some(e.to_string()),
         (Ok(_), Ok(Some(OffsiteCopy { error: Some(e), .. }))) => {
-            format!("failed: the offsite copy: {e}")
+            Some(format!("the offsite copy: {e}"))
         }
-        (Ok(_), Ok(_)) => "success".into(),
+        (Ok(_), Ok(_)) => None,
+    };
+    if let Some(why) = &failed {
+        state.jobs.system_backup_failed(why);
+    }
+    state.auto_backup.record(match failed {
+        Some(why) => format!("failed: {why}"),
+        None => "success".into(),
     });
     if let Err(e) = &taken {
         tracing::warn!(error = %e, "the backup of the metadata database failed");

@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 mod docker;
 mod mysql;
 mod postgres;
+mod receivers;
 mod s3;
 mod server;
 
 pub use docker::{BUSYBOX, docker, docker_engine, docker_ok, in_volume, volume_manifest};
 pub use mysql::{MY_PASSWORD, MyInstance};
 pub use postgres::{PG_PASSWORD, PgInstance};
+pub use receivers::{HttpReceiver, Received, SmtpServer};
 pub use s3::S3Server;
 pub use server::{ServerProcess, with_database};
 pub use tempfile::{TempDir, tempdir};

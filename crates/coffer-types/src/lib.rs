@@ -52,6 +52,7 @@ pub(crate) use resource;
 mod credentials;
 mod drills;
 mod jobs;
+mod notifications;
 mod pitr;
 mod repositories;
 mod system;
@@ -62,6 +63,10 @@ pub use jobs::{
     BinlogPosition, DatabaseDump, Event, Job, JobInput, JobUpdate, MysqlTool, Progress, Record,
     RecordStatus, RecordTree, RestoreRequest, RestoreTask, Retention, SchedulePreview, Source,
     TreeEntry, VerifyResult,
+};
+pub use notifications::{
+    ChannelInput, ChannelKind, ChannelUpdate, DeliveryAttempt, DeliveryStatus, EVENTS,
+    EmailSettings, Notification, NotificationChannel, SmtpSecurity,
 };
 pub use pitr::{PitrBaseline, PitrCoverage, PitrRequest, PitrRun, PitrStatus};
 pub use repositories::{Repository, RepositoryInput, RepositoryUpdate};

@@ -35,6 +35,7 @@ struct FileConfig {
     restore_roots: Option<Vec<PathBuf>>,
     safety_record_days: Option<u32>,
     progress_interval_ms: Option<u64>,
+    public_url: Option<String>,
 }
 
 /// `COFFER_<NAME>`, parsed.
@@ -167,6 +168,7 @@ fn config(args: ServeArgs) -> Result<ServerConfig> {
             .map(Duration::from_millis)
             .unwrap_or(defaults.progress_every),
         config_file: config_file.map(|f| std::path::absolute(&f).unwrap_or(f)),
+        public_url: env("PUBLIC_URL")?.or(file.public_url),
         system_passphrase: secret("SYSTEM_PASSPHRASE")?
             .map(coffer_system::Passphrase::new)
             .transpose()

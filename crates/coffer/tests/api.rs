@@ -270,6 +270,25 @@ const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/audit", Some(Role::Admin)),
     ("GET", "/api/admin/repository-key", Some(Role::Admin)),
     ("POST", "/api/credentials/{id}/test", Some(Role::Admin)),
+    ("GET", "/api/notification-channels", Some(Role::Operator)),
+    ("POST", "/api/notification-channels", Some(Role::Admin)),
+    (
+        "GET",
+        "/api/notification-channels/{id}",
+        Some(Role::Operator),
+    ),
+    ("PUT", "/api/notification-channels/{id}", Some(Role::Admin)),
+    (
+        "DELETE",
+        "/api/notification-channels/{id}",
+        Some(Role::Admin),
+    ),
+    (
+        "POST",
+        "/api/notification-channels/{id}/test",
+        Some(Role::Admin),
+    ),
+    ("GET", "/api/notifications", Some(Role::Viewer)),
     ("POST", "/api/repositories/{id}/test", Some(Role::Admin)),
     (
         "POST",
@@ -576,6 +595,28 @@ fn every_route_is_documented_and_enforces_its_role() {
                         format!("/api/repositories/{}", r.json()["id"].as_str().unwrap()),
                         json!({"region": "eu-central-1"}),
                     )
+                }
+                ("POST", "/api/notification-channels") => (
+                    path.clone(),
+                    json!({"name": format!("n{}", Utc::now().timestamp_micros()),
+                           "type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "s",
+                           "events": ["backup.failed"]}),
+                ),
+                (_, "/api/notification-channels/{id}" | "/api/notification-channels/{id}/test") => {
+                    let r = clients[2]
+                        .raw(
+                            "POST",
+                            "/api/notification-channels",
+                            Some(
+                                &json!({"name": format!("n{}", Utc::now().timestamp_micros()),
+                                         "type": "ntfy", "url": "http://127.0.0.1:9/topic",
+                                         "events": ["drill.failed"]}),
+                            ),
+                        )
+                        .unwrap();
+                    assert_eq!(r.status, 201, "{}", r.text);
+                    let id = r.json()["id"].as_str().unwrap().to_string();
+                    (template.replace("{id}", &id), json!({"enabled": false}))
                 }
                 ("POST", "/api/credentials") => (
                     path.clone(),

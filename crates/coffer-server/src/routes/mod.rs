@@ -11,6 +11,7 @@ mod admin;
 mod drills;
 mod jobs;
 mod keys;
+mod notifications;
 mod pitr;
 mod resources;
 mod selfbackup;
@@ -31,7 +32,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use resources::{credentials, repositories};
+use resources::{credentials, notification_channels, repositories};
 
 use crate::AppState;
 use crate::auth::SESSION_COOKIE;
@@ -53,6 +54,7 @@ use crate::middleware::{self, REQUEST_ID, RandomRequestId};
         (name = "credentials", description = "Database credentials for postgres and mysql sources (managed by admins, read by operators)"),
         (name = "drills", description = "Restore drills: a job's newest backup restored into a throwaway place and checked"),
         (name = "pitr", description = "Point-in-time recovery of MySQL/MariaDB servers: binlog coverage, recoveries to a second"),
+        (name = "notifications", description = "Notification channels (managed by admins) and the notifications sent through them"),
     )
 )]
 struct ApiDoc;
@@ -267,6 +269,17 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             credentials::update,
             credentials::delete
         ))
+        .routes(routes!(
+            notification_channels::list,
+            notification_channels::create
+        ))
+        .routes(routes!(
+            notification_channels::get,
+            notification_channels::update,
+            notification_channels::delete
+        ))
+        .routes(routes!(notification_channels::test))
+        .routes(routes!(notifications::list))
         .split_for_parts();
     state
         .openapi

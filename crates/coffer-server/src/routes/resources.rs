@@ -164,6 +164,16 @@ resource_routes! {
     test_doc "Whether the server answers with this credential: `ok` and the databases it lists, or why not (a wrong password, a server that is down)."
 }
 
+resource_routes! {
+    notification_channels: NotificationChannel, ChannelInput, ChannelUpdate;
+    tag "notifications", collection "/api/notification-channels",
+        item "/api/notification-channels/{id}", test "/api/notification-channels/{id}/test",
+        id "Channel id";
+    update "Replace the fields given; the secret parts given (`url`, `secret`, `token`, `password`) replace theirs, an empty one removes it.";
+    delete "Delete a channel and its notifications.";
+    test_doc "Send the channel a test message now: `ok` and what the receiver answered, or why it did not take it (listed with the notifications too)."
+}
+
 /// The databases of the server behind a credential: what a `postgres` or `mysql` source can
 /// name (the job form offers them). 502 when the server does not answer.
 #[utoipa::path(get, path = "/api/credentials/{id}/databases", tag = "credentials", security(("bearer" = ["operator"])),

@@ -221,6 +221,7 @@ fn scratch_is_empty(dir: &Path) -> bool {
 mod databases;
 mod drills;
 mod failures;
+mod notifications;
 mod pitr;
 mod restores;
 mod runs;

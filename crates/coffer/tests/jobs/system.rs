@@ -320,21 +320,19 @@ fn a_system_backup_restores_the_whole_server_as_it_was() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(!usernames(api).contains("third-intruder"));
 
-    // An older Coffer's system backup (of the schema before the newest migration, when jobs
-    // had no drill schedule): migrated, restored.
+    // An older Coffer's system backup (of the schema before the newest migration, when
+    // notifications had no tables): migrated, restored.
     let mut older = files.clone();
     let mut old_manifest = manifest.clone();
     old_manifest["schema_version"] = json!(manifest["schema_version"].as_i64().unwrap() - 1);
-    let jobs_table = "db/backup_jobs.json";
-    let mut jobs: Vec<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_slice(&older[jobs_table]).unwrap();
-    for job in &mut jobs {
-        job.remove("drill_schedule").unwrap();
-        job.remove("drill_scheduled_until").unwrap();
+    for newest_table in ["db/notification_channels.json", "db/notifications.json"] {
+        older.remove(newest_table).unwrap();
+        old_manifest["files"]
+            .as_object_mut()
+            .unwrap()
+            .remove(newest_table)
+            .unwrap();
     }
-    let jobs = serde_json::to_vec(&jobs).unwrap();
-    old_manifest["files"][jobs_table] = json!(sha256(&jobs));
-    older.insert(jobs_table.into(), jobs);
     older.insert(
         "manifest.json".into(),
         serde_json::to_vec(&old_manifest).unwrap(),
