@@ -34,6 +34,7 @@ struct JobRow {
     schedule: Option<String>,
     timezone: String,
     drill_schedule: Option<String>,
+    ping_url: Option<String>,
     retention_count: Option<i64>,
     retention_days: Option<i64>,
     retention: Option<String>,
@@ -48,6 +49,7 @@ struct JobRow {
     last_error: Option<String>,
     last_success_at: Option<String>,
     last_size_bytes: Option<i64>,
+    last_duration_ms: Option<i64>,
     stored_bytes: Option<i64>,
     last_drill_status: Option<String>,
     last_proven_restorable_at: Option<String>,
@@ -55,7 +57,7 @@ struct JobRow {
 }
 
 const JOB_COLUMNS: &str = "j.id, j.name, j.node_id, j.sources, j.schedule, j.timezone,
-    j.drill_schedule, j.retention_count, j.retention_days, j.retention, j.dest_path, j.repository_id, j.encrypted,
+    j.drill_schedule, j.ping_url, j.retention_count, j.retention_days, j.retention, j.dest_path, j.repository_id, j.encrypted,
     j.enabled, j.created_at, j.updated_at,
     (SELECT started_at FROM backup_records r WHERE r.job_id = j.id AND r.trigger NOT IN ('pre_restore', 'pitr')
         ORDER BY started_at DESC LIMIT 1) AS last_run,
@@ -67,6 +69,8 @@ const JOB_COLUMNS: &str = "j.id, j.name, j.node_id, j.sources, j.schedule, j.tim
         AND r.status = 'success' ORDER BY started_at DESC LIMIT 1) AS last_success_at,
     (SELECT size_bytes FROM backup_records r WHERE r.job_id = j.id AND r.trigger NOT IN ('pre_restore', 'pitr')
         AND r.status = 'success' ORDER BY started_at DESC LIMIT 1) AS last_size_bytes,
+    (SELECT duration_ms FROM backup_records r WHERE r.job_id = j.id AND r.trigger NOT IN ('pre_restore', 'pitr')
+        AND r.status = 'success' ORDER BY started_at DESC LIMIT 1) AS last_duration_ms,
     (SELECT SUM(stored_bytes) FROM backup_records r WHERE r.job_id = j.id) AS stored_bytes,
     (SELECT status FROM drills d WHERE d.job_id = j.id
         ORDER BY started_at DESC LIMIT 1) AS last_drill_status,
@@ -112,6 +116,7 @@ fn job(r: JobRow) -> Result<Job> {
         schedule: r.schedule,
         timezone: r.timezone,
         drill_schedule: r.drill_schedule,
+        ping_url: r.ping_url,
         retention_count: count(r.retention_count),
         retention_days: count(r.retention_days),
         retention: r
@@ -134,6 +139,7 @@ fn job(r: JobRow) -> Result<Job> {
         last_error: r.last_error.filter(|_| failed),
         last_success_at: parse_opt_ts(r.last_success_at)?,
         last_size_bytes: r.last_size_bytes.and_then(|n| u64::try_from(n).ok()),
+        last_duration_ms: r.last_duration_ms.and_then(|n| u64::try_from(n).ok()),
         stored_bytes: r.stored_bytes.and_then(|n| u64::try_from(n).ok()),
         overdue: false,
         warnings: vec![],
@@ -279,8 +285,8 @@ impl Db {
         sqlx::query(
             "INSERT INTO backup_jobs (id, name, node_id, sources, schedule, timezone, retention_count,
                  retention_days, retention, dest_path, repository_id, encrypted, enabled, created_at,
-                 updated_at, drill_schedule)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
+                 updated_at, drill_schedule, ping_url)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16)",
         )
         .bind(&j.id)
         .bind(&j.name)
@@ -297,6 +303,7 @@ impl Db {
         .bind(j.enabled)
         .bind(ts(j.created_at))
         .bind(&j.drill_schedule)
+        .bind(&j.ping_url)
         .execute(self.pool())
         .await?;
         self.job(&j.id).await
@@ -326,7 +333,7 @@ impl Db {
         let done = sqlx::query(
             "UPDATE backup_jobs SET name = ?2, sources = ?3, schedule = ?4, timezone = ?5,
                  retention_count = ?6, retention_days = ?7, retention = ?8, enabled = ?9, updated_at = ?10,
-                 drill_schedule = ?11
+                 drill_schedule = ?11, ping_url = ?12
              WHERE id = ?1",
         )
         .bind(&j.id)
@@ -340,6 +347,7 @@ impl Db {
         .bind(j.enabled)
         .bind(ts(Utc::now()))
         .bind(&j.drill_schedule)
+        .bind(&j.ping_url)
         .execute(self.pool())
         .await?;
         if done.rows_affected() == 0 {
@@ -390,6 +398,32 @@ impl Db {
         .bind(ts(at))
         .execute(self.pool())
         .await?;
+        Ok(())
+    }
+
+    /// The jobs told overdue, by id: since when.
+    pub async fn overdue_since(&self) -> Result<std::collections::HashMap<String, DateTime<Utc>>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, overdue_since FROM backup_jobs WHERE overdue_since IS NOT NULL",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|(id, at)| Ok((id, parse_ts(&at)?)))
+            .collect()
+    }
+
+    /// Job `job_id` told overdue since `since`, or no longer (none).
+    pub async fn set_overdue_since(
+        &self,
+        job_id: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE backup_jobs SET overdue_since = ?2 WHERE id = ?1")
+            .bind(job_id)
+            .bind(since.map(ts))
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@
 //! drills follow a schedule of their own (`drill_schedule`) the same way, with a mark of their
 //! own (`drill_scheduled_until`).
 
+mod alerts;
 mod credentials;
 mod drills;
 mod error;
@@ -29,6 +30,7 @@ mod target;
 mod upload;
 mod vault;
 
+pub use alerts::PING_HOSTS;
 pub use error::{JobsError, Result, Unrecoverable};
 pub use keys::KEY_SETTING;
 pub use kinds::volume::{docker_check, docker_volumes};
@@ -347,6 +349,9 @@ impl Jobs {
         let taken = self.repository_dirs().await?;
         let job = spec::new_job(input, id, &self.places, role, repository.as_ref(), &taken)?;
         self.check_credentials(&job.sources).await?;
+        if let Some(url) = &job.ping_url {
+            self.allowed_ping(url).await?;
+        }
         // A repository of the job's own must not hold a deleted job's data beside the job's:
         // nothing would ever reach or remove it. (A registered one is shared anyway.)
         let left = match adopt.is_some() || job.dest_path.is_some() {
@@ -439,6 +444,13 @@ impl Jobs {
         let before = self.db.job(id).await?;
         let after = spec::update_job(before.clone(), u, &self.places, role)?;
         self.check_credentials(&after.sources).await?;
+        if let Some(url) = after
+            .ping_url
+            .as_ref()
+            .filter(|u| Some(*u) != before.ping_url.as_ref())
+        {
+            self.allowed_ping(url).await?;
+        }
         let job = self.db.update_job(&after).await?;
         // A new schedule (or re-enabling) starts from now: no burst of "missed" runs.
         let moved = (before.timezone != after.timezone) || (before.enabled != after.enabled);
@@ -610,6 +622,9 @@ impl Jobs {
             RunOutcome::Failed { error } => {
                 self.emit("backup.failed", &job.id, rid, None, Some(error))
             }
+        }
+        if backup {
+            self.after_backup(job, rid, success).await;
         }
         self.running
             .lock()

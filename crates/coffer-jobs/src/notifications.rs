@@ -292,7 +292,14 @@ impl Jobs {
             title: &n.title,
             text: &n.text,
             link: link.as_deref(),
-            failure: n.event.ends_with("failed"),
+            failure: !matches!(
+                n.event.as_str(),
+                "backup.completed"
+                    | "drill.completed"
+                    | "restore.completed"
+                    | "job.recovered"
+                    | TEST
+            ),
             payload: &due.payload,
         };
         let sent = match channel.enabled || n.event == TEST {
@@ -355,6 +362,9 @@ impl Told {
             "restore.completed" => format!("Restore of {job_name} completed"),
             "restore.failed" => format!("Restore of {job_name} failed"),
             "system.backup_failed" => "A backup of Coffer's own configuration failed".to_string(),
+            "job.overdue" => format!("{job_name} is overdue"),
+            "job.recovered" => format!("{job_name} is back on schedule: a backup succeeded"),
+            "backup.suspicious" => format!("A backup of {job_name} looks wrong"),
             other => format!("{other} ({job_name})"),
         };
         let link = match event.job_id.as_str() {

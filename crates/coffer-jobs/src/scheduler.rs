@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use coffer_db::Scheduled;
-use coffer_types::{Job, RecordStatus};
+use coffer_types::Job;
 
 use crate::{Jobs, Result, spec};
 
@@ -48,19 +48,21 @@ pub fn due(
     }
 }
 
-/// A scheduled run that has not started this long after its time makes the job overdue.
-const OVERDUE_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+/// How long past the slot a successful backup may come before its job is overdue, besides as
+/// long as the latest successful one took.
+const GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
-/// Whether a time the schedule named passed more than [`OVERDUE_AFTER`] ago without a run
-/// starting since (the server was down past it, or the run could not start). A running job is
-/// not overdue: it is busy.
+/// Whether the schedule expected a successful backup by `now` and none came: the first slot
+/// after the latest success (or after the job was made) passed more than the grace ago — an
+/// hour, and as long as the latest successful backup took. The server was down past it, the
+/// run failed, or could not start, or takes far longer than it did.
 pub fn overdue(job: &Job, now: DateTime<Utc>) -> bool {
-    let since = job.last_run.unwrap_or(job.created_at);
+    let since = job.last_success_at.unwrap_or(job.created_at);
+    let took = chrono::TimeDelta::milliseconds(job.last_duration_ms.unwrap_or(0) as i64);
     job.enabled
-        && job.last_status != Some(RecordStatus::Running)
         && spec::schedule_of(job, Scheduled::Backups)
             .and_then(|s| s.next_after(since))
-            .is_some_and(|slot| slot <= now - OVERDUE_AFTER)
+            .is_some_and(|slot| slot + GRACE + took <= now)
 }
 
 impl Jobs {
@@ -68,6 +70,7 @@ impl Jobs {
     pub async fn tick(self: &Arc<Self>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         let mut earliest: Option<DateTime<Utc>> = None;
         let jobs = self.db.jobs().await?;
+        self.check_overdue(&jobs, now).await?;
         for what in [Scheduled::Backups, Scheduled::Drills] {
             let marks = self.db.scheduled_until(what).await?;
             for job in &jobs {
@@ -172,6 +175,7 @@ mod tests {
             schedule: schedule.map(str::to_string),
             timezone: "UTC".into(),
             drill_schedule: None,
+            ping_url: None,
             retention_count: None,
             retention_days: None,
             retention: None,
@@ -186,6 +190,7 @@ mod tests {
             next_run: None,
             last_success_at: None,
             last_size_bytes: None,
+            last_duration_ms: None,
             stored_bytes: None,
             last_error: None,
             overdue: false,
@@ -202,21 +207,23 @@ mod tests {
     }
 
     #[test]
-    fn a_job_is_overdue_an_hour_after_a_slot_passed_without_a_run() {
+    fn a_job_is_overdue_an_interval_and_the_grace_after_its_last_success() {
         let mut j = job(Some("0 3 * * *"), true);
         assert!(!overdue(&j, at(1, 3, 30)), "within the hour");
-        assert!(overdue(&j, at(1, 4, 1)), "an hour after 03:00, never run");
-        j.last_run = Some(at(1, 3, 0));
-        assert!(!overdue(&j, at(1, 23, 0)), "it ran");
+        assert!(
+            overdue(&j, at(1, 4, 1)),
+            "an hour after 03:00, never a success"
+        );
+        j.last_success_at = Some(at(1, 3, 0));
+        assert!(!overdue(&j, at(1, 23, 0)), "it succeeded");
         assert!(
             overdue(&j, at(2, 4, 1)),
-            "the next day's run did not happen"
+            "the next day's success did not come"
         );
-        j.last_status = Some(RecordStatus::Running);
-        assert!(
-            !overdue(&j, at(2, 4, 1)),
-            "a running job is busy, not overdue"
-        );
+        // A backup that takes two hours has three to succeed.
+        j.last_duration_ms = Some(2 * 3600 * 1000);
+        assert!(!overdue(&j, at(2, 5, 59)));
+        assert!(overdue(&j, at(2, 6, 1)));
         assert!(!overdue(&job(None, true), at(9, 0, 0)), "no schedule");
         assert!(
             !overdue(&job(Some("0 3 * * *"), false), at(9, 0, 0)),

@@ -295,6 +295,7 @@ pub(crate) fn new_job(
         schedule: given(input.schedule),
         timezone,
         drill_schedule: given(input.drill_schedule),
+        ping_url: given(input.ping_url),
         retention_count: input.retention_count,
         retention_days: input.retention_days,
         retention: input.retention,
@@ -309,6 +310,7 @@ pub(crate) fn new_job(
         next_run: None,
         last_success_at: None,
         last_size_bytes: None,
+        last_duration_ms: None,
         stored_bytes: None,
         last_error: None,
         overdue: false,
@@ -350,6 +352,9 @@ pub(crate) fn update_job(
     }
     if let Some(s) = u.drill_schedule {
         job.drill_schedule = given(Some(s));
+    }
+    if let Some(url) = u.ping_url {
+        job.ping_url = given(Some(url));
     }
     check_schedules(&job)?;
     if u.retention_count.is_some() {

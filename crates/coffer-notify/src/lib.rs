@@ -180,3 +180,37 @@ fn without_url(e: reqwest::Error) -> String {
     }
     words
 }
+
+/// The host (and port, when given) a ping URL goes to: what an admin allows.
+pub fn ping_host(url: &str) -> Result<String, NotifyError> {
+    let secret = Secret {
+        url: Some(url.to_string()),
+        ..Secret::default()
+    };
+    let url = self::url(&secret).map_err(|e| match e {
+        NotifyError::Invalid { message, .. } => invalid("ping_url", message),
+        other => other,
+    })?;
+    let host = url.host_str().unwrap_or_default();
+    Ok(match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    })
+}
+
+/// Ping `url` (healthchecks-style): the URL itself after a success, with `/fail` after a
+/// failure; what it answered.
+pub async fn ping(url: &str, failed: bool) -> Result<String, NotifyError> {
+    let secret = Secret {
+        url: Some(url.to_string()),
+        ..Secret::default()
+    };
+    let mut url = self::url(&secret)?;
+    if failed {
+        url.path_segments_mut()
+            .map_err(|()| invalid("ping_url", "not a URL to ping"))?
+            .pop_if_empty()
+            .push("fail");
+    }
+    answered(client().post(url).send().await).await
+}

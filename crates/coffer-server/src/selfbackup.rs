@@ -111,6 +111,11 @@ fn check_value(key: &str, value: &serde_json::Value) -> Result<(), ApiError> {
         RETENTION => count(RETENTION),
         OFFSITE_KEEP => count(OFFSITE_KEEP),
         AUTO_BACKUP => (AUTO_BACKUP, flag(value).is_some(), "\"true\" or \"false\""),
+        coffer_jobs::PING_HOSTS => (
+            coffer_jobs::PING_HOSTS,
+            serde_json::from_value::<Vec<String>>(value.clone()).is_ok(),
+            "a list of host names (with :port where it is not the usual one)",
+        ),
         _ => return Ok(()),
     };
     match ok {

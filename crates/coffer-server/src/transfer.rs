@@ -94,6 +94,7 @@ fn job_input(
         schedule: job.schedule.clone(),
         timezone: Some(job.timezone.clone()),
         drill_schedule: job.drill_schedule.clone(),
+        ping_url: job.ping_url.clone(),
         retention_count: job.retention_count,
         retention_days: job.retention_days,
         retention: job.retention.clone(),

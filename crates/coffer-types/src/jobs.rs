@@ -125,6 +125,11 @@ pub struct JobInput {
     /// `0 4 * * 0`); none: drills by hand only.
     #[serde(default)]
     pub drill_schedule: Option<String>,
+    /// A URL to ping after each backup (healthchecks-style: the URL on success, the URL with
+    /// `/fail` after a failure), for a dead-man's switch. Its host must be one an admin
+    /// allowed (the `alerts.ping_hosts` setting).
+    #[serde(default)]
+    pub ping_url: Option<String>,
     #[serde(default)]
     pub retention_count: Option<u32>,
     #[serde(default)]
@@ -164,6 +169,9 @@ pub struct JobUpdate {
     /// An empty string removes the drill schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill_schedule: Option<String>,
+    /// An empty string removes the ping URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_count: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,6 +225,9 @@ pub struct Job {
     /// When restore drills run (none: by hand only).
     #[serde(default)]
     pub drill_schedule: Option<String>,
+    /// Pinged after each backup (`/fail` appended after a failure).
+    #[serde(default)]
+    pub ping_url: Option<String>,
     pub retention_count: Option<u32>,
     pub retention_days: Option<u32>,
     pub retention: Option<Retention>,
@@ -237,14 +248,18 @@ pub struct Job {
     /// The archive size of the latest successful record.
     #[serde(default)]
     pub last_size_bytes: Option<u64>,
+    /// How long the latest successful record took.
+    #[serde(default)]
+    pub last_duration_ms: Option<u64>,
     /// What the job's records have added to their repository, together.
     #[serde(default)]
     pub stored_bytes: Option<u64>,
     /// Why the latest record failed, when it did.
     #[serde(default)]
     pub last_error: Option<String>,
-    /// The schedule fired more than an hour ago and no run has started since: the server was
-    /// down or the job could not start.
+    /// No successful backup came when the schedule expected one: within one interval of the
+    /// latest success (or of the job's creation), plus an hour and as long as the latest
+    /// success took. The server was down, the job failed, or could not start.
     #[serde(default)]
     pub overdue: bool,
     /// In the answer to a create or a change: what will not work as the job stands (a source

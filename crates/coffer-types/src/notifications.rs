@@ -14,6 +14,9 @@ pub const EVENTS: &[&str] = &[
     "restore.completed",
     "restore.failed",
     "system.backup_failed",
+    "job.overdue",
+    "job.recovered",
+    "backup.suspicious",
 ];
 
 /// Where a channel delivers.

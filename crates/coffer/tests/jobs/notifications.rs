@@ -211,3 +211,126 @@ fn what_happens_reaches_a_signed_webhook_and_an_smtp_server_and_a_receiver_that_
     assert!(!env.server.log().contains(secret) && !env.server.log().contains("t0ken"));
     assert!(env.server.stop().success());
 }
+
+/// The events `hook` got, in order.
+fn events(hook: &HttpReceiver) -> Vec<serde_json::Value> {
+    hook.received()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+/// Wait until `hook` got an event named `name`; all it got until then.
+fn wait_event(hook: &HttpReceiver, name: &str) -> Vec<serde_json::Value> {
+    wait_until(LONG, || {
+        let got = events(hook);
+        match got.iter().any(|e| e["event"] == name) {
+            true => Ok(got),
+            false => Err(format!("no {name} in {got:?}")),
+        }
+    })
+}
+
+#[test]
+fn a_suspicious_backup_an_overdue_job_and_a_dead_mans_switch_are_told() {
+    let hook = HttpReceiver::start();
+    let pings = HttpReceiver::start();
+    let env = start();
+    let api = &env.api;
+    channel(
+        api,
+        json!({"name": "alerts", "type": "webhook", "url": hook.url("/"), "secret": "s3cret",
+               "events": ["job.overdue", "job.recovered", "backup.suspicious"]}),
+    );
+    let src = source_tree(env.dir.path(), 2);
+    let input = path_job(
+        "ledger",
+        &src,
+        json!({"schedule": "0 3 * * *", "ping_url": pings.url("/ping/abc")}),
+    );
+    // Pings go only to hosts an admin allowed.
+    let (status, code) = code(api.create_job(&input));
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_field")
+    );
+    api.put_setting(
+        "alerts.ping_hosts",
+        json!([format!("127.0.0.1:{}", pings.port)]),
+    )
+    .unwrap();
+    let job = api.create_job(&input).unwrap();
+
+    // Three backups alike, then one that lost most of its data: suspicious, with the numbers.
+    for _ in 0..3 {
+        assert_eq!(run_to_end(api, &job.id).status, RecordStatus::Success);
+    }
+    std::fs::remove_file(src.join("sub/big.bin")).unwrap();
+    let small = run_to_end(api, &job.id);
+    assert_eq!(small.status, RecordStatus::Success);
+    let got = wait_event(&hook, "backup.suspicious");
+    let told = got
+        .iter()
+        .find(|e| e["event"] == "backup.suspicious")
+        .unwrap();
+    assert_eq!(told["record_id"], small.id.as_str());
+    let why = told["error"].as_str().unwrap();
+    assert!(
+        why.contains("under half the median of the last 3 backups"),
+        "{why}"
+    );
+    // Each backup pinged the switch; a failed one its /fail.
+    std::fs::rename(&src, env.dir.path().join("gone")).unwrap();
+    assert_eq!(run_to_end(api, &job.id).status, RecordStatus::Failed);
+    let pinged = wait_until(LONG, || match pings.received().len() {
+        5 => Ok(pings.received()),
+        n => Err(format!("{n} pings")),
+    });
+    let paths: Vec<&str> = pinged.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths.iter().filter(|p| **p == "/ping/abc").count(), 4);
+    assert!(paths.contains(&"/ping/abc/fail"), "{paths:?}");
+    std::fs::rename(env.dir.path().join("gone"), &src).unwrap();
+
+    // As if the latest success were three days old (the server down meanwhile): overdue, told
+    // once; a success makes it recover.
+    let Env { dir, server, .. } = env;
+    assert!(server.stop().success());
+    let past = (Utc::now() - chrono::Duration::days(3))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    with_database(&dir.path().join("data/coffer.db"), async |pool| {
+        sqlx::query("UPDATE backup_records SET started_at = ?1")
+            .bind(&past)
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE backup_jobs SET scheduled_until = ?1, created_at = ?2")
+            .bind(&now)
+            .bind(&past)
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let server = start_in(&dir);
+    let api = login(&server);
+    wait_event(&hook, "job.overdue");
+    assert!(api.job(&job.id).unwrap().overdue);
+    let gauge = format!(
+        "coffer_backup_overdue{{job=\"{}\",name=\"ledger\"}} 1",
+        job.id
+    );
+    assert!(api.metrics().unwrap().contains(&gauge), "{gauge}");
+    // Looked at again (a change wakes the scheduler): still overdue, not told again.
+    let rename = |name: &str| JobUpdate {
+        name: Some(name.into()),
+        ..JobUpdate::default()
+    };
+    api.update_job(&job.id, &rename("ledger 2")).unwrap();
+    assert_eq!(run_to_end(&api, &job.id).status, RecordStatus::Success);
+    api.update_job(&job.id, &rename("ledger")).unwrap();
+    let got = wait_event(&hook, "job.recovered");
+    let overdue = got.iter().filter(|e| e["event"] == "job.overdue").count();
+    assert_eq!(overdue, 1, "{got:?}");
+    assert!(!api.job(&job.id).unwrap().overdue);
+    assert!(server.stop().success());
+}
