@@ -11,6 +11,7 @@ import { auditPage, credentialsPage, keysPage, nodesPage, repositoriesPage, sett
 import { browsePage } from './pages/browse.js';
 import { jobPage } from './pages/job.js';
 import { jobForm } from './pages/jobform.js';
+import { notificationsPage } from './pages/notifications.js';
 import { pitrPage } from './pages/pitr.js';
 
 const routes = [
@@ -25,6 +26,7 @@ const routes = [
   [/^\/credentials$/, () => credentialsPage()],
   [/^\/credentials\/([^/]+)\/pitr$/, (id) => pitrPage(id)],
   [/^\/users$/, () => usersPage()],
+  [/^\/notifications$/, () => notificationsPage()],
   [/^\/settings$/, () => settingsPage()],
   [/^\/audit$/, () => auditPage()],
   [/^\/system$/, () => systemPage()],
@@ -83,6 +85,7 @@ function header(path) {
       session.can('admin') && [
         link('#/repositories', 'Repositories'),
         link('#/credentials', 'Credentials'),
+        link('#/notifications', 'Notifications'),
         link('#/users', 'Users'),
         link('#/settings', 'Settings'),
         link('#/audit', 'Audit log'),

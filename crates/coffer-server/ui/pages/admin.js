@@ -30,13 +30,13 @@ function formDialog(title, fields, ok, send) {
   });
 }
 
-const optional = (el) => (el.value.trim() === '' ? undefined : el.value.trim());
+export const optional = (el) => (el.value.trim() === '' ? undefined : el.value.trim());
 
 // ---- repositories and credentials ----
 
 /// A page of stored resources: a table with Test, Edit and Delete per row, and a dialog to add
 /// or edit one. `spec.form(item)` gives the dialog's fields and `body(adding)`, what to send.
-async function resourcePage({ title, what, collection, empty, headers, cells, form }) {
+export async function resourcePage({ title, what, collection, empty, headers, cells, form }) {
   const box = h('div', {});
   const load = async () => {
     const items = await get(`/api/${collection}`);
@@ -96,7 +96,7 @@ async function remove(what, name, path, reload) {
 }
 
 /// A secret's input: never filled in, saying whether one is stored.
-const secret = (stored) => input({ type: 'password', autocomplete: 'new-password', placeholder: stored ? 'set: leave empty to keep it' : 'not set' });
+export const secret = (stored) => input({ type: 'password', autocomplete: 'new-password', placeholder: stored ? 'set: leave empty to keep it' : 'not set' });
 
 export function repositoriesPage() {
   return resourcePage({

@@ -58,6 +58,7 @@ export async function jobForm(id) {
   const preview = h('div', { class: 'preview', 'aria-live': 'polite', id: 'schedule-preview' });
   const scheduleField = field('Schedule (cron)', 'schedule', schedule, 'Five fields: minute hour day-of-month month day-of-week, or @daily, @hourly, @weekly. Empty: run by hand only.');
   scheduleField.append(preview);
+  const pingUrl = input({ value: job && job.ping_url ? job.ping_url : '', placeholder: 'https://hc-ping.com/<uuid>', autocomplete: 'off', spellcheck: false });
   const drillSchedule = input({ value: job && job.drill_schedule ? job.drill_schedule : '', placeholder: '0 4 * * 0', autocomplete: 'off', spellcheck: false });
 
   const num = (v) => input({ type: 'number', min: 1, value: v ?? '', inputmode: 'numeric' });
@@ -110,6 +111,7 @@ export async function jobForm(id) {
       ),
     ),
     repository ? field('Repository', 'repository_id', repository, 'Where the data goes. It cannot be changed later.') : null,
+    field('Ping after each backup (dead man’s switch)', 'ping_url', pingUrl, 'Pinged after each successful backup, and with /fail appended after a failed one (healthchecks.io style). Only hosts an admin allowed in the alerts.ping_hosts setting.'),
     field('Enabled (runs on its schedule)', 'enabled', enabled),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, job ? 'Save' : 'Create job'), h('a', { class: 'button', href: job ? `#/jobs/${encodeURIComponent(job.id)}` : '#/' }, 'Cancel')),
   );
@@ -146,6 +148,7 @@ export async function jobForm(id) {
         schedule: schedule.value.trim(),
         timezone: timezone.value.trim(),
         drill_schedule: drillSchedule.value.trim(),
+        ping_url: pingUrl.value.trim(),
         retention_count: count(retention.retention_count),
         retention_days: count(retention.retention_days),
         retention: Object.keys(keep).length ? keep : undefined,
@@ -157,6 +160,7 @@ export async function jobForm(id) {
       } else {
         if (!body.schedule) delete body.schedule;
         if (!body.drill_schedule) delete body.drill_schedule;
+        if (!body.ping_url) delete body.ping_url;
         if (repository && repository.value) body.repository_id = repository.value;
         saved = await post('/api/backup-jobs', body);
       }

@@ -7,11 +7,13 @@ traceback. Screenshots of the main pages go to COFFER_UI_SHOTS.
 """
 
 import base64
+import http.server
 import os
 import pathlib
 import re
 import subprocess
 import sys
+import threading
 import time
 
 from playwright.sync_api import expect, sync_playwright
@@ -79,6 +81,26 @@ def record_rows(page):
 
 # What the page reported as errors (shown with any failure: a script error explains a timeout).
 errors = []
+
+
+def receiver():
+    """An HTTP server on a loopback port that keeps the request line of each POST it gets."""
+    got = []
+
+    class Keep(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            got.append(self.requestline)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Keep)
+    server.got = got
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def main():
@@ -258,6 +280,27 @@ def main():
 
         # The pages around the jobs.
         nav = page.get_by_role("navigation", name="Main")
+
+        # A notification channel: a webhook to a receiver started here, tested from its row;
+        # the delivery log shows the test.
+        hook = receiver()
+        nav.get_by_role("link", name="Notifications").click()
+        page.get_by_role("button", name="Add channel").click()
+        add = page.get_by_role("dialog")
+        add.get_by_label("Name").fill("ops hook")
+        expect(add.get_by_label("SMTP server")).to_be_hidden()
+        add.get_by_label("URL").fill(f"http://127.0.0.1:{hook.server_port}/hook")
+        add.get_by_label("Signing secret").fill("hook secret")
+        add.get_by_role("button", name="Add channel").click()
+        row = page.locator('tr[data-channel="ops hook"]')
+        expect(row).to_contain_text(f"http://127.0.0.1:{hook.server_port}")
+        expect(row).not_to_contain_text("/hook")
+        row.get_by_role("button", name="Test").click()
+        expect(row.locator(".inline-result .ok")).to_contain_text("answered 200")
+        assert hook.got and hook.got[0].startswith("POST /hook"), hook.got
+        expect(page.locator("table.notifications tbody tr").first).to_contain_text("delivered")
+        shot(page, "notifications")
+
         nav.get_by_role("link", name="Credentials").click()
         page.get_by_role("button", name="Add credential").click()
         add = page.get_by_role("dialog")
