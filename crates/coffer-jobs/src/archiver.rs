@@ -4,7 +4,9 @@
 //! (`<data_dir>/backups/pitr-<credential id>`, encrypted under the repository key). A follower
 //! that stops (the server restarted, the network dropped) is started again on the next pass,
 //! from the newest file the archive holds; a file the server purged meanwhile shows as a gap.
-//! Files the archive holds whole are removed from the spool.
+//! Files the archive holds whole are removed from the spool. An archive that falls more than
+//! five minutes behind its server (or stands still as long) is told once as `pitr.lagging`, a
+//! new gap in it as `pitr.gap`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +27,19 @@ use crate::{Jobs, JobsError, Result, blocking};
 
 /// How often what grew is stored.
 const EVERY: Duration = Duration::from_secs(2);
+
+/// How far behind its server an archive may fall before it is told.
+const LAGGING: Duration = Duration::from_secs(300);
+
+/// What the archiver told, by credential id: which archives are lagging (once per episode),
+/// since when each one stands still, and the gaps each one had (those it had when the
+/// archiver started are not news).
+#[derive(Default)]
+struct Told {
+    lagging: std::collections::HashSet<String>,
+    stuck_since: HashMap<String, Instant>,
+    gaps: HashMap<String, usize>,
+}
 
 /// One credential being archived.
 struct Following {
@@ -57,8 +72,9 @@ impl Jobs {
     pub async fn archive_binlogs(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut following: HashMap<String, Following> = HashMap::new();
+        let mut told = Told::default();
         loop {
-            if let Err(e) = self.archive_pass(&mut following).await {
+            if let Err(e) = self.archive_pass(&mut following, &mut told).await {
                 tracing::warn!(error = %e, "the binlog archiver cannot list its credentials");
             }
             tokio::select! {
@@ -68,7 +84,11 @@ impl Jobs {
         }
     }
 
-    async fn archive_pass(&self, following: &mut HashMap<String, Following>) -> Result<()> {
+    async fn archive_pass(
+        &self,
+        following: &mut HashMap<String, Following>,
+        told: &mut Told,
+    ) -> Result<()> {
         let credentials: Vec<Credential> = self
             .db
             .resources::<Credential>()
@@ -87,6 +107,16 @@ impl Jobs {
             match self.archive_one(c, state).await {
                 Ok(f) => {
                     let lag = f.caught_up.elapsed();
+                    told.stuck_since.remove(&id);
+                    let gaps = pitr::coverage(&f.known).gaps;
+                    if let Some(before) = told.gaps.insert(id.clone(), gaps.len())
+                        && gaps.len() > before
+                    {
+                        let why = format!("{name}: the archive misses {}", gaps.join(", "));
+                        self.emit("pitr.gap", "", "", None, Some(&why));
+                    }
+                    let why = format!("its archive is {} s behind the server", lag.as_secs());
+                    self.tell_lagging(told, &id, &name, (lag > LAGGING).then_some(why));
                     metrics::gauge!("coffer_pitr_archive_lag_seconds", "credential" => id.clone(), "name" => name)
                         .set(lag.as_secs_f64());
                     let mut archiving = self.archiving.lock().expect("archiving");
@@ -103,6 +133,12 @@ impl Jobs {
                 }
                 Err(e) => {
                     tracing::warn!(credential = %name, error = %e, "binlog archiving");
+                    let since = *told
+                        .stuck_since
+                        .entry(id.clone())
+                        .or_insert_with(Instant::now);
+                    let why = format!("archiving stands still: {e}");
+                    self.tell_lagging(told, &id, &name, (since.elapsed() > LAGGING).then_some(why));
                     self.archiving
                         .lock()
                         .expect("archiving")
@@ -111,6 +147,26 @@ impl Jobs {
             }
         }
         Ok(())
+    }
+
+    /// Tell once that credential `id`'s archive is lagging (`why`), and forget it once it is
+    /// not (none).
+    fn tell_lagging(&self, told: &mut Told, id: &str, name: &str, why: Option<String>) {
+        match why {
+            Some(why) if told.lagging.insert(id.to_string()) => {
+                self.emit(
+                    "pitr.lagging",
+                    "",
+                    "",
+                    None,
+                    Some(&format!("{name}: {why}")),
+                );
+            }
+            Some(_) => {}
+            None => {
+                told.lagging.remove(id);
+            }
+        }
     }
 
     /// One pass for credential `c`: (re)start its follower when needed, store what grew.

@@ -184,6 +184,12 @@ impl Jobs {
         // run left behind.
         coffer_sources::scratch_server::remove_leftovers(&places.scratch_servers());
         let _ = std::fs::remove_dir_all(places.scratch());
+        // Temporary containers are this data directory's: another Coffer's stay.
+        let owner = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            places.scratch().as_os_str().as_encoded_bytes(),
+        );
+        coffer_sources::docker::set_owner(&hex::encode(&owner.as_ref()[..8]));
         tokio::spawn(kinds::volume::remove_leftovers());
         let jobs = Arc::new(Jobs {
             db,
@@ -930,6 +936,24 @@ impl Download {
 
 /// How long a prune waits for another process's prune of the same repository.
 const PRUNE_WAIT: Duration = Duration::from_secs(30);
+
+/// Wait until `next` (a minute at most), a wake-up of `wake`, or `shutdown`: false on
+/// shutdown. What the loops beside the server (scheduler, deliverer) wait on between passes.
+pub(crate) async fn pause(
+    next: Option<chrono::DateTime<Utc>>,
+    wake: &tokio::sync::Notify,
+    shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> bool {
+    let wait = next
+        .and_then(|t| (t - Utc::now()).to_std().ok())
+        .unwrap_or(Duration::from_secs(60))
+        .min(Duration::from_secs(60));
+    tokio::select! {
+        _ = shutdown => false,
+        _ = wake.notified() => true,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
 
 /// Run blocking repository work on the blocking pool.
 pub(crate) async fn blocking<T, E>(

@@ -213,14 +213,8 @@ impl Jobs {
                     None
                 }
             };
-            let wait = next
-                .and_then(|t| (t - Utc::now()).to_std().ok())
-                .unwrap_or(Duration::from_secs(60))
-                .min(Duration::from_secs(60));
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = self.deliveries.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+            if !crate::pause(next, &self.deliveries, shutdown.as_mut()).await {
+                break;
             }
         }
     }
@@ -365,9 +359,12 @@ impl Told {
             "job.overdue" => format!("{job_name} is overdue"),
             "job.recovered" => format!("{job_name} is back on schedule: a backup succeeded"),
             "backup.suspicious" => format!("A backup of {job_name} looks wrong"),
+            "pitr.lagging" => "A binary log archive is behind its server".to_string(),
+            "pitr.gap" => "A binary log archive has a new gap".to_string(),
             other => format!("{other} ({job_name})"),
         };
         let link = match event.job_id.as_str() {
+            "" if event.event.starts_with("pitr.") => format!("{public_url}/#/credentials"),
             "" => format!("{public_url}/#/system"),
             id => format!("{public_url}/#/jobs/{id}"),
         };

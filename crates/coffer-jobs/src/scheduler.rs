@@ -121,14 +121,8 @@ impl Jobs {
                     None
                 }
             };
-            let wait = next
-                .and_then(|t| (t - Utc::now()).to_std().ok())
-                .unwrap_or(Duration::from_secs(60))
-                .min(Duration::from_secs(60));
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+            if !crate::pause(next, &self.wake, shutdown.as_mut()).await {
+                break;
             }
         }
         let flags: Vec<Arc<AtomicBool>> = self

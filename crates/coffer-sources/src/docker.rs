@@ -31,6 +31,20 @@ const IMAGE: &str = "coffer-empty:1";
 const MOUNT: &str = "/volume";
 /// The label that marks Coffer's temporary containers.
 const TEMPORARY: &str = "coffer.temporary";
+/// The label naming the Coffer (by its data directory) a temporary container belongs to.
+const OWNER: &str = "coffer.owner";
+
+static OWNER_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Mark this process's temporary containers as `id`'s (one per data directory): the leftovers
+/// removed at start-up are its own, never those of another Coffer using the same engine.
+pub fn set_owner(id: &str) {
+    let _ = OWNER_ID.set(id.to_string());
+}
+
+fn owner() -> &'static str {
+    OWNER_ID.get().map_or("", String::as_str)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -364,9 +378,19 @@ impl Docker {
         result
     }
 
-    /// Remove temporary containers left behind by a crash.
+    /// Remove the temporary containers this Coffer's crash left behind (and those of older
+    /// versions, which named no owner); another Coffer's stay.
     pub async fn remove_leftovers(&self) -> Result<usize> {
-        let list = self.containers("label", TEMPORARY).await?;
+        let list: Vec<ContainerSummary> = self
+            .containers("label", TEMPORARY)
+            .await?
+            .into_iter()
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .is_none_or(|l| l.get(OWNER).is_none_or(|o| o == owner()))
+            })
+            .collect();
         for c in &list {
             if let Some(id) = &c.id {
                 remove_container(&self.inner, id).await;
@@ -402,7 +426,10 @@ impl Docker {
             // Never run: the image holds no program at all.
             cmd: Some(vec!["/coffer-never-started".into()]),
             network_disabled: Some(true),
-            labels: Some(HashMap::from([(TEMPORARY.to_string(), volume.to_string())])),
+            labels: Some(HashMap::from([
+                (TEMPORARY.to_string(), volume.to_string()),
+                (OWNER.to_string(), owner().to_string()),
+            ])),
             host_config: Some(HostConfig {
                 network_mode: Some("none".into()),
                 mounts: Some(vec![Mount {

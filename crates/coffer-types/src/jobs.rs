@@ -459,7 +459,9 @@ pub struct RestoreTask {
 pub struct Event {
     /// `backup.started`, `backup.progress`, `backup.completed`, `backup.failed`,
     /// `restore.progress`, `restore.completed`, `restore.failed`, `verify.failed`,
-    /// `drill.completed`, `drill.failed`.
+    /// `drill.completed`, `drill.failed`, and the others notification channels can choose
+    /// (`EVENTS`: `backup.suspicious`, `job.overdue`, … with an empty `job_id` for those of no
+    /// job).
     pub event: String,
     pub job_id: String,
     /// The record concerned (for restores: the record restored).

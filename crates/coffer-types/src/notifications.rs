@@ -17,6 +17,8 @@ pub const EVENTS: &[&str] = &[
     "job.overdue",
     "job.recovered",
     "backup.suspicious",
+    "pitr.lagging",
+    "pitr.gap",
 ];
 
 /// Where a channel delivers.

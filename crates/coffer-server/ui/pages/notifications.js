@@ -19,6 +19,8 @@ const EVENTS = [
   ['restore.completed', 'a restore completed'],
   ['restore.failed', 'a restore failed'],
   ['system.backup_failed', "a backup of Coffer's own configuration failed"],
+  ['pitr.lagging', 'a binary log archive fell behind its server (5 minutes or more)'],
+  ['pitr.gap', 'a binary log archive got a gap (the server purged what was not archived)'],
 ];
 
 const TYPES = [

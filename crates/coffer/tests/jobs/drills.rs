@@ -82,15 +82,7 @@ fn a_drill_proves_a_good_backup_restorable_and_names_what_a_damaged_one_lost() {
     }
 
     // A flipped byte in the packs: the drill fails, naming the file it could not get back.
-    for (pack, _) in packs(job.dest_path.as_deref().unwrap())
-        .into_iter()
-        .filter(|(_, size)| *size > 1 << 20)
-    {
-        let mut bytes = std::fs::read(&pack).unwrap();
-        // Inside the big file's data (the packs of trees are small).
-        bytes[4096] ^= 1;
-        std::fs::write(&pack, bytes).unwrap();
-    }
+    flip_a_byte_in_data_packs(job.dest_path.as_deref().unwrap());
     let damaged = api.drill(&job.id).unwrap();
     let failed = api.wait_drill(&job.id, &damaged.id, LONG).unwrap();
     assert_eq!(failed.status, RecordStatus::Failed, "{failed:?}");
@@ -244,14 +236,7 @@ fn a_drill_of_a_postgres_database_restores_it_beside_the_original_and_counts_its
     assert_eq!(psql(&db.0, "SELECT count(*) FROM shop.orders"), "40000");
 
     // A flipped byte in the dump's packs: the drill fails, and drops its scratch database.
-    for (pack, _) in packs(job.dest_path.as_deref().unwrap())
-        .into_iter()
-        .filter(|(_, size)| *size > 1 << 20)
-    {
-        let mut bytes = std::fs::read(&pack).unwrap();
-        bytes[4096] ^= 1;
-        std::fs::write(&pack, bytes).unwrap();
-    }
+    flip_a_byte_in_data_packs(job.dest_path.as_deref().unwrap());
     let failed = drill_to_end(api, &job.id);
     assert_eq!(failed.status, RecordStatus::Failed, "{failed:?}");
     let error = failed.error.clone().unwrap_or_default();

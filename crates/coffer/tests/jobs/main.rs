@@ -138,6 +138,16 @@ fn run_to_end(api: &Client, job: &str) -> Record {
     api.wait_record(job, &started.id, LONG).unwrap()
 }
 
+/// Flip one byte inside each data pack of the repository at `dest` (those over 1 MiB: the packs
+/// of trees are small), as damage after the backup would.
+fn flip_a_byte_in_data_packs(dest: &str) {
+    for (pack, _) in packs(dest).into_iter().filter(|(_, size)| *size > 1 << 20) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[4096] ^= 1;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+}
+
 /// Drill job `job`'s newest backup and wait until the drill ends.
 fn drill_to_end(api: &Client, job: &str) -> coffer_types::Drill {
     let started = api.drill(job).unwrap();
