@@ -128,6 +128,19 @@ fn a_drill_of_a_docker_volume_compares_everything_it_held() {
     // The volume's root, app, a.txt, sub, big.bin, link, hard, private, empty.
     assert!(check.detail.starts_with("9 entries compared"), "{check:?}");
     assert!(scratch_is_empty(env.dir.path()));
+    // Damaged after the backup: the drill fails, naming the file.
+    flip_a_byte_in_data_packs(job.dest_path.as_deref().unwrap());
+    let failed = drill_to_end(api, &job.id);
+    assert_eq!(failed.status, RecordStatus::Failed, "{failed:?}");
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("big.bin"),
+        "{failed:?}"
+    );
+    assert!(scratch_is_empty(env.dir.path()));
     assert!(env.server.stop().success());
 }
 
@@ -141,6 +154,8 @@ fn a_drill_of_a_sqlite_database_checks_its_integrity_and_its_rows() {
             "INSERT INTO orders VALUES (1), (2), (3)",
             "CREATE TABLE notes (t TEXT)",
             "INSERT INTO notes VALUES ('a'), ('b')",
+            "CREATE TABLE blobs (b BLOB)",
+            "INSERT INTO blobs VALUES (randomblob(3000000))",
         ],
     );
     let input: JobInput =
@@ -168,9 +183,18 @@ fn a_drill_of_a_sqlite_database_checks_its_integrity_and_its_rows() {
             (
                 format!("rows of {path}").as_str(),
                 true,
-                "2 tables, 5 rows, as at backup time"
+                "3 tables, 6 rows, as at backup time"
             ),
         ]
+    );
+    // Damaged after the backup: the drill fails, naming the database file.
+    flip_a_byte_in_data_packs(job.dest_path.as_deref().unwrap());
+    let failed = drill_to_end(&env.api, &job.id);
+    assert_eq!(failed.status, RecordStatus::Failed, "{failed:?}");
+    let name = db.file_name().unwrap().to_str().unwrap();
+    assert!(
+        failed.error.as_deref().unwrap_or_default().contains(name),
+        "{failed:?}"
     );
     let left: Vec<_> = std::fs::read_dir(env.dir.path().join("data/tmp"))
         .unwrap()

@@ -334,3 +334,55 @@ fn a_suspicious_backup_an_overdue_job_and_a_dead_mans_switch_are_told() {
     assert!(!api.job(&job.id).unwrap().overdue);
     assert!(server.stop().success());
 }
+
+#[test]
+fn each_kind_of_channel_gets_the_message_in_its_own_shape() {
+    let hook = HttpReceiver::start();
+    let env = start();
+    let api = &env.api;
+    let kinds = [
+        json!({"name": "discord", "type": "discord", "url": hook.url("/api/webhooks/1/tok")}),
+        json!({"name": "slack", "type": "slack", "url": hook.url("/services/T/B/X")}),
+        json!({"name": "ntfy", "type": "ntfy", "url": hook.url("/backups-topic"), "token": "tk_ntfy"}),
+        json!({"name": "gotify", "type": "gotify", "url": hook.url("/"), "token": "AppToken"}),
+    ];
+    for mut input in kinds {
+        input["events"] = json!(["backup.failed"]);
+        let c = channel(api, input);
+        let tested = api.test_resource::<NotificationChannel>(&c.id).unwrap();
+        assert!(tested.ok, "{}: {tested:?}", c.name);
+    }
+    let got = hook.received();
+    assert_eq!(got.len(), 4, "{got:?}");
+    let body = |i: usize| -> serde_json::Value { serde_json::from_slice(&got[i].body).unwrap() };
+    // Discord: the post's content, mentioning no one.
+    assert_eq!(got[0].path, "/api/webhooks/1/tok");
+    let discord = body(0);
+    assert!(
+        discord["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("**Coffer: a test of the channel discord**"),
+        "{discord}"
+    );
+    assert_eq!(discord["allowed_mentions"]["parse"], json!([]));
+    // Slack: its text.
+    assert_eq!(got[1].path, "/services/T/B/X");
+    assert!(
+        body(1)["text"]
+            .as_str()
+            .unwrap()
+            .contains("the channel slack works")
+    );
+    // ntfy: JSON published to the server, the topic inside, the token as a bearer.
+    assert_eq!(got[2].path, "/");
+    let ntfy = body(2);
+    assert_eq!(ntfy["topic"], "backups-topic");
+    assert_eq!(got[2].headers["authorization"], "Bearer tk_ntfy");
+    // Gotify: /message with the application token.
+    assert_eq!(got[3].path, "/message");
+    assert_eq!(got[3].headers["x-gotify-key"], "AppToken");
+    assert!(body(3)["title"].as_str().unwrap().contains("gotify"));
+    assert!(!env.server.log().contains("AppToken") && !env.server.log().contains("tk_ntfy"));
+    assert!(env.server.stop().success());
+}
