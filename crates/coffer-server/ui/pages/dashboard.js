@@ -12,7 +12,7 @@ export function jobWarning(job) {
   if (!job.enabled) return null;
   if (job.last_status === 'failed') return `The last run failed${job.last_error ? `: ${job.last_error}` : '.'}`;
   if (job.last_drill_status === 'failed') return 'The last restore drill failed: see its checks on the job page.';
-  if (job.overdue) return 'Overdue: the schedule expected a run that has not happened.';
+  if (job.overdue) return 'Overdue: the schedule expected a successful backup that has not come.';
   if (!job.last_run) return job.next_run ? 'Never ran yet.' : 'Never ran, and has no schedule: run it by hand.';
   return null;
 }
