@@ -292,7 +292,9 @@ fn a_drill_of_a_mariadb_database_names_the_table_its_dump_left_out() {
         "CREATE TABLE customers (id INT PRIMARY KEY, name TEXT) ENGINE=InnoDB;
          INSERT INTO customers VALUES (1, 'a'), (2, 'b'), (3, 'c');
          CREATE TABLE audit (id INT PRIMARY KEY) ENGINE=InnoDB;
-         INSERT INTO audit VALUES (1), (2);",
+         INSERT INTO audit VALUES (1), (2);
+         CREATE TABLE ledger (id INT PRIMARY KEY, note TEXT) ENGINE=InnoDB;
+         INSERT INTO ledger SELECT seq, CONCAT(md5(seq), md5(seq * 7)) FROM seq_1_to_40000;",
     );
     // The node's own option file has mariadb-dump leave a table out; mydumper does not read it.
     let home = tempdir().unwrap();
@@ -319,8 +321,12 @@ fn a_drill_of_a_mariadb_database_names_the_table_its_dump_left_out() {
     let loaded = api
         .create_job(&serde_json::from_value(input).unwrap())
         .unwrap();
-    let counted: std::collections::BTreeMap<String, u64> =
-        [("audit".to_string(), 2), ("customers".to_string(), 3)].into();
+    let counted: std::collections::BTreeMap<String, u64> = [
+        ("audit".to_string(), 2),
+        ("customers".to_string(), 3),
+        ("ledger".to_string(), 40000),
+    ]
+    .into();
     for job in [&dumped, &loaded] {
         let record = run_to_end(api, &job.id);
         assert_eq!(record.status, RecordStatus::Success, "{record:?}");
@@ -349,7 +355,7 @@ fn a_drill_of_a_mariadb_database_names_the_table_its_dump_left_out() {
         [(
             what,
             true,
-            "2 tables, 5 rows, as at backup time".to_string()
+            "3 tables, 40005 rows, as at backup time".to_string()
         )]
     );
     for d in [&failed, &passed] {
@@ -358,6 +364,15 @@ fn a_drill_of_a_mariadb_database_names_the_table_its_dump_left_out() {
         assert_eq!(left, "", "the scratch database is dropped");
     }
     assert_eq!(mariadb(&db.0, "SELECT COUNT(*) FROM audit"), "2");
+    // Damaged after the backup: the drill fails, naming the dump, and drops its database.
+    flip_a_byte_in_data_packs(loaded.dest_path.as_deref().unwrap());
+    let damaged = drill_to_end(api, &loaded.id);
+    assert_eq!(damaged.status, RecordStatus::Failed, "{damaged:?}");
+    let error = damaged.error.clone().unwrap_or_default();
+    assert!(error.contains(&format!("{}.mydumper", db.0)), "{damaged:?}");
+    let scratch = format!("coffer_drill_{}", damaged.id);
+    let left = mariadb("", &format!("SHOW DATABASES LIKE '{scratch}'"));
+    assert_eq!(left, "", "the scratch database is dropped");
     assert!(env.server.stop().success());
 }
 
