@@ -35,7 +35,7 @@ const LAGGING: Duration = Duration::from_secs(300);
 /// since when each one stands still, and the gaps each one had (those it had when the
 /// archiver started are not news).
 #[derive(Default)]
-struct Told {
+struct Alerted {
     lagging: std::collections::HashSet<String>,
     stuck_since: HashMap<String, Instant>,
     gaps: HashMap<String, usize>,
@@ -72,7 +72,7 @@ impl Jobs {
     pub async fn archive_binlogs(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut following: HashMap<String, Following> = HashMap::new();
-        let mut told = Told::default();
+        let mut told = Alerted::default();
         loop {
             if let Err(e) = self.archive_pass(&mut following, &mut told).await {
                 tracing::warn!(error = %e, "the binlog archiver cannot list its credentials");
@@ -87,7 +87,7 @@ impl Jobs {
     async fn archive_pass(
         &self,
         following: &mut HashMap<String, Following>,
-        told: &mut Told,
+        told: &mut Alerted,
     ) -> Result<()> {
         let credentials: Vec<Credential> = self
             .db
@@ -151,7 +151,7 @@ impl Jobs {
 
     /// Tell once that credential `id`'s archive is lagging (`why`), and forget it once it is
     /// not (none).
-    fn tell_lagging(&self, told: &mut Told, id: &str, name: &str, why: Option<String>) {
+    fn tell_lagging(&self, told: &mut Alerted, id: &str, name: &str, why: Option<String>) {
         match why {
             Some(why) if told.lagging.insert(id.to_string()) => {
                 self.emit(
