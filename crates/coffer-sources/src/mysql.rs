@@ -18,7 +18,7 @@ use std::process::Command;
 
 use crate::child::{self, Dump};
 use crate::dirdump::{self, DirDump, Listing};
-use crate::rows::{Counted, RowCounts, Session};
+use crate::rows::{self, Counted, RowCounts, Session};
 use crate::{SourceError, failed};
 
 /// Where and as whom to connect.
@@ -136,7 +136,7 @@ fn tables_of(db: &str) -> String {
         "SELECT HEX(table_name) FROM information_schema.tables \
          WHERE table_schema = CONVERT(0x{} USING utf8mb4) \
          AND table_type IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY 1",
-        hex(db.as_bytes())
+        hex::encode_upper(db)
     )
 }
 
@@ -166,16 +166,9 @@ fn counts(what: &str, names: &[String], answer: Vec<String>) -> Result<RowCounts
     Ok(rows)
 }
 
-/// Bytes as hexadecimal digits, and back (names the client prints raw would be escaped).
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
+/// A table name the client printed in hexadecimal (printed raw, it would be escaped).
 fn unhex(text: &str) -> String {
-    let bytes: Vec<u8> = (0..text.len() / 2)
-        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+    String::from_utf8_lossy(&hex::decode(text).unwrap_or_default()).into_owned()
 }
 
 /// A database name as an SQL identifier.
@@ -250,11 +243,18 @@ impl Login {
         c
     }
 
+    /// The client, answering bare values, one row a line.
+    fn batch_client(&self, options: &OptionFile) -> Command {
+        let mut c = self.command(&client(), options);
+        c.args(["--batch", "--skip-column-names"]);
+        c
+    }
+
     /// Run one SQL statement with the client; its output.
     pub(crate) fn sql(&self, db: Option<&str>, sql: &str) -> Result<String, SourceError> {
         let options = self.option_file()?;
-        let mut c = self.command(&client(), &options);
-        c.args(["--batch", "--skip-column-names", "--execute", sql]);
+        let mut c = self.batch_client(&options);
+        c.args(["--execute", sql]);
         if let Some(db) = db {
             c.arg(db);
         }
@@ -366,11 +366,11 @@ impl Login {
         start: impl FnOnce() -> Result<R, SourceError>,
         begun: fn(&[u8]) -> bool,
     ) -> Result<Counted<Begun<R>>, SourceError> {
-        let what = format!("counting the rows of database {db}");
+        let what = rows::counting(db);
         let held = (|| {
             let options = self.option_file()?;
-            let mut c = self.command(&client(), &options);
-            c.args(["--batch", "--skip-column-names", "--unbuffered"]);
+            let mut c = self.batch_client(&options);
+            c.arg("--unbuffered");
             let keep = Some(Box::new(options) as Box<dyn Send>);
             let mut session = Session::start(c, what.clone(), "SELECT 'coffer:end';", keep)?;
             session
@@ -430,8 +430,11 @@ impl Login {
             return Ok(RowCounts::new());
         }
         let answer = self.sql(None, &count(db, &names))?;
-        let what = format!("counting the rows of database {db}");
-        counts(&what, &names, answer.lines().map(str::to_string).collect())
+        counts(
+            &rows::counting(db),
+            &names,
+            answer.lines().map(str::to_string).collect(),
+        )
     }
 
     /// Drop database `db` if it exists.

@@ -195,17 +195,24 @@ impl Login {
         c
     }
 
+    /// `psql` against `db`, answering bare values and stopping at the first error.
+    fn psql_command(&self, db: &str) -> Command {
+        let mut c = self.command(&tool("psql", None));
+        c.args([
+            "--no-password",
+            "--no-psqlrc",
+            "--tuples-only",
+            "--no-align",
+        ])
+        .args(["--set", "ON_ERROR_STOP=1", "--dbname", db]);
+        c
+    }
+
     /// Run `psql` with one SQL command against `db`; its output.
     fn psql(&self, db: &str, sql: &str) -> Result<String, SourceError> {
         let out = self
-            .command(&tool("psql", None))
-            .args([
-                "--no-password",
-                "--no-psqlrc",
-                "--tuples-only",
-                "--no-align",
-            ])
-            .args(["--set", "ON_ERROR_STOP=1", "--dbname", db, "--command", sql])
+            .psql_command(db)
+            .args(["--command", sql])
             .output()
             .map_err(|e| failed("psql", format!("cannot start psql: {e}")))?;
         if !out.status.success() {
@@ -249,16 +256,10 @@ impl Login {
     /// (`pg_dump --snapshot` imports it when it starts). When they cannot be counted, the
     /// dump is made all the same.
     pub fn dump_counted(&self, db: &str, major: Option<u32>) -> Result<Counted<Dump>, SourceError> {
-        let what = format!("counting the rows of database {db}");
+        let what = rows::counting(db);
         let counted = (|| {
-            let mut c = self.command(&tool("psql", None));
-            c.args([
-                "--no-password",
-                "--no-psqlrc",
-                "--tuples-only",
-                "--no-align",
-            ])
-            .args(["--quiet", "--set", "ON_ERROR_STOP=1", "--dbname", db]);
+            let mut c = self.psql_command(db);
+            c.arg("--quiet");
             let mut session = Session::start(c, what.clone(), "\\echo coffer:end", None)?;
             session.ask("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;")?;
             let snapshot = session.ask("SELECT pg_export_snapshot();")?.concat();
@@ -302,10 +303,7 @@ impl Login {
 
     /// The rows of each table of database `db` now.
     pub fn row_counts(&self, db: &str) -> Result<RowCounts, SourceError> {
-        rows::from_json(
-            &format!("counting the rows of database {db}"),
-            &self.psql(db, COUNT_ROWS)?,
-        )
+        rows::from_json(&rows::counting(db), &self.psql(db, COUNT_ROWS)?)
     }
 
     /// Drop database `db` if it exists, with its connections.

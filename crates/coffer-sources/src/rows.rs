@@ -145,6 +145,11 @@ impl Deadline {
     }
 }
 
+/// What counting the rows of database `db` is called in errors.
+pub(crate) fn counting(db: &str) -> String {
+    format!("counting the rows of database {db}")
+}
+
 /// The counts in an answer of one JSON object, table → rows.
 pub(crate) fn from_json(what: &str, text: &str) -> Result<RowCounts, SourceError> {
     serde_json::from_str(text).map_err(|e| failed(what, format!("unexpected row counts: {e}")))
