@@ -92,6 +92,14 @@ struct Row {
     created_at: String,
 }
 
+/// A due notification's row, with the body a webhook receives.
+#[derive(sqlx::FromRow)]
+struct DueRow {
+    #[sqlx(flatten)]
+    row: Row,
+    payload: String,
+}
+
 const COLUMNS: &str = "id, channel_id, channel_name, event, job_id, title, text, status, attempts,
     next_attempt_at, created_at";
 
@@ -186,20 +194,22 @@ impl Db {
         &self,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Due>, Option<DateTime<Utc>>)> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, payload FROM notifications
-             WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id",
-        )
+        let rows: Vec<DueRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, payload FROM notifications
+             WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id"
+        )))
         .bind(ts(now))
         .fetch_all(self.pool())
         .await?;
-        let mut due = vec![];
-        for (id, payload) in rows {
-            due.push(Due {
-                notification: self.notification(&id).await?,
-                payload,
-            });
-        }
+        let due = rows
+            .into_iter()
+            .map(|r| {
+                Ok(Due {
+                    notification: notification(r.row)?,
+                    payload: r.payload,
+                })
+            })
+            .collect::<Result<_>>()?;
         let next: Option<String> = sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM notifications
              WHERE status = 'pending' AND next_attempt_at > ?1",
@@ -218,23 +228,22 @@ impl Db {
         attempt: &DeliveryAttempt,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<Notification> {
-        let mut attempts = self.notification(id).await?.attempts;
-        attempts.push(attempt.clone());
         let status = match (attempt.ok, retry_at) {
             (true, _) => DeliveryStatus::Delivered,
             (false, Some(_)) => DeliveryStatus::Pending,
             (false, None) => DeliveryStatus::Failed,
         };
-        sqlx::query(
-            "UPDATE notifications SET status = ?2, attempts = ?3, next_attempt_at = ?4
-             WHERE id = ?1",
-        )
+        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE notifications SET status = ?2, attempts = json_insert(attempts, '$[#]', json(?3)),
+                 next_attempt_at = ?4
+             WHERE id = ?1 RETURNING {COLUMNS}"
+        )))
         .bind(id)
         .bind(status.as_str())
-        .bind(serde_json::to_string(&attempts).expect("attempts serialize"))
+        .bind(serde_json::to_string(attempt).expect("an attempt serializes"))
         .bind(retry_at.filter(|_| !attempt.ok).map(ts))
-        .execute(self.pool())
+        .fetch_optional(self.pool())
         .await?;
-        self.notification(id).await
+        notification(row.ok_or(DbError::NotFound("notification"))?)
     }
 }
